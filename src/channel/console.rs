@@ -1,0 +1,44 @@
+//! `console`: prints each message to standard output, for trying a campaign out.
+
+use std::io::Write;
+
+use super::{Delivered, SendError};
+use crate::message::Envelope;
+
+#[derive(Debug, Default)]
+pub struct Console;
+
+impl Console {
+    pub async fn send(&self, env: &Envelope) -> Result<Delivered, SendError> {
+        let mut out = std::io::stdout().lock();
+        let mut text = format!(
+            "── {} → {} ({}) · {}\n",
+            env.campaign, env.recipient, env.address, env.scheduled_at
+        );
+        if let Some(subject) = &env.content.subject {
+            text.push_str(&format!("Subject: {subject}\n"));
+        }
+        if let Some(wa) = &env.content.whatsapp {
+            text.push_str(&format!(
+                "[template {} ({}) params: {}]\n",
+                wa.name,
+                wa.language,
+                wa.body.join(" | ")
+            ));
+        }
+        text.push_str(&env.content.body);
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(|e| SendError::transient(format!("cannot write to standard output: {e}")))?;
+        Ok(Delivered {
+            provider_id: Some(format!("console-{}", env.message_id)),
+        })
+    }
+
+    pub fn preview_request(&self, env: &Envelope) -> serde_json::Value {
+        serde_json::json!({ "stdout": env.content.body })
+    }
+}

@@ -1,0 +1,14 @@
+//! disparo: schedule template ("HSM") message campaigns in each recipient's local time and
+//! dispatch them through channel adapters, never at night and never twice.
+//!
+//! The library is the whole product; `main.rs` is a thin command-line edge over [`cli`].
+//! Map (see ARCHITECTURE.md):
+//! - [`schedule`]: pure time engine (zones, RFC 5545, quiet hours, cron, caps).
+//! - [`message`]: rendered content and the envelope handed to channels.
+//! - [`channel`]: the adapters (console, outbox, webhook, WhatsApp, Twilio, SMTP, command).
+//! - [`units`]: durations, rates and times as people write them.
+
+pub mod channel;
+pub mod message;
+pub mod schedule;
+pub mod units;
