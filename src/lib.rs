@@ -11,4 +11,7 @@
 pub mod channel;
 pub mod message;
 pub mod schedule;
+pub mod template;
+pub mod diag;
+pub mod model;
 pub mod units;

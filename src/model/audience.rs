@@ -1,0 +1,328 @@
+//! Audiences: CSV (header row), JSON array, JSON Lines or YAML list, read as a stream.
+//!
+//! Recipients are handed one at a time to a callback, so a file of millions of rows is never
+//! held in memory (YAML lists, meant for small hand-written audiences, are the exception).
+//! Row-level problems go to the callback too, so `validate` can report all of them.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use crate::diag::Problem;
+
+/// Largest accepted field: a cell bigger than this is a broken file, not a name.
+pub const MAX_FIELD_BYTES: usize = 64 * 1024;
+
+/// One recipient: its `id` and every field, available to templates by name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recipient {
+    /// 1-based position among the recipients of the file.
+    pub row: u64,
+    /// Line in the file where the record starts (0 when unknown).
+    pub line: u64,
+    pub id: String,
+    pub fields: Map<String, Value>,
+}
+
+impl Recipient {
+    /// A field as text; empty strings count as absent (an empty CSV cell).
+    pub fn text(&self, key: &str) -> Option<&str> {
+        match self.fields.get(key)? {
+            Value::String(s) if s.trim().is_empty() => None,
+            Value::String(s) => Some(s.trim()),
+            _ => None,
+        }
+    }
+    /// A field as text, numbers included (phones written as numbers in JSON/YAML).
+    pub fn text_or_number(&self, key: &str) -> Option<String> {
+        match self.fields.get(key)? {
+            Value::Number(n) => Some(n.to_string()),
+            _ => self.text(key).map(str::to_owned),
+        }
+    }
+}
+
+/// The formats an audience can be written in, chosen by file extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudienceFormat {
+    Csv,
+    Json,
+    JsonLines,
+    Yaml,
+}
+
+impl AudienceFormat {
+    pub fn from_path(path: &Path) -> Option<AudienceFormat> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        Some(match ext.as_str() {
+            "csv" => AudienceFormat::Csv,
+            "json" => AudienceFormat::Json,
+            "jsonl" | "ndjson" => AudienceFormat::JsonLines,
+            "yaml" | "yml" => AudienceFormat::Yaml,
+            _ => return None,
+        })
+    }
+}
+
+/// What the callback gets for each record.
+pub type Row = Result<Recipient, Problem>;
+
+/// Streams the recipients of `path` to `each`. Returns the number of records seen.
+/// A problem with the file as a whole (unreadable, not CSV/JSON at all) is the `Err`.
+pub fn read(path: &Path, each: &mut dyn FnMut(Row) -> ControlFlow<()>) -> Result<u64, Problem> {
+    let format = AudienceFormat::from_path(path).ok_or_else(|| {
+        Problem::new("unknown audience format")
+            .in_file(path)
+            .hint("name the file .csv, .json, .jsonl or .yaml")
+    })?;
+    let file = File::open(path).map_err(|e| {
+        Problem::new(format!("cannot read audience: {e}"))
+            .in_file(path)
+            .hint("check the campaign's `audience` path; it is relative to the project root")
+    })?;
+    let reader = BufReader::with_capacity(256 * 1024, file);
+    match format {
+        AudienceFormat::Csv => read_csv(path, reader, each),
+        AudienceFormat::JsonLines => read_jsonl(path, reader, each),
+        AudienceFormat::Json => read_json(path, reader, each),
+        AudienceFormat::Yaml => read_yaml(path, reader, each),
+    }
+}
+
+fn object_to_recipient(path: &Path, row: u64, line: u64, obj: Value) -> Row {
+    let here = |p: Problem| {
+        let p = p.in_file(path).row(row);
+        if line > 0 { p.at_line(line) } else { p }
+    };
+    let Value::Object(fields) = obj else {
+        return Err(here(Problem::new("a recipient must be an object with fields")
+            .hint("write each recipient as {\"id\": \"...\", \"phone\": \"...\", ...}")));
+    };
+    if let Some((k, _)) = fields.iter().find(|(_, v)| v.as_str().is_some_and(|s| s.len() > MAX_FIELD_BYTES)) {
+        return Err(here(Problem::new(format!("field is larger than {} KiB", MAX_FIELD_BYTES / 1024)).field(k.clone()).hint("check the file for a missing quote or a broken record")));
+    }
+    let id = match fields.get("id") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_owned(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => {
+            return Err(here(Problem::new("the recipient has no `id`")
+                .field("id")
+                .hint("give every recipient a unique, non-empty `id`")));
+        }
+    };
+    Ok(Recipient { row, line, id, fields })
+}
+
+fn read_csv(path: &Path, reader: impl Read, each: &mut dyn FnMut(Row) -> ControlFlow<()>) -> Result<u64, Problem> {
+    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
+    let headers = rdr.byte_headers().map_err(|e| csv_problem(path, &e))?.clone();
+    let mut names = Vec::with_capacity(headers.len());
+    for (i, h) in headers.iter().enumerate() {
+        let h = std::str::from_utf8(h).map_err(|_| {
+            Problem::new(format!("column {} of the header is not UTF-8", i + 1)).in_file(path).at_line(1).hint("save the file as UTF-8")
+        })?;
+        let h = h.trim_start_matches('\u{feff}').trim().to_owned();
+        if h.is_empty() {
+            return Err(Problem::new(format!("column {} of the header has no name", i + 1)).in_file(path).at_line(1).hint("name every column in the first row"));
+        }
+        if names.contains(&h) {
+            return Err(Problem::new(format!("the header names column {h:?} twice")).in_file(path).at_line(1).field(h).hint("rename or remove the repeated column"));
+        }
+        names.push(h);
+    }
+    if !names.iter().any(|n| n == "id") {
+        return Err(Problem::new("the header has no `id` column").in_file(path).at_line(1).field("id").hint("add an `id` column with a unique value per recipient"));
+    }
+    let mut record = csv::ByteRecord::new();
+    let mut row = 0u64;
+    // The csv crate counts record terminators, not line breaks inside quoted values; add those
+    // back so a reported line is the one an editor shows.
+    let mut quoted_breaks = 0u64;
+    loop {
+        match rdr.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                row += 1;
+                if each(Err(csv_problem(path, &e).row(row))).is_break() {
+                    return Ok(row);
+                }
+                continue;
+            }
+        }
+        row += 1;
+        let line = record.position().map(|p| p.line() + quoted_breaks).unwrap_or(0);
+        quoted_breaks += record.as_slice().iter().filter(|&&b| b == b'\n').count() as u64;
+        let here = |p: Problem| p.in_file(path).at_line(line).row(row);
+        let result = if record.len() != names.len() {
+            Err(here(Problem::new(format!("the row has {} fields but the header has {}", record.len(), names.len()))
+                .hint("check for a missing or extra comma, or an unquoted comma inside a value")))
+        } else {
+            let mut fields = Map::new();
+            let mut err = None;
+            for (name, cell) in names.iter().zip(record.iter()) {
+                if cell.len() > MAX_FIELD_BYTES {
+                    err = Some(here(Problem::new(format!("field is larger than {} KiB", MAX_FIELD_BYTES / 1024)).field(name.clone()).hint("check the file for a missing closing quote")));
+                    break;
+                }
+                match std::str::from_utf8(cell) {
+                    Ok(s) => {
+                        fields.insert(name.clone(), Value::String(s.to_owned()));
+                    }
+                    Err(_) => {
+                        err = Some(here(Problem::new("the value is not valid UTF-8").field(name.clone()).hint("save the file as UTF-8 (e.g. from a spreadsheet: CSV UTF-8)")));
+                        break;
+                    }
+                }
+            }
+            match err {
+                Some(p) => Err(p),
+                None => object_to_recipient(path, row, line, Value::Object(fields)),
+            }
+        };
+        if each(result).is_break() {
+            break;
+        }
+    }
+    Ok(row)
+}
+
+fn csv_problem(path: &Path, e: &csv::Error) -> Problem {
+    let line = e.position().map(|p| p.line()).unwrap_or(0);
+    Problem::new(format!("malformed CSV: {e}")).in_file(path).at_line(line).hint("check quoting: a value with a comma, quote or line break must be in double quotes")
+}
+
+fn read_jsonl(path: &Path, mut reader: impl BufRead, each: &mut dyn FnMut(Row) -> ControlFlow<()>) -> Result<u64, Problem> {
+    let mut buf = Vec::new();
+    let mut line = 0u64;
+    let mut row = 0u64;
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf).map_err(|e| Problem::new(format!("cannot read audience: {e}")).in_file(path))?;
+        if n == 0 {
+            break;
+        }
+        line += 1;
+        let text = buf.trim_ascii();
+        if text.is_empty() {
+            continue;
+        }
+        row += 1;
+        let result = match serde_json::from_slice::<Value>(text) {
+            Ok(v) => object_to_recipient(path, row, line, v),
+            Err(e) => Err(Problem::new(format!("invalid JSON: {e}")).in_file(path).at(line, e.column() as u64).row(row).hint("each line must be one JSON object")),
+        };
+        if each(result).is_break() {
+            break;
+        }
+    }
+    Ok(row)
+}
+
+fn read_json(path: &Path, reader: impl Read, each: &mut dyn FnMut(Row) -> ControlFlow<()>) -> Result<u64, Problem> {
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+    struct Each<'a, 'p> {
+        path: &'p Path,
+        row: u64,
+        each: &'a mut dyn FnMut(Row) -> ControlFlow<()>,
+    }
+    impl<'de> Visitor<'de> for &mut Each<'_, '_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON array of recipient objects")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(v) = seq.next_element::<Value>()? {
+                self.row += 1;
+                if (self.each)(object_to_recipient(self.path, self.row, 0, v)).is_break() {
+                    // Drain the rest without keeping it, so the parser state stays valid.
+                    while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                    break;
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut state = Each { path, row: 0, each };
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    de.deserialize_seq(&mut state).map_err(|e| {
+        Problem::new(format!("invalid JSON audience: {e}")).in_file(path).at(e.line() as u64, e.column() as u64).hint("a .json audience is one array of objects; use .jsonl for one object per line")
+    })?;
+    de.end().map_err(|e| Problem::new(format!("unexpected content after the JSON array: {e}")).in_file(path).at(e.line() as u64, e.column() as u64))?;
+    Ok(state.row)
+}
+
+fn read_yaml(path: &Path, reader: impl Read, each: &mut dyn FnMut(Row) -> ControlFlow<()>) -> Result<u64, Problem> {
+    let list: Vec<Value> = serde_saphyr::from_reader(reader).map_err(|e| crate::diag::yaml_problem(path, &e))?;
+    let mut row = 0;
+    for v in list {
+        row += 1;
+        if each(object_to_recipient(path, row, 0, v)).is_break() {
+            break;
+        }
+    }
+    Ok(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(name: &str, content: &[u8]) -> (Result<u64, Problem>, Vec<Row>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        let mut rows = Vec::new();
+        let r = read(&path, &mut |row| {
+            rows.push(row);
+            ControlFlow::Continue(())
+        });
+        (r, rows)
+    }
+
+    #[test]
+    fn csv_with_bom_crlf_and_quoted_newline() {
+        let (r, rows) = collect("a.csv", b"\xef\xbb\xbfid,first_name,phone\r\n1,\"Ana\nMaria\",+5511999990000\r\n2,Jo\xc3\xa3o,+5511999990001\r\n");
+        assert_eq!(r.unwrap(), 2);
+        let a = rows[0].as_ref().unwrap();
+        assert_eq!(a.text("first_name"), Some("Ana\nMaria"));
+        assert_eq!(rows[1].as_ref().unwrap().text("first_name"), Some("João"));
+        assert_eq!(rows[1].as_ref().unwrap().line, 4);
+    }
+
+    #[test]
+    fn csv_wrong_column_count_names_line_and_row() {
+        let (_, rows) = collect("a.csv", b"id,phone\n1,+1\n2,+2,extra\n");
+        let p = rows[1].as_ref().unwrap_err();
+        assert_eq!((p.line, p.row), (Some(3), Some(2)));
+        assert!(p.message.contains("3 fields"), "{p}");
+    }
+
+    #[test]
+    fn csv_non_utf8_names_field() {
+        let (_, rows) = collect("a.csv", b"id,first_name\n1,Jo\xe3o\n");
+        let p = rows[0].as_ref().unwrap_err();
+        assert_eq!(p.field.as_deref(), Some("first_name"));
+    }
+
+    #[test]
+    fn json_jsonl_and_yaml() {
+        let (r, rows) = collect("a.json", br#"[{"id": 1, "phone": "+1"}, {"id": "b"}]"#);
+        assert_eq!(r.unwrap(), 2);
+        assert_eq!(rows[0].as_ref().unwrap().id, "1");
+        let (_, rows) = collect("a.jsonl", b"{\"id\":\"x\"}\n\nnot json\n");
+        assert_eq!(rows[1].as_ref().unwrap_err().line, Some(3));
+        let (r, rows) = collect("a.yaml", b"- id: a\n  phone: '+1'\n- id: b\n");
+        assert_eq!(r.unwrap(), 2);
+        assert_eq!(rows[1].as_ref().unwrap().id, "b");
+    }
+
+    #[test]
+    fn missing_id_is_a_row_problem() {
+        let (_, rows) = collect("a.jsonl", b"{\"phone\":\"+1\"}\n");
+        assert_eq!(rows[0].as_ref().unwrap_err().field.as_deref(), Some("id"));
+    }
+}

@@ -1,0 +1,430 @@
+//! `campaigns/NAME.yaml`: one campaign, checked key by key (SPEC §2).
+
+use std::path::{Path, PathBuf};
+
+use jiff::civil::{Date, DateTime, Weekday};
+use jiff::tz::TimeZone;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::diag::{Problem, yaml_problem};
+use crate::schedule::{QuietHours, SendWindow, Weekdays};
+use crate::units::{Duration, Rate, parse_time};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CampaignFile {
+    #[serde(default)]
+    name: Option<String>,
+    channel: Spanned<String>,
+    template: Spanned<String>,
+    audience: Spanned<String>,
+    #[serde(default)]
+    vars: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    schedule: Option<ScheduleFile>,
+    #[serde(default)]
+    throttle: Option<Rate>,
+    #[serde(default)]
+    frequency_cap: Option<FrequencyCap>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleFile {
+    #[serde(default)]
+    at: Option<Spanned<String>>,
+    #[serde(default)]
+    cron: Option<Spanned<String>>,
+    #[serde(default)]
+    start: Option<Spanned<String>>,
+    #[serde(default)]
+    until: Option<Spanned<String>>,
+    #[serde(default)]
+    count: Option<u32>,
+    #[serde(default)]
+    timezone: Option<Spanned<String>>,
+    #[serde(default)]
+    quiet_hours: Option<Spanned<QuietFile>>,
+    #[serde(default)]
+    days: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    blackout_dates: Vec<Spanned<String>>,
+    #[serde(default)]
+    late: Late,
+    #[serde(default)]
+    expire_after: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum QuietFile {
+    Preset(String),
+    Window { start: String, end: String },
+}
+
+/// What to do with a one-shot `at` already past at plan time (SPEC §4 rule 7).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Late {
+    /// The same local time on the next allowed day.
+    #[default]
+    NextDay,
+    /// Due at once, still subject to quiet hours, expiry and caps.
+    SendNow,
+    /// Recorded as `skipped`, never sent.
+    Skip,
+}
+
+/// At most `max` messages per address and channel in any trailing `per` window (SPEC §4 rule 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrequencyCap {
+    pub max: u32,
+    pub per: Duration,
+}
+
+/// When the campaign's messages are aimed, on each recipient's wall clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScheduleKind {
+    /// No `at` and no `cron`: as soon as allowed.
+    Asap,
+    /// One-shot at a local wall time.
+    At(DateTime),
+    /// Recurring on a cron expression matched on the wall clock.
+    Cron {
+        expr: String,
+        start: Option<DateTime>,
+        until: Option<Date>,
+        count: Option<u32>,
+    },
+}
+
+/// A checked campaign.
+#[derive(Debug, Clone)]
+pub struct Campaign {
+    pub name: String,
+    pub file: PathBuf,
+    pub channel: String,
+    pub template: String,
+    /// Absolute or project-relative path as written, resolved against the project root.
+    pub audience: PathBuf,
+    pub vars: serde_json::Map<String, serde_json::Value>,
+    pub schedule: ScheduleKind,
+    /// The campaign's zone for recipients without a valid one of their own.
+    pub zone: Option<(String, TimeZone)>,
+    pub window: SendWindow,
+    pub late: Late,
+    pub expire_after: Option<Duration>,
+    pub throttle: Option<Rate>,
+    pub cap: Option<FrequencyCap>,
+    /// Line of each key, for problems found after parsing (unknown channel, missing template).
+    pub lines: KeyLines,
+}
+
+/// Where the keys checked later stand in the campaign file.
+#[derive(Debug, Clone, Default)]
+pub struct KeyLines {
+    pub channel: (u64, u64),
+    pub template: (u64, u64),
+    pub audience: (u64, u64),
+    pub cron: (u64, u64),
+}
+
+fn pos<T>(s: &Spanned<T>) -> (u64, u64) {
+    (s.referenced.line(), s.referenced.column())
+}
+
+/// Parses `2026-11-27T10:00` (or with a space, or with seconds) as a wall time.
+pub fn parse_local_datetime(s: &str) -> Option<DateTime> {
+    let s = s.trim().replacen(' ', "T", 1);
+    let dt: DateTime = s.parse().ok()?;
+    (1970..=2200).contains(&dt.year()).then_some(dt)
+}
+
+fn parse_date(s: &str) -> Option<Date> {
+    let d: Date = s.trim().parse().ok()?;
+    (1970..=2200).contains(&d.year()).then_some(d)
+}
+
+const ALL_DAYS: [Weekday; 7] = [
+    Weekday::Monday,
+    Weekday::Tuesday,
+    Weekday::Wednesday,
+    Weekday::Thursday,
+    Weekday::Friday,
+    Weekday::Saturday,
+    Weekday::Sunday,
+];
+
+/// Checks a cron expression's syntax (5 fields, or 6 with leading seconds).
+fn check_cron(expr: &str) -> Result<(), String> {
+    let fields = expr.split_whitespace().count();
+    if !(5..=6).contains(&fields) {
+        return Err(format!("it has {fields} fields"));
+    }
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Optional)
+        .year(croner::parser::Year::Disallowed)
+        .dom_and_dow(false)
+        .build()
+        .parse(expr)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+fn parse_weekday(s: &str) -> Option<Weekday> {
+    Some(match s.trim().to_ascii_lowercase().as_str() {
+        "mon" | "monday" => Weekday::Monday,
+        "tue" | "tuesday" => Weekday::Tuesday,
+        "wed" | "wednesday" => Weekday::Wednesday,
+        "thu" | "thursday" => Weekday::Thursday,
+        "fri" | "friday" => Weekday::Friday,
+        "sat" | "saturday" => Weekday::Saturday,
+        "sun" | "sunday" => Weekday::Sunday,
+        _ => return None,
+    })
+}
+
+/// A named quiet-hours profile: the window, the weekdays it allows, and a cap it adds.
+pub struct Preset {
+    pub quiet: QuietHours,
+    pub days: Option<Weekdays>,
+    pub cap: Option<FrequencyCap>,
+}
+
+/// The quiet-hours presets of SPEC §2, evaluated in recipient-local time.
+pub const PRESETS: [&str; 3] = ["us_tcpa", "us_florida", "br_telemarketing"];
+
+pub fn preset(name: &str) -> Option<Preset> {
+    let t = |h| jiff::civil::Time::constant(h, 0, 0, 0);
+    let window = |s, e| QuietHours::new(t(s), t(e)).ok();
+    Some(match name {
+        "us_tcpa" => Preset {
+            quiet: window(21, 8)?,
+            days: None,
+            cap: None,
+        },
+        "us_florida" => Preset {
+            quiet: window(20, 8)?,
+            days: None,
+            cap: Some(FrequencyCap {
+                max: 3,
+                per: Duration::from_secs(86_400),
+            }),
+        },
+        "br_telemarketing" => Preset {
+            quiet: window(18, 8)?,
+            days: Some(
+                Weekdays::none()
+                    .with(Weekday::Monday)
+                    .with(Weekday::Tuesday)
+                    .with(Weekday::Wednesday)
+                    .with(Weekday::Thursday)
+                    .with(Weekday::Friday),
+            ),
+            cap: None,
+        },
+        _ => return None,
+    })
+}
+
+impl Campaign {
+    /// Loads a campaign file; `root` resolves the audience path.
+    pub fn load(path: &Path, root: &Path) -> Result<Campaign, Vec<Problem>> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            vec![
+                Problem::new(format!("cannot read campaign file: {e}"))
+                    .in_file(path)
+                    .hint("check the campaign name; campaigns live in campaigns/NAME.yaml"),
+            ]
+        })?;
+        Campaign::parse(path, &text, root)
+    }
+
+    pub fn parse(path: &Path, text: &str, root: &Path) -> Result<Campaign, Vec<Problem>> {
+        let file: CampaignFile =
+            serde_saphyr::from_str(text).map_err(|e| vec![yaml_problem(path, &e)])?;
+        let mut problems = Vec::new();
+        let mut bad = |p: Problem| problems.push(p.in_file(path));
+
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let name = file.name.clone().unwrap_or(stem);
+        if name.trim().is_empty() {
+            bad(Problem::new("the campaign name is empty").field("name").hint("give the campaign a name, or omit `name` to use the file's stem"));
+        }
+        let sched = file.schedule.unwrap_or_default();
+        let mut window = SendWindow::default();
+        let mut cap = file.frequency_cap;
+        if let Some(c) = &cap
+            && c.max == 0
+        {
+            bad(Problem::new("frequency_cap.max is 0, which would block every message").field("frequency_cap.max").hint("set max to 1 or more, or remove frequency_cap"));
+        }
+
+        let zone = match &sched.timezone {
+            Some(tz) => match super::zone(&tz.value) {
+                Some(z) => Some((tz.value.clone(), z)),
+                None => {
+                    let (l, c) = pos(tz);
+                    bad(super::unknown_zone(&tz.value).at(l, c).field("schedule.timezone"));
+                    None
+                }
+            },
+            None => None,
+        };
+
+        if let Some(q) = &sched.quiet_hours {
+            let (l, c) = pos(q);
+            match &q.value {
+                QuietFile::Preset(name) => match preset(name) {
+                    Some(p) => {
+                        window.quiet = Some(p.quiet);
+                        if let Some(d) = p.days {
+                            window.days = d;
+                        }
+                        if cap.is_none() {
+                            cap = p.cap;
+                        }
+                    }
+                    None => bad(Problem::new(format!("unknown quiet-hours preset {name:?}"))
+                        .at(l, c)
+                        .field("schedule.quiet_hours")
+                        .hint(format!("use one of {} or a window {{ start: \"21:00\", end: \"08:00\" }}", PRESETS.join(", ")))),
+                },
+                QuietFile::Window { start, end } => {
+                    match (parse_time(start), parse_time(end)) {
+                        (Ok(s), Ok(e)) => match QuietHours::new(s, e) {
+                            Ok(w) => window.quiet = Some(w),
+                            Err(err) => bad(Problem::new(err.to_string()).at(l, c).field("schedule.quiet_hours").hint("quiet hours are [start, end) on the recipient's clock; e.g. start \"21:00\", end \"08:00\"")),
+                        },
+                        (Err(err), _) => bad(Problem::new(err.to_string()).at(l, c).field("schedule.quiet_hours.start")),
+                        (_, Err(err)) => bad(Problem::new(err.to_string()).at(l, c).field("schedule.quiet_hours.end")),
+                    }
+                }
+            }
+        }
+
+        if let Some(days) = &sched.days {
+            let mut set = Weekdays::none();
+            for d in days {
+                match parse_weekday(&d.value) {
+                    Some(w) => set = set.with(w),
+                    None => {
+                        let (l, c) = pos(d);
+                        bad(Problem::new(format!("unknown weekday {:?}", d.value)).at(l, c).field("schedule.days").hint("use mon, tue, wed, thu, fri, sat, sun"));
+                    }
+                }
+            }
+            if days.is_empty() {
+                bad(Problem::new("schedule.days is empty: nothing could ever be sent").field("schedule.days").hint("list the allowed weekdays, or remove `days` to allow all"));
+            }
+            // A preset's weekday restriction still applies.
+            let mut both = Weekdays::none();
+            for day in ALL_DAYS {
+                if set.contains(day) && window.days.contains(day) {
+                    both = both.with(day);
+                }
+            }
+            window.days = both;
+        }
+        for d in &sched.blackout_dates {
+            match parse_date(&d.value) {
+                Some(date) => window.blackout.push(date),
+                None => {
+                    let (l, c) = pos(d);
+                    bad(Problem::new(format!("invalid date {:?}", d.value)).at(l, c).field("schedule.blackout_dates").hint("write dates as YYYY-MM-DD, e.g. 2026-12-25"));
+                }
+            }
+        }
+        window.blackout.sort();
+        window.blackout.dedup();
+
+        let local = |s: &Option<Spanned<String>>, key: &str, problems: &mut Vec<Problem>| -> Option<DateTime> {
+            let s = s.as_ref()?;
+            let v = parse_local_datetime(&s.value);
+            if v.is_none() {
+                let (l, c) = pos(s);
+                problems.push(Problem::new(format!("invalid local date-time {:?}", s.value)).in_file(path).at(l, c).field(format!("schedule.{key}")).hint("write a recipient-local wall time as YYYY-MM-DDTHH:MM, e.g. 2026-11-27T10:00 (no offset: it is read in each recipient's zone)"));
+            }
+            v
+        };
+        let at = local(&sched.at, "at", &mut problems);
+        let start = local(&sched.start, "start", &mut problems);
+        let until = sched.until.as_ref().and_then(|u| {
+            let d = parse_date(&u.value);
+            if d.is_none() {
+                let (l, c) = pos(u);
+                problems.push(Problem::new(format!("invalid date {:?}", u.value)).in_file(path).at(l, c).field("schedule.until").hint("write the last local date as YYYY-MM-DD"));
+            }
+            d
+        });
+        let mut bad = |p: Problem| problems.push(p.in_file(path));
+        let schedule = match (&sched.at, &sched.cron) {
+            (Some(a), Some(_)) => {
+                let (l, c) = pos(a);
+                bad(Problem::new("a schedule has either `at` (one-shot) or `cron` (recurring), not both").at(l, c).field("schedule.at").hint("remove one of them"));
+                ScheduleKind::Asap
+            }
+            (Some(_), None) => match at {
+                Some(at) => ScheduleKind::At(at),
+                None => ScheduleKind::Asap,
+            },
+            (None, Some(expr)) => {
+                if let Err(msg) = check_cron(&expr.value) {
+                    let (l, c) = pos(expr);
+                    bad(Problem::new(format!("invalid cron expression {:?}: {msg}", expr.value)).at(l, c).field("schedule.cron").hint("use 5 fields `min hour day-of-month month day-of-week` (e.g. \"0 10 * * FRI\") or 6 with leading seconds"));
+                }
+                if sched.until.is_some() && sched.count.is_some() {
+                    bad(Problem::new("a recurring schedule ends with `until` or `count`, not both").field("schedule.count").hint("remove one of them"));
+                }
+                ScheduleKind::Cron {
+                    expr: expr.value.clone(),
+                    start,
+                    until,
+                    count: sched.count,
+                }
+            }
+            (None, None) => {
+                for (key, present) in [("start", sched.start.is_some()), ("until", sched.until.is_some()), ("count", sched.count.is_some())] {
+                    if present {
+                        bad(Problem::new(format!("`{key}` only applies to a recurring (`cron`) schedule")).field(format!("schedule.{key}")).hint("add a `cron` expression or remove the key"));
+                    }
+                }
+                ScheduleKind::Asap
+            }
+        };
+
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let audience = {
+            let p = PathBuf::from(&file.audience.value);
+            if p.is_absolute() { p } else { root.join(p) }
+        };
+        Ok(Campaign {
+            name,
+            file: path.to_path_buf(),
+            lines: KeyLines {
+                channel: pos(&file.channel),
+                template: pos(&file.template),
+                audience: pos(&file.audience),
+                cron: sched.cron.as_ref().map(pos).unwrap_or_default(),
+            },
+            channel: file.channel.value,
+            template: file.template.value,
+            audience,
+            vars: file.vars,
+            schedule,
+            zone,
+            window,
+            late: sched.late,
+            expire_after: sched.expire_after,
+            throttle: file.throttle,
+            cap,
+        })
+    }
+}

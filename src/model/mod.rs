@@ -1,0 +1,30 @@
+//! The user's files as checked values: `disparo.yaml`, campaigns, audiences.
+//!
+//! Loading turns YAML/CSV/JSON into validated types or located [`Problem`]s; nothing past this
+//! module sees a raw string that could still be wrong.
+
+pub mod audience;
+pub mod campaign;
+pub mod config;
+pub mod project;
+
+pub use audience::{AudienceFormat, Recipient};
+pub use campaign::{Campaign, Late, ScheduleKind};
+pub use config::Config;
+pub use project::Project;
+
+use crate::diag::Problem;
+
+/// Looks up an IANA zone name in the bundled database.
+pub fn zone(name: &str) -> Option<jiff::tz::TimeZone> {
+    if name.is_empty() {
+        return None;
+    }
+    jiff::tz::db().get(name).ok()
+}
+
+/// A problem for a zone name that is not in the IANA database.
+pub fn unknown_zone(name: &str) -> Problem {
+    Problem::new(format!("unknown time zone {name:?}"))
+        .hint("use an IANA zone name such as America/Sao_Paulo, Europe/Lisbon or America/New_York")
+}
