@@ -62,7 +62,11 @@ impl Problem {
     }
     /// Attaches a location only when the problem has none yet.
     pub fn or_at(self, line: u64, column: u64) -> Problem {
-        if self.line.is_some() { self } else { self.at(line, column) }
+        if self.line.is_some() {
+            self
+        } else {
+            self.at(line, column)
+        }
     }
 
     /// `file:line:col` (as much of it as is known), the form editors and terminals link.

@@ -8,10 +8,15 @@
 //! - [`channel`]: the adapters (console, outbox, webhook, WhatsApp, Twilio, SMTP, command).
 //! - [`units`]: durations, rates and times as people write them.
 
+pub mod address;
 pub mod channel;
-pub mod message;
-pub mod schedule;
-pub mod template;
+pub mod cli;
 pub mod diag;
+pub mod dispatch;
+pub mod message;
 pub mod model;
+pub mod plan;
+pub mod schedule;
+pub mod store;
+pub mod template;
 pub mod units;

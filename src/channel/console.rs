@@ -5,6 +5,10 @@ use std::io::Write;
 use super::{Delivered, SendError};
 use crate::message::Envelope;
 
+/// Error code of a send that found standard output closed (`disparo run | head`): the run
+/// stops and gives the message back instead of counting it as a failure.
+pub const STDOUT_CLOSED: &str = "stdout_closed";
+
 #[derive(Debug, Default)]
 pub struct Console;
 
@@ -32,7 +36,13 @@ impl Console {
         }
         out.write_all(text.as_bytes())
             .and_then(|()| out.flush())
-            .map_err(|e| SendError::transient(format!("cannot write to standard output: {e}")))?;
+            .map_err(|e| {
+                let mut err = SendError::transient(format!("cannot write to standard output: {e}"));
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    err.code = Some(STDOUT_CLOSED.into());
+                }
+                err
+            })?;
         Ok(Delivered {
             provider_id: Some(format!("console-{}", env.message_id)),
         })

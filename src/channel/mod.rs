@@ -12,7 +12,7 @@ mod outbox;
 use std::time::Duration;
 
 pub use config::{ChannelConfig, ChannelSettings};
-pub use console::Console;
+pub use console::{Console, STDOUT_CLOSED};
 pub use outbox::Outbox;
 
 use crate::message::Envelope;

@@ -98,43 +98,85 @@ fn object_to_recipient(path: &Path, row: u64, line: u64, obj: Value) -> Row {
         if line > 0 { p.at_line(line) } else { p }
     };
     let Value::Object(fields) = obj else {
-        return Err(here(Problem::new("a recipient must be an object with fields")
-            .hint("write each recipient as {\"id\": \"...\", \"phone\": \"...\", ...}")));
+        return Err(here(
+            Problem::new("a recipient must be an object with fields")
+                .hint("write each recipient as {\"id\": \"...\", \"phone\": \"...\", ...}"),
+        ));
     };
-    if let Some((k, _)) = fields.iter().find(|(_, v)| v.as_str().is_some_and(|s| s.len() > MAX_FIELD_BYTES)) {
-        return Err(here(Problem::new(format!("field is larger than {} KiB", MAX_FIELD_BYTES / 1024)).field(k.clone()).hint("check the file for a missing quote or a broken record")));
+    if let Some((k, _)) = fields
+        .iter()
+        .find(|(_, v)| v.as_str().is_some_and(|s| s.len() > MAX_FIELD_BYTES))
+    {
+        return Err(here(
+            Problem::new(format!(
+                "field is larger than {} KiB",
+                MAX_FIELD_BYTES / 1024
+            ))
+            .field(k.clone())
+            .hint("check the file for a missing quote or a broken record"),
+        ));
     }
     let id = match fields.get("id") {
         Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_owned(),
         Some(Value::Number(n)) => n.to_string(),
         _ => {
-            return Err(here(Problem::new("the recipient has no `id`")
-                .field("id")
-                .hint("give every recipient a unique, non-empty `id`")));
+            return Err(here(
+                Problem::new("the recipient has no `id`")
+                    .field("id")
+                    .hint("give every recipient a unique, non-empty `id`"),
+            ));
         }
     };
-    Ok(Recipient { row, line, id, fields })
+    Ok(Recipient {
+        row,
+        line,
+        id,
+        fields,
+    })
 }
 
-fn read_csv(path: &Path, reader: impl Read, each: &mut dyn FnMut(Row) -> ControlFlow<()>) -> Result<u64, Problem> {
+fn read_csv(
+    path: &Path,
+    reader: impl Read,
+    each: &mut dyn FnMut(Row) -> ControlFlow<()>,
+) -> Result<u64, Problem> {
     let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
-    let headers = rdr.byte_headers().map_err(|e| csv_problem(path, &e))?.clone();
+    let headers = rdr
+        .byte_headers()
+        .map_err(|e| csv_problem(path, &e))?
+        .clone();
     let mut names = Vec::with_capacity(headers.len());
     for (i, h) in headers.iter().enumerate() {
         let h = std::str::from_utf8(h).map_err(|_| {
-            Problem::new(format!("column {} of the header is not UTF-8", i + 1)).in_file(path).at_line(1).hint("save the file as UTF-8")
+            Problem::new(format!("column {} of the header is not UTF-8", i + 1))
+                .in_file(path)
+                .at_line(1)
+                .hint("save the file as UTF-8")
         })?;
         let h = h.trim_start_matches('\u{feff}').trim().to_owned();
         if h.is_empty() {
-            return Err(Problem::new(format!("column {} of the header has no name", i + 1)).in_file(path).at_line(1).hint("name every column in the first row"));
+            return Err(
+                Problem::new(format!("column {} of the header has no name", i + 1))
+                    .in_file(path)
+                    .at_line(1)
+                    .hint("name every column in the first row"),
+            );
         }
         if names.contains(&h) {
-            return Err(Problem::new(format!("the header names column {h:?} twice")).in_file(path).at_line(1).field(h).hint("rename or remove the repeated column"));
+            return Err(Problem::new(format!("the header names column {h:?} twice"))
+                .in_file(path)
+                .at_line(1)
+                .field(h)
+                .hint("rename or remove the repeated column"));
         }
         names.push(h);
     }
     if !names.iter().any(|n| n == "id") {
-        return Err(Problem::new("the header has no `id` column").in_file(path).at_line(1).field("id").hint("add an `id` column with a unique value per recipient"));
+        return Err(Problem::new("the header has no `id` column")
+            .in_file(path)
+            .at_line(1)
+            .field("id")
+            .hint("add an `id` column with a unique value per recipient"));
     }
     let mut record = csv::ByteRecord::new();
     let mut row = 0u64;
@@ -154,18 +196,34 @@ fn read_csv(path: &Path, reader: impl Read, each: &mut dyn FnMut(Row) -> Control
             }
         }
         row += 1;
-        let line = record.position().map(|p| p.line() + quoted_breaks).unwrap_or(0);
+        let line = record
+            .position()
+            .map(|p| p.line() + quoted_breaks)
+            .unwrap_or(0);
         quoted_breaks += record.as_slice().iter().filter(|&&b| b == b'\n').count() as u64;
         let here = |p: Problem| p.in_file(path).at_line(line).row(row);
         let result = if record.len() != names.len() {
-            Err(here(Problem::new(format!("the row has {} fields but the header has {}", record.len(), names.len()))
-                .hint("check for a missing or extra comma, or an unquoted comma inside a value")))
+            Err(here(
+                Problem::new(format!(
+                    "the row has {} fields but the header has {}",
+                    record.len(),
+                    names.len()
+                ))
+                .hint("check for a missing or extra comma, or an unquoted comma inside a value"),
+            ))
         } else {
             let mut fields = Map::new();
             let mut err = None;
             for (name, cell) in names.iter().zip(record.iter()) {
                 if cell.len() > MAX_FIELD_BYTES {
-                    err = Some(here(Problem::new(format!("field is larger than {} KiB", MAX_FIELD_BYTES / 1024)).field(name.clone()).hint("check the file for a missing closing quote")));
+                    err = Some(here(
+                        Problem::new(format!(
+                            "field is larger than {} KiB",
+                            MAX_FIELD_BYTES / 1024
+                        ))
+                        .field(name.clone())
+                        .hint("check the file for a missing closing quote"),
+                    ));
                     break;
                 }
                 match std::str::from_utf8(cell) {
@@ -173,7 +231,13 @@ fn read_csv(path: &Path, reader: impl Read, each: &mut dyn FnMut(Row) -> Control
                         fields.insert(name.clone(), Value::String(s.to_owned()));
                     }
                     Err(_) => {
-                        err = Some(here(Problem::new("the value is not valid UTF-8").field(name.clone()).hint("save the file as UTF-8 (e.g. from a spreadsheet: CSV UTF-8)")));
+                        err = Some(here(
+                            Problem::new("the value is not valid UTF-8")
+                                .field(name.clone())
+                                .hint(
+                                    "save the file as UTF-8 (e.g. from a spreadsheet: CSV UTF-8)",
+                                ),
+                        ));
                         break;
                     }
                 }
@@ -192,16 +256,25 @@ fn read_csv(path: &Path, reader: impl Read, each: &mut dyn FnMut(Row) -> Control
 
 fn csv_problem(path: &Path, e: &csv::Error) -> Problem {
     let line = e.position().map(|p| p.line()).unwrap_or(0);
-    Problem::new(format!("malformed CSV: {e}")).in_file(path).at_line(line).hint("check quoting: a value with a comma, quote or line break must be in double quotes")
+    Problem::new(format!("malformed CSV: {e}"))
+        .in_file(path)
+        .at_line(line)
+        .hint("check quoting: a value with a comma, quote or line break must be in double quotes")
 }
 
-fn read_jsonl(path: &Path, mut reader: impl BufRead, each: &mut dyn FnMut(Row) -> ControlFlow<()>) -> Result<u64, Problem> {
+fn read_jsonl(
+    path: &Path,
+    mut reader: impl BufRead,
+    each: &mut dyn FnMut(Row) -> ControlFlow<()>,
+) -> Result<u64, Problem> {
     let mut buf = Vec::new();
     let mut line = 0u64;
     let mut row = 0u64;
     loop {
         buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(|e| Problem::new(format!("cannot read audience: {e}")).in_file(path))?;
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| Problem::new(format!("cannot read audience: {e}")).in_file(path))?;
         if n == 0 {
             break;
         }
@@ -213,7 +286,11 @@ fn read_jsonl(path: &Path, mut reader: impl BufRead, each: &mut dyn FnMut(Row) -
         row += 1;
         let result = match serde_json::from_slice::<Value>(text) {
             Ok(v) => object_to_recipient(path, row, line, v),
-            Err(e) => Err(Problem::new(format!("invalid JSON: {e}")).in_file(path).at(line, e.column() as u64).row(row).hint("each line must be one JSON object")),
+            Err(e) => Err(Problem::new(format!("invalid JSON: {e}"))
+                .in_file(path)
+                .at(line, e.column() as u64)
+                .row(row)
+                .hint("each line must be one JSON object")),
         };
         if each(result).is_break() {
             break;
@@ -222,7 +299,11 @@ fn read_jsonl(path: &Path, mut reader: impl BufRead, each: &mut dyn FnMut(Row) -
     Ok(row)
 }
 
-fn read_json(path: &Path, reader: impl Read, each: &mut dyn FnMut(Row) -> ControlFlow<()>) -> Result<u64, Problem> {
+fn read_json(
+    path: &Path,
+    reader: impl Read,
+    each: &mut dyn FnMut(Row) -> ControlFlow<()>,
+) -> Result<u64, Problem> {
     use serde::de::{Deserializer, SeqAccess, Visitor};
     struct Each<'a, 'p> {
         path: &'p Path,
@@ -249,14 +330,26 @@ fn read_json(path: &Path, reader: impl Read, each: &mut dyn FnMut(Row) -> Contro
     let mut state = Each { path, row: 0, each };
     let mut de = serde_json::Deserializer::from_reader(reader);
     de.deserialize_seq(&mut state).map_err(|e| {
-        Problem::new(format!("invalid JSON audience: {e}")).in_file(path).at(e.line() as u64, e.column() as u64).hint("a .json audience is one array of objects; use .jsonl for one object per line")
+        Problem::new(format!("invalid JSON audience: {e}"))
+            .in_file(path)
+            .at(e.line() as u64, e.column() as u64)
+            .hint("a .json audience is one array of objects; use .jsonl for one object per line")
     })?;
-    de.end().map_err(|e| Problem::new(format!("unexpected content after the JSON array: {e}")).in_file(path).at(e.line() as u64, e.column() as u64))?;
+    de.end().map_err(|e| {
+        Problem::new(format!("unexpected content after the JSON array: {e}"))
+            .in_file(path)
+            .at(e.line() as u64, e.column() as u64)
+    })?;
     Ok(state.row)
 }
 
-fn read_yaml(path: &Path, reader: impl Read, each: &mut dyn FnMut(Row) -> ControlFlow<()>) -> Result<u64, Problem> {
-    let list: Vec<Value> = serde_saphyr::from_reader(reader).map_err(|e| crate::diag::yaml_problem(path, &e))?;
+fn read_yaml(
+    path: &Path,
+    reader: impl Read,
+    each: &mut dyn FnMut(Row) -> ControlFlow<()>,
+) -> Result<u64, Problem> {
+    let list: Vec<Value> =
+        serde_saphyr::from_reader(reader).map_err(|e| crate::diag::yaml_problem(path, &e))?;
     let mut row = 0;
     for v in list {
         row += 1;

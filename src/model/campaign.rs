@@ -254,7 +254,9 @@ impl Campaign {
             .unwrap_or_default();
         let name = file.name.clone().unwrap_or(stem);
         if name.trim().is_empty() {
-            bad(Problem::new("the campaign name is empty").field("name").hint("give the campaign a name, or omit `name` to use the file's stem"));
+            bad(Problem::new("the campaign name is empty")
+                .field("name")
+                .hint("give the campaign a name, or omit `name` to use the file's stem"));
         }
         let sched = file.schedule.unwrap_or_default();
         let mut window = SendWindow::default();
@@ -262,7 +264,11 @@ impl Campaign {
         if let Some(c) = &cap
             && c.max == 0
         {
-            bad(Problem::new("frequency_cap.max is 0, which would block every message").field("frequency_cap.max").hint("set max to 1 or more, or remove frequency_cap"));
+            bad(
+                Problem::new("frequency_cap.max is 0, which would block every message")
+                    .field("frequency_cap.max")
+                    .hint("set max to 1 or more, or remove frequency_cap"),
+            );
         }
 
         let zone = match &sched.timezone {
@@ -270,7 +276,9 @@ impl Campaign {
                 Some(z) => Some((tz.value.clone(), z)),
                 None => {
                     let (l, c) = pos(tz);
-                    bad(super::unknown_zone(&tz.value).at(l, c).field("schedule.timezone"));
+                    bad(super::unknown_zone(&tz.value)
+                        .at(l, c)
+                        .field("schedule.timezone"));
                     None
                 }
             },
@@ -315,12 +323,19 @@ impl Campaign {
                     Some(w) => set = set.with(w),
                     None => {
                         let (l, c) = pos(d);
-                        bad(Problem::new(format!("unknown weekday {:?}", d.value)).at(l, c).field("schedule.days").hint("use mon, tue, wed, thu, fri, sat, sun"));
+                        bad(Problem::new(format!("unknown weekday {:?}", d.value))
+                            .at(l, c)
+                            .field("schedule.days")
+                            .hint("use mon, tue, wed, thu, fri, sat, sun"));
                     }
                 }
             }
             if days.is_empty() {
-                bad(Problem::new("schedule.days is empty: nothing could ever be sent").field("schedule.days").hint("list the allowed weekdays, or remove `days` to allow all"));
+                bad(
+                    Problem::new("schedule.days is empty: nothing could ever be sent")
+                        .field("schedule.days")
+                        .hint("list the allowed weekdays, or remove `days` to allow all"),
+                );
             }
             // A preset's weekday restriction still applies.
             let mut both = Weekdays::none();
@@ -336,14 +351,20 @@ impl Campaign {
                 Some(date) => window.blackout.push(date),
                 None => {
                     let (l, c) = pos(d);
-                    bad(Problem::new(format!("invalid date {:?}", d.value)).at(l, c).field("schedule.blackout_dates").hint("write dates as YYYY-MM-DD, e.g. 2026-12-25"));
+                    bad(Problem::new(format!("invalid date {:?}", d.value))
+                        .at(l, c)
+                        .field("schedule.blackout_dates")
+                        .hint("write dates as YYYY-MM-DD, e.g. 2026-12-25"));
                 }
             }
         }
         window.blackout.sort();
         window.blackout.dedup();
 
-        let local = |s: &Option<Spanned<String>>, key: &str, problems: &mut Vec<Problem>| -> Option<DateTime> {
+        let local = |s: &Option<Spanned<String>>,
+                     key: &str,
+                     problems: &mut Vec<Problem>|
+         -> Option<DateTime> {
             let s = s.as_ref()?;
             let v = parse_local_datetime(&s.value);
             if v.is_none() {
@@ -358,7 +379,13 @@ impl Campaign {
             let d = parse_date(&u.value);
             if d.is_none() {
                 let (l, c) = pos(u);
-                problems.push(Problem::new(format!("invalid date {:?}", u.value)).in_file(path).at(l, c).field("schedule.until").hint("write the last local date as YYYY-MM-DD"));
+                problems.push(
+                    Problem::new(format!("invalid date {:?}", u.value))
+                        .in_file(path)
+                        .at(l, c)
+                        .field("schedule.until")
+                        .hint("write the last local date as YYYY-MM-DD"),
+                );
             }
             d
         });
@@ -366,7 +393,12 @@ impl Campaign {
         let schedule = match (&sched.at, &sched.cron) {
             (Some(a), Some(_)) => {
                 let (l, c) = pos(a);
-                bad(Problem::new("a schedule has either `at` (one-shot) or `cron` (recurring), not both").at(l, c).field("schedule.at").hint("remove one of them"));
+                bad(Problem::new(
+                    "a schedule has either `at` (one-shot) or `cron` (recurring), not both",
+                )
+                .at(l, c)
+                .field("schedule.at")
+                .hint("remove one of them"));
                 ScheduleKind::Asap
             }
             (Some(_), None) => match at {
@@ -379,7 +411,11 @@ impl Campaign {
                     bad(Problem::new(format!("invalid cron expression {:?}: {msg}", expr.value)).at(l, c).field("schedule.cron").hint("use 5 fields `min hour day-of-month month day-of-week` (e.g. \"0 10 * * FRI\") or 6 with leading seconds"));
                 }
                 if sched.until.is_some() && sched.count.is_some() {
-                    bad(Problem::new("a recurring schedule ends with `until` or `count`, not both").field("schedule.count").hint("remove one of them"));
+                    bad(Problem::new(
+                        "a recurring schedule ends with `until` or `count`, not both",
+                    )
+                    .field("schedule.count")
+                    .hint("remove one of them"));
                 }
                 ScheduleKind::Cron {
                     expr: expr.value.clone(),
@@ -389,9 +425,17 @@ impl Campaign {
                 }
             }
             (None, None) => {
-                for (key, present) in [("start", sched.start.is_some()), ("until", sched.until.is_some()), ("count", sched.count.is_some())] {
+                for (key, present) in [
+                    ("start", sched.start.is_some()),
+                    ("until", sched.until.is_some()),
+                    ("count", sched.count.is_some()),
+                ] {
                     if present {
-                        bad(Problem::new(format!("`{key}` only applies to a recurring (`cron`) schedule")).field(format!("schedule.{key}")).hint("add a `cron` expression or remove the key"));
+                        bad(Problem::new(format!(
+                            "`{key}` only applies to a recurring (`cron`) schedule"
+                        ))
+                        .field(format!("schedule.{key}"))
+                        .hint("add a `cron` expression or remove the key"));
                     }
                 }
                 ScheduleKind::Asap

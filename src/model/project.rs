@@ -20,7 +20,10 @@ impl Project {
         match config {
             Some(path) => {
                 let path = cwd.join(path);
-                let root = path.parent().map(Path::to_path_buf).unwrap_or_else(|| cwd.to_path_buf());
+                let root = path
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| cwd.to_path_buf());
                 Ok(Project {
                     config: Config::load(&path)?,
                     root,
@@ -93,10 +96,12 @@ impl Project {
             .iter()
             .filter_map(|f| f.file_stem().map(|s| s.to_string_lossy().into_owned()))
             .collect();
-        Err(Problem::new(format!("no campaign named {name:?}")).hint(if known.is_empty() {
-            "there are no campaigns in campaigns/; create campaigns/NAME.yaml".to_string()
-        } else {
-            format!("known campaigns: {}", known.join(", "))
-        }))
+        Err(
+            Problem::new(format!("no campaign named {name:?}")).hint(if known.is_empty() {
+                "there are no campaigns in campaigns/; create campaigns/NAME.yaml".to_string()
+            } else {
+                format!("known campaigns: {}", known.join(", "))
+            }),
+        )
     }
 }

@@ -99,7 +99,10 @@ pub fn normalize_locale(locale: &str) -> String {
 
 fn split_front_matter(text: &str) -> (Option<&str>, &str, usize) {
     let t = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let Some(rest) = t.strip_prefix("---\n").or_else(|| t.strip_prefix("---\r\n")) else {
+    let Some(rest) = t
+        .strip_prefix("---\n")
+        .or_else(|| t.strip_prefix("---\r\n"))
+    else {
         return (None, t, 0);
     };
     let mut offset = 0;
@@ -148,14 +151,22 @@ impl TemplateSet {
         let entries = match std::fs::read_dir(templates_dir) {
             Ok(e) => e,
             Err(e) => {
-                return Err(vec![Problem::new(format!("cannot list templates: {e}")).in_file(templates_dir).hint("create the templates/ folder with NAME.hbs files")]);
+                return Err(vec![
+                    Problem::new(format!("cannot list templates: {e}"))
+                        .in_file(templates_dir)
+                        .hint("create the templates/ folder with NAME.hbs files"),
+                ]);
             }
         };
         let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
         files.sort();
         for file in files {
-            let Some(fname) = file.file_name().and_then(|f| f.to_str()) else { continue };
-            let Some(stem) = fname.strip_suffix(".hbs") else { continue };
+            let Some(fname) = file.file_name().and_then(|f| f.to_str()) else {
+                continue;
+            };
+            let Some(stem) = fname.strip_suffix(".hbs") else {
+                continue;
+            };
             let locale = if stem == name {
                 None
             } else if let Some(loc) = stem.strip_prefix(name).and_then(|s| s.strip_prefix('.')) {
@@ -171,7 +182,13 @@ impl TemplateSet {
         if let Ok(entries) = std::fs::read_dir(&partials) {
             for e in entries.flatten() {
                 let path = e.path();
-                let Some(pname) = path.file_name().and_then(|f| f.to_str()).and_then(|f| f.strip_suffix(".hbs")) else { continue };
+                let Some(pname) = path
+                    .file_name()
+                    .and_then(|f| f.to_str())
+                    .and_then(|f| f.strip_suffix(".hbs"))
+                else {
+                    continue;
+                };
                 match std::fs::read_to_string(&path) {
                     Ok(src) => {
                         for reg in [&mut set.text, &mut set.html] {
@@ -181,7 +198,8 @@ impl TemplateSet {
                             }
                         }
                     }
-                    Err(e) => problems.push(Problem::new(format!("cannot read partial: {e}")).in_file(&path)),
+                    Err(e) => problems
+                        .push(Problem::new(format!("cannot read partial: {e}")).in_file(&path)),
                 }
             }
         }
@@ -199,14 +217,30 @@ impl TemplateSet {
                 Ok(_) => None,
             };
             if let Some(p) = missing {
-                problems.push(Problem::new(format!("the template uses partial {p:?}, which does not exist")).in_file(&v.file).hint(format!("create templates/partials/{p}.hbs")));
+                problems.push(
+                    Problem::new(format!(
+                        "the template uses partial {p:?}, which does not exist"
+                    ))
+                    .in_file(&v.file)
+                    .hint(format!("create templates/partials/{p}.hbs")),
+                );
             }
         }
-        if problems.is_empty() { Ok(set) } else { Err(problems) }
+        if problems.is_empty() {
+            Ok(set)
+        } else {
+            Err(problems)
+        }
     }
 
     fn add_variant(&mut self, file: &Path, locale: Option<String>) -> Result<(), Vec<Problem>> {
-        let text = std::fs::read_to_string(file).map_err(|e| vec![Problem::new(format!("cannot read template: {e}")).in_file(file).hint("save the template as UTF-8")])?;
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            vec![
+                Problem::new(format!("cannot read template: {e}"))
+                    .in_file(file)
+                    .hint("save the template as UTF-8"),
+            ]
+        })?;
         let (front, body, offset) = split_front_matter(&text);
         let front: FrontMatter = match front {
             Some(f) if !f.trim().is_empty() => serde_saphyr::from_str(f).map_err(|e| {
@@ -218,11 +252,12 @@ impl TemplateSet {
         };
         let key = locale.clone().unwrap_or_else(|| "_".into());
         let mut problems = Vec::new();
-        let mut add = |reg: &mut Handlebars<'static>, name: String, src: &str, line_offset: usize| {
-            if let Err(e) = reg.register_template_string(&name, src) {
-                problems.push(template_problem(file, line_offset, &e));
-            }
-        };
+        let mut add =
+            |reg: &mut Handlebars<'static>, name: String, src: &str, line_offset: usize| {
+                if let Err(e) = reg.register_template_string(&name, src) {
+                    problems.push(template_problem(file, line_offset, &e));
+                }
+            };
         add(&mut self.text, format!("{key}/body"), body, offset);
         if let Some(s) = &front.subject {
             add(&mut self.text, format!("{key}/subject"), s, 0);
@@ -270,11 +305,19 @@ impl TemplateSet {
     fn variant(&self, locale: Option<&str>) -> Option<&Variant> {
         if let Some(loc) = locale {
             let loc = normalize_locale(loc);
-            if let Some(v) = self.variants.iter().find(|v| v.locale.as_deref() == Some(loc.as_str())) {
+            if let Some(v) = self
+                .variants
+                .iter()
+                .find(|v| v.locale.as_deref() == Some(loc.as_str()))
+            {
                 return Some(v);
             }
             let lang = loc.split('-').next().unwrap_or(&loc);
-            if let Some(v) = self.variants.iter().find(|v| v.locale.as_deref() == Some(lang)) {
+            if let Some(v) = self
+                .variants
+                .iter()
+                .find(|v| v.locale.as_deref() == Some(lang))
+            {
                 return Some(v);
             }
         }
@@ -301,26 +344,60 @@ impl TemplateSet {
             RenderFailure {
                 file: v.file.clone(),
                 message: match &variable {
-                    Some(var) => format!("the recipient has no value for `{var}`, which the template uses"),
+                    Some(var) => {
+                        format!("the recipient has no value for `{var}`, which the template uses")
+                    }
                     None => format!("cannot render the template: {}", e.reason()),
                 },
                 variable,
             }
         };
-        let body = self.text.render(&format!("{}/body", v.key), ctx).map_err(fail)?;
-        let subject = if v.has_subject { Some(self.text.render(&format!("{}/subject", v.key), ctx).map_err(fail)?) } else { None };
-        let html = if v.has_html { Some(self.html.render(&format!("{}/html", v.key), ctx).map_err(fail)?) } else { None };
+        let body = self
+            .text
+            .render(&format!("{}/body", v.key), ctx)
+            .map_err(fail)?;
+        let subject = if v.has_subject {
+            Some(
+                self.text
+                    .render(&format!("{}/subject", v.key), ctx)
+                    .map_err(fail)?,
+            )
+        } else {
+            None
+        };
+        let html = if v.has_html {
+            Some(
+                self.html
+                    .render(&format!("{}/html", v.key), ctx)
+                    .map_err(fail)?,
+            )
+        } else {
+            None
+        };
         let whatsapp = match &v.whatsapp {
             Some((name, language, n)) => {
                 let mut body = Vec::with_capacity(*n);
                 for i in 0..*n {
-                    body.push(self.text.render(&format!("{}/wa/{i}", v.key), ctx).map_err(fail)?);
+                    body.push(
+                        self.text
+                            .render(&format!("{}/wa/{i}", v.key), ctx)
+                            .map_err(fail)?,
+                    );
                 }
-                Some(WhatsappTemplate { name: name.clone(), language: language.clone(), body })
+                Some(WhatsappTemplate {
+                    name: name.clone(),
+                    language: language.clone(),
+                    body,
+                })
             }
             None => None,
         };
-        Ok(Content { body, subject, html, whatsapp })
+        Ok(Content {
+            body,
+            subject,
+            html,
+            whatsapp,
+        })
     }
 }
 
@@ -331,10 +408,19 @@ pub fn count_placeholders(body: &str) -> usize {
     let mut n = 0;
     let mut rest = body;
     while let Some(i) = rest.find("{{") {
-        let after = rest[i + 2..].trim_start_matches('{').trim_start_matches('~').trim_start();
+        let after = rest[i + 2..]
+            .trim_start_matches('{')
+            .trim_start_matches('~')
+            .trim_start();
         let Some(end) = after.find("}}") else { break };
         let inner = after[..end].trim();
-        let skip = inner.is_empty() || matches!(inner.chars().next(), Some('#' | '/' | '>' | '!' | '^' | '*')) || inner == "else" || inner.starts_with("else ");
+        let skip = inner.is_empty()
+            || matches!(
+                inner.chars().next(),
+                Some('#' | '/' | '>' | '!' | '^' | '*')
+            )
+            || inner == "else"
+            || inner.starts_with("else ");
         if !skip {
             n += 1;
         }
@@ -361,7 +447,11 @@ mod tests {
 
     #[test]
     fn locale_fallback_exact_then_language_then_plain() {
-        let (_d, s) = set(&[("promo.hbs", "Hi {{n}}"), ("promo.pt.hbs", "Oi {{n}}"), ("promo.pt-BR.hbs", "Olá {{n}}")]);
+        let (_d, s) = set(&[
+            ("promo.hbs", "Hi {{n}}"),
+            ("promo.pt.hbs", "Oi {{n}}"),
+            ("promo.pt-BR.hbs", "Olá {{n}}"),
+        ]);
         let s = s.unwrap();
         let ctx = json!({"n": "Ana"});
         assert_eq!(s.render(Some("pt_BR"), &ctx).unwrap().body, "Olá Ana");
@@ -372,8 +462,14 @@ mod tests {
 
     #[test]
     fn text_is_not_escaped_but_html_is() {
-        let (_d, s) = set(&[("promo.hbs", "---\nsubject: \"{{a}} deal\"\nhtml: \"<p>{{a}}</p>\"\n---\n{{a}}!")]);
-        let c = s.unwrap().render(None, &json!({"a": "Tom & Jerry"})).unwrap();
+        let (_d, s) = set(&[(
+            "promo.hbs",
+            "---\nsubject: \"{{a}} deal\"\nhtml: \"<p>{{a}}</p>\"\n---\n{{a}}!",
+        )]);
+        let c = s
+            .unwrap()
+            .render(None, &json!({"a": "Tom & Jerry"}))
+            .unwrap();
         assert_eq!(c.body, "Tom & Jerry!");
         assert_eq!(c.subject.as_deref(), Some("Tom & Jerry deal"));
         assert_eq!(c.html.as_deref(), Some("<p>Tom &amp; Jerry</p>"));
@@ -388,7 +484,10 @@ mod tests {
 
     #[test]
     fn syntax_error_points_at_line_after_front_matter() {
-        let (_d, s) = set(&[("promo.hbs", "---\nsubject: x\n---\nline one\n{{#if a}}oops\n")]);
+        let (_d, s) = set(&[(
+            "promo.hbs",
+            "---\nsubject: x\n---\nline one\n{{#if a}}oops\n",
+        )]);
         let p = &s.unwrap_err()[0];
         // The unclosed block is reported at the end of the body: file line 6.
         assert_eq!(p.line, Some(6), "{p}");
@@ -396,11 +495,20 @@ mod tests {
 
     #[test]
     fn whatsapp_parameter_count_is_checked() {
-        let (_d, s) = set(&[("promo.hbs", "---\nwhatsapp: { name: bf, language: pt_BR, body: [\"{{a}}\"] }\n---\nOi {{a}}, cupom {{b}}")]);
+        let (_d, s) = set(&[(
+            "promo.hbs",
+            "---\nwhatsapp: { name: bf, language: pt_BR, body: [\"{{a}}\"] }\n---\nOi {{a}}, cupom {{b}}",
+        )]);
         let p = &s.unwrap_err()[0];
         assert_eq!(p.field.as_deref(), Some("whatsapp.body"));
-        let (_d, s) = set(&[("promo.hbs", "---\nwhatsapp: { name: bf, language: pt_BR, body: [\"{{a}}\", \"{{b}}\"] }\n---\nOi {{a}}, cupom {{b}}")]);
-        let c = s.unwrap().render(None, &json!({"a": "Ana", "b": "BF26"})).unwrap();
+        let (_d, s) = set(&[(
+            "promo.hbs",
+            "---\nwhatsapp: { name: bf, language: pt_BR, body: [\"{{a}}\", \"{{b}}\"] }\n---\nOi {{a}}, cupom {{b}}",
+        )]);
+        let c = s
+            .unwrap()
+            .render(None, &json!({"a": "Ana", "b": "BF26"}))
+            .unwrap();
         assert_eq!(c.whatsapp.unwrap().body, ["Ana", "BF26"]);
     }
 
@@ -412,6 +520,9 @@ mod tests {
 
     #[test]
     fn placeholder_count() {
-        assert_eq!(count_placeholders("Oi {{a}}, {{#if b}}{{b}}{{/if}} {{{c}}} {{!x}}"), 3);
+        assert_eq!(
+            count_placeholders("Oi {{a}}, {{#if b}}{{b}}{{/if}} {{{c}}} {{!x}}"),
+            3
+        );
     }
 }

@@ -1,0 +1,246 @@
+//! The command line: parse flags into a checked [`Ctx`], run one subcommand, map the result
+//! to a documented exit code. Data goes to stdout, chatter and problems to stderr.
+
+mod admin;
+mod init;
+mod output;
+mod plan;
+mod preview;
+mod run;
+mod status;
+mod validate;
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use jiff::Timestamp;
+
+use crate::diag::Problem;
+use crate::model::Project;
+use crate::store::{SqliteStore, StoreError};
+
+pub use output::Format;
+
+/// Exit codes, documented in the README: a cron or CI job can tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything due was handled; nothing failed.
+    Ok = 0,
+    /// Some messages failed or expired, or a campaign was paused by the circuit breaker.
+    Failed = 1,
+    /// Invalid input or configuration (campaigns, templates, audiences, flags); nothing stored.
+    Invalid = 2,
+    /// Interrupted by SIGINT/SIGTERM; in-flight sends finished and unsent claims were released.
+    Interrupted = 3,
+    /// The environment or disparo itself failed (database unusable, disk full, a bug).
+    Internal = 4,
+}
+
+/// A command's failure, carrying what to print and the exit code.
+#[derive(Debug)]
+pub enum CliError {
+    Invalid(Vec<Problem>),
+    Failed(String),
+    Internal(String),
+}
+
+impl From<Problem> for CliError {
+    fn from(p: Problem) -> Self {
+        CliError::Invalid(vec![p])
+    }
+}
+
+impl From<Vec<Problem>> for CliError {
+    fn from(p: Vec<Problem>) -> Self {
+        CliError::Invalid(p)
+    }
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UnknownCampaign(_) => CliError::Invalid(vec![Problem::new(e.to_string())]),
+            other => CliError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::dispatch::RunError> for CliError {
+    fn from(e: crate::dispatch::RunError) -> Self {
+        match e {
+            crate::dispatch::RunError::Store(s) => s.into(),
+            other => CliError::Internal(other.to_string()),
+        }
+    }
+}
+
+pub type CliResult = Result<Exit, CliError>;
+
+/// Schedule template message campaigns in each recipient's local time.
+#[derive(Debug, Parser)]
+#[command(name = "disparo", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Global options")]
+pub struct GlobalArgs {
+    /// The schedule database (SQLite); default disparo.db in the project root.
+    #[arg(long, global = true, env = "DISPARO_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// The project configuration; its folder is the project root.
+    #[arg(long, global = true, env = "DISPARO_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Act as if it were this instant (RFC 3339, e.g. 2026-11-27T12:00:00Z).
+    #[arg(long, global = true, env = "DISPARO_NOW", value_name = "RFC3339")]
+    pub now: Option<String>,
+    /// Output format for data.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// More logging (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Scaffold a working project (config, a campaign, templates, a sample audience).
+    Init(init::Args),
+    /// Check campaigns, templates, audiences and config; list every problem with its place.
+    Validate(validate::Args),
+    /// Dry run: each rendered message, its local and UTC send time, and a forecast. Touches no database.
+    Preview(preview::Args),
+    /// Compute and store per-recipient messages (idempotent).
+    Plan(plan::Args),
+    /// Dispatch due messages.
+    Run(run::Args),
+    /// Counts by state, next due instant, recent failures.
+    Status(status::Args),
+    /// List individual messages.
+    Messages(admin::MessagesArgs),
+    /// Stop dispatching a campaign until `resume`.
+    Pause(admin::CampaignArg),
+    /// Resume a paused campaign (also after the circuit breaker paused it).
+    Resume(admin::CampaignArg),
+    /// Cancel a campaign: its pending messages are never sent.
+    Cancel(admin::CampaignArg),
+    /// The opt-out list, honoured at plan and at dispatch.
+    #[command(subcommand)]
+    Suppress(admin::SuppressCmd),
+}
+
+/// What every command gets: the checked global flags.
+#[derive(Debug)]
+pub struct Ctx {
+    pub cwd: PathBuf,
+    pub config: Option<PathBuf>,
+    db: Option<PathBuf>,
+    /// `--now`, when given.
+    pub fixed_now: Option<Timestamp>,
+    pub format: Format,
+    pub quiet: bool,
+}
+
+impl Ctx {
+    pub fn new(global: &GlobalArgs) -> Result<Ctx, CliError> {
+        let cwd = std::env::current_dir()
+            .map_err(|e| CliError::Internal(format!("cannot read the working directory: {e}")))?;
+        let fixed_now = match &global.now {
+            None => None,
+            Some(s) if s.trim().is_empty() => None,
+            Some(s) => Some(parse_now(s)?),
+        };
+        Ok(Ctx {
+            cwd,
+            config: global.config.clone(),
+            db: global.db.clone(),
+            fixed_now,
+            format: global.format,
+            quiet: global.quiet,
+        })
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.fixed_now.unwrap_or_else(Timestamp::now)
+    }
+
+    pub fn project(&self) -> Result<Project, CliError> {
+        Ok(Project::open(&self.cwd, self.config.as_deref())?)
+    }
+
+    /// `--db` relative to the working directory; the default lives in the project root.
+    pub fn db_path(&self, project: Option<&Project>) -> PathBuf {
+        match &self.db {
+            Some(p) => self.cwd.join(p),
+            None => project
+                .map(|p| p.root.clone())
+                .unwrap_or_else(|| self.cwd.clone())
+                .join("disparo.db"),
+        }
+    }
+
+    pub fn store(&self, project: Option<&Project>) -> Result<SqliteStore, CliError> {
+        Ok(SqliteStore::open(&self.db_path(project))?)
+    }
+
+    /// Whether the database exists, for read-only commands that must not create one.
+    pub fn db_exists(&self, project: Option<&Project>) -> bool {
+        Path::new(&self.db_path(project)).exists()
+    }
+}
+
+fn parse_now(s: &str) -> Result<Timestamp, CliError> {
+    s.trim().parse::<Timestamp>().map_err(|e| {
+        Problem::new(format!("invalid --now / DISPARO_NOW {s:?}: {e}")).field("--now").hint("write an RFC 3339 instant with an offset, e.g. 2026-11-27T12:00:00Z or 2026-11-27T09:00:00-03:00").into()
+    })
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> CliResult {
+    let ctx = Ctx::new(&cli.global)?;
+    match cli.command {
+        Command::Init(a) => init::run(&ctx, a),
+        Command::Validate(a) => validate::run(&ctx, a),
+        Command::Preview(a) => preview::run(&ctx, a),
+        Command::Plan(a) => plan::run(&ctx, a),
+        Command::Run(a) => run::run(&ctx, a),
+        Command::Status(a) => status::run(&ctx, a),
+        Command::Messages(a) => admin::messages(&ctx, a),
+        Command::Pause(a) => admin::pause(&ctx, a),
+        Command::Resume(a) => admin::resume(&ctx, a),
+        Command::Cancel(a) => admin::cancel(&ctx, a),
+        Command::Suppress(c) => admin::suppress(&ctx, c),
+    }
+}
+
+/// Prints problems to stderr, `file:line:col: message` then the hint, like compilers do.
+pub fn print_problems(problems: &[Problem]) {
+    let cwd = std::env::current_dir().ok();
+    let mut err = std::io::stderr().lock();
+    for p in problems {
+        let mut p = p.clone();
+        if let (Some(cwd), Some(file)) = (&cwd, &p.file)
+            && let Ok(rel) = file.strip_prefix(cwd)
+        {
+            p.file = Some(rel.to_path_buf());
+        }
+        let _ = std::io::Write::write_fmt(&mut err, format_args!("error: {p}\n"));
+    }
+}

@@ -1,0 +1,241 @@
+//! `disparo run`: dispatch due messages, once (for cron and CI) or continuously (`--watch`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use jiff::SignedDuration;
+
+use super::{CliError, CliResult, Ctx, Exit, Format, output::say};
+use crate::channel::{Channel, ChannelConfig, Console, Outbox};
+use crate::diag::Problem;
+use crate::dispatch::{ChannelRuntime, Clock, Dispatcher, RunOptions, Shutdown, Summary};
+use crate::model::Project;
+use crate::store::{MessageFilter, State, Store};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Send what is due (and what falls due within a minute), then exit. The default.
+    #[arg(long, conflicts_with = "watch")]
+    pub once: bool,
+    /// Keep running: sleep until the next due message, pick up new plans, stop on SIGINT/SIGTERM.
+    #[arg(long)]
+    pub watch: bool,
+    /// Only this campaign.
+    #[arg(long)]
+    pub campaign: Option<String>,
+    /// Stop after handling this many messages.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// List what is due now; send nothing, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How long a claim is held before another run may retry the message (e.g. 5m).
+    #[arg(long, default_value = "5m")]
+    pub lease: crate::units::Duration,
+    /// Messages claimed per transaction.
+    #[arg(long, default_value_t = 256)]
+    pub batch: usize,
+}
+
+/// Builds one channel adapter from its configuration.
+pub fn build_channel(
+    project: &Project,
+    _name: &str,
+    config: &ChannelConfig,
+) -> Result<Channel, Problem> {
+    Ok(match config {
+        ChannelConfig::Console { .. } => Channel::Console(Console),
+        ChannelConfig::Outbox { path, .. } => Channel::Outbox(Outbox::new(
+            project
+                .root
+                .join(path.clone().unwrap_or_else(|| "outbox.jsonl".into())),
+        )),
+    })
+}
+
+fn channels_for(
+    project: &Project,
+    store: &dyn Store,
+) -> Result<HashMap<String, Arc<ChannelRuntime>>, CliError> {
+    let mut out = HashMap::new();
+    let mut problems = Vec::new();
+    for s in store.summaries(None)? {
+        if out.contains_key(&s.channel)
+            || s.counts.get(&State::Pending).copied().unwrap_or(0)
+                + s.counts.get(&State::Sending).copied().unwrap_or(0)
+                == 0
+        {
+            continue;
+        }
+        let Some(cfg) = project.config.channel(&s.channel) else {
+            problems.push(
+                Problem::new(format!(
+                    "campaign {} uses channel {:?}, which disparo.yaml does not define",
+                    s.name, s.channel
+                ))
+                .field("channels")
+                .hint("define the channel in disparo.yaml, or cancel the campaign"),
+            );
+            continue;
+        };
+        match build_channel(project, &s.channel, &cfg) {
+            Ok(c) => {
+                out.insert(
+                    s.channel.clone(),
+                    Arc::new(ChannelRuntime::new(c, cfg.settings())),
+                );
+            }
+            Err(p) => problems.push(p),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(CliError::Invalid(problems))
+    }
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> CliResult {
+    let project = ctx.project()?;
+    let store = ctx.store(Some(&project))?;
+    if args.dry_run {
+        return dry_run(ctx, &store, &args);
+    }
+    let channels = channels_for(&project, &store)?;
+    let clock = ctx
+        .fixed_now
+        .map(Clock::starting_at)
+        .unwrap_or_else(Clock::real);
+    let opts = RunOptions {
+        campaign: args.campaign.clone(),
+        limit: args.limit,
+        lease: SignedDuration::from_secs(args.lease.as_secs()),
+        batch: args.batch.max(1),
+        watch: args.watch,
+        ..RunOptions::default()
+    };
+    if let Some(c) = &args.campaign
+        && store.campaign(c)?.is_none()
+    {
+        return Err(crate::store::StoreError::UnknownCampaign(c.clone()).into());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Internal(format!("cannot start the async runtime: {e}")))?;
+    let shutdown = Shutdown::new();
+    let store: Arc<dyn Store> = Arc::new(store);
+    let summary: Summary = runtime.block_on(async {
+        spawn_signal_handler(shutdown.clone());
+        Dispatcher::new(store, channels, clock, opts, shutdown)
+            .run()
+            .await
+    })?;
+    if ctx.format == Format::Json {
+        println!("{}", serde_json::to_string(&summary).unwrap_or_default());
+    }
+    say(
+        ctx.quiet,
+        format!(
+            "run: {} sent, {} failed, {} retrying, {} deferred, {} expired, {} skipped{}{}",
+            summary.sent,
+            summary.failed,
+            summary.retried,
+            summary.deferred,
+            summary.expired,
+            summary.skipped,
+            if summary.released > 0 {
+                format!(", {} released", summary.released)
+            } else {
+                String::new()
+            },
+            if summary.interrupted {
+                " (interrupted)"
+            } else {
+                ""
+            }
+        ),
+    );
+    Ok(if summary.interrupted {
+        Exit::Interrupted
+    } else if summary.failed > 0 || summary.expired > 0 || summary.paused > 0 {
+        Exit::Failed
+    } else {
+        Exit::Ok
+    })
+}
+
+/// First SIGINT/SIGTERM: stop claiming and let in-flight sends finish. Second: exit at once
+/// (claims are left to expire; SQLite transactions keep the file consistent).
+fn spawn_signal_handler(shutdown: Arc<Shutdown>) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            let mut count = 0;
+            loop {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+                count += 1;
+                if count == 1 {
+                    eprintln!(
+                        "stopping: finishing in-flight sends and releasing the rest (signal again to exit at once)"
+                    );
+                    shutdown.trigger();
+                } else {
+                    eprintln!(
+                        "exiting at once; unsent claims will be retried after their lease expires"
+                    );
+                    std::process::exit(Exit::Interrupted as i32);
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                shutdown.trigger();
+            }
+        }
+    });
+}
+
+fn dry_run(ctx: &Ctx, store: &dyn Store, args: &Args) -> CliResult {
+    let now = ctx.now();
+    let rows = store.messages(&MessageFilter {
+        campaign: args.campaign.clone(),
+        state: Some(State::Pending),
+        ..Default::default()
+    })?;
+    let mut out = super::output::Rows::new(&[
+        "campaign",
+        "recipient",
+        "occurrence",
+        "channel",
+        "address",
+        "due_at",
+    ]);
+    let mut n = 0u64;
+    for r in rows.into_iter().filter(|r| r.due_at <= now) {
+        if args.limit.is_some_and(|l| n >= l) {
+            break;
+        }
+        n += 1;
+        out.push(crate::row! { "campaign" => r.campaign, "recipient" => r.recipient, "occurrence" => r.occurrence, "channel" => r.channel, "address" => r.address, "due_at" => r.due_at.to_string() });
+    }
+    out.print(ctx.format)
+        .map_err(|e| CliError::Internal(e.to_string()))?;
+    say(
+        ctx.quiet,
+        format!("dry run: {n} message(s) due at {now}; nothing sent or changed"),
+    );
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,462 @@
+//! The plan pipeline shared by `validate`, `preview` and `plan`: each recipient of a campaign's
+//! audience, streamed, becomes zero or more planned messages (one per occurrence) — rendered,
+//! addressed and placed in time — or a located problem.
+//!
+//! Nothing here touches the store; `plan` feeds the rows to [`crate::store::Store::save_plan`],
+//! `preview` prints them, `validate` keeps only the problems.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::ops::ControlFlow;
+
+use jiff::civil::DateTime;
+use jiff::tz::TimeZone;
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{Map, Value};
+
+use crate::address::{self, AddressKind};
+use crate::channel::{ChannelConfig, ChannelSettings};
+use crate::diag::Problem;
+use crate::message::Content;
+use crate::model::{Campaign, Late, Project, Recipient, ScheduleKind, audience};
+use crate::schedule::{self, Placement, Reasons};
+use crate::store::{CampaignRecord, DispatchRules, NewMessage};
+use crate::template::TemplateSet;
+
+/// How far ahead recurring occurrences are materialised when the campaign sets no end.
+pub const DEFAULT_HORIZON: SignedDuration = SignedDuration::from_hours(30 * 24);
+
+/// One message planned for one recipient and occurrence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedRow {
+    pub recipient: String,
+    /// The recipient's row in the audience file.
+    pub row: u64,
+    pub occurrence: u32,
+    pub address: String,
+    pub zone: String,
+    pub locale: Option<String>,
+    /// The allowed local wall time the message goes at.
+    pub local: DateTime,
+    pub at: Timestamp,
+    /// `at` in the recipient's zone, with its offset.
+    pub at_local: jiff::Zoned,
+    pub reasons: Reasons,
+    pub content: Content,
+    pub vars: Map<String, Value>,
+    /// `Some(reason)`: stored as `skipped` and never sent (suppressed, late with `skip`).
+    pub skipped: Option<String>,
+}
+
+impl PlannedRow {
+    pub fn reasons_text(&self) -> String {
+        self.reasons.names().collect::<Vec<_>>().join(",")
+    }
+
+    pub fn into_new_message(self) -> NewMessage {
+        let reasons = self.reasons_text();
+        NewMessage {
+            recipient: self.recipient,
+            occurrence: self.occurrence,
+            address: self.address,
+            zone: self.zone,
+            locale: self.locale,
+            planned_local: self
+                .at_local
+                .timestamp()
+                .to_zoned(self.at_local.time_zone().clone())
+                .strftime("%Y-%m-%dT%H:%M:%S%:z")
+                .to_string(),
+            at: self.at,
+            reasons,
+            content: self.content,
+            vars: self.vars,
+            skipped: self.skipped,
+        }
+    }
+}
+
+/// What the pipeline yields per recipient occurrence: a planned message or a problem with
+/// the recipient (its id when known).
+pub type Item = Result<PlannedRow, (Option<String>, Problem)>;
+
+/// Options a command sets on the pipeline.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    pub now: Timestamp,
+    /// End of materialisation for open-ended recurring schedules.
+    pub horizon: SignedDuration,
+    /// Addresses (normalised) that must not receive anything.
+    pub suppressed: HashSet<String>,
+    /// The stored first local instant of a recurring schedule (from an earlier plan).
+    pub recurrence_start: Option<DateTime>,
+}
+
+impl PlanOptions {
+    pub fn new(now: Timestamp) -> PlanOptions {
+        PlanOptions {
+            now,
+            horizon: DEFAULT_HORIZON,
+            suppressed: HashSet::new(),
+            recurrence_start: None,
+        }
+    }
+}
+
+/// A campaign ready to plan: its template compiled, its channel resolved.
+pub struct Planner {
+    pub campaign: Campaign,
+    pub templates: TemplateSet,
+    pub channel: ChannelConfig,
+    pub settings: ChannelSettings,
+    address_kind: AddressKind,
+    fallback_zone: (String, TimeZone),
+    zones: HashMap<String, TimeZone>,
+    opts: PlanOptions,
+}
+
+impl std::fmt::Debug for Planner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Planner")
+            .field("campaign", &self.campaign.name)
+            .finish()
+    }
+}
+
+impl Planner {
+    /// Checks everything about a campaign that does not depend on a recipient.
+    pub fn prepare(
+        project: &Project,
+        campaign: Campaign,
+        opts: PlanOptions,
+    ) -> Result<Planner, Vec<Problem>> {
+        let mut problems = Vec::new();
+        let channel = match project.config.channel(&campaign.channel) {
+            Some(c) => Some(c),
+            None => {
+                let (l, c) = campaign.lines.channel;
+                problems.push(
+                    Problem::new(format!("unknown channel {:?}", campaign.channel))
+                        .in_file(&campaign.file)
+                        .at(l, c)
+                        .field("channel")
+                        .hint(format!(
+                            "define it under `channels:` in disparo.yaml, or use one of: {}",
+                            project.config.channel_names().join(", ")
+                        )),
+                );
+                None
+            }
+        };
+        let templates = match TemplateSet::load(&project.templates_dir(), &campaign.template) {
+            Ok(t) => Some(t),
+            Err(mut ps) => {
+                let (l, c) = campaign.lines.template;
+                for p in &mut ps {
+                    if p.message.starts_with("no template named") {
+                        *p = Problem::new(p.message.clone())
+                            .in_file(&campaign.file)
+                            .at(l, c)
+                            .field("template")
+                            .hint(p.hint.clone().unwrap_or_default());
+                    }
+                }
+                problems.append(&mut ps);
+                None
+            }
+        };
+        if !campaign.audience.is_file() {
+            let (l, c) = campaign.lines.audience;
+            problems.push(
+                Problem::new(format!(
+                    "the audience file {} does not exist",
+                    campaign.audience.display()
+                ))
+                .in_file(&campaign.file)
+                .at(l, c)
+                .field("audience")
+                .hint("the path is relative to the project root (the folder of disparo.yaml)"),
+            );
+        } else if audience::AudienceFormat::from_path(&campaign.audience).is_none() {
+            let (l, c) = campaign.lines.audience;
+            problems.push(
+                Problem::new("unknown audience format")
+                    .in_file(&campaign.file)
+                    .at(l, c)
+                    .field("audience")
+                    .hint("name the file .csv, .json, .jsonl or .yaml"),
+            );
+        }
+        let (Some(channel), Some(templates)) = (channel, templates) else {
+            return Err(problems);
+        };
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let settings = channel.settings();
+        let fallback_zone = campaign.zone.clone().unwrap_or_else(|| {
+            (
+                project.config.timezone_name.clone(),
+                project.config.timezone.clone(),
+            )
+        });
+        Ok(Planner {
+            address_kind: AddressKind::for_field(&settings.address_field),
+            campaign,
+            templates,
+            channel,
+            settings,
+            fallback_zone,
+            zones: HashMap::new(),
+            opts,
+        })
+    }
+
+    /// The campaign as the store keeps it.
+    pub fn record(&self) -> CampaignRecord {
+        let c = &self.campaign;
+        let w = &c.window;
+        const DAYS: [(jiff::civil::Weekday, &str); 7] = [
+            (jiff::civil::Weekday::Monday, "mon"),
+            (jiff::civil::Weekday::Tuesday, "tue"),
+            (jiff::civil::Weekday::Wednesday, "wed"),
+            (jiff::civil::Weekday::Thursday, "thu"),
+            (jiff::civil::Weekday::Friday, "fri"),
+            (jiff::civil::Weekday::Saturday, "sat"),
+            (jiff::civil::Weekday::Sunday, "sun"),
+        ];
+        CampaignRecord {
+            name: c.name.clone(),
+            channel: c.channel.clone(),
+            rules: DispatchRules {
+                quiet: w
+                    .quiet
+                    .map(|q| (q.start().to_string(), q.end().to_string())),
+                days: if w.days == schedule::Weekdays::ALL {
+                    vec![]
+                } else {
+                    DAYS.iter()
+                        .filter(|(d, _)| w.days.contains(*d))
+                        .map(|(_, n)| (*n).to_owned())
+                        .collect()
+                },
+                blackout: w.blackout.iter().map(|d| d.to_string()).collect(),
+                expire_after_secs: c.expire_after.map(|d| d.as_secs()),
+                cap: c.cap.map(|cap| (cap.max, cap.per.as_secs())),
+                throttle: c.throttle.map(|r| r.as_per_second()),
+            },
+            recurrence_start: self.recurrence_start().map(|d| d.to_string()),
+        }
+    }
+
+    fn recurrence_start(&self) -> Option<DateTime> {
+        match &self.campaign.schedule {
+            ScheduleKind::Cron { start, .. } => Some(
+                start
+                    .or(self.opts.recurrence_start)
+                    .unwrap_or_else(|| self.fallback_zone.1.to_datetime(self.opts.now)),
+            ),
+            _ => None,
+        }
+    }
+
+    fn zone_for(&mut self, r: &Recipient) -> Result<(String, TimeZone), Problem> {
+        match r.text("timezone") {
+            None => Ok(self.fallback_zone.clone()),
+            Some(name) => {
+                if let Some(tz) = self.zones.get(name) {
+                    return Ok((name.to_owned(), tz.clone()));
+                }
+                let tz = crate::model::zone(name)
+                    .ok_or_else(|| crate::model::unknown_zone(name).field("timezone"))?;
+                self.zones.insert(name.to_owned(), tz.clone());
+                Ok((name.to_owned(), tz))
+            }
+        }
+    }
+
+    /// Streams the audience through the pipeline. Returns the number of recipients read; a
+    /// problem with the audience as a whole is the `Err`.
+    pub fn run(&mut self, each: &mut dyn FnMut(Item) -> ControlFlow<()>) -> Result<u64, Problem> {
+        let mut seen: HashSet<u64> = HashSet::new();
+        let path = self.campaign.audience.clone();
+        let rows = audience::read(&path, &mut |row| {
+            let r = match row {
+                Ok(r) => r,
+                Err(p) => return each(Err((None, p))),
+            };
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            r.id.hash(&mut h);
+            if !seen.insert(h.finish()) {
+                let p = Problem::new(format!("duplicate recipient id {:?}", r.id))
+                    .in_file(&path)
+                    .at_line(r.line)
+                    .row(r.row)
+                    .field("id")
+                    .hint("every recipient needs a unique id; remove or rename the repeated one");
+                return each(Err((Some(r.id.clone()), p)));
+            }
+            match self.plan_recipient(&r) {
+                Ok(rows) => {
+                    for row in rows {
+                        each(Ok(row))?;
+                    }
+                    ControlFlow::Continue(())
+                }
+                Err(p) => {
+                    let p = p.in_file(&path).row(r.row);
+                    let p = if r.line > 0 { p.at_line(r.line) } else { p };
+                    each(Err((Some(r.id.clone()), p)))
+                }
+            }
+        })?;
+        if rows == 0 {
+            return Err(Problem::new("the audience has no recipients")
+                .in_file(&path)
+                .hint("add recipients, or point `audience` at another file"));
+        }
+        Ok(rows)
+    }
+
+    fn plan_recipient(&mut self, r: &Recipient) -> Result<Vec<PlannedRow>, Problem> {
+        let (zone, tz) = self.zone_for(r)?;
+        let field = &self.settings.address_field;
+        let raw = r.text_or_number(field).ok_or_else(|| {
+            Problem::new(format!(
+                "the recipient has no `{field}`, which channel {:?} sends to",
+                self.campaign.channel
+            ))
+            .field(field.clone())
+            .hint(format!("add a `{field}` value for this recipient"))
+        })?;
+        let address = address::normalize(self.address_kind, &raw).map_err(|e| {
+            Problem::new(e)
+                .field(field.clone())
+                .hint(match self.address_kind {
+                    AddressKind::Phone => {
+                        "write phones in E.164: +, country code and number, e.g. +5511987654321"
+                    }
+                    AddressKind::Email => "write a complete address such as ana@example.com",
+                    AddressKind::Other => "give this recipient an address",
+                })
+        })?;
+        let locale = r.text("locale").map(str::to_owned);
+        let mut vars = self.campaign.vars.clone();
+        for (k, v) in &r.fields {
+            // An empty cell means "no value of my own": the campaign's var, if any, applies.
+            if v.as_str().is_some_and(|s| s.is_empty()) && vars.contains_key(k) {
+                continue;
+            }
+            vars.insert(k.clone(), v.clone());
+        }
+        let ctx = Value::Object(vars);
+        let content = self
+            .templates
+            .render(locale.as_deref(), &ctx)
+            .map_err(|f| {
+                let mut p = f.to_problem();
+                p.file = None;
+                p.message = format!("{} ({})", p.message, f.file.display());
+                p
+            })?;
+        let Value::Object(vars) = ctx else {
+            unreachable!("built as an object above")
+        };
+        let suppressed = self.opts.suppressed.contains(&address);
+        let mut out = Vec::new();
+        for (occurrence, placement, late_skip) in self.placements(&tz)? {
+            let skipped = if suppressed {
+                Some("suppressed: the address is on the suppression list".to_owned())
+            } else {
+                late_skip
+            };
+            out.push(PlannedRow {
+                recipient: r.id.clone(),
+                row: r.row,
+                occurrence,
+                address: address.clone(),
+                zone: zone.clone(),
+                locale: locale.clone(),
+                local: placement.local,
+                at: placement.at,
+                at_local: placement.at.to_zoned(tz.clone()),
+                reasons: placement.reasons,
+                content: content.clone(),
+                vars: vars.clone(),
+                skipped,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The occurrences of the campaign's schedule for one zone, each placed by rule 3.
+    fn placements(&self, tz: &TimeZone) -> Result<Vec<(u32, Placement, Option<String>)>, Problem> {
+        let c = &self.campaign;
+        let now = self.opts.now;
+        let never = || {
+            Problem::new("no allowed send time within 400 days: the allowed days, blackout dates and quiet hours leave nothing").field("schedule").hint("allow more weekdays or remove blackout dates")
+        };
+        match &c.schedule {
+            ScheduleKind::Asap => {
+                let p = schedule::place(schedule::to_local(now, tz), tz, &c.window)
+                    .ok_or_else(never)?;
+                Ok(vec![(0, p, None)])
+            }
+            ScheduleKind::At(at) => {
+                let p = schedule::place(*at, tz, &c.window).ok_or_else(never)?;
+                if p.at >= now {
+                    return Ok(vec![(0, p, None)]);
+                }
+                match c.late {
+                    Late::Skip => Ok(vec![(
+                        0,
+                        Placement {
+                            reasons: with(p.reasons, Reasons::LATE),
+                            ..p
+                        },
+                        Some(format!("late: {} had already passed at plan time", p.at)),
+                    )]),
+                    Late::SendNow => {
+                        let q = schedule::place(schedule::to_local(now, tz), tz, &c.window)
+                            .ok_or_else(never)?;
+                        Ok(vec![(
+                            0,
+                            Placement {
+                                reasons: with(q.reasons, Reasons::LATE),
+                                ..q
+                            },
+                            None,
+                        )])
+                    }
+                    Late::NextDay => {
+                        let mut target = *at;
+                        for _ in 0..400 {
+                            target = schedule::next_day(target).ok_or_else(never)?;
+                            let q = schedule::place(target, tz, &c.window).ok_or_else(never)?;
+                            if q.at >= now {
+                                return Ok(vec![(
+                                    0,
+                                    Placement {
+                                        reasons: with(q.reasons, Reasons::LATE),
+                                        ..q
+                                    },
+                                    None,
+                                )]);
+                            }
+                        }
+                        Err(never())
+                    }
+                }
+            }
+            ScheduleKind::Cron { .. } => Err(Problem::new(
+                "recurring (`cron`) schedules are not supported by this build yet",
+            )
+            .field("schedule.cron")),
+        }
+    }
+}
+
+fn with(mut r: Reasons, extra: Reasons) -> Reasons {
+    r.insert(extra);
+    r
+}

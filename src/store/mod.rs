@@ -1,0 +1,389 @@
+//! The schedule's persistence, behind a trait so that nothing above it assumes SQLite.
+//!
+//! Every operation is a domain operation (save a campaign's plan, claim due messages with a
+//! lease, record outcomes), never SQL: a PostgreSQL implementation (several `run` workers on
+//! several machines, `FOR UPDATE SKIP LOCKED`) can slot in without touching plan or dispatch.
+//! Calls are synchronous; async callers run them on a blocking thread.
+
+mod sqlite;
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+pub use sqlite::SqliteStore;
+
+use crate::message::Content;
+
+/// Message states of SPEC §5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Pending,
+    Sending,
+    Sent,
+    Failed,
+    Expired,
+    Skipped,
+    Cancelled,
+}
+
+impl State {
+    pub const ALL: [State; 7] = [
+        State::Pending,
+        State::Sending,
+        State::Sent,
+        State::Failed,
+        State::Expired,
+        State::Skipped,
+        State::Cancelled,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Sending => "sending",
+            State::Sent => "sent",
+            State::Failed => "failed",
+            State::Expired => "expired",
+            State::Skipped => "skipped",
+            State::Cancelled => "cancelled",
+        }
+    }
+    pub fn parse(s: &str) -> Option<State> {
+        State::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+}
+
+/// A campaign's run state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CampaignStatus {
+    Active,
+    Paused,
+    Cancelled,
+}
+
+impl CampaignStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CampaignStatus::Active => "active",
+            CampaignStatus::Paused => "paused",
+            CampaignStatus::Cancelled => "cancelled",
+        }
+    }
+    pub fn parse(s: &str) -> Option<CampaignStatus> {
+        [
+            CampaignStatus::Active,
+            CampaignStatus::Paused,
+            CampaignStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
+}
+
+/// What dispatch needs to re-apply the time rules (SPEC §4 rules 5 and 6) without the
+/// campaign files: stored with the campaign at plan time.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DispatchRules {
+    /// Quiet hours `[start, end)` as `HH:MM:SS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quiet: Option<(String, String)>,
+    /// Allowed weekdays (`mon`..`sun`); empty means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub days: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blackout: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expire_after_secs: Option<i64>,
+    /// Frequency cap: at most `.0` messages in any `.1` seconds per address and channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cap: Option<(u32, i64)>,
+    /// Messages per second for this campaign (`throttle`), below the channel's own rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<f64>,
+}
+
+/// A campaign as stored by `plan`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CampaignRecord {
+    pub name: String,
+    pub channel: String,
+    pub rules: DispatchRules,
+    /// First local instant of a recurring schedule, fixed at the first plan so occurrence
+    /// numbers stay stable across re-plans.
+    pub recurrence_start: Option<String>,
+}
+
+/// One planned message handed to [`Store::save_plan`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage {
+    pub recipient: String,
+    pub occurrence: u32,
+    pub address: String,
+    pub zone: String,
+    pub locale: Option<String>,
+    /// Local wall time as planned, with its offset (RFC 3339).
+    pub planned_local: String,
+    pub at: Timestamp,
+    /// Comma-separated reasons it moved (`quiet_hours,weekday`).
+    pub reasons: String,
+    pub content: Content,
+    pub vars: serde_json::Map<String, serde_json::Value>,
+    /// `Some(reason)` to store it as `skipped` (suppressed, invalid with `--skip-invalid`).
+    pub skipped: Option<String>,
+}
+
+/// What a plan changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PlanStats {
+    pub inserted: u64,
+    pub updated: u64,
+    /// Already sent, sending or finished: left untouched.
+    pub kept: u64,
+    pub skipped: u64,
+    /// Pending messages no longer in the plan (recipient left the audience): cancelled.
+    pub cancelled: u64,
+}
+
+/// A message claimed for sending under a lease.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    pub id: i64,
+    pub key: String,
+    pub campaign: String,
+    pub channel: String,
+    pub recipient: String,
+    pub address: String,
+    pub zone: String,
+    pub locale: Option<String>,
+    pub content: Content,
+    pub vars: serde_json::Map<String, serde_json::Value>,
+    pub planned_at: Timestamp,
+    pub due_at: Timestamp,
+    /// Attempts already made before this claim.
+    pub attempts: u32,
+}
+
+/// How one claimed message ended this round.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Sent {
+        provider_id: Option<String>,
+    },
+    /// Transient failure: back to pending at `due_at`.
+    Retry {
+        due_at: Timestamp,
+        code: Option<String>,
+        error: String,
+    },
+    Failed {
+        code: Option<String>,
+        error: String,
+    },
+    /// Failed because the recipient refuses messages; with `suppress` the address is added to
+    /// the suppression list.
+    Refused {
+        code: Option<String>,
+        error: String,
+        suppress: bool,
+    },
+    /// Not attempted: rules 5/6 moved it (night, cap) to `due_at`.
+    Deferred {
+        due_at: Timestamp,
+        reasons: String,
+    },
+    Expired {
+        reason: String,
+    },
+    /// Not attempted: suppressed at dispatch.
+    Skipped {
+        reason: String,
+    },
+    /// Not attempted: the run is stopping; back to pending, unchanged.
+    Released,
+}
+
+/// One outcome for [`Store::complete`]. `attempted` outcomes are recorded in `attempts`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub id: i64,
+    /// The attempt number (1-based) when the message was attempted.
+    pub attempt: u32,
+    pub started_at: Timestamp,
+    pub finished_at: Timestamp,
+    pub outcome: Outcome,
+}
+
+impl Outcome {
+    pub fn attempted(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Sent { .. }
+                | Outcome::Retry { .. }
+                | Outcome::Failed { .. }
+                | Outcome::Refused { .. }
+        )
+    }
+}
+
+/// A campaign's state for `status`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CampaignSummary {
+    pub name: String,
+    pub channel: String,
+    pub status: CampaignStatus,
+    pub status_reason: Option<String>,
+    pub counts: BTreeMap<State, u64>,
+    pub next_due: Option<Timestamp>,
+    pub last_sent: Option<Timestamp>,
+    /// Most common errors with their counts, most frequent first.
+    pub top_errors: Vec<(String, u64)>,
+}
+
+/// A campaign's stored rules and status, for dispatch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CampaignInfo {
+    pub name: String,
+    pub channel: String,
+    pub status: CampaignStatus,
+    pub status_reason: Option<String>,
+    pub rules: DispatchRules,
+}
+
+/// One message with its state, for `messages` and `export`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MessageRow {
+    pub key: String,
+    pub campaign: String,
+    pub recipient: String,
+    pub occurrence: u32,
+    pub channel: String,
+    pub address: String,
+    pub zone: String,
+    pub state: State,
+    pub planned_local: String,
+    pub due_at: Timestamp,
+    pub attempts: u32,
+    pub provider_id: Option<String>,
+    pub last_error: Option<String>,
+    pub reasons: String,
+}
+
+/// Filters for [`Store::messages`].
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter {
+    pub campaign: Option<String>,
+    pub state: Option<State>,
+    pub recipient: Option<String>,
+    pub limit: Option<u64>,
+}
+
+/// An opt-out entry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Suppression {
+    pub address: String,
+    pub reason: Option<String>,
+    pub source: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// Store failures, each with what the user can do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the database {path} was written by a newer disparo (schema version {found}, this one knows up to {supported}); it was not changed\n  hint: upgrade disparo, or point --db at another file"
+    )]
+    NewerSchema {
+        path: String,
+        found: i64,
+        supported: i64,
+    },
+    #[error("cannot open the database {path}: {reason}\n  hint: {hint}")]
+    Open {
+        path: String,
+        reason: String,
+        hint: String,
+    },
+    #[error("{0}")]
+    Other(String),
+    #[error("no campaign named {0:?} in the database\n  hint: run `disparo plan {0}` first")]
+    UnknownCampaign(String),
+}
+
+/// The schedule store. Implementations must make `claim` atomic across processes: two
+/// concurrent claims never return the same message.
+pub trait Store: Send + Sync {
+    /// Stores a campaign's plan in one transaction: inserts new messages, updates pending
+    /// (and skipped) ones, never touches sent or in-flight ones, cancels pending messages no
+    /// longer planned. Nothing is stored if `messages` yields an error.
+    fn save_plan(
+        &self,
+        campaign: &CampaignRecord,
+        messages: &mut dyn Iterator<Item = Result<NewMessage, String>>,
+    ) -> Result<PlanStats, StoreError>;
+    /// The stored start of a recurring campaign, if it was planned before.
+    fn recurrence_start(&self, campaign: &str) -> Result<Option<String>, StoreError>;
+    /// Claims up to `limit` due messages (pending and due, or with an expired lease) of active
+    /// campaigns for `owner` until `lease_until`.
+    fn claim(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+        campaign: Option<&str>,
+    ) -> Result<Vec<Claimed>, StoreError>;
+    /// Records outcomes of messages `owner` holds; a message whose lease was lost is left
+    /// alone. Returns how many were recorded.
+    fn complete(&self, owner: &str, completions: &[Completion]) -> Result<usize, StoreError>;
+    /// The earliest due instant of a pending message of an active campaign.
+    fn next_due(&self, campaign: Option<&str>) -> Result<Option<Timestamp>, StoreError>;
+    fn campaign(&self, name: &str) -> Result<Option<CampaignInfo>, StoreError>;
+    fn set_campaign_status(
+        &self,
+        name: &str,
+        status: CampaignStatus,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// Cancels every pending message of a campaign; returns how many.
+    fn cancel_pending(&self, name: &str) -> Result<u64, StoreError>;
+    fn summaries(&self, campaign: Option<&str>) -> Result<Vec<CampaignSummary>, StoreError>;
+    fn messages(&self, filter: &MessageFilter) -> Result<Vec<MessageRow>, StoreError>;
+    /// Instants of successful sends to `address` on `channel` since `since`, oldest first.
+    fn sends_since(
+        &self,
+        channel: &str,
+        address: &str,
+        since: Timestamp,
+    ) -> Result<Vec<Timestamp>, StoreError>;
+    fn suppress(
+        &self,
+        address: &str,
+        reason: Option<&str>,
+        source: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    fn unsuppress(&self, address: &str) -> Result<bool, StoreError>;
+    fn suppressions(&self) -> Result<Vec<Suppression>, StoreError>;
+    fn is_suppressed(&self, address: &str) -> Result<bool, StoreError>;
+}
+
+/// The stable identity of a message: the idempotency key providers see.
+pub fn message_key(campaign: &str, recipient: &str, occurrence: u32) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(campaign.as_bytes());
+    h.update([0]);
+    h.update(recipient.as_bytes());
+    h.update([0]);
+    h.update(occurrence.to_be_bytes());
+    let d = h.finalize();
+    let mut s = String::with_capacity(26);
+    s.push_str("m-");
+    for b in &d[..12] {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}

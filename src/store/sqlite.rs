@@ -1,0 +1,778 @@
+//! The embedded store: one SQLite file in WAL mode.
+//!
+//! Claims run in `BEGIN IMMEDIATE` transactions, so concurrent `run` processes serialise on
+//! SQLite's write lock (with a generous busy timeout) and never claim the same row twice.
+//! Mutable delivery state lives in the narrow `queue` table; the wide `messages` rows are
+//! written at plan time only.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use jiff::Timestamp;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::*;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// How long a writer waits for another process's transaction before giving up.
+const BUSY_TIMEOUT_MS: u64 = 60_000;
+
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+fn ts(ms: i64) -> Timestamp {
+    Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn other(e: impl std::fmt::Display) -> StoreError {
+    let s = e.to_string();
+    if s.contains("database is locked") || s.contains("database is busy") {
+        StoreError::Other(format!(
+            "the database stayed locked by another disparo process for over {} s: {s}\n  hint: wait for the other process (a long `plan`?) and try again",
+            BUSY_TIMEOUT_MS / 1000
+        ))
+    } else if s.contains("disk is full") || s.contains("database or disk is full") {
+        StoreError::Other(format!(
+            "the disk is full: {s}\n  hint: free space; nothing was half-written (the transaction was rolled back)"
+        ))
+    } else if s.contains("readonly") || s.contains("read-only") {
+        StoreError::Other(format!(
+            "the database is read-only: {s}\n  hint: check the permissions of the file and its folder (SQLite also writes -wal and -shm files beside it)"
+        ))
+    } else {
+        StoreError::Other(format!("database error: {s}"))
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    /// A schema newer than this build knows is refused before anything is written.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let shown = path.display().to_string();
+        let open_err = |reason: String, hint: &str| StoreError::Open {
+            path: shown.clone(),
+            reason,
+            hint: hint.into(),
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+            && !dir.is_dir()
+        {
+            return Err(open_err(
+                format!("the folder {} does not exist", dir.display()),
+                "create the folder, or pass another --db path",
+            ));
+        }
+        if path.is_dir() {
+            return Err(open_err(
+                "it is a folder".into(),
+                "pass the path of a file with --db",
+            ));
+        }
+        let conn = Connection::open(path)
+            .map_err(|e| open_err(e.to_string(), "check the path and its permissions"))?;
+        let mut conn = conn;
+        let setup = (|| -> rusqlite::Result<()> {
+            conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            Ok(())
+        })();
+        if let Err(e) = setup {
+            let s = e.to_string();
+            let hint = if s.contains("not a database") || s.contains("malformed") {
+                "the file is not a disparo database (or is corrupt); restore it from a backup or pass another --db"
+            } else if s.contains("readonly") || s.contains("unable to open") {
+                "check that the file and its folder are writable (SQLite writes -wal and -shm files beside it)"
+            } else {
+                "check the path and its permissions"
+            };
+            return Err(open_err(s, hint));
+        }
+        let known = embedded::migrations::runner()
+            .get_migrations()
+            .iter()
+            .map(|m| i64::from(m.version()))
+            .max()
+            .unwrap_or(0);
+        let found = schema_version(&conn).map_err(|e| open_err(e.to_string(), "the file is not a disparo database (or is corrupt); restore it from a backup or pass another --db"))?;
+        if found > known {
+            return Err(StoreError::NewerSchema {
+                path: shown,
+                found,
+                supported: known,
+            });
+        }
+        if found < known
+            && let Err(e) = embedded::migrations::runner().run(&mut conn)
+        {
+            // Another process may have migrated at the same moment; only fail if still behind.
+            if schema_version(&conn).unwrap_or(0) < known {
+                return Err(open_err(
+                    e.to_string(),
+                    "the schema could not be updated; check permissions and free disk space",
+                ));
+            }
+        }
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
+        self.conn.lock().map_err(|_| {
+            StoreError::Other("the database connection was poisoned by an earlier panic".into())
+        })
+    }
+}
+
+fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    let exists: bool = conn.query_row("SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type='table' AND name='refinery_schema_history')", [], |r| r.get(0))?;
+    if !exists {
+        return Ok(0);
+    }
+    conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM refinery_schema_history",
+        [],
+        |r| r.get(0),
+    )
+}
+
+fn claimed_from_row(r: &rusqlite::Row) -> rusqlite::Result<(Claimed, String, String)> {
+    let content: String = r.get(7)?;
+    let vars: String = r.get(8)?;
+    Ok((
+        Claimed {
+            id: r.get(0)?,
+            key: r.get(1)?,
+            campaign: r.get(2)?,
+            channel: r.get(3)?,
+            recipient: r.get(4)?,
+            address: r.get(5)?,
+            zone: r.get(6)?,
+            locale: r.get(9)?,
+            content: Content::default(),
+            vars: serde_json::Map::new(),
+            planned_at: ts(r.get(10)?),
+            due_at: ts(r.get(11)?),
+            attempts: r.get(12)?,
+        },
+        content,
+        vars,
+    ))
+}
+
+impl Store for SqliteStore {
+    fn save_plan(
+        &self,
+        campaign: &CampaignRecord,
+        messages: &mut dyn Iterator<Item = Result<NewMessage, String>>,
+    ) -> Result<PlanStats, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(other)?;
+        let now = ms(Timestamp::now());
+        let rules = serde_json::to_string(&campaign.rules).map_err(other)?;
+        let (cid, generation): (i64, i64) = tx
+            .query_row(
+                "INSERT INTO campaigns (name, channel, rules, recurrence_start, generation, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)
+                 ON CONFLICT(name) DO UPDATE SET channel = excluded.channel, rules = excluded.rules,
+                    recurrence_start = COALESCE(campaigns.recurrence_start, excluded.recurrence_start),
+                    generation = campaigns.generation + 1, updated_at = excluded.updated_at
+                 RETURNING id, generation",
+                params![campaign.name, campaign.channel, rules, campaign.recurrence_start, now],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(other)?;
+        let fresh = generation == 1;
+        let mut stats = PlanStats::default();
+        {
+            let mut find = tx.prepare_cached("SELECT m.id, q.state FROM messages m JOIN queue q ON q.message_id = m.id WHERE m.campaign_id = ?1 AND m.recipient = ?2 AND m.occurrence = ?3").map_err(other)?;
+            let mut insert_msg = tx.prepare_cached("INSERT INTO messages (campaign_id, recipient, occurrence, key, address, zone, locale, planned_local, reasons, content, vars, generation) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)").map_err(other)?;
+            let mut insert_q = tx.prepare_cached("INSERT INTO queue (message_id, campaign_id, state, due_at, planned_at, updated_at, last_error) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)").map_err(other)?;
+            let mut update_msg = tx.prepare_cached("UPDATE messages SET address = ?2, zone = ?3, locale = ?4, planned_local = ?5, reasons = ?6, content = ?7, vars = ?8, generation = ?9 WHERE id = ?1").map_err(other)?;
+            let mut update_q = tx.prepare_cached("UPDATE queue SET state = ?2, due_at = ?3, planned_at = ?3, updated_at = ?4, last_error = ?5 WHERE message_id = ?1").map_err(other)?;
+            let mut touch = tx
+                .prepare_cached("UPDATE messages SET generation = ?2 WHERE id = ?1")
+                .map_err(other)?;
+            for item in messages {
+                let m = item.map_err(StoreError::Other)?;
+                let state = if m.skipped.is_some() {
+                    State::Skipped
+                } else {
+                    State::Pending
+                };
+                if m.skipped.is_some() {
+                    stats.skipped += 1;
+                }
+                let content = serde_json::to_string(&m.content).map_err(other)?;
+                let vars = serde_json::to_string(&m.vars).map_err(other)?;
+                let existing: Option<(i64, String)> = if fresh {
+                    None
+                } else {
+                    find.query_row(params![cid, m.recipient, m.occurrence], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()
+                    .map_err(other)?
+                };
+                match existing {
+                    None => {
+                        let key = message_key(&campaign.name, &m.recipient, m.occurrence);
+                        insert_msg
+                            .execute(params![
+                                cid,
+                                m.recipient,
+                                m.occurrence,
+                                key,
+                                m.address,
+                                m.zone,
+                                m.locale,
+                                m.planned_local,
+                                m.reasons,
+                                content,
+                                vars,
+                                generation
+                            ])
+                            .map_err(other)?;
+                        let id = tx.last_insert_rowid();
+                        insert_q
+                            .execute(params![id, cid, state.as_str(), ms(m.at), now, m.skipped])
+                            .map_err(other)?;
+                        stats.inserted += 1;
+                    }
+                    Some((id, s)) if s == "pending" || s == "skipped" => {
+                        update_msg
+                            .execute(params![
+                                id,
+                                m.address,
+                                m.zone,
+                                m.locale,
+                                m.planned_local,
+                                m.reasons,
+                                content,
+                                vars,
+                                generation
+                            ])
+                            .map_err(other)?;
+                        update_q
+                            .execute(params![id, state.as_str(), ms(m.at), now, m.skipped])
+                            .map_err(other)?;
+                        stats.updated += 1;
+                    }
+                    Some((id, _)) => {
+                        touch.execute(params![id, generation]).map_err(other)?;
+                        stats.kept += 1;
+                    }
+                }
+            }
+        }
+        if !fresh {
+            stats.cancelled = tx
+                .execute(
+                    "UPDATE queue SET state = 'cancelled', last_error = 'no longer planned (removed from the audience or the schedule)', updated_at = ?3
+                     WHERE campaign_id = ?1 AND state = 'pending'
+                       AND message_id IN (SELECT id FROM messages WHERE campaign_id = ?1 AND generation < ?2)",
+                    params![cid, generation, now],
+                )
+                .map_err(other)? as u64;
+        }
+        tx.commit().map_err(other)?;
+        Ok(stats)
+    }
+
+    fn recurrence_start(&self, campaign: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.conn()?;
+        conn.query_row(
+            "SELECT recurrence_start FROM campaigns WHERE name = ?1",
+            [campaign],
+            |r| r.get(0),
+        )
+        .optional()
+        .map(Option::flatten)
+        .map_err(other)
+    }
+
+    fn claim(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+        campaign: Option<&str>,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(other)?;
+        let mut ids: Vec<i64> = Vec::with_capacity(limit);
+        {
+            let mut due = tx
+                .prepare_cached(
+                    "SELECT q.message_id FROM queue q JOIN campaigns c ON c.id = q.campaign_id
+                     WHERE q.state = 'pending' AND q.due_at <= ?1 AND c.status = 'active' AND (?3 IS NULL OR c.name = ?3)
+                     ORDER BY q.due_at LIMIT ?2",
+                )
+                .map_err(other)?;
+            let rows = due
+                .query_map(params![ms(now), limit as i64, campaign], |r| r.get(0))
+                .map_err(other)?;
+            for r in rows {
+                ids.push(r.map_err(other)?);
+            }
+            if ids.len() < limit {
+                let mut stale = tx
+                    .prepare_cached(
+                        "SELECT q.message_id FROM queue q JOIN campaigns c ON c.id = q.campaign_id
+                         WHERE q.state = 'sending' AND q.lease_until < ?1 AND c.status = 'active' AND (?3 IS NULL OR c.name = ?3)
+                         ORDER BY q.due_at LIMIT ?2",
+                    )
+                    .map_err(other)?;
+                let rows = stale
+                    .query_map(
+                        params![ms(now), (limit - ids.len()) as i64, campaign],
+                        |r| r.get(0),
+                    )
+                    .map_err(other)?;
+                for r in rows {
+                    ids.push(r.map_err(other)?);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        {
+            let mut lease = tx.prepare_cached("UPDATE queue SET state = 'sending', lease_owner = ?2, lease_until = ?3, updated_at = ?4 WHERE message_id = ?1").map_err(other)?;
+            let mut load = tx
+                .prepare_cached(
+                    "SELECT m.id, m.key, c.name, c.channel, m.recipient, m.address, m.zone, m.content, m.vars, m.locale, q.planned_at, q.due_at, q.attempts
+                     FROM messages m JOIN queue q ON q.message_id = m.id JOIN campaigns c ON c.id = m.campaign_id WHERE m.id = ?1",
+                )
+                .map_err(other)?;
+            for id in ids {
+                lease
+                    .execute(params![id, owner, ms(lease_until), ms(now)])
+                    .map_err(other)?;
+                let (mut c, content, vars) =
+                    load.query_row([id], claimed_from_row).map_err(other)?;
+                c.content = serde_json::from_str(&content).map_err(other)?;
+                c.vars = serde_json::from_str(&vars).map_err(other)?;
+                out.push(c);
+            }
+        }
+        tx.commit().map_err(other)?;
+        Ok(out)
+    }
+
+    fn complete(&self, owner: &str, completions: &[Completion]) -> Result<usize, StoreError> {
+        if completions.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(other)?;
+        let mut recorded = 0;
+        {
+            let mut set = tx
+                .prepare_cached(
+                    "UPDATE queue SET state = ?3, due_at = COALESCE(?4, due_at), attempts = ?5, provider_id = COALESCE(?6, provider_id),
+                        last_error = ?7, lease_owner = NULL, lease_until = NULL, updated_at = ?8
+                     WHERE message_id = ?1 AND state = 'sending' AND lease_owner = ?2",
+                )
+                .map_err(other)?;
+            let mut attempt = tx.prepare_cached("INSERT INTO attempts (message_id, attempt, started_at, finished_at, outcome, provider_id, code, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)").map_err(other)?;
+            let mut send = tx.prepare_cached("INSERT INTO sends (channel, address, at) SELECT c.channel, m.address, ?2 FROM messages m JOIN campaigns c ON c.id = m.campaign_id WHERE m.id = ?1").map_err(other)?;
+            let mut suppress = tx.prepare_cached("INSERT INTO suppressions (address, reason, source, created_at) SELECT address, ?2, 'provider', ?3 FROM messages WHERE id = ?1 ON CONFLICT(address) DO NOTHING").map_err(other)?;
+            let mut reasons = tx
+                .prepare_cached("UPDATE messages SET reasons = ?2 WHERE id = ?1")
+                .map_err(other)?;
+            for c in completions {
+                let attempts_after = if c.outcome.attempted() {
+                    c.attempt
+                } else {
+                    c.attempt.saturating_sub(1)
+                };
+                let (state, due, provider, error, outcome, code): (
+                    State,
+                    Option<i64>,
+                    Option<&str>,
+                    Option<&str>,
+                    &str,
+                    Option<&str>,
+                ) = match &c.outcome {
+                    Outcome::Sent { provider_id } => (
+                        State::Sent,
+                        None,
+                        provider_id.as_deref(),
+                        None,
+                        "sent",
+                        None,
+                    ),
+                    Outcome::Retry {
+                        due_at,
+                        code,
+                        error,
+                    } => (
+                        State::Pending,
+                        Some(ms(*due_at)),
+                        None,
+                        Some(error),
+                        "retry",
+                        code.as_deref(),
+                    ),
+                    Outcome::Failed { code, error } => (
+                        State::Failed,
+                        None,
+                        None,
+                        Some(error),
+                        "failed",
+                        code.as_deref(),
+                    ),
+                    Outcome::Refused { code, error, .. } => (
+                        State::Failed,
+                        None,
+                        None,
+                        Some(error),
+                        "refused",
+                        code.as_deref(),
+                    ),
+                    Outcome::Deferred { due_at, .. } => (
+                        State::Pending,
+                        Some(ms(*due_at)),
+                        None,
+                        None,
+                        "deferred",
+                        None,
+                    ),
+                    Outcome::Expired { reason } => {
+                        (State::Expired, None, None, Some(reason), "expired", None)
+                    }
+                    Outcome::Skipped { reason } => {
+                        (State::Skipped, None, None, Some(reason), "skipped", None)
+                    }
+                    Outcome::Released => (State::Pending, None, None, None, "released", None),
+                };
+                let changed = set
+                    .execute(params![
+                        c.id,
+                        owner,
+                        state.as_str(),
+                        due,
+                        attempts_after,
+                        provider,
+                        error,
+                        ms(c.finished_at)
+                    ])
+                    .map_err(other)?;
+                if changed == 0 {
+                    continue; // the lease was lost to another run: its outcome wins
+                }
+                recorded += 1;
+                if c.outcome.attempted() {
+                    attempt
+                        .execute(params![
+                            c.id,
+                            c.attempt,
+                            ms(c.started_at),
+                            ms(c.finished_at),
+                            outcome,
+                            provider,
+                            code,
+                            error
+                        ])
+                        .map_err(other)?;
+                }
+                match &c.outcome {
+                    Outcome::Sent { .. } => {
+                        send.execute(params![c.id, ms(c.finished_at)])
+                            .map_err(other)?;
+                    }
+                    Outcome::Refused {
+                        suppress: true,
+                        error,
+                        ..
+                    } => {
+                        suppress
+                            .execute(params![c.id, error, ms(c.finished_at)])
+                            .map_err(other)?;
+                    }
+                    Outcome::Deferred { reasons: r, .. } if !r.is_empty() => {
+                        reasons.execute(params![c.id, r]).map_err(other)?;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        tx.commit().map_err(other)?;
+        Ok(recorded)
+    }
+
+    fn next_due(&self, campaign: Option<&str>) -> Result<Option<Timestamp>, StoreError> {
+        let conn = self.conn()?;
+        let pending: Option<i64> = conn
+            .query_row(
+                "SELECT MIN(q.due_at) FROM queue q JOIN campaigns c ON c.id = q.campaign_id WHERE q.state = 'pending' AND c.status = 'active' AND (?1 IS NULL OR c.name = ?1)",
+                params![campaign],
+                |r| r.get(0),
+            )
+            .map_err(other)?;
+        let lease: Option<i64> = conn
+            .query_row(
+                "SELECT MIN(q.lease_until) FROM queue q JOIN campaigns c ON c.id = q.campaign_id WHERE q.state = 'sending' AND c.status = 'active' AND (?1 IS NULL OR c.name = ?1)",
+                params![campaign],
+                |r| r.get(0),
+            )
+            .map_err(other)?;
+        Ok(match (pending, lease) {
+            (Some(a), Some(b)) => Some(ts(a.min(b))),
+            (a, b) => a.or(b).map(ts),
+        })
+    }
+
+    fn campaign(&self, name: &str) -> Result<Option<CampaignInfo>, StoreError> {
+        let conn = self.conn()?;
+        let row: Option<(String, String, Option<String>, String)> = conn
+            .query_row(
+                "SELECT channel, status, status_reason, rules FROM campaigns WHERE name = ?1",
+                [name],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()
+            .map_err(other)?;
+        let Some((channel, status, status_reason, rules)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(CampaignInfo {
+            name: name.to_owned(),
+            channel,
+            status: CampaignStatus::parse(&status).unwrap_or(CampaignStatus::Paused),
+            status_reason,
+            rules: serde_json::from_str(&rules).map_err(other)?,
+        }))
+    }
+
+    fn set_campaign_status(
+        &self,
+        name: &str,
+        status: CampaignStatus,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        let n = conn
+            .execute("UPDATE campaigns SET status = ?2, status_reason = ?3, updated_at = ?4 WHERE name = ?1", params![name, status.as_str(), reason, ms(Timestamp::now())])
+            .map_err(other)?;
+        if n == 0 {
+            Err(StoreError::UnknownCampaign(name.into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn cancel_pending(&self, name: &str) -> Result<u64, StoreError> {
+        let conn = self.conn()?;
+        let n = conn
+            .execute(
+                "UPDATE queue SET state = 'cancelled', last_error = 'campaign cancelled', updated_at = ?2 WHERE state = 'pending' AND campaign_id = (SELECT id FROM campaigns WHERE name = ?1)",
+                params![name, ms(Timestamp::now())],
+            )
+            .map_err(other)?;
+        Ok(n as u64)
+    }
+
+    fn summaries(&self, campaign: Option<&str>) -> Result<Vec<CampaignSummary>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare("SELECT id, name, channel, status, status_reason FROM campaigns WHERE (?1 IS NULL OR name = ?1) ORDER BY name").map_err(other)?;
+        let campaigns: Vec<(i64, String, String, String, Option<String>)> = stmt
+            .query_map(params![campaign], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .map_err(other)?
+            .collect::<Result<_, _>>()
+            .map_err(other)?;
+        if let Some(name) = campaign
+            && campaigns.is_empty()
+        {
+            return Err(StoreError::UnknownCampaign(name.into()));
+        }
+        let mut out = Vec::new();
+        for (id, name, channel, status, status_reason) in campaigns {
+            let mut counts = BTreeMap::new();
+            let mut st = conn
+                .prepare_cached(
+                    "SELECT state, COUNT(*) FROM queue WHERE campaign_id = ?1 GROUP BY state",
+                )
+                .map_err(other)?;
+            for r in st
+                .query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(other)?
+            {
+                let (s, n) = r.map_err(other)?;
+                let n = n as u64;
+                if let Some(s) = State::parse(&s) {
+                    counts.insert(s, n);
+                }
+            }
+            let next_due: Option<i64> = conn
+                .query_row(
+                    "SELECT MIN(due_at) FROM queue WHERE campaign_id = ?1 AND state = 'pending'",
+                    [id],
+                    |r| r.get(0),
+                )
+                .map_err(other)?;
+            let last_sent: Option<i64> = conn
+                .query_row("SELECT MAX(a.finished_at) FROM attempts a JOIN messages m ON m.id = a.message_id WHERE m.campaign_id = ?1 AND a.outcome = 'sent'", [id], |r| r.get(0))
+                .map_err(other)?;
+            let mut errs = conn
+                .prepare_cached("SELECT a.error, COUNT(*) FROM attempts a JOIN messages m ON m.id = a.message_id WHERE m.campaign_id = ?1 AND a.error IS NOT NULL GROUP BY a.error ORDER BY 2 DESC, 1 LIMIT 5")
+                .map_err(other)?;
+            let top_errors = errs
+                .query_map([id], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+                .map_err(other)?
+                .collect::<Result<_, _>>()
+                .map_err(other)?;
+            out.push(CampaignSummary {
+                name,
+                channel,
+                status: CampaignStatus::parse(&status).unwrap_or(CampaignStatus::Paused),
+                status_reason,
+                counts,
+                next_due: next_due.map(ts),
+                last_sent: last_sent.map(ts),
+                top_errors,
+            });
+        }
+        Ok(out)
+    }
+
+    fn messages(&self, f: &MessageFilter) -> Result<Vec<MessageRow>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT m.key, c.name, m.recipient, m.occurrence, c.channel, m.address, m.zone, q.state, m.planned_local, q.due_at, q.attempts, q.provider_id, q.last_error, m.reasons
+                 FROM messages m JOIN queue q ON q.message_id = m.id JOIN campaigns c ON c.id = m.campaign_id
+                 WHERE (?1 IS NULL OR c.name = ?1) AND (?2 IS NULL OR q.state = ?2) AND (?3 IS NULL OR m.recipient = ?3)
+                 ORDER BY c.name, q.due_at, m.recipient, m.occurrence LIMIT ?4",
+            )
+            .map_err(other)?;
+        let rows = stmt
+            .query_map(
+                params![
+                    f.campaign,
+                    f.state.map(State::as_str),
+                    f.recipient,
+                    f.limit.map(|l| l as i64).unwrap_or(-1)
+                ],
+                |r| {
+                    Ok(MessageRow {
+                        key: r.get(0)?,
+                        campaign: r.get(1)?,
+                        recipient: r.get(2)?,
+                        occurrence: r.get(3)?,
+                        channel: r.get(4)?,
+                        address: r.get(5)?,
+                        zone: r.get(6)?,
+                        state: State::parse(&r.get::<_, String>(7)?).unwrap_or(State::Pending),
+                        planned_local: r.get(8)?,
+                        due_at: ts(r.get(9)?),
+                        attempts: r.get(10)?,
+                        provider_id: r.get(11)?,
+                        last_error: r.get(12)?,
+                        reasons: r.get(13)?,
+                    })
+                },
+            )
+            .map_err(other)?;
+        rows.collect::<Result<_, _>>().map_err(other)
+    }
+
+    fn sends_since(
+        &self,
+        channel: &str,
+        address: &str,
+        since: Timestamp,
+    ) -> Result<Vec<Timestamp>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT at FROM sends WHERE channel = ?1 AND address = ?2 AND at > ?3 ORDER BY at",
+            )
+            .map_err(other)?;
+        let rows = stmt
+            .query_map(params![channel, address, ms(since)], |r| r.get::<_, i64>(0))
+            .map_err(other)?;
+        rows.map(|r| r.map(ts).map_err(other)).collect()
+    }
+
+    fn suppress(
+        &self,
+        address: &str,
+        reason: Option<&str>,
+        source: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let conn = self.conn()?;
+        let n = conn
+            .execute("INSERT INTO suppressions (address, reason, source, created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(address) DO NOTHING", params![address, reason, source, ms(now)])
+            .map_err(other)?;
+        Ok(n > 0)
+    }
+
+    fn unsuppress(&self, address: &str) -> Result<bool, StoreError> {
+        let conn = self.conn()?;
+        Ok(conn
+            .execute("DELETE FROM suppressions WHERE address = ?1", [address])
+            .map_err(other)?
+            > 0)
+    }
+
+    fn suppressions(&self) -> Result<Vec<Suppression>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT address, reason, source, created_at FROM suppressions ORDER BY address",
+            )
+            .map_err(other)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Suppression {
+                    address: r.get(0)?,
+                    reason: r.get(1)?,
+                    source: r.get(2)?,
+                    created_at: ts(r.get(3)?),
+                })
+            })
+            .map_err(other)?;
+        rows.collect::<Result<_, _>>().map_err(other)
+    }
+
+    fn is_suppressed(&self, address: &str) -> Result<bool, StoreError> {
+        let conn = self.conn()?;
+        conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM suppressions WHERE address = ?1)",
+            [address],
+            |r| r.get(0),
+        )
+        .map_err(other)
+    }
+}
