@@ -8,6 +8,10 @@
 //! - [`channel`]: the adapters (console, outbox, webhook, WhatsApp, Twilio, SMTP, command).
 //! - [`units`]: durations, rates and times as people write them.
 
+// `Problem` carries a whole located diagnostic (file, line, column, row, field, hint); it is
+// returned on cold paths only, so boxing it everywhere would add noise for no speed.
+#![allow(clippy::result_large_err)]
+
 pub mod address;
 pub mod channel;
 pub mod cli;

@@ -175,6 +175,18 @@ impl<'de> Deserialize<'de> for StringOrNumber {
 deserialize_from_str!(Duration, "duration");
 deserialize_from_str!(Rate, "rate");
 
+impl serde::Serialize for Duration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl serde::Serialize for Rate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,17 +219,5 @@ mod tests {
         for bad in ["24:00", "9:00", "21h", "21:60"] {
             assert!(parse_time(bad).is_err(), "{bad:?} should be refused");
         }
-    }
-}
-
-impl serde::Serialize for Duration {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl serde::Serialize for Rate {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
     }
 }

@@ -181,6 +181,92 @@ fn claimed_from_row(r: &rusqlite::Row) -> rusqlite::Result<(Claimed, String, Str
     ))
 }
 
+/// The columns one outcome writes.
+struct RecordedOutcome<'a> {
+    state: State,
+    due: Option<i64>,
+    provider: Option<&'a str>,
+    error: Option<&'a str>,
+    outcome: &'static str,
+    code: Option<&'a str>,
+}
+
+impl<'a> RecordedOutcome<'a> {
+    fn of(o: &'a Outcome) -> RecordedOutcome<'a> {
+        let r = |state, due, provider, error, outcome, code| RecordedOutcome {
+            state,
+            due,
+            provider,
+            error,
+            outcome,
+            code,
+        };
+        match o {
+            Outcome::Sent { provider_id } => r(
+                State::Sent,
+                None,
+                provider_id.as_deref(),
+                None,
+                "sent",
+                None,
+            ),
+            Outcome::Retry {
+                due_at,
+                code,
+                error,
+            } => r(
+                State::Pending,
+                Some(ms(*due_at)),
+                None,
+                Some(error.as_str()),
+                "retry",
+                code.as_deref(),
+            ),
+            Outcome::Failed { code, error } => r(
+                State::Failed,
+                None,
+                None,
+                Some(error.as_str()),
+                "failed",
+                code.as_deref(),
+            ),
+            Outcome::Refused { code, error, .. } => r(
+                State::Failed,
+                None,
+                None,
+                Some(error.as_str()),
+                "refused",
+                code.as_deref(),
+            ),
+            Outcome::Deferred { due_at, .. } => r(
+                State::Pending,
+                Some(ms(*due_at)),
+                None,
+                None,
+                "deferred",
+                None,
+            ),
+            Outcome::Expired { reason } => r(
+                State::Expired,
+                None,
+                None,
+                Some(reason.as_str()),
+                "expired",
+                None,
+            ),
+            Outcome::Skipped { reason } => r(
+                State::Skipped,
+                None,
+                None,
+                Some(reason.as_str()),
+                "skipped",
+                None,
+            ),
+            Outcome::Released => r(State::Pending, None, None, None, "released", None),
+        }
+    }
+}
+
 impl Store for SqliteStore {
     fn save_plan(
         &self,
@@ -413,66 +499,9 @@ impl Store for SqliteStore {
                 } else {
                     c.attempt.saturating_sub(1)
                 };
-                let (state, due, provider, error, outcome, code): (
-                    State,
-                    Option<i64>,
-                    Option<&str>,
-                    Option<&str>,
-                    &str,
-                    Option<&str>,
-                ) = match &c.outcome {
-                    Outcome::Sent { provider_id } => (
-                        State::Sent,
-                        None,
-                        provider_id.as_deref(),
-                        None,
-                        "sent",
-                        None,
-                    ),
-                    Outcome::Retry {
-                        due_at,
-                        code,
-                        error,
-                    } => (
-                        State::Pending,
-                        Some(ms(*due_at)),
-                        None,
-                        Some(error),
-                        "retry",
-                        code.as_deref(),
-                    ),
-                    Outcome::Failed { code, error } => (
-                        State::Failed,
-                        None,
-                        None,
-                        Some(error),
-                        "failed",
-                        code.as_deref(),
-                    ),
-                    Outcome::Refused { code, error, .. } => (
-                        State::Failed,
-                        None,
-                        None,
-                        Some(error),
-                        "refused",
-                        code.as_deref(),
-                    ),
-                    Outcome::Deferred { due_at, .. } => (
-                        State::Pending,
-                        Some(ms(*due_at)),
-                        None,
-                        None,
-                        "deferred",
-                        None,
-                    ),
-                    Outcome::Expired { reason } => {
-                        (State::Expired, None, None, Some(reason), "expired", None)
-                    }
-                    Outcome::Skipped { reason } => {
-                        (State::Skipped, None, None, Some(reason), "skipped", None)
-                    }
-                    Outcome::Released => (State::Pending, None, None, None, "released", None),
-                };
+                let r = RecordedOutcome::of(&c.outcome);
+                let (state, due, provider, error, outcome, code) =
+                    (r.state, r.due, r.provider, r.error, r.outcome, r.code);
                 let changed = set
                     .execute(params![
                         c.id,

@@ -242,6 +242,11 @@ impl TemplateSet {
             ]
         })?;
         let (front, body, offset) = split_front_matter(&text);
+        // Editors end files with a newline; a message should not.
+        let body = body
+            .strip_suffix('\n')
+            .map(|b| b.strip_suffix('\r').unwrap_or(b))
+            .unwrap_or(body);
         let front: FrontMatter = match front {
             Some(f) if !f.trim().is_empty() => serde_saphyr::from_str(f).map_err(|e| {
                 let mut p = crate::diag::yaml_problem(file, &e);

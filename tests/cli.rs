@@ -1,0 +1,697 @@
+//! End-to-end tests of the `disparo` binary on temporary project folders.
+
+mod harness;
+
+use harness::Project;
+use serde_json::Value;
+
+const PLAN_NOW: &str = "2026-11-26T12:00:00Z";
+const RUN_NOW: &str = "2026-11-27T12:00:00Z";
+
+fn count_state(msgs: &[Value], state: &str) -> usize {
+    msgs.iter().filter(|m| m["state"] == state).count()
+}
+
+#[test]
+fn init_validate_preview_plan_run_status() {
+    let p = Project::empty();
+    p.ok(&["init"]);
+    let v = p.ok(&["validate"]);
+    assert!(
+        v.stderr.contains("ok: welcome — 5 recipients, 5 messages"),
+        "{}",
+        v.stderr
+    );
+    // Mid-afternoon in São Paulo: as soon as allowed means now for most, the morning for Asia.
+    let now = "2026-11-24T17:00:00Z";
+    let pre = p.ok(&["--now", now, "--format", "json", "preview", "welcome"]);
+    let lines = pre.json_lines();
+    assert_eq!(lines.len(), 5);
+    let joao = lines.iter().find(|l| l["recipient"] == "c2").unwrap();
+    assert_eq!(
+        joao["body"],
+        "Olá João, boas-vindas à Loja Exemplo! Responda SAIR para não receber mais."
+    );
+    p.ok(&["--now", now, "plan", "welcome"]);
+    let run = p.ok(&["--now", now, "run", "--once"]);
+    assert!(
+        run.stdout.contains("Hi Mary, welcome to Loja Exemplo!"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains("run: 5 sent, 0 failed"),
+        "{}",
+        run.stderr
+    );
+    let status = p.ok(&["--format", "json", "status"]).json_lines();
+    assert_eq!(status[0]["sent"], 5);
+    assert_eq!(status[0]["pending"], 0);
+}
+
+#[test]
+fn init_refuses_to_overwrite() {
+    let p = Project::empty();
+    p.file("disparo.yaml", "timezone: UTC\n");
+    let o = p.expect(2, &["init"]);
+    assert!(
+        o.stderr.contains("disparo.yaml") && o.stderr.contains("never overwrites"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(p.read("disparo.yaml"), "timezone: UTC\n");
+}
+
+#[test]
+fn shipped_example_plans_and_dispatches() {
+    let p = Project::example();
+    p.ok(&["validate"]);
+    p.ok(&[
+        "--now",
+        PLAN_NOW,
+        "plan",
+        "black-friday-2026",
+        "payment-reminder",
+    ]);
+    let msgs = p.messages();
+    assert_eq!(msgs.len(), 62 + 21);
+    let run = p.run(&["--now", RUN_NOW, "run", "--once"]);
+    // Sydney's and Tokyo's 08:00 were more than 12 h before RUN_NOW: expired, exit 1.
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stdout.contains(
+            "Olá Ana! Chegou a Black Friday: 40% de desconto em tudo com o cupom ANA-VIP"
+        ),
+        "{}",
+        run.stdout
+    );
+    let msgs = p.messages();
+    let bf: Vec<Value> = msgs
+        .iter()
+        .filter(|m| m["campaign"] == "black-friday-2026")
+        .cloned()
+        .collect();
+    assert_eq!(count_state(&bf, "expired"), 7, "Sydney (4) and Tokyo (3)");
+    assert!(count_state(&bf, "sent") > 30);
+    for m in bf.iter().filter(|m| m["state"] == "sent") {
+        assert!(
+            m["due_at"].as_str().unwrap() <= RUN_NOW,
+            "sent before due: {m}"
+        );
+        assert!(m["provider_id"].as_str().unwrap().starts_with("console-"));
+    }
+    // Nothing of the Monday reminder is due yet.
+    assert_eq!(
+        count_state(
+            &msgs
+                .iter()
+                .filter(|m| m["campaign"] == "payment-reminder")
+                .cloned()
+                .collect::<Vec<_>>(),
+            "pending"
+        ),
+        21
+    );
+}
+
+#[test]
+fn replan_never_duplicates_and_never_resends() {
+    let p = one_zone_project(21);
+    p.ok(&["-q", "--now", PLAN_NOW, "plan", "c"]);
+    let run_now = "2026-11-30T15:00:00Z";
+    p.ok(&["--now", run_now, "run"]);
+    let first = p.read("outbox.jsonl");
+    assert_eq!(first.lines().count(), 21);
+    let again = p.ok(&["--now", run_now, "plan", "c"]);
+    assert!(
+        again.stderr.contains("0 new, 0 updated, 21 kept"),
+        "{}",
+        again.stderr
+    );
+    p.ok(&["--now", run_now, "run"]);
+    assert_eq!(
+        p.read("outbox.jsonl"),
+        first,
+        "a sent message was sent again"
+    );
+    assert_eq!(p.messages().len(), 21);
+    // Every outbox line carries a distinct, stable message id.
+    let ids: std::collections::HashSet<String> = first
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 21);
+}
+
+#[test]
+fn replan_updates_pending_and_cancels_removed_recipients() {
+    let p = Project::example();
+    p.ok(&["-q", "--now", PLAN_NOW, "plan", "payment-reminder"]);
+    let lines: Vec<String> = p
+        .read("audiences/invoices.jsonl")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    p.file("audiences/invoices.jsonl", &(lines[..20].join("\n") + "\n"));
+    let o = p.ok(&["--now", PLAN_NOW, "plan", "payment-reminder"]);
+    assert!(
+        o.stderr.contains("0 new, 20 updated") && o.stderr.contains("1 cancelled"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(count_state(&p.messages(), "cancelled"), 1);
+}
+
+#[test]
+fn preview_json_carries_the_spec_fields() {
+    let p = Project::example();
+    let o = p.ok(&[
+        "--now",
+        PLAN_NOW,
+        "--format",
+        "json",
+        "preview",
+        "black-friday-2026",
+        "--recipient",
+        "c001",
+        "--recipient",
+        "c024",
+    ]);
+    let lines = o.json_lines();
+    assert_eq!(lines.len(), 2);
+    let ana = &lines[0];
+    for key in [
+        "campaign",
+        "recipient",
+        "channel",
+        "zone",
+        "occurrence",
+        "send_at",
+        "send_at_local",
+        "reasons",
+        "body",
+    ] {
+        assert!(ana.get(key).is_some(), "missing {key} in {ana}");
+    }
+    assert_eq!(ana["campaign"], "black-friday-2026");
+    assert_eq!(ana["recipient"], "c001");
+    assert_eq!(ana["channel"], "whatsapp");
+    assert_eq!(ana["zone"], "America/Sao_Paulo");
+    assert_eq!(ana["occurrence"], 0);
+    assert_eq!(ana["send_at"], "2026-11-27T11:00:00Z");
+    assert_eq!(ana["send_at_local"], "2026-11-27T08:00:00-03:00");
+    assert_eq!(ana["reasons"], serde_json::json!(["quiet_hours"]));
+    // Lisbon: 07:30 local → 08:00 WET (UTC+0).
+    let ines = &lines[1];
+    assert_eq!(ines["zone"], "Europe/Lisbon");
+    assert_eq!(ines["send_at"], "2026-11-27T08:00:00Z");
+    assert_eq!(ines["send_at_local"], "2026-11-27T08:00:00+00:00");
+    assert!(
+        ines["body"]
+            .as_str()
+            .unwrap()
+            .starts_with("Olá Inês! A Black Friday chegou")
+    );
+}
+
+#[test]
+fn preview_touches_no_database() {
+    let p = Project::example();
+    p.ok(&["--now", PLAN_NOW, "preview", "payment-reminder"]);
+    assert!(!p.path().join("disparo.db").exists());
+}
+
+#[test]
+fn text_channels_are_not_html_escaped() {
+    let p = Project::empty();
+    p.file(
+        "campaigns/c.yaml",
+        "channel: outbox\ntemplate: t\naudience: a.csv\n",
+    )
+    .file("templates/t.hbs", "{{show}} <3 \"quoted\" & 'single'")
+    .file("a.csv", "id,phone,show\n1,+5511999990000,Tom & Jerry\n");
+    let o = p.ok(&["--now", PLAN_NOW, "--format", "json", "preview", "c"]);
+    assert_eq!(
+        o.json_lines()[0]["body"],
+        "Tom & Jerry <3 \"quoted\" & 'single'"
+    );
+}
+
+#[test]
+fn recipient_without_zone_falls_back_to_campaign_then_project() {
+    let p = Project::empty();
+    p.file("disparo.yaml", "timezone: Asia/Tokyo\n")
+        .file("campaigns/a.yaml", "channel: console\ntemplate: t\naudience: a.csv\nschedule: { at: 2026-12-01T10:00, timezone: Europe/Lisbon }\n")
+        .file("campaigns/b.yaml", "channel: console\ntemplate: t\naudience: a.csv\nschedule: { at: 2026-12-01T10:00 }\n")
+        .file("templates/t.hbs", "hi")
+        .file("a.csv", "id,phone,timezone\n1,+5511999990000,\n2,+5511999990001,America/New_York\n");
+    let a = p
+        .ok(&["--now", PLAN_NOW, "--format", "json", "preview", "a"])
+        .json_lines();
+    assert_eq!(
+        (a[0]["zone"].as_str(), a[0]["send_at"].as_str()),
+        (Some("Europe/Lisbon"), Some("2026-12-01T10:00:00Z"))
+    );
+    assert_eq!(a[1]["send_at"], "2026-12-01T15:00:00Z");
+    let b = p
+        .ok(&["--now", PLAN_NOW, "--format", "json", "preview", "b"])
+        .json_lines();
+    assert_eq!(
+        (b[0]["zone"].as_str(), b[0]["send_at"].as_str()),
+        (Some("Asia/Tokyo"), Some("2026-12-01T01:00:00Z"))
+    );
+}
+
+/// One class of bad input: the files, the command, and what the error must name.
+struct Bad {
+    name: &'static str,
+    files: &'static [(&'static str, &'static str)],
+    expect: &'static [&'static str],
+}
+
+const GOOD_TEMPLATE: (&str, &str) = ("templates/t.hbs", "Oi {{first_name}}");
+const GOOD_AUDIENCE: (&str, &str) = (
+    "a.csv",
+    "id,first_name,phone,timezone\n1,Ana,+5511999990000,America/Sao_Paulo\n2,Bia,+5511999990001,America/Sao_Paulo\n",
+);
+
+const BAD_INPUTS: &[Bad] = &[
+    Bad {
+        name: "malformed YAML",
+        files: &[
+            (
+                "campaigns/c.yaml",
+                "channel: console\ntemplate: t\naudience: a.csv\nschedule: { at: [\n",
+            ),
+            GOOD_TEMPLATE,
+            GOOD_AUDIENCE,
+        ],
+        expect: &["campaigns/c.yaml:"],
+    },
+    Bad {
+        name: "unknown key",
+        files: &[
+            (
+                "campaigns/c.yaml",
+                "channel: console\ntemplate: t\naudience: a.csv\nschedule:\n  quiet_hour: { start: \"21:00\", end: \"08:00\" }\n",
+            ),
+            GOOD_TEMPLATE,
+            GOOD_AUDIENCE,
+        ],
+        expect: &["campaigns/c.yaml:5", "quiet_hour"],
+    },
+    Bad {
+        name: "unknown zone in campaign",
+        files: &[
+            (
+                "campaigns/c.yaml",
+                "channel: console\ntemplate: t\naudience: a.csv\nschedule:\n  timezone: America/Sao_Paolo\n",
+            ),
+            GOOD_TEMPLATE,
+            GOOD_AUDIENCE,
+        ],
+        expect: &[
+            "campaigns/c.yaml:5",
+            "America/Sao_Paolo",
+            "schedule.timezone",
+        ],
+    },
+    Bad {
+        name: "unknown zone in audience row",
+        files: &[
+            (
+                "campaigns/c.yaml",
+                "channel: console\ntemplate: t\naudience: a.csv\n",
+            ),
+            GOOD_TEMPLATE,
+            (
+                "a.csv",
+                "id,first_name,phone,timezone\n1,Ana,+5511999990000,America/Sao_Paulo\n2,Bia,+5511999990001,Mars/Olympus\n",
+            ),
+        ],
+        expect: &["a.csv:3", "row 2", "timezone", "Mars/Olympus"],
+    },
+    Bad {
+        name: "missing template variable",
+        files: &[
+            (
+                "campaigns/c.yaml",
+                "channel: console\ntemplate: t\naudience: a.csv\n",
+            ),
+            ("templates/t.hbs", "Oi {{first_name}}, {{coupon}}"),
+            GOOD_AUDIENCE,
+        ],
+        expect: &["a.csv:2", "row 1", "coupon"],
+    },
+    Bad {
+        name: "missing template",
+        files: &[
+            (
+                "campaigns/c.yaml",
+                "channel: console\ntemplate: nope\naudience: a.csv\n",
+            ),
+            GOOD_TEMPLATE,
+            GOOD_AUDIENCE,
+        ],
+        expect: &["campaigns/c.yaml:2", "nope", "templates/nope.hbs"],
+    },
+    Bad {
+        name: "unreadable audience",
+        files: &[
+            (
+                "campaigns/c.yaml",
+                "channel: console\ntemplate: t\naudience: missing.csv\n",
+            ),
+            GOOD_TEMPLATE,
+        ],
+        expect: &["campaigns/c.yaml:3", "missing.csv"],
+    },
+    Bad {
+        name: "duplicate recipient id",
+        files: &[
+            (
+                "campaigns/c.yaml",
+                "channel: console\ntemplate: t\naudience: a.csv\n",
+            ),
+            GOOD_TEMPLATE,
+            (
+                "a.csv",
+                "id,first_name,phone\n1,Ana,+5511999990000\n1,Bia,+5511999990001\n",
+            ),
+        ],
+        expect: &["a.csv:3", "row 2", "duplicate recipient id"],
+    },
+    Bad {
+        name: "unknown channel",
+        files: &[
+            (
+                "campaigns/c.yaml",
+                "channel: telegram\ntemplate: t\naudience: a.csv\n",
+            ),
+            GOOD_TEMPLATE,
+            GOOD_AUDIENCE,
+        ],
+        expect: &["campaigns/c.yaml:1", "telegram", "console"],
+    },
+    Bad {
+        name: "invalid phone",
+        files: &[
+            (
+                "campaigns/c.yaml",
+                "channel: console\ntemplate: t\naudience: a.csv\n",
+            ),
+            GOOD_TEMPLATE,
+            ("a.csv", "id,first_name,phone\n1,Ana,11999990000\n"),
+        ],
+        expect: &["a.csv:2", "phone", "E.164"],
+    },
+    Bad {
+        name: "template syntax error",
+        files: &[
+            (
+                "campaigns/c.yaml",
+                "channel: console\ntemplate: t\naudience: a.csv\n",
+            ),
+            ("templates/t.hbs", "Oi {{#if first_name}}x\n"),
+            GOOD_AUDIENCE,
+        ],
+        expect: &["templates/t.hbs:", "syntax"],
+    },
+    Bad {
+        name: "quiet window too long",
+        files: &[
+            (
+                "campaigns/c.yaml",
+                "channel: console\ntemplate: t\naudience: a.csv\nschedule:\n  quiet_hours: { start: \"08:00\", end: \"06:00\" }\n",
+            ),
+            GOOD_TEMPLATE,
+            GOOD_AUDIENCE,
+        ],
+        expect: &["campaigns/c.yaml:5", "20 h"],
+    },
+    Bad {
+        name: "bad duration",
+        files: &[
+            (
+                "campaigns/c.yaml",
+                "channel: console\ntemplate: t\naudience: a.csv\nschedule:\n  expire_after: 12 hours\n",
+            ),
+            GOOD_TEMPLATE,
+            GOOD_AUDIENCE,
+        ],
+        expect: &["campaigns/c.yaml:5", "12 hours"],
+    },
+];
+
+#[test]
+fn every_class_of_bad_input_is_named_refused_and_stores_nothing() {
+    for bad in BAD_INPUTS {
+        let p = Project::empty();
+        for (f, c) in bad.files {
+            p.file(f, c);
+        }
+        for cmd in [&["validate"][..], &["--now", PLAN_NOW, "plan", "c"][..]] {
+            let o = p.run(cmd);
+            assert_eq!(
+                o.code, 2,
+                "{}: disparo {cmd:?} exit {} stderr:\n{}",
+                bad.name, o.code, o.stderr
+            );
+            for needle in bad.expect {
+                assert!(
+                    o.stderr.contains(needle),
+                    "{}: disparo {cmd:?} stderr lacks {needle:?}:\n{}",
+                    bad.name,
+                    o.stderr
+                );
+            }
+            assert!(
+                o.stderr.contains("hint:"),
+                "{}: no hint:\n{}",
+                bad.name,
+                o.stderr
+            );
+            assert!(
+                !o.stderr.contains("panicked"),
+                "{}: panic:\n{}",
+                bad.name,
+                o.stderr
+            );
+        }
+        assert!(
+            p.messages().is_empty(),
+            "{}: something was stored",
+            bad.name
+        );
+    }
+}
+
+#[test]
+fn skip_invalid_stores_bad_rows_as_skipped() {
+    let p = Project::empty();
+    p.file(
+        "campaigns/c.yaml",
+        "channel: console\ntemplate: t\naudience: a.csv\n",
+    )
+    .file("templates/t.hbs", "Oi {{first_name}}")
+    .file(
+        "a.csv",
+        "id,first_name,phone\n1,Ana,+5511999990000\n2,Bia,not-a-phone\n",
+    );
+    p.expect(2, &["--now", PLAN_NOW, "plan", "c"]);
+    assert!(p.messages().is_empty());
+    let o = p.ok(&["--now", PLAN_NOW, "plan", "c", "--skip-invalid"]);
+    assert!(
+        o.stderr.contains("2 new") && o.stderr.contains("1 skipped"),
+        "{}",
+        o.stderr
+    );
+    let msgs = p.messages();
+    let skipped = msgs.iter().find(|m| m["recipient"] == "2").unwrap();
+    assert_eq!(skipped["state"], "skipped");
+    assert!(skipped["last_error"].as_str().unwrap().contains("phone"));
+}
+
+#[test]
+fn suppressed_addresses_are_skipped_at_plan_and_at_dispatch() {
+    let p = Project::example();
+    // Normalised: spaces and punctuation do not matter.
+    p.ok(&["suppress", "add", "+55 11 92601-8159"]);
+    p.ok(&["-q", "--now", PLAN_NOW, "plan", "black-friday-2026"]);
+    let ana = p
+        .messages()
+        .into_iter()
+        .find(|m| m["recipient"] == "c001")
+        .unwrap();
+    assert_eq!(ana["state"], "skipped");
+    // Suppressed after planning: honoured at dispatch.
+    let joao = p
+        .messages()
+        .into_iter()
+        .find(|m| m["recipient"] == "c002")
+        .unwrap();
+    p.ok(&["suppress", "add", joao["address"].as_str().unwrap()]);
+    p.run(&["--now", RUN_NOW, "run"]);
+    let joao = p
+        .messages()
+        .into_iter()
+        .find(|m| m["recipient"] == "c002")
+        .unwrap();
+    assert_eq!(joao["state"], "skipped");
+    let list = p.ok(&["--format", "json", "suppress", "list"]).json_lines();
+    assert_eq!(list.len(), 2);
+}
+
+#[test]
+fn pause_resume_and_cancel() {
+    let p = one_zone_project(21);
+    p.ok(&["-q", "--now", PLAN_NOW, "plan", "c"]);
+    p.ok(&["pause", "c"]);
+    let o = p.ok(&["--now", "2026-11-30T15:00:00Z", "run"]);
+    assert!(o.stderr.contains("run: 0 sent"), "{}", o.stderr);
+    p.ok(&["resume", "c"]);
+    p.ok(&["--now", "2026-11-30T15:00:00Z", "run", "--limit", "5"]);
+    assert_eq!(count_state(&p.messages(), "sent"), 5);
+    p.ok(&["cancel", "c"]);
+    assert_eq!(count_state(&p.messages(), "cancelled"), 16);
+    p.expect(2, &["resume", "c"]);
+}
+
+#[test]
+fn dispatch_reapplies_quiet_hours_and_expiry() {
+    // Planned for 08:00 in Kolkata on Monday; a run late on Monday UTC finds Tuesday 04:30
+    // there: deferred to 08:00, not sent at night. Sydney's 08:00 is over a day late: expired.
+    let p = Project::example();
+    p.ok(&["-q", "--now", PLAN_NOW, "plan", "payment-reminder"]);
+    p.run(&["--now", "2026-11-30T23:00:00Z", "run"]);
+    let msgs = p.messages();
+    let kolkata: Vec<&Value> = msgs
+        .iter()
+        .filter(|m| m["zone"] == "Asia/Kolkata")
+        .collect();
+    assert!(!kolkata.is_empty());
+    for m in kolkata {
+        assert_eq!(m["state"], "pending", "{m}");
+        assert_eq!(m["due_at"], "2026-12-01T02:30:00Z", "{m}");
+        assert!(
+            m["reasons"].as_str().unwrap().contains("quiet_hours"),
+            "{m}"
+        );
+    }
+    for m in msgs.iter().filter(|m| m["zone"] == "Australia/Sydney") {
+        assert_eq!(m["state"], "expired", "{m}");
+    }
+}
+
+/// A project with `n` recipients in São Paulo and an outbox channel, due Monday 2026-11-30 09:00.
+fn one_zone_project(n: usize) -> Project {
+    let p = Project::empty();
+    let mut csv = String::from("id,first_name,phone\n");
+    for i in 0..n {
+        csv.push_str(&format!("r{i},Name {i},+55119{:08}\n", 10_000_000 + i));
+    }
+    p.file("disparo.yaml", "timezone: America/Sao_Paulo\n")
+        .file(
+            "campaigns/c.yaml",
+            "channel: outbox\ntemplate: t\naudience: a.csv\nschedule: { at: 2026-11-30T09:00 }\n",
+        )
+        .file("templates/t.hbs", "Oi {{first_name}}\n")
+        .file("a.csv", &csv);
+    p
+}
+
+#[test]
+fn late_one_shot_follows_the_late_policy() {
+    let p = Project::empty();
+    let campaign = |late: &str| {
+        format!(
+            "channel: console\ntemplate: t\naudience: a.csv\nschedule: {{ at: 2026-11-20T10:00, timezone: America/Sao_Paulo, late: {late} }}\n"
+        )
+    };
+    p.file("templates/t.hbs", "hi")
+        .file("a.csv", "id,phone\n1,+5511999990000\n");
+    p.file("campaigns/next.yaml", &campaign("next_day"))
+        .file("campaigns/now.yaml", &campaign("send_now"))
+        .file("campaigns/skip.yaml", &campaign("skip"));
+    // Plan on 2026-11-24 at 15:00 São Paulo: the 20th at 10:00 has passed.
+    let now = "2026-11-24T18:00:00Z";
+    let next = &p
+        .ok(&["--now", now, "--format", "json", "preview", "next"])
+        .json_lines()[0];
+    assert_eq!(next["send_at"], "2026-11-25T13:00:00Z");
+    assert_eq!(next["reasons"], serde_json::json!(["late"]));
+    let send_now = &p
+        .ok(&["--now", now, "--format", "json", "preview", "now"])
+        .json_lines()[0];
+    assert_eq!(send_now["send_at"], now);
+    let skip = &p
+        .ok(&["--now", now, "--format", "json", "preview", "skip"])
+        .json_lines()[0];
+    assert!(skip["skipped"].as_str().unwrap().starts_with("late"));
+}
+
+#[test]
+fn database_from_a_newer_version_is_refused_unchanged() {
+    let p = Project::example();
+    p.ok(&["-q", "--now", PLAN_NOW, "plan", "payment-reminder"]);
+    let db = p.path().join("disparo.db");
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute("INSERT INTO refinery_schema_history (version, name, applied_on, checksum) VALUES (99, 'future', '2030-01-01', '0')", []).unwrap();
+    }
+    let before = std::fs::read(&db).unwrap();
+    let o = p.expect(4, &["status"]);
+    assert!(
+        o.stderr.contains("newer disparo") && o.stderr.contains("99"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+}
+
+#[test]
+fn corrupt_or_unreachable_database_is_a_clear_error() {
+    let p = Project::example();
+    p.bytes(
+        "disparo.db",
+        b"this is not a database at all, just some text that is long enough",
+    );
+    let o = p.expect(4, &["--now", PLAN_NOW, "plan", "payment-reminder"]);
+    assert!(
+        o.stderr.contains("not a disparo database") || o.stderr.contains("not a database"),
+        "{}",
+        o.stderr
+    );
+    let o = p.expect(
+        4,
+        &[
+            "--db",
+            "no/such/dir/x.db",
+            "--now",
+            PLAN_NOW,
+            "plan",
+            "payment-reminder",
+        ],
+    );
+    assert!(
+        o.stderr.contains("does not exist") && o.stderr.contains("hint:"),
+        "{}",
+        o.stderr
+    );
+}
+
+#[test]
+fn bad_now_is_invalid_input() {
+    let p = Project::example();
+    let o = p.expect(2, &["--now", "tomorrow", "status"]);
+    assert!(
+        o.stderr.contains("--now") && o.stderr.contains("RFC 3339"),
+        "{}",
+        o.stderr
+    );
+}
