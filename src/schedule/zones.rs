@@ -1,6 +1,7 @@
 //! Rule 1: which zone a recipient is in, with a cache of loaded zones by name.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::RwLock;
 
 use jiff::tz::TimeZone;
@@ -24,7 +25,30 @@ pub fn is_valid_zone(name: &str) -> bool {
 /// Unknown names are remembered too, so a bad column costs one database lookup, not one per row.
 #[derive(Debug, Default)]
 pub struct Zones {
-    map: RwLock<HashMap<Box<str>, Option<TimeZone>>>,
+    map: RwLock<HashMap<Box<str>, Option<TimeZone>, BuildHasherDefault<NameHasher>>>,
+}
+
+/// FNV-1a over the name's bytes: zone names are short, few and not attacker-chosen in a way
+/// that matters (the map holds one entry per distinct name in an audience), so SipHash's
+/// flood resistance is not worth its cost on the per-recipient path.
+#[derive(Debug, Clone, Copy)]
+struct NameHasher(u64);
+
+impl Default for NameHasher {
+    fn default() -> Self {
+        NameHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for NameHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
 }
 
 impl Zones {
