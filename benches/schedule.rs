@@ -57,9 +57,14 @@ fn bench(c: &mut Criterion) {
     let zones = Zones::new();
     let fallback = TimeZone::get("America/Sao_Paulo").unwrap();
     let window = SendWindow::new(
-        Some(QuietHours::new(Time::new(21, 0, 0, 0).unwrap(), Time::new(8, 0, 0, 0).unwrap()).unwrap()),
-        Weekdays::ALL
-            .intersect(Weekdays::MON_FRI.with(jiff::civil::Weekday::Saturday)),
+        Some(
+            QuietHours::new(
+                Time::new(21, 0, 0, 0).unwrap(),
+                Time::new(8, 0, 0, 0).unwrap(),
+            )
+            .unwrap(),
+        ),
+        Weekdays::ALL.intersect(Weekdays::MON_FRI.with(jiff::civil::Weekday::Saturday)),
         vec![date(2026, 12, 25)],
     );
     // 10 000 recipients: a zone name each (owned strings, as read from a file), targets spread

@@ -44,8 +44,12 @@ fn wall() -> impl Strategy<Value = DateTime> {
 /// An instant 2024-2029, half the time within 3 h of one of the zone's transitions.
 fn instant_for(tz: TimeZone) -> impl Strategy<Value = Timestamp> {
     let base = "2024-01-01T00:00:00Z".parse::<Timestamp>().unwrap();
-    (0i64..6 * 365 * 86_400, any::<bool>(), -3 * 3600i64..3 * 3600).prop_map(
-        move |(s, near, delta)| {
+    (
+        0i64..6 * 365 * 86_400,
+        any::<bool>(),
+        -3 * 3600i64..3 * 3600,
+    )
+        .prop_map(move |(s, near, delta)| {
             let t = base.checked_add(SignedDuration::from_secs(s)).unwrap();
             let t = if near {
                 tz.following(t).next().map_or(t, |tr| tr.timestamp())
@@ -53,18 +57,16 @@ fn instant_for(tz: TimeZone) -> impl Strategy<Value = Timestamp> {
                 t
             };
             t.checked_add(SignedDuration::from_secs(delta)).unwrap()
-        },
-    )
+        })
 }
 
 fn quiet() -> impl Strategy<Value = Option<QuietHours>> {
     let t = (0i8..24, prop_oneof![Just(0i8), Just(30), Just(45), 0i8..60])
         .prop_map(|(h, m)| Time::new(h, m, 0, 0).unwrap());
-    proptest::option::weighted(0.8, (t.clone(), t))
-        .prop_filter_map("valid window", |o| match o {
-            None => Some(None),
-            Some((s, e)) => QuietHours::new(s, e).ok().map(Some),
-        })
+    proptest::option::weighted(0.8, (t.clone(), t)).prop_filter_map("valid window", |o| match o {
+        None => Some(None),
+        Some((s, e)) => QuietHours::new(s, e).ok().map(Some),
+    })
 }
 
 fn window_near(anchor: Date) -> impl Strategy<Value = SendWindow> {

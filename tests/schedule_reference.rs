@@ -14,7 +14,10 @@ use serde_json::Value;
 const ALLOWED: &[(&str, &str)] = &[];
 
 fn load(name: &str) -> Vec<Value> {
-    let path = format!("{}/tests/fixtures/reference/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/fixtures/reference/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let doc: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
     let cases = doc["cases"].as_array().cloned().unwrap_or_default();
@@ -27,7 +30,9 @@ fn load(name: &str) -> Vec<Value> {
 }
 
 fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key].as_str().unwrap_or_else(|| panic!("missing string {key} in {v}"))
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("missing string {key} in {v}"))
 }
 
 fn time(s: &str) -> Result<Time, String> {
@@ -36,12 +41,13 @@ fn time(s: &str) -> Result<Time, String> {
 
 fn tz_quiet_case(input: &Value) -> Result<(String, String), String> {
     let tz = TimeZone::get(s(input, "tz")).map_err(|e| e.to_string())?;
-    let target: DateTime = s(input, "target_local").parse().map_err(|e| format!("{e}"))?;
+    let target: DateTime = s(input, "target_local")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
     let quiet = match &input["quiet"] {
         Value::Null => None,
         q => Some(
-            QuietHours::new(time(s(q, "start"))?, time(s(q, "end"))?)
-                .map_err(|e| e.to_string())?,
+            QuietHours::new(time(s(q, "start"))?, time(s(q, "end"))?).map_err(|e| e.to_string())?,
         ),
     };
     let days = match &input["allowed_weekdays"] {
@@ -75,7 +81,11 @@ fn cron_case(input: &Value) -> Result<(Vec<String>, Vec<String>), String> {
 
 fn strings(v: &Value) -> Vec<String> {
     v.as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -170,6 +180,9 @@ fn allowed_differences_are_argued_in_the_docs() {
     let doc = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     for (id, argument) in ALLOWED {
         assert!(doc.contains(id), "{path} must name allowed case {id}");
-        assert!(doc.contains(argument), "{path} must give the argument for {id}: {argument}");
+        assert!(
+            doc.contains(argument),
+            "{path} must give the argument for {id}: {argument}"
+        );
     }
 }

@@ -166,10 +166,7 @@ impl FieldSpec {
             )
         };
         if matches!(s, "L" | "l" | "W" | "w") || s.contains('#') || s.ends_with(['L', 'W']) {
-            return Err(self.err(
-                field,
-                format!("{s:?} (L, W, #) is not supported; {hint}"),
-            ));
+            return Err(self.err(field, format!("{s:?} (L, W, #) is not supported; {hint}")));
         }
         Err(self.err(field, format!("{s:?} is not valid; {hint}")))
     }
@@ -212,7 +209,11 @@ impl FieldSpec {
             } else {
                 let v = self.value(field, base, false)?;
                 // `a/n` means from a to the end in steps of n.
-                if step.is_some() { (v, self.max) } else { (v, v) }
+                if step.is_some() {
+                    (v, self.max)
+                } else {
+                    (v, v)
+                }
             };
             let step = step.unwrap_or(1);
             let mut v = u32::from(lo);
@@ -327,9 +328,9 @@ impl WallCron {
         if self.dom_star || !self.dow_star {
             return Ok(());
         }
-        let possible = (1..=12u8)
-            .filter(|m| self.months & (1 << m) != 0)
-            .any(|m| next_bit(u64::from(self.dom), 1).is_some_and(|d| d <= DAYS_IN_MONTH[usize::from(m)]));
+        let possible = (1..=12u8).filter(|m| self.months & (1 << m) != 0).any(|m| {
+            next_bit(u64::from(self.dom), 1).is_some_and(|d| d <= DAYS_IN_MONTH[usize::from(m)])
+        });
         if possible {
             Ok(())
         } else {
@@ -552,7 +553,9 @@ impl Iterator for Occurrences<'_> {
             self.cursor = self.cron.next_wall_after(wall);
             let amb = self.tz.to_ambiguous_timestamp(wall);
             let in_gap = matches!(amb.offset(), AmbiguousOffset::Gap { .. });
-            let at = amb.compatible().unwrap_or_else(|_| to_instant(wall, &self.tz));
+            let at = amb
+                .compatible()
+                .unwrap_or_else(|_| to_instant(wall, &self.tz));
             // Outside a gap, rule 2 is monotonic from here on: no later wall time reads as an
             // earlier instant (gap times read as instants at or after the gap's transition).
             if !in_gap {
@@ -695,7 +698,12 @@ mod tests {
     fn gap_time_sorts_after_later_wall_time_and_collides_with_it() {
         // Half-hourly 02:00-03:30 in New York on 2026-03-08: 02:00 and 02:30 do not exist and
         // read as 03:00 and 03:30 EDT, the same instants as the real 03:00 and 03:30.
-        let got = fires("*/30 2-3 * * *", "America/New_York", "2026-03-08T05:00:00Z", 3);
+        let got = fires(
+            "*/30 2-3 * * *",
+            "America/New_York",
+            "2026-03-08T05:00:00Z",
+            3,
+        );
         assert_eq!(
             got,
             [
@@ -730,7 +738,13 @@ mod tests {
     fn sunday_is_0_or_7_and_names_work() {
         let sun = date(2026, 6, 7).at(7, 0, 0, 0);
         assert_eq!(sun.weekday(), jiff::civil::Weekday::Sunday);
-        for e in ["0 7 * * 0", "0 7 * * 7", "0 7 * * SUN", "0 7 * * sun", "0 7 * * FRI-SUN"] {
+        for e in [
+            "0 7 * * 0",
+            "0 7 * * 7",
+            "0 7 * * SUN",
+            "0 7 * * sun",
+            "0 7 * * FRI-SUN",
+        ] {
             assert!(cron(e).matches(sun), "{e}");
         }
         assert!(!cron("0 7 * * MON-FRI").matches(sun));
@@ -771,17 +785,28 @@ mod tests {
         let tz = TimeZone::get("America/Sao_Paulo").unwrap();
         let c = cron("0 10 * * FRI");
         let start = date(2026, 11, 1).at(0, 0, 0, 0);
-        let short: Vec<_> =
-            materialise(&c, &tz, start, None, None, "2026-11-21T00:00:00Z".parse().unwrap())
-                .collect();
-        let long: Vec<_> =
-            materialise(&c, &tz, start, None, None, "2026-12-31T00:00:00Z".parse().unwrap())
-                .collect();
+        let short: Vec<_> = materialise(
+            &c,
+            &tz,
+            start,
+            None,
+            None,
+            "2026-11-21T00:00:00Z".parse().unwrap(),
+        )
+        .collect();
+        let long: Vec<_> = materialise(
+            &c,
+            &tz,
+            start,
+            None,
+            None,
+            "2026-12-31T00:00:00Z".parse().unwrap(),
+        )
+        .collect();
         assert_eq!(short.len(), 3);
         assert_eq!(&long[..3], &short[..]);
         assert!(long.iter().enumerate().all(|(i, o)| o.index as usize == i));
-        let counted: Vec<_> =
-            materialise(&c, &tz, start, None, Some(2), Timestamp::MAX).collect();
+        let counted: Vec<_> = materialise(&c, &tz, start, None, Some(2), Timestamp::MAX).collect();
         assert_eq!(counted.len(), 2);
         let until: Vec<_> = materialise(
             &c,

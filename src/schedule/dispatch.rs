@@ -298,7 +298,10 @@ mod tests {
         let Some(OneShot::Send(p)) = plan_at(at, &sp(), &night(), LatePolicy::Skip, early) else {
             panic!()
         };
-        assert_eq!((p.at, p.reasons), (ts("2026-11-27T13:00:00Z"), Reasons::empty()));
+        assert_eq!(
+            (p.at, p.reasons),
+            (ts("2026-11-27T13:00:00Z"), Reasons::empty())
+        );
     }
 
     #[test]
@@ -341,22 +344,39 @@ mod tests {
         let planned = ts("2026-11-27T23:00:00Z"); // 20:00 local
         let now = ts("2026-11-28T01:00:00Z"); // 22:00 local: the run was late
         let d = at_dispatch(planned, now, &sp(), &night(), None);
-        let Dispatch::Defer(p) = d else { panic!("{d:?}") };
+        let Dispatch::Defer(p) = d else {
+            panic!("{d:?}")
+        };
         assert_eq!(p.at, ts("2026-11-28T11:00:00Z"));
         assert_eq!(p.reasons, Reasons::QUIET_HOURS);
         // Exactly 12 h late is still sent; with 11 h allowed it expires.
         assert_eq!(
-            at_dispatch(planned, now, &sp(), &night(), Some(SignedDuration::from_hours(12))),
+            at_dispatch(
+                planned,
+                now,
+                &sp(),
+                &night(),
+                Some(SignedDuration::from_hours(12))
+            ),
             Dispatch::Defer(p)
         );
         assert_eq!(
-            at_dispatch(planned, now, &sp(), &night(), Some(SignedDuration::from_hours(11))),
+            at_dispatch(
+                planned,
+                now,
+                &sp(),
+                &night(),
+                Some(SignedDuration::from_hours(11))
+            ),
             Dispatch::Expired {
                 late_by: SignedDuration::from_hours(12)
             }
         );
         let soon = ts("2026-11-27T23:05:00Z");
-        assert_eq!(at_dispatch(planned, soon, &sp(), &night(), None), Dispatch::SendNow);
+        assert_eq!(
+            at_dispatch(planned, soon, &sp(), &night(), None),
+            Dispatch::SendNow
+        );
     }
 
     #[test]
@@ -374,7 +394,10 @@ mod tests {
             cap_next_allowed(&sends[..1], cap, ts("2026-11-03T00:00:00Z")),
             Some(ts("2026-11-03T00:00:00Z"))
         );
-        assert_eq!(cap_next_allowed(&sends, FrequencyCap { max: 0, ..cap }, sends[0]), None);
+        assert_eq!(
+            cap_next_allowed(&sends, FrequencyCap { max: 0, ..cap }, sends[0]),
+            None
+        );
     }
 
     #[test]
@@ -392,7 +415,9 @@ mod tests {
         ];
         let now = ts("2026-11-27T15:00:00Z");
         let d = at_dispatch_capped(now, now, &sp(), &night(), None, &sends, &[cap]);
-        let Dispatch::Defer(p) = d else { panic!("{d:?}") };
+        let Dispatch::Defer(p) = d else {
+            panic!("{d:?}")
+        };
         assert_eq!(p.at, ts("2026-11-28T11:00:00Z"));
         assert_eq!(p.reasons, Reasons::CAP | Reasons::QUIET_HOURS);
     }

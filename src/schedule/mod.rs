@@ -109,7 +109,11 @@ pub fn to_instant(local: DateTime, tz: &TimeZone) -> Timestamp {
         .compatible()
         // Only dates near jiff's range limits (years -9999 / 9999) fail; model validation
         // keeps dates within years 1970-2200, so clamp rather than panic.
-        .unwrap_or(if local.year() < 0 { Timestamp::MIN } else { Timestamp::MAX })
+        .unwrap_or(if local.year() < 0 {
+            Timestamp::MIN
+        } else {
+            Timestamp::MAX
+        })
 }
 
 /// The local wall time of an instant in a zone.
@@ -150,7 +154,10 @@ mod tests {
         let kathmandu = TimeZone::get("Asia/Kathmandu").unwrap();
         let chatham = TimeZone::get("Pacific/Chatham").unwrap();
         assert_eq!(to_instant(t, &kolkata).to_string(), "2026-06-01T06:30:00Z");
-        assert_eq!(to_instant(t, &kathmandu).to_string(), "2026-06-01T06:15:00Z");
+        assert_eq!(
+            to_instant(t, &kathmandu).to_string(),
+            "2026-06-01T06:15:00Z"
+        );
         assert_eq!(to_instant(t, &chatham).to_string(), "2026-05-31T23:15:00Z");
     }
 

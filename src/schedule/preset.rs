@@ -23,7 +23,9 @@ pub enum QuietPreset {
 
 /// A preset name that is not known; the message lists the valid ones.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown quiet_hours preset {0:?}: use one of us_tcpa, us_florida, br_telemarketing, or {{ start: \"HH:MM\", end: \"HH:MM\" }}")]
+#[error(
+    "unknown quiet_hours preset {0:?}: use one of us_tcpa, us_florida, br_telemarketing, or {{ start: \"HH:MM\", end: \"HH:MM\" }}"
+)]
 pub struct UnknownPreset(pub String);
 
 impl QuietPreset {
@@ -135,8 +137,8 @@ mod tests {
     fn br_telemarketing_friday_evening_moves_to_monday_morning() {
         let w = QuietPreset::BrTelemarketing.window(Weekdays::ALL, vec![]);
         assert!(!w.days.contains(Weekday::Saturday));
-        let (t, _) = super::super::earliest_allowed(date(2026, 11, 27).at(18, 30, 0, 0), &w)
-            .unwrap();
+        let (t, _) =
+            super::super::earliest_allowed(date(2026, 11, 27).at(18, 30, 0, 0), &w).unwrap();
         assert_eq!(t, date(2026, 11, 30).at(8, 0, 0, 0));
     }
 }

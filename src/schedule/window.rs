@@ -226,11 +226,7 @@ pub fn place_instant(at: Timestamp, tz: &TimeZone, window: &SendWindow) -> Optio
     let wall = tz.to_datetime(at);
     let (local, reasons) = earliest_allowed(wall, window)?;
     if local == wall {
-        return Some(Placement {
-            local,
-            at,
-            reasons,
-        });
+        return Some(Placement { local, at, reasons });
     }
     let mut moved = to_instant(local, tz);
     if moved < at {

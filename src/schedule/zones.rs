@@ -116,8 +116,14 @@ mod tests {
         let sp = TimeZone::get("America/Sao_Paulo").unwrap();
         let tz = zones.resolve(Some("Asia/Kathmandu"), &sp).unwrap();
         assert_eq!(tz.iana_name(), Some("Asia/Kathmandu"));
-        assert_eq!(zones.resolve(None, &sp).unwrap().iana_name(), sp.iana_name());
-        assert_eq!(zones.resolve(Some("  "), &sp).unwrap().iana_name(), sp.iana_name());
+        assert_eq!(
+            zones.resolve(None, &sp).unwrap().iana_name(),
+            sp.iana_name()
+        );
+        assert_eq!(
+            zones.resolve(Some("  "), &sp).unwrap().iana_name(),
+            sp.iana_name()
+        );
         assert_eq!(
             zones.resolve(Some("Mars/Olympus"), &sp),
             Err(UnknownZone("Mars/Olympus".into()))
