@@ -3,6 +3,15 @@
 //! No I/O and no clock: `now` is always passed in, so `preview`, `plan` and `run` compute the
 //! same answers and tests can pin any instant. Everything here works on jiff's civil
 //! (wall-clock) types and converts to an instant only at the end, by RFC 5545 (rule 2).
+//!
+//! - [`zones`](Zones): rule 1, the zone cache and name validity.
+//! - `window`: rule 3, quiet hours, weekdays, blackout dates ([`place`], [`place_instant`]).
+//! - `preset`: named quiet-hours profiles ([`QuietPreset`]).
+//! - `cron`: rule 4, [`WallCron`] on the wall clock and [`materialise`] for plans.
+//! - `dispatch`: rule 7 at plan time ([`plan_at`], [`place_asap`]), rules 5 and 6 at dispatch
+//!   ([`at_dispatch`], [`at_dispatch_capped`], [`cap_next_allowed`]).
+//!
+//! docs/time-semantics.md states the rules as implemented and the decisions taken.
 
 mod cron;
 mod dispatch;
