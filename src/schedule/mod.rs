@@ -3,8 +3,35 @@
 //! No I/O and no clock: `now` is always passed in, so `preview`, `plan` and `run` compute the
 //! same answers and tests can pin any instant. Everything here works on jiff's civil
 //! (wall-clock) types and converts to an instant only at the end, by RFC 5545 (rule 2).
+//!
+//! - [`zones`](Zones): rule 1, the zone cache and name validity.
+//! - `window`: rule 3, quiet hours, weekdays, blackout dates ([`place`], [`place_instant`]).
+//! - `preset`: named quiet-hours profiles ([`QuietPreset`]).
+//! - `cron`: rule 4, [`WallCron`] on the wall clock and [`materialise`] for plans.
+//! - `dispatch`: rule 7 at plan time ([`plan_at`], [`place_asap`]), rules 5 and 6 at dispatch
+//!   ([`at_dispatch`], [`at_dispatch_capped`], [`cap_next_allowed`]).
+//!
+//! docs/time-semantics.md states the rules as implemented and the decisions taken.
 
-use jiff::civil::{Date, DateTime, Time, Weekday};
+mod cron;
+mod dispatch;
+mod preset;
+mod window;
+mod zones;
+
+pub use cron::{CronError, Materialise, Occurrence, Occurrences, WallCron, materialise};
+pub use dispatch::{
+    Dispatch, FrequencyCap, LatePolicy, OneShot, UnknownLatePolicy, at_dispatch,
+    at_dispatch_capped, cap_next_allowed, place_asap, place_occurrence, plan_at,
+};
+pub use preset::{QuietPreset, UnknownPreset};
+pub use window::{
+    QuietHours, QuietHoursError, SendWindow, UnknownWeekday, Weekdays, earliest_allowed, place,
+    place_instant,
+};
+pub use zones::{UnknownZone, Zones, is_valid_zone};
+
+use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
 use jiff::{Timestamp, ToSpan};
 
@@ -38,6 +65,11 @@ impl Reasons {
     pub fn insert(&mut self, other: Reasons) {
         self.0 |= other.0;
     }
+    /// Both sets of reasons.
+    #[must_use]
+    pub const fn union(self, other: Reasons) -> Reasons {
+        Reasons(self.0 | other.0)
+    }
     /// The SPEC §3 names of the reasons set, in a fixed order.
     pub fn names(self) -> impl Iterator<Item = &'static str> {
         Self::NAMES
@@ -57,108 +89,16 @@ impl Reasons {
     }
 }
 
-/// A quiet window `[start, end)` on the local wall clock; `start > end` crosses midnight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QuietHours {
-    start: Time,
-    end: Time,
-}
-
-/// A quiet window that would silently block or allow everything.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum QuietHoursError {
-    #[error(
-        "quiet hours start and end are both {0}: the window would be empty or cover the whole day"
-    )]
-    Empty(Time),
-    #[error(
-        "quiet hours {start}-{end} last {hours:.1} h; more than 20 h leaves almost no time to send"
-    )]
-    TooLong { start: Time, end: Time, hours: f64 },
-}
-
-impl QuietHours {
-    /// Longest window accepted: a longer one is almost certainly a typo (`08:00`-`07:00`).
-    pub const MAX_SECONDS: i64 = 20 * 3600;
-
-    pub fn new(start: Time, end: Time) -> Result<QuietHours, QuietHoursError> {
-        if start == end {
-            return Err(QuietHoursError::Empty(start));
-        }
-        let q = QuietHours { start, end };
-        let secs = q.length_seconds();
-        if secs > Self::MAX_SECONDS {
-            return Err(QuietHoursError::TooLong {
-                start,
-                end,
-                hours: secs as f64 / 3600.0,
-            });
-        }
-        Ok(q)
-    }
-    pub fn start(&self) -> Time {
-        self.start
-    }
-    pub fn end(&self) -> Time {
-        self.end
-    }
-    fn length_seconds(&self) -> i64 {
-        let s = seconds_of_day(self.start);
-        let e = seconds_of_day(self.end);
-        if s < e { e - s } else { 86_400 - s + e }
-    }
-    pub fn contains(&self, t: Time) -> bool {
-        if self.start < self.end {
-            self.start <= t && t < self.end
-        } else {
-            t >= self.start || t < self.end
-        }
+impl std::ops::BitOr for Reasons {
+    type Output = Reasons;
+    fn bitor(self, rhs: Reasons) -> Reasons {
+        self.union(rhs)
     }
 }
 
-fn seconds_of_day(t: Time) -> i64 {
-    i64::from(t.hour()) * 3600 + i64::from(t.minute()) * 60 + i64::from(t.second())
-}
-
-/// A set of allowed weekdays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Weekdays(u8);
-
-impl Weekdays {
-    pub const ALL: Weekdays = Weekdays(0b111_1111);
-    pub fn none() -> Weekdays {
-        Weekdays(0)
-    }
-    pub fn with(mut self, day: Weekday) -> Weekdays {
-        self.0 |= 1 << day.to_monday_zero_offset();
-        self
-    }
-    pub fn contains(self, day: Weekday) -> bool {
-        self.0 & (1 << day.to_monday_zero_offset()) != 0
-    }
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-}
-
-impl Default for Weekdays {
-    fn default() -> Self {
-        Weekdays::ALL
-    }
-}
-
-/// When, on the recipient's wall clock, a message may be sent (SPEC §4 rule 3).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SendWindow {
-    pub quiet: Option<QuietHours>,
-    pub days: Weekdays,
-    /// Local dates on which nothing is sent, sorted and deduplicated.
-    pub blackout: Vec<Date>,
-}
-
-impl SendWindow {
-    fn is_blackout(&self, d: Date) -> bool {
-        self.blackout.binary_search(&d).is_ok()
+impl std::ops::BitOrAssign for Reasons {
+    fn bitor_assign(&mut self, rhs: Reasons) {
+        self.insert(rhs);
     }
 }
 
@@ -185,51 +125,6 @@ pub fn to_instant(local: DateTime, tz: &TimeZone) -> Timestamp {
         })
 }
 
-/// Rule 3 on the wall clock: the earliest local time at or after `target` that is outside
-/// quiet hours, on an allowed weekday and not a blackout date. `None` when no such time exists
-/// within the next 400 days (no allowed weekday, or every date blacked out).
-pub fn earliest_allowed(target: DateTime, window: &SendWindow) -> Option<(DateTime, Reasons)> {
-    let mut t = target;
-    let mut reasons = Reasons::empty();
-    for _ in 0..(400 * 3) {
-        let date = t.date();
-        if window.is_blackout(date) {
-            reasons.insert(Reasons::BLACKOUT);
-            t = date.tomorrow().ok()?.to_datetime(Time::midnight());
-            continue;
-        }
-        if !window.days.contains(date.weekday()) {
-            reasons.insert(Reasons::WEEKDAY);
-            t = date.tomorrow().ok()?.to_datetime(Time::midnight());
-            continue;
-        }
-        if let Some(q) = window.quiet
-            && q.contains(t.time())
-        {
-            reasons.insert(Reasons::QUIET_HOURS);
-            let end_date = if q.start > q.end && t.time() >= q.start {
-                date.tomorrow().ok()?
-            } else {
-                date
-            };
-            t = end_date.to_datetime(q.end);
-            continue;
-        }
-        return Some((t, reasons));
-    }
-    None
-}
-
-/// Rules 2 and 3 together: the instant a message aimed at local `target` is sent.
-pub fn place(target: DateTime, tz: &TimeZone, window: &SendWindow) -> Option<Placement> {
-    let (local, reasons) = earliest_allowed(target, window)?;
-    Some(Placement {
-        local,
-        at: to_instant(local, tz),
-        reasons,
-    })
-}
-
 /// The local wall time of an instant in a zone.
 pub fn to_local(at: Timestamp, tz: &TimeZone) -> DateTime {
     tz.to_datetime(at)
@@ -243,7 +138,7 @@ pub fn next_day(local: DateTime) -> Option<DateTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use jiff::civil::{date, time};
+    use jiff::civil::date;
 
     fn ny() -> TimeZone {
         TimeZone::get("America/New_York").unwrap()
@@ -262,38 +157,46 @@ mod tests {
     }
 
     #[test]
-    fn quiet_hours_across_midnight_move_to_morning() {
-        let w = SendWindow {
-            quiet: Some(QuietHours::new(time(21, 0, 0, 0), time(8, 0, 0, 0)).unwrap()),
-            ..SendWindow::default()
-        };
-        let (t, r) = earliest_allowed(date(2026, 11, 27).at(22, 15, 0, 0), &w).unwrap();
-        assert_eq!(t, date(2026, 11, 28).at(8, 0, 0, 0));
-        assert_eq!(r.names().collect::<Vec<_>>(), ["quiet_hours"]);
+    fn half_and_quarter_hour_offsets() {
+        let t = date(2026, 6, 1).at(12, 0, 0, 0);
+        let kolkata = TimeZone::get("Asia/Kolkata").unwrap();
+        let kathmandu = TimeZone::get("Asia/Kathmandu").unwrap();
+        let chatham = TimeZone::get("Pacific/Chatham").unwrap();
+        assert_eq!(to_instant(t, &kolkata).to_string(), "2026-06-01T06:30:00Z");
+        assert_eq!(
+            to_instant(t, &kathmandu).to_string(),
+            "2026-06-01T06:15:00Z"
+        );
+        assert_eq!(to_instant(t, &chatham).to_string(), "2026-05-31T23:15:00Z");
     }
 
     #[test]
-    fn disallowed_weekend_moves_to_monday_after_quiet_hours() {
-        let w = SendWindow {
-            quiet: Some(QuietHours::new(time(21, 0, 0, 0), time(8, 0, 0, 0)).unwrap()),
-            days: Weekdays::none()
-                .with(Weekday::Monday)
-                .with(Weekday::Tuesday)
-                .with(Weekday::Wednesday)
-                .with(Weekday::Thursday)
-                .with(Weekday::Friday),
-            blackout: vec![],
-        };
-        // Saturday 10:00 -> Monday 08:00 (Monday 00:00 is inside quiet hours).
-        let (t, r) = earliest_allowed(date(2026, 11, 28).at(10, 0, 0, 0), &w).unwrap();
-        assert_eq!(t, date(2026, 11, 30).at(8, 0, 0, 0));
-        assert!(r.contains(Reasons::WEEKDAY) && r.contains(Reasons::QUIET_HOURS));
+    fn lord_howe_half_hour_gap() {
+        // Lord Howe springs forward 02:00 -> 02:30 (+10:30 -> +11); 02:15 reads as +10:30.
+        let tz = TimeZone::get("Australia/Lord_Howe").unwrap();
+        let at = to_instant(date(2026, 10, 4).at(2, 15, 0, 0), &tz);
+        assert_eq!(at.to_string(), "2026-10-03T15:45:00Z");
     }
 
     #[test]
-    fn quiet_window_validation() {
-        assert!(QuietHours::new(time(8, 0, 0, 0), time(8, 0, 0, 0)).is_err());
-        assert!(QuietHours::new(time(8, 0, 0, 0), time(6, 0, 0, 0)).is_err());
-        assert!(QuietHours::new(time(20, 0, 0, 0), time(16, 0, 0, 0)).is_ok());
+    fn edmonton_is_permanently_minus_six_from_2026_11_01() {
+        // IANA 2026e: Alberta stays on -06:00 after 2026-11-01 instead of falling back.
+        let tz = TimeZone::get("America/Edmonton").unwrap();
+        for (y, m, d) in [(2026, 12, 15), (2027, 1, 15), (2027, 7, 15), (2030, 1, 1)] {
+            let at = to_instant(date(y, m, d).at(12, 0, 0, 0), &tz);
+            assert_eq!(tz.to_offset(at).seconds(), -6 * 3600, "{y}-{m}-{d}");
+        }
+        let before = to_instant(date(2026, 1, 15).at(12, 0, 0, 0), &tz);
+        assert_eq!(tz.to_offset(before).seconds(), -7 * 3600);
+    }
+
+    #[test]
+    fn reasons_round_trip_names() {
+        let mut r = Reasons::empty();
+        r.insert(Reasons::LATE);
+        r.insert(Reasons::QUIET_HOURS);
+        let names: Vec<_> = r.names().collect();
+        assert_eq!(names, ["quiet_hours", "late"]);
+        assert_eq!(Reasons::from_names(names), r);
     }
 }
