@@ -1,0 +1,307 @@
+#!/usr/bin/env bash
+# disparo benchmarks (issue 6).
+#
+# What it measures (release build; results as a markdown table on stdout, logs on stderr):
+#   1. generate   wall time of examples/gen_audience for 100k and 1M rows (CSV, seed 42)  [works]
+#   2. sink       webhook_sink start -> a few requests -> SIGTERM -> stats JSON round trip [works]
+#   3. plan       `disparo plan` on the 100k and 1M audiences: wall time, rows/s, peak RSS  [TODO]
+#   4. dispatch   `disparo run --once` through a webhook channel into webhook_sink:
+#                 messages/s, and duplicates in the sink (must be 0)                         [TODO]
+#   5. rate       a run throttled to 500/s: the sink's max requests in any 1 s window must
+#                 be <= 500, and the mean rate should be close to 500                        [TODO]
+# Items 3-5 are skeletons: each function says what to fill in once `plan`/`run` exist; until
+# then they print a "skipped" row (they self-enable when `disparo plan --help` succeeds).
+#
+# Peak RSS: GNU time (`/usr/bin/time -f '%e %M'`) when present, otherwise a fallback that polls
+# VmHWM in /proc/PID/status every 20 ms (Linux only; without /proc the RSS column says n/a).
+#
+# Usage:  scripts/bench.sh [--quick] [--keep]
+#   --quick   100k audience only (skip the 1M rows)
+#   --keep    keep the work directory (audiences, sink stats, logs); its path is printed
+# Env:      CARGO_TARGET_DIR (default ./target), BENCH_DIR (work dir; default a new mktemp -d),
+#           BENCH_SEED (default 42), BENCH_NO_GNU_TIME=1 forces the /proc fallback.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+BIN=$TARGET_DIR/release
+GEN=$BIN/examples/gen_audience
+SINK_BIN=$BIN/examples/webhook_sink
+DISPARO=$BIN/disparo
+SEED=${BENCH_SEED:-42}
+
+QUICK=0
+KEEP=0
+for arg in "$@"; do
+    case $arg in
+        --quick) QUICK=1 ;;
+        --keep) KEEP=1 ;;
+        -h | --help)
+            sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+            exit 0
+            ;;
+        *)
+            echo "bench.sh: unknown argument: $arg (try --help)" >&2
+            exit 2
+            ;;
+    esac
+done
+
+WORK=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/disparo-bench.XXXXXX")}
+mkdir -p "$WORK"
+SINK_PID=""
+
+cleanup() {
+    if [[ -n $SINK_PID ]] && kill -0 "$SINK_PID" 2>/dev/null; then
+        kill -TERM "$SINK_PID" 2>/dev/null || true
+        wait "$SINK_PID" 2>/dev/null || true
+    fi
+    if [[ $KEEP == 1 || -n ${BENCH_DIR:-} ]]; then
+        log "work directory kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+# A markdown table row: row NAME VALUE UNIT NOTES
+row() { printf '| %s | %s | %s | %s |\n' "$1" "$2" "$3" "${4:-}"; }
+skip_row() { row "$1" "-" "-" "skipped: $2"; }
+
+# Arithmetic on decimals without bc: awk is POSIX.
+per_second() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", n / s; else print "inf" }'; }
+kb_to_mb() { if [[ $1 == n/a ]]; then echo n/a; else awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; fi; }
+
+GNU_TIME=""
+if [[ -z ${BENCH_NO_GNU_TIME:-} && -x /usr/bin/time ]] && /usr/bin/time -f '%e' true 2>/dev/null; then
+    GNU_TIME=/usr/bin/time
+fi
+
+# measure STDOUT_FILE CMD [ARGS...]
+# Runs CMD with stdout to STDOUT_FILE (stderr passes through) and sets LAST_WALL (seconds) and
+# LAST_RSS_KB (peak resident set, KiB, or n/a). Fails the script if CMD fails.
+measure() {
+    local out=$1
+    shift
+    if [[ -n $GNU_TIME ]]; then
+        local tf=$WORK/.time.$$
+        "$GNU_TIME" -f '%e %M' -o "$tf" "$@" >"$out"
+        read -r LAST_WALL LAST_RSS_KB <"$tf"
+        rm -f "$tf"
+        return
+    fi
+    local t0 t1 pid hwm peak=0 status=0
+    t0=$(date +%s.%N)
+    "$@" >"$out" &
+    pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
+        [[ -n $hwm && $hwm -gt $peak ]] && peak=$hwm
+        sleep 0.02
+    done
+    wait "$pid" || status=$?
+    t1=$(date +%s.%N)
+    ((status == 0)) || { log "command failed ($status): $*"; exit "$status"; }
+    LAST_WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+    if [[ -d /proc/self ]]; then LAST_RSS_KB=$peak; else LAST_RSS_KB=n/a; fi
+}
+
+# json_num FILE KEY: a top-level number from the sink's pretty-printed stats (no jq needed).
+json_num() { sed -n "s/^  \"$2\": \([0-9.]*\),\{0,1\}\$/\1/p" "$1" | head -n1; }
+
+# start_sink [webhook_sink flags...]: starts the sink, sets SINK_PID, SINK_ADDR, SINK_STATS.
+# e.g. `start_sink --delay-ms 20` (slow provider) or `start_sink --fail-every 100` (retries).
+SINK_N=0
+# shellcheck disable=SC2120 # flags are optional
+start_sink() {
+    SINK_N=$((SINK_N + 1))
+    SINK_STATS=$WORK/sink-$SINK_N.json
+    local out=$WORK/sink-$SINK_N.out
+    "$SINK_BIN" --listen 127.0.0.1:0 --stats "$SINK_STATS" "$@" >"$out" 2>"$WORK/sink-$SINK_N.err" &
+    SINK_PID=$!
+    for _ in $(seq 1 500); do
+        if [[ -s $out ]] && SINK_ADDR=$(sed -n '1s/^listening //p' "$out") && [[ -n $SINK_ADDR ]]; then
+            log "sink $SINK_N (pid $SINK_PID) listening on $SINK_ADDR"
+            return 0
+        fi
+        kill -0 "$SINK_PID" 2>/dev/null || { cat "$WORK/sink-$SINK_N.err" >&2; exit 1; }
+        sleep 0.01
+    done
+    log "sink did not start within 5 s"
+    exit 1
+}
+
+# stop_sink: SIGTERM, wait, and check the stats file exists.
+stop_sink() {
+    kill -TERM "$SINK_PID"
+    wait "$SINK_PID" || { log "sink exited with $?"; exit 1; }
+    SINK_PID=""
+    cat "$WORK/sink-$SINK_N.err" >&2
+    [[ -s $SINK_STATS ]] || { log "sink wrote no stats to $SINK_STATS"; exit 1; }
+}
+
+# http_post ADDR PATH KEY BODY: one request over bash's /dev/tcp (no curl needed); prints status.
+http_post() {
+    local host=${1%:*} port=${1##*:} status
+    exec 3<>"/dev/tcp/$host/$port"
+    printf 'POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nIdempotency-Key: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s' \
+        "$2" "$1" "$3" "${#4}" "$4" >&3
+    IFS= read -r status <&3
+    exec 3<&- 3>&-
+    echo "${status%$'\r'}"
+}
+
+# disparo_has SUBCOMMAND: the binary exists and its help for SUBCOMMAND prints a usage line.
+disparo_has() { [[ -x $DISPARO ]] && "$DISPARO" "$1" --help 2>&1 | grep -qi '^usage:.*'"$1"; }
+
+# make_project DIR AUDIENCE CHANNEL_YAML [CAMPAIGN_EXTRA_YAML]: a minimal project per SPEC §2.
+make_project() {
+    local dir=$1 audience=$2 channel=$3 extra=${4:-}
+    mkdir -p "$dir/campaigns" "$dir/templates"
+    cat >"$dir/disparo.yaml" <<EOF
+timezone: America/Sao_Paulo
+channels:
+  bench: $channel
+EOF
+    cat >"$dir/campaigns/bench.yaml" <<EOF
+name: bench
+channel: bench
+template: bench
+audience: $audience
+vars: { coupon: BF26 }
+schedule:
+  timezone: America/Sao_Paulo
+$extra
+EOF
+    cat >"$dir/templates/bench.hbs" <<'EOF'
+Olá {{first_name}}! Use o cupom {{coupon}} em {{city}} ({{plan}}, {{points}} pontos).
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------
+# Measurements
+# ---------------------------------------------------------------------------------------------
+
+build() {
+    log "building release (examples and binaries) into $TARGET_DIR"
+    (cd "$ROOT" && cargo build --release --examples --bins >&2)
+}
+
+# bench_generate ROWS NAME: generates $WORK/NAME.csv and prints its table row.
+bench_generate() {
+    local rows=$1 name=$2
+    measure "$WORK/$name.csv" "$GEN" --rows "$rows" --seed "$SEED"
+    local bytes lines
+    bytes=$(wc -c <"$WORK/$name.csv")
+    lines=$(($(wc -l <"$WORK/$name.csv") - 1))
+    [[ $lines == "$rows" ]] || { log "expected $rows rows, got $lines"; exit 1; }
+    row "generate $name rows" "$LAST_WALL" "s" \
+        "$(per_second "$rows" "$LAST_WALL") rows/s, $((bytes / 1048576)) MiB, peak RSS $(kb_to_mb "$LAST_RSS_KB") MB"
+}
+
+bench_sink_smoke() {
+    start_sink
+    local s1 s2 s3
+    s1=$(http_post "$SINK_ADDR" /send smoke-1 '{"n":1}')
+    s2=$(http_post "$SINK_ADDR" /send smoke-2 '{"n":2}')
+    s3=$(http_post "$SINK_ADDR" /send smoke-1 '{"n":1}')
+    stop_sink
+    local total distinct dups
+    total=$(json_num "$SINK_STATS" total)
+    distinct=$(json_num "$SINK_STATS" distinct_keys)
+    dups=$(json_num "$SINK_STATS" duplicates)
+    if [[ "$s1 $s2 $s3" != "HTTP/1.1 200 OK HTTP/1.1 200 OK HTTP/1.1 200 OK" || $total != 3 || $distinct != 2 || $dups != 1 ]]; then
+        log "sink smoke failed: statuses [$s1|$s2|$s3] total=$total distinct=$distinct dups=$dups"
+        exit 1
+    fi
+    row "sink smoke (start, 3 POSTs, SIGTERM, stats)" "ok" "-" "total=$total distinct_keys=$distinct duplicates=$dups"
+}
+
+# bench_plan ROWS NAME: `disparo plan` on $WORK/NAME.csv.
+bench_plan() {
+    local rows=$1 name=$2
+    if ! disparo_has plan; then
+        skip_row "plan $name rows" "disparo plan not available yet"
+        return
+    fi
+    # TODO(lead): adjust flags to the final CLI. Console channel: plan does not send anything.
+    local dir=$WORK/plan-$name
+    make_project "$dir" "$WORK/$name.csv" "{ type: console }"
+    measure "$dir/plan.out" env -C "$dir" "$DISPARO" --db "$dir/disparo.db" \
+        --now 2026-11-27T12:00:00Z plan bench
+    row "plan $name rows" "$LAST_WALL" "s" \
+        "$(per_second "$rows" "$LAST_WALL") rows/s, peak RSS $(kb_to_mb "$LAST_RSS_KB") MB"
+}
+
+# bench_dispatch ROWS NAME: plan, then `run --once` through a webhook channel into the sink.
+bench_dispatch() {
+    local rows=$1 name=$2
+    if ! disparo_has run; then
+        skip_row "dispatch $name rows via webhook" "disparo run not available yet"
+        return
+    fi
+    # TODO(lead): rate/concurrency keys of the webhook channel as the final config names them.
+    start_sink
+    local dir=$WORK/dispatch-$name
+    make_project "$dir" "$WORK/$name.csv" "{ type: webhook, url: \"http://$SINK_ADDR/send\", rate: 1000000/s }"
+    (cd "$dir" && "$DISPARO" --db "$dir/disparo.db" --now 2026-11-27T12:00:00Z plan bench >/dev/null)
+    measure "$dir/run.out" env -C "$dir" "$DISPARO" --db "$dir/disparo.db" \
+        --now 2026-11-27T12:00:00Z run --once
+    stop_sink
+    local total dups
+    total=$(json_num "$SINK_STATS" total)
+    dups=$(json_num "$SINK_STATS" duplicates_after_success)
+    row "dispatch $name rows via webhook" "$(per_second "$total" "$LAST_WALL")" "msg/s" \
+        "sink total=$total (expected $rows), duplicates=$dups, wall $LAST_WALL s, peak RSS $(kb_to_mb "$LAST_RSS_KB") MB"
+}
+
+# bench_rate: a 500/s throttled campaign of 5,000 messages (~10 s) into the sink.
+bench_rate() {
+    local limit=500 rows=5000
+    if ! disparo_has run; then
+        skip_row "rate ${limit}/s run" "disparo run not available yet"
+        return
+    fi
+    # TODO(lead): confirm `throttle:` semantics; the check is max_1s_window <= limit.
+    "$GEN" --rows "$rows" --seed "$SEED" >"$WORK/rate.csv"
+    start_sink
+    local dir=$WORK/rate
+    make_project "$dir" "$WORK/rate.csv" "{ type: webhook, url: \"http://$SINK_ADDR/send\" }" \
+        "throttle: ${limit}/s"
+    (cd "$dir" && "$DISPARO" --db "$dir/disparo.db" --now 2026-11-27T12:00:00Z plan bench >/dev/null)
+    measure "$dir/run.out" env -C "$dir" "$DISPARO" --db "$dir/disparo.db" \
+        --now 2026-11-27T12:00:00Z run --once
+    stop_sink
+    local max mean verdict=ok
+    max=$(json_num "$SINK_STATS" max_1s_window)
+    mean=$(json_num "$SINK_STATS" mean_rps)
+    ((max <= limit)) || verdict="OVER LIMIT"
+    row "rate ${limit}/s run" "$max" "max req in any 1 s" "$verdict; mean $(printf '%.0f' "$mean")/s, wall $LAST_WALL s"
+}
+
+# ---------------------------------------------------------------------------------------------
+
+main() {
+    build
+    [[ -x $GEN && -x $SINK_BIN ]] || { log "examples not built under $BIN"; exit 1; }
+    log "work directory: $WORK; peak RSS via ${GNU_TIME:-/proc VmHWM polling}"
+    echo "| benchmark | value | unit | notes |"
+    echo "|---|---|---|---|"
+    bench_generate 100000 100k
+    ((QUICK)) || bench_generate 1000000 1M
+    bench_sink_smoke
+    bench_plan 100000 100k
+    ((QUICK)) || bench_plan 1000000 1M
+    bench_dispatch 100000 100k
+    bench_rate
+    echo
+    echo "Machine: $(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n1), $(nproc) cores; $(date -u +%Y-%m-%dT%H:%MZ)"
+}
+
+main
