@@ -18,8 +18,8 @@ use crate::address::{self, AddressKind};
 use crate::channel::{ChannelConfig, ChannelSettings};
 use crate::diag::Problem;
 use crate::message::Content;
-use crate::model::{Campaign, Late, Project, Recipient, ScheduleKind, audience};
-use crate::schedule::{self, Placement, Reasons};
+use crate::model::{Campaign, Project, Recipient, ScheduleKind, audience};
+use crate::schedule::{self, OneShot, Placement, Reasons};
 use crate::store::{CampaignRecord, DispatchRules, NewMessage};
 use crate::template::TemplateSet;
 
@@ -242,7 +242,11 @@ impl Planner {
                 },
                 blackout: w.blackout.iter().map(|d| d.to_string()).collect(),
                 expire_after_secs: c.expire_after.map(|d| d.as_secs()),
-                cap: c.cap.map(|cap| (cap.max, cap.per.as_secs())),
+                caps: c
+                    .caps
+                    .iter()
+                    .map(|cap| (cap.max, cap.per.as_secs()))
+                    .collect(),
                 throttle: c.throttle.map(|r| r.as_per_second()),
             },
             recurrence_start: self.recurrence_start().map(|d| d.to_string()),
@@ -389,74 +393,61 @@ impl Planner {
         Ok(out)
     }
 
-    /// The occurrences of the campaign's schedule for one zone, each placed by rule 3.
+    /// The occurrences of the campaign's schedule for one zone, each placed by rule 3, with a
+    /// skip reason for a late one-shot under `late: skip`.
     fn placements(&self, tz: &TimeZone) -> Result<Vec<(u32, Placement, Option<String>)>, Problem> {
         let c = &self.campaign;
         let now = self.opts.now;
         let never = || {
-            Problem::new("no allowed send time within 400 days: the allowed days, blackout dates and quiet hours leave nothing").field("schedule").hint("allow more weekdays or remove blackout dates")
+            Problem::new("no allowed send time within 400 days: the allowed days, blackout dates and quiet hours leave nothing")
+                .field("schedule")
+                .hint("allow more weekdays or remove blackout dates")
         };
         match &c.schedule {
-            ScheduleKind::Asap => {
-                let p = schedule::place(schedule::to_local(now, tz), tz, &c.window)
-                    .ok_or_else(never)?;
-                Ok(vec![(0, p, None)])
-            }
+            ScheduleKind::Asap => Ok(vec![(
+                0,
+                schedule::place_asap(tz, &c.window, now).ok_or_else(never)?,
+                None,
+            )]),
             ScheduleKind::At(at) => {
-                let p = schedule::place(*at, tz, &c.window).ok_or_else(never)?;
-                if p.at >= now {
-                    return Ok(vec![(0, p, None)]);
-                }
-                match c.late {
-                    Late::Skip => Ok(vec![(
-                        0,
-                        Placement {
-                            reasons: with(p.reasons, Reasons::LATE),
-                            ..p
-                        },
-                        Some(format!("late: {} had already passed at plan time", p.at)),
-                    )]),
-                    Late::SendNow => {
-                        let q = schedule::place(schedule::to_local(now, tz), tz, &c.window)
-                            .ok_or_else(never)?;
+                match schedule::plan_at(*at, tz, &c.window, c.late, now).ok_or_else(never)? {
+                    OneShot::Send(p) => Ok(vec![(0, p, None)]),
+                    OneShot::Skip { missed } => {
+                        let reason = format!(
+                            "late: its send time {} had already passed at plan time (late: skip)",
+                            missed.at
+                        );
                         Ok(vec![(
                             0,
                             Placement {
-                                reasons: with(q.reasons, Reasons::LATE),
-                                ..q
+                                reasons: missed.reasons | Reasons::LATE,
+                                ..missed
                             },
-                            None,
+                            Some(reason),
                         )])
-                    }
-                    Late::NextDay => {
-                        let mut target = *at;
-                        for _ in 0..400 {
-                            target = schedule::next_day(target).ok_or_else(never)?;
-                            let q = schedule::place(target, tz, &c.window).ok_or_else(never)?;
-                            if q.at >= now {
-                                return Ok(vec![(
-                                    0,
-                                    Placement {
-                                        reasons: with(q.reasons, Reasons::LATE),
-                                        ..q
-                                    },
-                                    None,
-                                )]);
-                            }
-                        }
-                        Err(never())
                     }
                 }
             }
-            ScheduleKind::Cron { .. } => Err(Problem::new(
-                "recurring (`cron`) schedules are not supported by this build yet",
-            )
-            .field("schedule.cron")),
+            ScheduleKind::Cron {
+                cron, until, count, ..
+            } => {
+                let start = self
+                    .recurrence_start()
+                    .unwrap_or_else(|| tz.to_datetime(now));
+                let horizon = now.checked_add(self.opts.horizon).unwrap_or(now);
+                let mut out = Vec::new();
+                for occ in schedule::materialise(cron, tz, start, *until, *count, horizon) {
+                    // Occurrences already in the past at plan time are not planned again: a
+                    // recurring campaign never sends a backlog.
+                    if occ.at < now {
+                        continue;
+                    }
+                    if let Some(p) = schedule::place_occurrence(&occ, tz, &c.window) {
+                        out.push((occ.index, p, None));
+                    }
+                }
+                Ok(out)
+            }
         }
     }
-}
-
-fn with(mut r: Reasons, extra: Reasons) -> Reasons {
-    r.insert(extra);
-    r
 }

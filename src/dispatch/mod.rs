@@ -22,7 +22,7 @@ pub use rules::window_of;
 
 use crate::channel::{Channel, ChannelSettings, ErrorClass};
 use crate::message::Envelope;
-use crate::schedule;
+use crate::schedule::{self, Dispatch};
 use crate::store::{CampaignInfo, CampaignStatus, Claimed, Completion, Outcome, Store, StoreError};
 
 /// A channel ready for dispatch: the adapter and its limits.
@@ -425,79 +425,57 @@ impl Dispatcher {
             }));
         }
         let rules = &info.rules;
-        if let Some(secs) = rules.expire_after_secs
-            && m.planned_at.duration_until(now) > SignedDuration::from_secs(secs)
-        {
-            return Ok(Some(Outcome::Expired {
-                reason: format!(
-                    "expired: more than {} late (planned for {})",
-                    crate::units::Duration::from_secs(secs),
-                    m.planned_at
-                ),
-            }));
-        }
         let tz = crate::model::zone(&m.zone).unwrap_or(jiff::tz::TimeZone::UTC);
         let window = window_of(rules);
-        let from = m.planned_at.max(now);
-        let placed = schedule::place(schedule::to_local(from, &tz), &tz, &window);
-        match placed {
-            None => {
-                return Ok(Some(Outcome::Expired {
-                    reason: "no allowed send time remains".into(),
-                }));
+        let caps: Vec<schedule::FrequencyCap> = rules
+            .caps
+            .iter()
+            .map(|&(max, per)| schedule::FrequencyCap {
+                max,
+                per: SignedDuration::from_secs(per),
+            })
+            .collect();
+        let recent = match caps.iter().map(|c| c.per).max() {
+            Some(longest) => {
+                let (channel, address) = (info.channel.clone(), m.address.clone());
+                self.blocking(move |s| s.sends_since(&channel, &address, now - longest))
+                    .await?
             }
-            Some(p) if p.at > now && !p.reasons.is_empty() => {
-                return Ok(Some(self.defer_or_expire(
-                    m,
-                    rules,
-                    p.at,
-                    p.reasons.names().collect::<Vec<_>>().join(","),
-                )));
-            }
-            Some(_) => {}
-        }
-        if let Some((max, per)) = rules.cap {
-            let per = SignedDuration::from_secs(per);
-            let (channel, address) = (info.channel.clone(), m.address.clone());
-            let recent = self
-                .blocking(move |s| s.sends_since(&channel, &address, now - per))
-                .await?;
-            if recent.len() as u32 >= max {
-                // Allowed again when the oldest send in the window leaves it.
-                let free_at = recent[recent.len() - max as usize] + per;
-                let p = schedule::place(schedule::to_local(free_at, &tz), &tz, &window);
-                let at = p.map(|p| p.at).unwrap_or(free_at).max(free_at);
-                return Ok(Some(self.defer_or_expire(m, rules, at, "cap".into())));
-            }
-        }
-        Ok(None)
-    }
-
-    fn defer_or_expire(
-        &self,
-        m: &Claimed,
-        rules: &crate::store::DispatchRules,
-        at: Timestamp,
-        reasons: String,
-    ) -> Outcome {
-        if let Some(secs) = rules.expire_after_secs
-            && m.planned_at.duration_until(at) > SignedDuration::from_secs(secs)
-        {
-            return Outcome::Expired {
-                reason: format!(
-                    "expired: the next allowed time ({at}, {reasons}) is more than {} after the planned {}",
-                    crate::units::Duration::from_secs(secs),
-                    m.planned_at
-                ),
-            };
-        }
-        Outcome::Deferred {
-            due_at: at,
-            reasons,
-        }
+            None => Vec::new(),
+        };
+        let expire_after = rules.expire_after_secs.map(SignedDuration::from_secs);
+        Ok(
+            match schedule::at_dispatch_capped(
+                m.planned_at,
+                now,
+                &tz,
+                &window,
+                expire_after,
+                &recent,
+                &caps,
+            ) {
+                Dispatch::SendNow => None,
+                Dispatch::Defer(p) => Some(Outcome::Deferred {
+                    due_at: p.at,
+                    reasons: p.reasons.names().collect::<Vec<_>>().join(","),
+                }),
+                Dispatch::Expired { late_by } => Some(Outcome::Expired {
+                    reason: format!(
+                        "expired: its earliest allowed send time is {} after the planned {} (expire_after {})",
+                        crate::units::Duration::from_secs(late_by.as_secs()),
+                        m.planned_at,
+                        crate::units::Duration::from_secs(rules.expire_after_secs.unwrap_or(0))
+                    ),
+                }),
+                Dispatch::Never => Some(Outcome::Expired {
+                    reason:
+                        "no allowed send time remains (days, blackout dates or caps allow nothing)"
+                            .into(),
+                }),
+            },
+        )
     }
 }
-
 /// Exponential backoff with full jitter (1 s base, 10 min cap), never sooner than the
 /// provider's `Retry-After`.
 pub fn backoff(attempt: u32, retry_after: Option<std::time::Duration>) -> SignedDuration {

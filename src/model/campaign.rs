@@ -2,13 +2,15 @@
 
 use std::path::{Path, PathBuf};
 
-use jiff::civil::{Date, DateTime, Weekday};
+use jiff::civil::{Date, DateTime};
 use jiff::tz::TimeZone;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::diag::{Problem, yaml_problem};
-use crate::schedule::{QuietHours, SendWindow, Weekdays};
+use crate::schedule::{
+    FrequencyCap as Cap, LatePolicy, QuietHours, QuietPreset, SendWindow, WallCron, Weekdays,
+};
 use crate::units::{Duration, Rate, parse_time};
 
 #[derive(Debug, Deserialize)]
@@ -51,7 +53,7 @@ struct ScheduleFile {
     #[serde(default)]
     blackout_dates: Vec<Spanned<String>>,
     #[serde(default)]
-    late: Late,
+    late: Option<Spanned<String>>,
     #[serde(default)]
     expire_after: Option<Duration>,
 }
@@ -61,19 +63,6 @@ struct ScheduleFile {
 enum QuietFile {
     Preset(String),
     Window { start: String, end: String },
-}
-
-/// What to do with a one-shot `at` already past at plan time (SPEC §4 rule 7).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Late {
-    /// The same local time on the next allowed day.
-    #[default]
-    NextDay,
-    /// Due at once, still subject to quiet hours, expiry and caps.
-    SendNow,
-    /// Recorded as `skipped`, never sent.
-    Skip,
 }
 
 /// At most `max` messages per address and channel in any trailing `per` window (SPEC §4 rule 6).
@@ -93,7 +82,7 @@ pub enum ScheduleKind {
     At(DateTime),
     /// Recurring on a cron expression matched on the wall clock.
     Cron {
-        expr: String,
+        cron: WallCron,
         start: Option<DateTime>,
         until: Option<Date>,
         count: Option<u32>,
@@ -114,10 +103,11 @@ pub struct Campaign {
     /// The campaign's zone for recipients without a valid one of their own.
     pub zone: Option<(String, TimeZone)>,
     pub window: SendWindow,
-    pub late: Late,
+    pub late: LatePolicy,
     pub expire_after: Option<Duration>,
     pub throttle: Option<Rate>,
-    pub cap: Option<FrequencyCap>,
+    /// The campaign's `frequency_cap` and a quiet-hours preset's own cap, all enforced.
+    pub caps: Vec<Cap>,
     /// Line of each key, for problems found after parsing (unknown channel, missing template).
     pub lines: KeyLines,
 }
@@ -145,88 +135,6 @@ pub fn parse_local_datetime(s: &str) -> Option<DateTime> {
 fn parse_date(s: &str) -> Option<Date> {
     let d: Date = s.trim().parse().ok()?;
     (1970..=2200).contains(&d.year()).then_some(d)
-}
-
-const ALL_DAYS: [Weekday; 7] = [
-    Weekday::Monday,
-    Weekday::Tuesday,
-    Weekday::Wednesday,
-    Weekday::Thursday,
-    Weekday::Friday,
-    Weekday::Saturday,
-    Weekday::Sunday,
-];
-
-/// Checks a cron expression's syntax (5 fields, or 6 with leading seconds).
-fn check_cron(expr: &str) -> Result<(), String> {
-    let fields = expr.split_whitespace().count();
-    if !(5..=6).contains(&fields) {
-        return Err(format!("it has {fields} fields"));
-    }
-    croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Optional)
-        .year(croner::parser::Year::Disallowed)
-        .dom_and_dow(false)
-        .build()
-        .parse(expr)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
-fn parse_weekday(s: &str) -> Option<Weekday> {
-    Some(match s.trim().to_ascii_lowercase().as_str() {
-        "mon" | "monday" => Weekday::Monday,
-        "tue" | "tuesday" => Weekday::Tuesday,
-        "wed" | "wednesday" => Weekday::Wednesday,
-        "thu" | "thursday" => Weekday::Thursday,
-        "fri" | "friday" => Weekday::Friday,
-        "sat" | "saturday" => Weekday::Saturday,
-        "sun" | "sunday" => Weekday::Sunday,
-        _ => return None,
-    })
-}
-
-/// A named quiet-hours profile: the window, the weekdays it allows, and a cap it adds.
-pub struct Preset {
-    pub quiet: QuietHours,
-    pub days: Option<Weekdays>,
-    pub cap: Option<FrequencyCap>,
-}
-
-/// The quiet-hours presets of SPEC §2, evaluated in recipient-local time.
-pub const PRESETS: [&str; 3] = ["us_tcpa", "us_florida", "br_telemarketing"];
-
-pub fn preset(name: &str) -> Option<Preset> {
-    let t = |h| jiff::civil::Time::constant(h, 0, 0, 0);
-    let window = |s, e| QuietHours::new(t(s), t(e)).ok();
-    Some(match name {
-        "us_tcpa" => Preset {
-            quiet: window(21, 8)?,
-            days: None,
-            cap: None,
-        },
-        "us_florida" => Preset {
-            quiet: window(20, 8)?,
-            days: None,
-            cap: Some(FrequencyCap {
-                max: 3,
-                per: Duration::from_secs(86_400),
-            }),
-        },
-        "br_telemarketing" => Preset {
-            quiet: window(18, 8)?,
-            days: Some(
-                Weekdays::none()
-                    .with(Weekday::Monday)
-                    .with(Weekday::Tuesday)
-                    .with(Weekday::Wednesday)
-                    .with(Weekday::Thursday)
-                    .with(Weekday::Friday),
-            ),
-            cap: None,
-        },
-        _ => return None,
-    })
 }
 
 impl Campaign {
@@ -260,8 +168,14 @@ impl Campaign {
         }
         let sched = file.schedule.unwrap_or_default();
         let mut window = SendWindow::default();
-        let mut cap = file.frequency_cap;
-        if let Some(c) = &cap
+        let mut caps: Vec<Cap> = Vec::new();
+        if let Some(c) = file.frequency_cap {
+            caps.push(Cap {
+                max: c.max,
+                per: c.per.to_span(),
+            });
+        }
+        if let Some(c) = &file.frequency_cap
             && c.max == 0
         {
             bad(
@@ -288,20 +202,18 @@ impl Campaign {
         if let Some(q) = &sched.quiet_hours {
             let (l, c) = pos(q);
             match &q.value {
-                QuietFile::Preset(name) => match preset(name) {
-                    Some(p) => {
-                        window.quiet = Some(p.quiet);
-                        if let Some(d) = p.days {
+                QuietFile::Preset(name) => match name.parse::<QuietPreset>() {
+                    Ok(p) => {
+                        window.quiet = Some(p.quiet());
+                        if let Some(d) = p.days() {
                             window.days = d;
                         }
-                        if cap.is_none() {
-                            cap = p.cap;
-                        }
+                        caps.extend(p.cap());
                     }
-                    None => bad(Problem::new(format!("unknown quiet-hours preset {name:?}"))
+                    Err(e) => bad(Problem::new(e.to_string())
                         .at(l, c)
                         .field("schedule.quiet_hours")
-                        .hint(format!("use one of {} or a window {{ start: \"21:00\", end: \"08:00\" }}", PRESETS.join(", ")))),
+                        .hint("use a preset name or a window { start: \"21:00\", end: \"08:00\" }")),
                 },
                 QuietFile::Window { start, end } => {
                     match (parse_time(start), parse_time(end)) {
@@ -319,9 +231,9 @@ impl Campaign {
         if let Some(days) = &sched.days {
             let mut set = Weekdays::none();
             for d in days {
-                match parse_weekday(&d.value) {
-                    Some(w) => set = set.with(w),
-                    None => {
+                match Weekdays::parse_day(&d.value) {
+                    Ok(w) => set = set.with(w),
+                    Err(_) => {
                         let (l, c) = pos(d);
                         bad(Problem::new(format!("unknown weekday {:?}", d.value))
                             .at(l, c)
@@ -338,13 +250,7 @@ impl Campaign {
                 );
             }
             // A preset's weekday restriction still applies.
-            let mut both = Weekdays::none();
-            for day in ALL_DAYS {
-                if set.contains(day) && window.days.contains(day) {
-                    both = both.with(day);
-                }
-            }
-            window.days = both;
+            window.days = window.days.intersect(set);
         }
         for d in &sched.blackout_dates {
             match parse_date(&d.value) {
@@ -406,10 +312,6 @@ impl Campaign {
                 None => ScheduleKind::Asap,
             },
             (None, Some(expr)) => {
-                if let Err(msg) = check_cron(&expr.value) {
-                    let (l, c) = pos(expr);
-                    bad(Problem::new(format!("invalid cron expression {:?}: {msg}", expr.value)).at(l, c).field("schedule.cron").hint("use 5 fields `min hour day-of-month month day-of-week` (e.g. \"0 10 * * FRI\") or 6 with leading seconds"));
-                }
                 if sched.until.is_some() && sched.count.is_some() {
                     bad(Problem::new(
                         "a recurring schedule ends with `until` or `count`, not both",
@@ -417,11 +319,18 @@ impl Campaign {
                     .field("schedule.count")
                     .hint("remove one of them"));
                 }
-                ScheduleKind::Cron {
-                    expr: expr.value.clone(),
-                    start,
-                    until,
-                    count: sched.count,
+                match WallCron::parse(&expr.value) {
+                    Ok(cron) => ScheduleKind::Cron {
+                        cron,
+                        start,
+                        until,
+                        count: sched.count,
+                    },
+                    Err(e) => {
+                        let (l, c) = pos(expr);
+                        bad(Problem::new(format!("invalid cron expression {:?}: {e}", expr.value)).at(l, c).field("schedule.cron").hint("use 5 fields `min hour day-of-month month day-of-week` (e.g. \"0 10 * * FRI\") or 6 with leading seconds"));
+                        ScheduleKind::Asap
+                    }
                 }
             }
             (None, None) => {
@@ -442,6 +351,17 @@ impl Campaign {
             }
         };
 
+        let late = match &sched.late {
+            None => LatePolicy::default(),
+            Some(l) => match l.value.parse::<LatePolicy>() {
+                Ok(p) => p,
+                Err(e) => {
+                    let (line, col) = pos(l);
+                    problems.push(Problem::new(e.to_string()).in_file(path).at(line, col).field("schedule.late").hint("next_day (default) moves it to the same time on the next allowed day"));
+                    LatePolicy::default()
+                }
+            },
+        };
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -465,10 +385,10 @@ impl Campaign {
             schedule,
             zone,
             window,
-            late: sched.late,
+            late,
             expire_after: sched.expire_after,
             throttle: file.throttle,
-            cap,
+            caps,
         })
     }
 }

@@ -9,7 +9,7 @@ pub mod config;
 pub mod project;
 
 pub use audience::{AudienceFormat, Recipient};
-pub use campaign::{Campaign, Late, ScheduleKind};
+pub use campaign::{Campaign, ScheduleKind};
 pub use config::Config;
 pub use project::Project;
 

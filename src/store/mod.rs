@@ -97,9 +97,9 @@ pub struct DispatchRules {
     pub blackout: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expire_after_secs: Option<i64>,
-    /// Frequency cap: at most `.0` messages in any `.1` seconds per address and channel.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cap: Option<(u32, i64)>,
+    /// Frequency caps: at most `.0` messages in any `.1` seconds per address and channel.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caps: Vec<(u32, i64)>,
     /// Messages per second for this campaign (`throttle`), below the channel's own rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throttle: Option<f64>,

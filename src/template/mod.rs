@@ -494,8 +494,8 @@ mod tests {
             "---\nsubject: x\n---\nline one\n{{#if a}}oops\n",
         )]);
         let p = &s.unwrap_err()[0];
-        // The unclosed block is reported at the end of the body: file line 6.
-        assert_eq!(p.line, Some(6), "{p}");
+        // The unclosed `{{#if}}` on body line 2 is file line 5 (after 3 lines of front matter).
+        assert_eq!(p.line, Some(5), "{p}");
     }
 
     #[test]
