@@ -695,3 +695,102 @@ fn bad_now_is_invalid_input() {
         o.stderr
     );
 }
+
+/// São Paulo, Lisbon, New York and Sydney around New York's spring-forward night
+/// (2026-03-08 02:00 EST → 03:00 EDT), checked field by field against hand-computed answers.
+#[test]
+fn dst_weekend_across_four_zones_preview_json() {
+    let p = Project::empty();
+    p.file("disparo.yaml", "timezone: America/Sao_Paulo\n")
+        .file(
+            "a.csv",
+            "id,phone,timezone\nsp,+5511999990000,America/Sao_Paulo\nlis,+351912345678,Europe/Lisbon\nny,+12125550100,America/New_York\nsyd,+61412345678,Australia/Sydney\n",
+        )
+        .file("templates/t.hbs", "Bom dia")
+        // Daily 02:30 wall time: inside New York's gap on the 8th.
+        .file("campaigns/daily.yaml", "channel: console\ntemplate: t\naudience: a.csv\nschedule: { cron: \"30 2 * * *\", start: 2026-03-07T00:00, count: 3 }\n")
+        // One-shot at 02:30 on the gap day, quiet hours until 03:00: wall clock first, then rule 2.
+        .file("campaigns/gap.yaml", "channel: console\ntemplate: t\naudience: a.csv\nschedule: { at: 2026-03-08T02:30, quiet_hours: { start: \"23:00\", end: \"02:45\" } }\n");
+    let now = "2026-03-06T00:00:00Z";
+    let daily = p
+        .ok(&["--now", now, "--format", "json", "preview", "daily"])
+        .json_lines();
+    let got: Vec<(String, u64, String, String)> = daily
+        .iter()
+        .map(|l| {
+            (
+                l["recipient"].as_str().unwrap().to_owned(),
+                l["occurrence"].as_u64().unwrap(),
+                l["send_at"].as_str().unwrap().to_owned(),
+                l["send_at_local"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let want = [
+        ("sp", 0, "2026-03-07T05:30:00Z", "2026-03-07T02:30:00-03:00"),
+        ("sp", 1, "2026-03-08T05:30:00Z", "2026-03-08T02:30:00-03:00"),
+        ("sp", 2, "2026-03-09T05:30:00Z", "2026-03-09T02:30:00-03:00"),
+        (
+            "lis",
+            0,
+            "2026-03-07T02:30:00Z",
+            "2026-03-07T02:30:00+00:00",
+        ),
+        (
+            "lis",
+            1,
+            "2026-03-08T02:30:00Z",
+            "2026-03-08T02:30:00+00:00",
+        ),
+        (
+            "lis",
+            2,
+            "2026-03-09T02:30:00Z",
+            "2026-03-09T02:30:00+00:00",
+        ),
+        ("ny", 0, "2026-03-07T07:30:00Z", "2026-03-07T02:30:00-05:00"),
+        // 02:30 does not exist on the 8th: read with the offset before the gap = 03:30 EDT.
+        ("ny", 1, "2026-03-08T07:30:00Z", "2026-03-08T03:30:00-04:00"),
+        ("ny", 2, "2026-03-09T06:30:00Z", "2026-03-09T02:30:00-04:00"),
+        (
+            "syd",
+            0,
+            "2026-03-06T15:30:00Z",
+            "2026-03-07T02:30:00+11:00",
+        ),
+        (
+            "syd",
+            1,
+            "2026-03-07T15:30:00Z",
+            "2026-03-08T02:30:00+11:00",
+        ),
+        (
+            "syd",
+            2,
+            "2026-03-08T15:30:00Z",
+            "2026-03-09T02:30:00+11:00",
+        ),
+    ];
+    let want: Vec<(String, u64, String, String)> = want
+        .iter()
+        .map(|(r, o, u, l)| (r.to_string(), *o, u.to_string(), l.to_string()))
+        .collect();
+    assert_eq!(got, want);
+    for l in &daily {
+        assert_eq!(l["campaign"], "daily");
+        assert_eq!(l["channel"], "console");
+        assert_eq!(l["reasons"], serde_json::json!([]));
+        assert_eq!(l["body"], "Bom dia");
+    }
+    let gap = p
+        .ok(&["--now", now, "--format", "json", "preview", "gap"])
+        .json_lines();
+    let ny = gap.iter().find(|l| l["recipient"] == "ny").unwrap();
+    // 02:30 is quiet → 02:45 wall time, still in the gap → 07:45Z (03:45 EDT).
+    assert_eq!(ny["send_at"], "2026-03-08T07:45:00Z");
+    assert_eq!(ny["send_at_local"], "2026-03-08T03:45:00-04:00");
+    assert_eq!(ny["reasons"], serde_json::json!(["quiet_hours"]));
+    let syd = gap.iter().find(|l| l["recipient"] == "syd").unwrap();
+    assert_eq!(syd["send_at"], "2026-03-07T15:45:00Z");
+    assert_eq!(syd["zone"], "Australia/Sydney");
+}
