@@ -60,9 +60,14 @@ impl Outbox {
                 })?;
             *guard = Some(f);
         }
-        let file = guard.as_mut().ok_or_else(|| SendError::transient("outbox not open"))?;
+        let file = guard
+            .as_mut()
+            .ok_or_else(|| SendError::transient("outbox not open"))?;
         file.write_all(&line).map_err(|e| {
-            SendError::transient(format!("cannot append to outbox {}: {e}", self.path.display()))
+            SendError::transient(format!(
+                "cannot append to outbox {}: {e}",
+                self.path.display()
+            ))
         })?;
         Ok(Delivered {
             provider_id: Some(format!("outbox-{}", env.message_id)),
