@@ -194,10 +194,21 @@ impl Smtp {
         let mut text = e.to_string();
         let mut source = std::error::Error::source(&e);
         while let Some(s) = source {
-            text.push_str(": ");
-            text.push_str(&s.to_string());
+            let s_text = s.to_string();
+            if !text.contains(&s_text) {
+                text.push_str(": ");
+                text.push_str(&s_text);
+            }
             source = s.source();
         }
+        // A certificate the client does not trust fails every message alike.
+        let class = if matches!(class, ErrorClass::Transient { .. })
+            && text.contains("invalid peer certificate")
+        {
+            ErrorClass::Breaker
+        } else {
+            class
+        };
         for s in &self.secrets {
             text = s.scrub(&text);
         }

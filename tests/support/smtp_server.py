@@ -5,18 +5,24 @@
         127.0.0.1 and localhost signed by it)
     smtp_server.py serve [--cert PEM --key KEY] [--user U --password P]
         listens on 127.0.0.1 on a free port, prints {"port": N} on one line, then one JSON
-        line per message received: {"mail_from", "rcpt_tos", "data", "tls", "login"}.
+        line per message received: {"mail_from", "rcpt_tos", "data" (raw), "tls", "login",
+        "headers" (decoded, lower-case names), "content_type", "parts": [{"content_type", "text"}]}
+        parsed with Python's email package.
         With --cert, STARTTLS is offered and required before MAIL and AUTH.
         Exits when its standard input closes.
 """
 
 import asyncio
 import datetime
+import email
+import email.policy
 import ipaddress
 import json
+import logging
 import os
 import ssl
 import sys
+import warnings
 
 
 def make_certs(out):
@@ -81,15 +87,23 @@ def make_certs(out):
 
 class Handler:
     async def handle_DATA(self, server, session, envelope):
-        login = getattr(session, "login_data", None)
-        if isinstance(login, bytes):
-            login = login.decode()
+        login = getattr(session, "disparo_login", None)
+        raw = envelope.original_content
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        parts = [
+            {"content_type": part.get_content_type(), "text": part.get_content()}
+            for part in msg.walk()
+            if not part.is_multipart()
+        ]
         record = {
             "mail_from": envelope.mail_from,
             "rcpt_tos": envelope.rcpt_tos,
-            "data": envelope.original_content.decode("utf-8", "replace"),
+            "data": raw.decode("utf-8", "replace"),
             "tls": session.ssl is not None,
             "login": login,
+            "headers": {k.lower(): str(v) for k, v in msg.items()},
+            "content_type": msg.get_content_type(),
+            "parts": parts,
         }
         print(json.dumps(record), flush=True)
         return "250 OK"
@@ -111,7 +125,9 @@ async def serve(args):
             and auth_data.login.decode() == user
             and auth_data.password.decode() == password
         )
-        return AuthResult(success=ok)
+        if ok:
+            session.disparo_login = user
+        return AuthResult(success=ok, handled=False)
 
     def factory():
         kwargs = dict(hostname="disparo-test", decode_data=False, enable_SMTPUTF8=True)
@@ -135,6 +151,8 @@ async def serve(args):
 
 
 if __name__ == "__main__":
+    warnings.simplefilter("ignore")
+    logging.getLogger("mail.log").setLevel(logging.CRITICAL)
     if sys.argv[1] == "make-certs":
         make_certs(sys.argv[2])
     else:
