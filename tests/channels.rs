@@ -32,7 +32,11 @@ async fn send_with_retries(
     channel: &Channel,
     env: &Envelope,
     policy: &RetryPolicy,
-) -> (Result<disparo::channel::Delivered, SendError>, u32, Vec<Duration>) {
+) -> (
+    Result<disparo::channel::Delivered, SendError>,
+    u32,
+    Vec<Duration>,
+) {
     let mut env = env.clone();
     let mut delays = Vec::new();
     loop {
@@ -98,7 +102,10 @@ async fn whatsapp_sends_the_exact_template_request_and_returns_the_wamid() {
     let r = &reqs[0];
     assert_eq!(r.method, "POST");
     assert_eq!(r.path, "/v23.0/106540352242922/messages");
-    assert_eq!(r.header("authorization"), Some(&*format!("Bearer {WA_TOKEN}")));
+    assert_eq!(
+        r.header("authorization"),
+        Some(&*format!("Bearer {WA_TOKEN}"))
+    );
     assert_eq!(r.header("content-type"), Some("application/json"));
     let expected = json!({
         "messaging_product": "whatsapp",
@@ -118,14 +125,21 @@ async fn whatsapp_sends_the_exact_template_request_and_returns_the_wamid() {
     let preview = channel.preview_request(&env);
     assert_eq!(preview["body"], expected);
     assert_eq!(preview["method"], "POST");
-    assert_eq!(preview["url"], server.url("/v23.0/106540352242922/messages"));
+    assert_eq!(
+        preview["url"],
+        server.url("/v23.0/106540352242922/messages")
+    );
     assert_eq!(preview["headers"]["Authorization"], "Bearer ***");
 }
 
 #[tokio::test]
 async fn whatsapp_request_body_validates_against_the_meta_openapi_spec() {
-    let server = TestServer::start(vec![Reply::json(200, json!({"messages": [{"id": "w1"}]}))]).await;
-    whatsapp(&server).send(&envelope("+5511987654321")).await.unwrap();
+    let server =
+        TestServer::start(vec![Reply::json(200, json!({"messages": [{"id": "w1"}]}))]).await;
+    whatsapp(&server)
+        .send(&envelope("+5511987654321"))
+        .await
+        .unwrap();
     let body = server.requests()[0].json();
     let check = |b: &serde_json::Value| {
         support::validate_request(
@@ -145,21 +159,40 @@ async fn whatsapp_request_body_validates_against_the_meta_openapi_spec() {
         .as_object_mut()
         .unwrap()
         .remove("policy");
-    assert!(check(&bad).is_err(), "validator accepted a body without language.policy");
+    assert!(
+        check(&bad).is_err(),
+        "validator accepted a body without language.policy"
+    );
 }
 
 #[tokio::test]
 async fn whatsapp_errors_are_classified_from_the_graph_error_code() {
     let cases: Vec<(Reply, ErrorClass, &str)> = vec![
-        (graph_error(400, 130429).header("Retry-After", "2"), transient(Some(2)), "130429"),
+        (
+            graph_error(400, 130429).header("Retry-After", "2"),
+            transient(Some(2)),
+            "130429",
+        ),
         (graph_error(400, 131056), transient(None), "131056"),
-        (graph_error(400, 131026), ErrorClass::Recipient { suppress: false }, "131026"),
-        (graph_error(400, 131050), ErrorClass::Recipient { suppress: true }, "131050"),
+        (
+            graph_error(400, 131026),
+            ErrorClass::Recipient { suppress: false },
+            "131026",
+        ),
+        (
+            graph_error(400, 131050),
+            ErrorClass::Recipient { suppress: true },
+            "131050",
+        ),
         (graph_error(400, 132000), ErrorClass::Breaker, "132000"),
         (graph_error(404, 132001), ErrorClass::Breaker, "132001"),
         (graph_error(400, 132015), ErrorClass::Breaker, "132015"),
         (graph_error(401, 190), ErrorClass::Breaker, "190"),
-        (Reply::text(403, "Forbidden"), ErrorClass::Breaker, "HTTP 403"),
+        (
+            Reply::text(403, "Forbidden"),
+            ErrorClass::Breaker,
+            "HTTP 403",
+        ),
         (
             Reply::text(503, "<html>down</html>").header("Retry-After", "30"),
             transient(Some(30)),
@@ -234,10 +267,8 @@ fn form(body: &str) -> Vec<(String, String)> {
 /// `--closed` also refuses a field the schema does not declare (Twilio ignores unknown ones,
 /// so a misspelt field would otherwise pass).
 fn check_twilio(form: &[(String, String)]) -> Result<(), String> {
-    let instance: serde_json::Map<String, serde_json::Value> = form
-        .iter()
-        .map(|(k, v)| (k.clone(), json!(v)))
-        .collect();
+    let instance: serde_json::Map<String, serde_json::Value> =
+        form.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
     support::validate_request(
         "twilio_api_v2010.json",
         "POST",
@@ -255,7 +286,11 @@ mod base64_check {
         let input = format!("{user}:{password}").into_bytes();
         let mut out = String::new();
         for chunk in input.chunks(3) {
-            let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
             let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
             for i in 0..4 {
                 if i <= chunk.len() {
@@ -285,9 +320,15 @@ async fn twilio_sends_the_exact_form_request_and_returns_the_sid() {
     );
     let r = &server.requests()[0];
     assert_eq!(r.method, "POST");
-    assert_eq!(r.path, format!("/2010-04-01/Accounts/{TW_SID}/Messages.json"));
+    assert_eq!(
+        r.path,
+        format!("/2010-04-01/Accounts/{TW_SID}/Messages.json")
+    );
     assert_eq!(r.header("authorization"), Some(&*basic(TW_SID, TW_TOKEN)));
-    assert_eq!(r.header("content-type"), Some("application/x-www-form-urlencoded"));
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
     assert_eq!(r.header("i-twilio-idempotency-token"), Some("bf26:ana:0"));
     let fields = form(&r.text());
     assert_eq!(
@@ -295,7 +336,10 @@ async fn twilio_sends_the_exact_form_request_and_returns_the_sid() {
         vec![
             ("To".to_string(), "+5511987654321".to_string()),
             ("From".to_string(), "+15550001111".to_string()),
-            ("Body".to_string(), "Olá Ana! Tom & Jerry: use o cupom BF26.".to_string()),
+            (
+                "Body".to_string(),
+                "Olá Ana! Tom & Jerry: use o cupom BF26.".to_string()
+            ),
         ]
     );
     check_twilio(&fields).unwrap_or_else(|e| panic!("body does not match the Twilio spec:\n{e}"));
@@ -305,15 +349,25 @@ async fn twilio_sends_the_exact_form_request_and_returns_the_sid() {
     assert!(check_twilio(&bad).is_err());
 
     let preview = channel.preview_request(&env);
-    assert_eq!(preview["body"], json!(r.text()), "preview shows the exact body");
+    assert_eq!(
+        preview["body"],
+        json!(r.text()),
+        "preview shows the exact body"
+    );
     assert_eq!(preview["headers"]["Authorization"], "Basic ***");
-    assert_eq!(preview["headers"]["I-Twilio-Idempotency-Token"], "bf26:ana:0");
+    assert_eq!(
+        preview["headers"]["I-Twilio-Idempotency-Token"],
+        "bf26:ana:0"
+    );
 }
 
 #[tokio::test]
 async fn twilio_with_a_messaging_service_validates_against_the_spec() {
     let server = TestServer::start(vec![Reply::json(201, json!({"sid": "SM1"}))]).await;
-    let channel = twilio(&server, "messaging_service_sid: MG0123456789abcdef0123456789abcdef");
+    let channel = twilio(
+        &server,
+        "messaging_service_sid: MG0123456789abcdef0123456789abcdef",
+    );
     channel.send(&envelope("+5511987654321")).await.unwrap();
     let fields = form(&server.requests()[0].text());
     assert_eq!(fields[1].0, "MessagingServiceSid");
@@ -323,12 +377,24 @@ async fn twilio_with_a_messaging_service_validates_against_the_spec() {
 #[tokio::test]
 async fn twilio_errors_are_classified_from_the_error_code() {
     let cases: Vec<(Reply, ErrorClass, &str)> = vec![
-        (twilio_error(429, 20429).header("Retry-After", "5"), transient(Some(5)), "20429"),
+        (
+            twilio_error(429, 20429).header("Retry-After", "5"),
+            transient(Some(5)),
+            "20429",
+        ),
         (Reply::text(503, "unavailable"), transient(None), "HTTP 503"),
         (twilio_error(400, 21211), ErrorClass::Permanent, "21211"),
-        (twilio_error(400, 21610), ErrorClass::Recipient { suppress: true }, "21610"),
+        (
+            twilio_error(400, 21610),
+            ErrorClass::Recipient { suppress: true },
+            "21610",
+        ),
         (twilio_error(401, 20003), ErrorClass::Breaker, "20003"),
-        (Reply::text(403, "forbidden"), ErrorClass::Breaker, "HTTP 403"),
+        (
+            Reply::text(403, "forbidden"),
+            ErrorClass::Breaker,
+            "HTTP 403",
+        ),
         (twilio_error(400, 21602), ErrorClass::Permanent, "21602"),
     ];
     let server = TestServer::start(cases.iter().map(|c| c.0.clone()).collect()).await;
@@ -372,7 +438,10 @@ async fn transient_errors_stop_after_max_attempts() {
         &RetryPolicy::new(3),
     )
     .await;
-    assert!(matches!(result.unwrap_err().class, ErrorClass::Transient { .. }));
+    assert!(matches!(
+        result.unwrap_err().class,
+        ErrorClass::Transient { .. }
+    ));
     assert_eq!(attempts, 3);
     assert_eq!(delays.len(), 2);
     assert_eq!(server.requests().len(), 3);
@@ -414,7 +483,10 @@ async fn webhook_posts_signed_json_with_an_idempotency_key() {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    assert_eq!(r.header("x-disparo-signature"), Some(&*format!("sha256={hex}")));
+    assert_eq!(
+        r.header("x-disparo-signature"),
+        Some(&*format!("sha256={hex}"))
+    );
     assert_eq!(
         r.json(),
         json!({
@@ -446,7 +518,10 @@ async fn webhook_put_without_secret_sends_no_signature_and_accepts_any_2xx_body(
 #[tokio::test]
 async fn webhook_errors_are_classified_by_status() {
     let cases: Vec<(Reply, ErrorClass)> = vec![
-        (Reply::text(429, "slow").header("Retry-After", "4"), transient(Some(4))),
+        (
+            Reply::text(429, "slow").header("Retry-After", "4"),
+            transient(Some(4)),
+        ),
         (Reply::text(500, "boom"), transient(None)),
         (Reply::text(400, "bad"), ErrorClass::Permanent),
         (Reply::text(404, "nope"), ErrorClass::Permanent),
@@ -504,11 +579,17 @@ async fn smtp_plain_text_message_with_login() {
             "{{ type: smtp, host: 127.0.0.1, port: {}, tls: none, username_env: SMTP_USER, password_env: SMTP_PASS, from: 'Loja <news@loja.example>' }}",
             server.port
         ),
-        &context(&root(), &[("SMTP_USER", SMTP_USER), ("SMTP_PASS", SMTP_PASS)]),
+        &context(
+            &root(),
+            &[("SMTP_USER", SMTP_USER), ("SMTP_PASS", SMTP_PASS)],
+        ),
     );
     let env = envelope("ana@example.com");
     let delivered = channel.send(&env).await.expect("sent");
-    assert_eq!(delivered.provider_id.as_deref(), Some("<bf26-ana-0@loja.example>"));
+    assert_eq!(
+        delivered.provider_id.as_deref(),
+        Some("<bf26-ana-0@loja.example>")
+    );
 
     let got = server.received().await;
     assert_eq!(got.mail_from, "news@loja.example");
@@ -521,18 +602,29 @@ async fn smtp_plain_text_message_with_login() {
     assert_eq!(got.headers["message-id"], "<bf26-ana-0@loja.example>");
     assert_eq!(got.content_type, "text/plain");
     assert_eq!(got.parts.len(), 1);
-    assert_eq!(got.parts[0].text.trim_end(), "Olá Ana! Tom & Jerry: use o cupom BF26.");
+    assert_eq!(
+        got.parts[0].text.trim_end(),
+        "Olá Ana! Tom & Jerry: use o cupom BF26."
+    );
 
     let preview = channel.preview_request(&env);
     assert_eq!(preview["rcpt_to"], "ana@example.com");
-    assert!(preview["message"].as_str().unwrap().contains("Message-ID: <bf26-ana-0@loja.example>"));
+    assert!(
+        preview["message"]
+            .as_str()
+            .unwrap()
+            .contains("Message-ID: <bf26-ana-0@loja.example>")
+    );
 }
 
 #[tokio::test]
 async fn smtp_starttls_multipart_text_and_html() {
     let certs = support::Certs::generate();
     let mut server = support::SmtpServer::start(Some(&certs), Some((SMTP_USER, SMTP_PASS))).await;
-    let ctx = context(&root(), &[("SMTP_USER", SMTP_USER), ("SMTP_PASS", SMTP_PASS)]);
+    let ctx = context(
+        &root(),
+        &[("SMTP_USER", SMTP_USER), ("SMTP_PASS", SMTP_PASS)],
+    );
     let channel = build(
         &format!(
             "{{ type: smtp, host: 127.0.0.1, port: {}, tls: starttls, ca_cert: '{}', username_env: SMTP_USER, password_env: SMTP_PASS, from: 'news@loja.example' }}",
@@ -551,8 +643,14 @@ async fn smtp_starttls_multipart_text_and_html() {
     assert_eq!(got.content_type, "multipart/alternative");
     let types: Vec<&str> = got.parts.iter().map(|p| p.content_type.as_str()).collect();
     assert_eq!(types, vec!["text/plain", "text/html"]);
-    assert_eq!(got.parts[0].text.trim_end(), "Olá Ana! Tom & Jerry: use o cupom BF26.");
-    assert_eq!(got.parts[1].text.trim_end(), "<p>Olá Ana! Tom &amp; Jerry</p>");
+    assert_eq!(
+        got.parts[0].text.trim_end(),
+        "Olá Ana! Tom & Jerry: use o cupom BF26."
+    );
+    assert_eq!(
+        got.parts[1].text.trim_end(),
+        "<p>Olá Ana! Tom &amp; Jerry</p>"
+    );
 
     // Without trusting the test CA the certificate is refused, and that is not retried.
     let untrusting = build(
@@ -574,9 +672,18 @@ async fn smtp_wrong_password_trips_the_breaker_without_leaking_it() {
             "{{ type: smtp, host: 127.0.0.1, port: {}, tls: none, username_env: SMTP_USER, password_env: SMTP_PASS, from: 'news@loja.example' }}",
             server.port
         ),
-        &context(&root(), &[("SMTP_USER", SMTP_USER), ("SMTP_PASS", "wrong-password-777")]),
+        &context(
+            &root(),
+            &[
+                ("SMTP_USER", SMTP_USER),
+                ("SMTP_PASS", "wrong-password-777"),
+            ],
+        ),
     );
-    let err = channel.send(&envelope("ana@example.com")).await.unwrap_err();
+    let err = channel
+        .send(&envelope("ana@example.com"))
+        .await
+        .unwrap_err();
     assert_eq!(err.class, ErrorClass::Breaker, "{err}");
     assert_eq!(err.code.as_deref(), Some("535"));
     assert!(!err.message.contains("wrong-password-777"));
@@ -616,15 +723,24 @@ async fn command_exit_status_classifies_errors() {
     let capture = dir.path().join("in.json");
     let env = envelope("+1");
 
-    let err = command("transient", &capture, "30s").send(&env).await.unwrap_err();
+    let err = command("transient", &capture, "30s")
+        .send(&env)
+        .await
+        .unwrap_err();
     assert_eq!(err.class, transient(Some(7)), "{err}");
     assert_eq!(err.code.as_deref(), Some("exit 75"));
     assert!(err.message.contains("upstream busy"));
 
-    let err = command("retry", &capture, "30s").send(&env).await.unwrap_err();
+    let err = command("retry", &capture, "30s")
+        .send(&env)
+        .await
+        .unwrap_err();
     assert_eq!(err.class, transient(None), "{err}");
 
-    let err = command("permanent", &capture, "30s").send(&env).await.unwrap_err();
+    let err = command("permanent", &capture, "30s")
+        .send(&env)
+        .await
+        .unwrap_err();
     assert_eq!(err.class, ErrorClass::Permanent, "{err}");
     assert!(err.message.contains("invalid number"));
 }
@@ -682,7 +798,10 @@ async fn rate_limiter_never_exceeds_n_per_second_across_tasks() {
     assert_window(&times, 80, Duration::from_secs(1));
     // And it is not slower than it must be: 1000 at 80/s is 12 full windows after the first.
     let took = *times.last().unwrap() - start;
-    assert!(took >= Duration::from_secs(12) && took < Duration::from_secs(13), "{took:?}");
+    assert!(
+        took >= Duration::from_secs(12) && took < Duration::from_secs(13),
+        "{took:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -719,7 +838,11 @@ fn retry_policy_backs_off_with_full_jitter_honours_retry_after_and_stops() {
         policy.next_delay_with(&mut rng, 1, &throttled),
         Some(Duration::from_secs(900))
     );
-    assert_eq!(policy.next_delay_with(&mut rng, 6, &err), None, "out of attempts");
+    assert_eq!(
+        policy.next_delay_with(&mut rng, 6, &err),
+        None,
+        "out of attempts"
+    );
     assert_eq!(policy.next_delay(1, &SendError::permanent("no")), None);
     let mut breaker = SendError::permanent("no");
     breaker.class = ErrorClass::Breaker;
@@ -772,12 +895,17 @@ fn configs_refuse_unknown_keys_and_apply_adapter_defaults() {
 
 #[tokio::test]
 async fn secrets_never_appear_in_debug_previews_or_errors() {
-    // Every provider answers an error whose text echoes the credentials back.
-    let echo = format!("bad credentials {WA_TOKEN} {TW_SID} {TW_TOKEN} {HOOK_SECRET}");
+    // Every provider answers an error whose text echoes the channel's credentials back.
     let server = TestServer::start(vec![
-        Reply::json(401, json!({"error": {"message": echo, "code": 190}})),
-        Reply::json(401, json!({"code": 20003, "message": echo})),
-        Reply::text(401, &echo),
+        Reply::json(
+            401,
+            json!({"error": {"message": format!("bad token {WA_TOKEN}"), "code": 190}}),
+        ),
+        Reply::json(
+            401,
+            json!({"code": 20003, "message": format!("bad login {TW_SID}:{TW_TOKEN}")}),
+        ),
+        Reply::text(401, &format!("bad signature key {HOOK_SECRET}")),
     ])
     .await;
     let env = envelope("+5511987654321");
@@ -786,7 +914,14 @@ async fn secrets_never_appear_in_debug_previews_or_errors() {
         twilio(&server, "from: '+15550001111'"),
         webhook(&server, ", secret_env: HOOK_SECRET"),
     ];
-    let secrets = [WA_TOKEN, TW_SID, TW_TOKEN, HOOK_SECRET, SMTP_PASS, SMTP_USER];
+    let secrets = [
+        WA_TOKEN,
+        TW_SID,
+        TW_TOKEN,
+        HOOK_SECRET,
+        SMTP_PASS,
+        SMTP_USER,
+    ];
     let check = |what: &str, text: &str| {
         for s in secrets {
             assert!(!text.contains(s), "{what} shows a secret: {text}");
@@ -805,7 +940,12 @@ async fn secrets_never_appear_in_debug_previews_or_errors() {
         &context(&root(), &[("U", SMTP_USER), ("P", SMTP_PASS)]),
     );
     check("Debug", &format!("{smtp:?}"));
-    check("preview", &smtp.preview_request(&envelope("ana@example.com")).to_string());
+    check(
+        "preview",
+        &smtp
+            .preview_request(&envelope("ana@example.com"))
+            .to_string(),
+    );
     let err = smtp.send(&envelope("ana@example.com")).await.unwrap_err();
     check("error", &err.to_string());
 

@@ -68,7 +68,9 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(replies: Vec<Reply>) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let replies = Arc::new(Mutex::new(VecDeque::from(replies)));
@@ -142,7 +144,9 @@ async fn serve(
             header("transfer-encoding").is_none(),
             "the test server reads Content-Length bodies only"
         );
-        let len: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let len: usize = header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         while buf.len() < len {
             let mut chunk = [0u8; 4096];
             match stream.read(&mut chunk).await {

@@ -65,7 +65,8 @@ pub fn build(yaml: &str, ctx: &BuildContext) -> Channel {
     Channel::build("test", &config(yaml), ctx).unwrap_or_else(|e| panic!("build failed: {e}"))
 }
 
-const DEPS_HINT: &str = "run `scripts/test-deps.sh` (installs the pinned Python packages the channel tests need)";
+const DEPS_HINT: &str =
+    "run `scripts/test-deps.sh` (installs the pinned Python packages the channel tests need)";
 
 /// Fails with what to do when a Python module the tests need is missing.
 pub fn require_python(modules: &[&str]) {
