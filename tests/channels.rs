@@ -877,7 +877,14 @@ fn configs_refuse_unknown_keys_and_apply_adapter_defaults() {
         "{ type: whatsapp_cloud, phone_number_id: '1', token_env: T, base_ulr: 'http://x' }",
     );
     assert!(bad.is_err(), "a misspelt key must be refused");
-    let wa = support::config("{ type: whatsapp_cloud, phone_number_id: '1', token_env: T }");
+    let wa =
+        support::config("{ type: whatsapp_cloud, phone_number_id: 106540352242922, token_env: T }");
+    match &wa {
+        disparo::channel::ChannelConfig::WhatsappCloud(c) => {
+            assert_eq!(c.phone_number_id, "106540352242922")
+        }
+        other => panic!("{other:?}"),
+    }
     let s = wa.settings();
     assert_eq!(s.rate.map(|r| r.as_per_second()), Some(80.0));
     assert_eq!(s.address_field, "phone");

@@ -51,7 +51,8 @@ pub enum ChannelConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WhatsappCloudConfig {
-    /// The sending number's id at Meta (not the phone number itself).
+    /// The sending number's id at Meta (not the phone number itself); quoted or not.
+    #[serde(deserialize_with = "string_or_integer")]
     pub phone_number_id: String,
     /// Environment variable holding the access token.
     pub token_env: String,
@@ -186,6 +187,20 @@ pub struct CommandConfig {
     pub concurrency: Option<usize>,
     #[serde(default)]
     pub max_attempts: Option<u32>,
+}
+
+/// Accepts `phone_number_id: 106540352242922` as well as the quoted form.
+fn string_or_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        S(String),
+        I(u64),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::S(s) => s,
+        Raw::I(i) => i.to_string(),
+    })
 }
 
 /// The settings every channel has, with the adapter's defaults applied.

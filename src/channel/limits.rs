@@ -2,7 +2,7 @@
 //! policy for transient errors. Both are `tokio::time` based, so tests drive them with paused
 //! time.
 //!
-//! ```no_run
+//! ```ignore
 //! # async fn demo(channel: disparo::channel::Channel, env: disparo::message::Envelope) {
 //! use disparo::channel::limits::{RateLimiter, RetryPolicy};
 //! use disparo::units::Rate;
