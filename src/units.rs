@@ -42,9 +42,7 @@ impl FromStr for Duration {
         };
         let s2 = s.trim();
         let unit = s2.chars().last().ok_or_else(bad)?;
-        let n: i64 = s2[..s2.len() - unit.len_utf8()]
-            .parse()
-            .map_err(|_| bad())?;
+        let n: i64 = s2[..s2.len() - unit.len_utf8()].parse().map_err(|_| bad())?;
         let mult = match unit {
             's' => 1,
             'm' => 60,
@@ -53,9 +51,7 @@ impl FromStr for Duration {
             _ => return Err(bad()),
         };
         if n <= 0 {
-            return Err(UnitError(format!(
-                "invalid duration {s:?}: it must be greater than zero"
-            )));
+            return Err(UnitError(format!("invalid duration {s:?}: it must be greater than zero")));
         }
         n.checked_mul(mult).map(Duration::from_secs).ok_or_else(bad)
     }
@@ -126,11 +122,7 @@ impl fmt::Display for Rate {
 
 /// Parses `HH:MM` (or `HH:MM:SS`) into a wall-clock time.
 pub fn parse_time(s: &str) -> Result<jiff::civil::Time, UnitError> {
-    let bad = || {
-        UnitError(format!(
-            "invalid time {s:?}: write HH:MM on a 24-hour clock (e.g. 21:00)"
-        ))
-    };
+    let bad = || UnitError(format!("invalid time {s:?}: write HH:MM on a 24-hour clock (e.g. 21:00)"));
     let parts: Vec<&str> = s.trim().split(':').collect();
     if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.len() != 2) {
         return Err(bad());
@@ -185,10 +177,7 @@ mod tests {
         assert_eq!("12h".parse::<Duration>().unwrap().as_secs(), 43_200);
         assert_eq!("7d".parse::<Duration>().unwrap().to_string(), "7d");
         for bad in ["", "12", "h", "1.5h", "-3m", "0s", "3w"] {
-            assert!(
-                bad.parse::<Duration>().is_err(),
-                "{bad:?} should be refused"
-            );
+            assert!(bad.parse::<Duration>().is_err(), "{bad:?} should be refused");
         }
     }
 

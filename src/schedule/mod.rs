@@ -67,13 +67,9 @@ pub struct QuietHours {
 /// A quiet window that would silently block or allow everything.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum QuietHoursError {
-    #[error(
-        "quiet hours start and end are both {0}: the window would be empty or cover the whole day"
-    )]
+    #[error("quiet hours start and end are both {0}: the window would be empty or cover the whole day")]
     Empty(Time),
-    #[error(
-        "quiet hours {start}-{end} last {hours:.1} h; more than 20 h leaves almost no time to send"
-    )]
+    #[error("quiet hours {start}-{end} last {hours:.1} h; more than 20 h leaves almost no time to send")]
     TooLong { start: Time, end: Time, hours: f64 },
 }
 
@@ -178,11 +174,7 @@ pub fn to_instant(local: DateTime, tz: &TimeZone) -> Timestamp {
         .compatible()
         // Only dates near jiff's range limits (years -9999 / 9999) fail; model validation
         // keeps dates within years 1970-2200, so clamp rather than panic.
-        .unwrap_or(if local.year() < 0 {
-            Timestamp::MIN
-        } else {
-            Timestamp::MAX
-        })
+        .unwrap_or(if local.year() < 0 { Timestamp::MIN } else { Timestamp::MAX })
 }
 
 /// Rule 3 on the wall clock: the earliest local time at or after `target` that is outside
