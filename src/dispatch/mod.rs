@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 pub use clock::Clock;
 pub use rules::window_of;
 
+use crate::channel::limits::{RateLimiter, RetryPolicy};
 use crate::channel::{Channel, ChannelSettings, ErrorClass};
 use crate::message::Envelope;
 use crate::schedule::{self, Dispatch};
@@ -32,12 +33,17 @@ pub struct ChannelRuntime {
     pub settings: ChannelSettings,
     /// Bounds sends in flight on this channel.
     pub in_flight: Arc<Semaphore>,
+    /// The channel's messages-per-second limit, shared by all its sends.
+    pub limiter: Option<RateLimiter>,
+    pub retry: RetryPolicy,
 }
 
 impl ChannelRuntime {
     pub fn new(channel: Channel, settings: ChannelSettings) -> ChannelRuntime {
         let permits = settings.concurrency;
         ChannelRuntime {
+            limiter: settings.rate.map(RateLimiter::new),
+            retry: RetryPolicy::new(settings.max_attempts),
             channel,
             settings,
             in_flight: Arc::new(Semaphore::new(permits)),
@@ -328,6 +334,9 @@ impl Dispatcher {
                     attempt,
                     attempt_at: now,
                 };
+                if let Some(limiter) = &rt.limiter {
+                    limiter.acquire().await;
+                }
                 let result = rt.channel.send(&envelope).await;
                 let finished = clock.now();
                 (
@@ -337,12 +346,12 @@ impl Dispatcher {
                     now,
                     finished,
                     result,
-                    rt.settings.max_attempts,
+                    rt.retry.clone(),
                 )
             });
         }
         while let Some(joined) = sends.join_next().await {
-            let (m, campaign, attempt, started, finished, result, max_attempts) =
+            let (m, campaign, attempt, started, finished, result, retry) =
                 joined.map_err(|e| RunError::Internal(format!("a send task failed: {e}")))?;
             let outcome = match result {
                 Ok(d) => Outcome::Sent {
@@ -354,16 +363,19 @@ impl Dispatcher {
                     Outcome::Released
                 }
                 Err(e) => match e.class {
-                    ErrorClass::Transient { retry_after } if attempt < max_attempts => {
-                        Outcome::Retry {
-                            due_at: finished + backoff(attempt, retry_after),
+                    ErrorClass::Transient { .. } => match retry.next_delay(attempt, &e) {
+                        // Exponential backoff with full jitter, never sooner than Retry-After.
+                        Some(delay) => Outcome::Retry {
+                            due_at: finished
+                                + SignedDuration::try_from(delay)
+                                    .unwrap_or(SignedDuration::from_secs(300)),
                             code: e.code,
                             error: e.message,
-                        }
-                    }
-                    ErrorClass::Transient { .. } => Outcome::Failed {
-                        code: e.code,
-                        error: format!("{} (gave up after {attempt} attempts)", e.message),
+                        },
+                        None => Outcome::Failed {
+                            code: e.code,
+                            error: format!("{} (gave up after {attempt} attempts)", e.message),
+                        },
                     },
                     ErrorClass::Permanent => Outcome::Failed {
                         code: e.code,
@@ -475,13 +487,4 @@ impl Dispatcher {
             },
         )
     }
-}
-/// Exponential backoff with full jitter (1 s base, 10 min cap), never sooner than the
-/// provider's `Retry-After`.
-pub fn backoff(attempt: u32, retry_after: Option<std::time::Duration>) -> SignedDuration {
-    let cap_ms: u64 = 600_000;
-    let exp = 1000u64.saturating_mul(1u64 << attempt.min(20)).min(cap_ms);
-    let jittered = fastrand::u64(0..=exp);
-    let floor = retry_after.map(|d| d.as_millis() as u64).unwrap_or(0);
-    SignedDuration::from_millis(jittered.max(floor).max(100) as i64)
 }
