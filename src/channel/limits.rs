@@ -18,7 +18,6 @@
 //! # }
 //! ```
 
-use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -27,20 +26,31 @@ use tokio::time::Instant;
 use super::{ErrorClass, SendError};
 use crate::units::Rate;
 
-/// Never more than `n` acquisitions in any window of `period`: `n = floor(rate)` per second
-/// for rates of at least 1/s (a fractional part is dropped, so 2.5/s allows 2 in any second),
-/// one per `1/rate` seconds below that (`30/m` = one every 2 s).
+/// Never more than `n` acquisitions in any window of `period`, with the slots spread evenly
+/// (one every `period / n`, a burst of one) rather than handed out in bursts of `n`.
 ///
-/// Bursts up to `n` are allowed; after that each caller waits until the window slides.
+/// Why evenly: the limit that matters is the one the provider measures on arrival. A burst of
+/// `n` leaves over connections of varying latency, so the slow tail of one burst and the head
+/// of the next can land inside one second at the provider even though the sender never
+/// exceeded `n` per second. Evenly spaced slots leave a whole interval of slack for jitter.
+/// For the same reason the interval is [`HEADROOM`] longer than `period / n`: 500/s goes out
+/// at about 497.5/s, so a few milliseconds of jitter never push a one-second window over 500.
+///
+/// `n = floor(rate)` per second for rates of at least 1/s (a fractional part is dropped, so
+/// 2.5/s allows 2 in any second); one per `1/rate` seconds below that (`30/m` = one every 2 s).
 /// Callers are served in the order they call [`acquire`](Self::acquire). A caller that is
 /// cancelled while waiting still uses its slot (the limiter errs on the slow side).
 #[derive(Debug)]
 pub struct RateLimiter {
     n: usize,
     period: Duration,
-    /// The slots handed out, the most recent `n` (non-decreasing).
-    slots: Mutex<VecDeque<Instant>>,
+    interval: Duration,
+    /// The most recent slot handed out.
+    last: Mutex<Option<Instant>>,
 }
+
+/// How much longer than `period / n` the spacing between slots is.
+pub const HEADROOM: f64 = 0.005;
 
 impl RateLimiter {
     pub fn new(rate: Rate) -> RateLimiter {
@@ -53,13 +63,15 @@ impl RateLimiter {
         RateLimiter::with_window(n, period)
     }
 
-    /// At most `n` in any window of `period`.
+    /// At most `n` in any window of `period`, spaced evenly.
     pub fn with_window(n: usize, period: Duration) -> RateLimiter {
         let n = n.max(1);
+        let interval = period.div_f64(n as f64).mul_f64(1.0 + HEADROOM);
         RateLimiter {
             n,
             period,
-            slots: Mutex::new(VecDeque::with_capacity(n.min(4096))),
+            interval,
+            last: Mutex::new(None),
         }
     }
 
@@ -77,18 +89,12 @@ impl RateLimiter {
     /// Takes the next slot without waiting and returns when it starts.
     pub fn reserve(&self) -> Instant {
         let now = Instant::now();
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        let slot = if slots.len() < self.n {
-            slots.back().map_or(now, |&last| last.max(now))
-        } else {
-            // The n-th previous slot must be at least a full window before this one.
-            let oldest = slots[slots.len() - self.n];
-            (oldest + self.period).max(now)
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = match *last {
+            Some(prev) => (prev + self.interval).max(now),
+            None => now,
         };
-        slots.push_back(slot);
-        while slots.len() > self.n {
-            slots.pop_front();
-        }
+        *last = Some(slot);
         slot
     }
 }

@@ -14,6 +14,8 @@ pub struct Recorded {
     pub path: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When the whole request had arrived.
+    pub at: std::time::Instant,
 }
 
 impl Recorded {
@@ -161,6 +163,7 @@ async fn serve(
             path,
             headers,
             body,
+            at: std::time::Instant::now(),
         });
         let reply = replies
             .lock()
