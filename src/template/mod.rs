@@ -7,6 +7,7 @@
 //! Text parts are rendered without escaping ("Tom & Jerry" stays so on SMS and WhatsApp); only
 //! the email HTML part is HTML-escaped.
 
+mod fast;
 mod helpers;
 
 use std::path::{Path, PathBuf};
@@ -42,16 +43,26 @@ struct WhatsappFront {
     body: Vec<String>,
 }
 
+/// One template of a variant (body, subject, HTML part, a WhatsApp parameter): its name in
+/// its registry and, when it is plain variable substitution, its pre-split form.
+#[derive(Debug, Clone)]
+struct Part {
+    name: String,
+    /// Registered in the HTML-escaping registry.
+    html: bool,
+    fast: Option<fast::Fast>,
+}
+
 /// One locale variant of a template, compiled into the set's registries.
 #[derive(Debug, Clone)]
 struct Variant {
     /// Normalised locale (`pt-br`, `pt`), `None` for the plain file.
     locale: Option<String>,
     file: PathBuf,
-    key: String,
-    has_subject: bool,
-    has_html: bool,
-    whatsapp: Option<(String, String, usize)>,
+    body: Part,
+    subject: Option<Part>,
+    html: Option<Part>,
+    whatsapp: Option<(String, String, Vec<Part>)>,
 }
 
 /// All variants of one template, compiled once and rendered many times.
@@ -209,7 +220,7 @@ impl TemplateSet {
         // A missing partial only shows when a template is rendered: render each variant once
         // with an empty context and report partial lookups, which do not depend on data.
         for v in &set.variants {
-            let missing = match set.text.render(&format!("{}/body", v.key), &Value::Null) {
+            let missing = match set.text.render(&v.body.name, &Value::Null) {
                 Err(e) => match e.reason() {
                     handlebars::RenderErrorReason::PartialNotFound(p) => Some(p.clone()),
                     _ => None,
@@ -227,9 +238,41 @@ impl TemplateSet {
             }
         }
         if problems.is_empty() {
+            set.check_fast();
             Ok(set)
         } else {
             Err(problems)
+        }
+    }
+
+    /// Keeps a pre-split template only if it renders exactly as Handlebars does on a probe
+    /// context whose values carry every character the HTML escaping touches (a name that is
+    /// also a helper, or any construct the splitter misreads, shows up here).
+    fn check_fast(&mut self) {
+        let (text, html) = (&self.text, &self.html);
+        for v in &mut self.variants {
+            let parts = std::iter::once(&mut v.body)
+                .chain(v.subject.as_mut())
+                .chain(v.html.as_mut())
+                .chain(v.whatsapp.iter_mut().flat_map(|w| w.2.iter_mut()));
+            for p in parts {
+                let Some(f) = &p.fast else { continue };
+                let reg = if p.html { html } else { text };
+                let mut probe = serde_json::Map::new();
+                let mut consistent = true;
+                for (i, path) in f.paths().enumerate() {
+                    let marker = Value::String(format!("\u{1}{i} <&>\"'`= é"));
+                    consistent &= insert_path(&mut probe, &path, marker);
+                }
+                let probe = Value::Object(probe);
+                let mut mine = String::new();
+                let same = consistent
+                    && f.render_into(&probe, &mut mine)
+                    && reg.render(&p.name, &probe).is_ok_and(|theirs| theirs == mine);
+                if !same {
+                    p.fast = None;
+                }
+            }
         }
     }
 
@@ -257,24 +300,35 @@ impl TemplateSet {
         };
         let key = locale.clone().unwrap_or_else(|| "_".into());
         let mut problems = Vec::new();
-        let mut add =
-            |reg: &mut Handlebars<'static>, name: String, src: &str, line_offset: usize| {
-                if let Err(e) = reg.register_template_string(&name, src) {
-                    problems.push(template_problem(file, line_offset, &e));
-                }
-            };
-        add(&mut self.text, format!("{key}/body"), body, offset);
-        if let Some(s) = &front.subject {
-            add(&mut self.text, format!("{key}/subject"), s, 0);
-        }
-        if let Some(h) = &front.html {
-            add(&mut self.html, format!("{key}/html"), h, 0);
-        }
+        let (text_reg, html_reg) = (&mut self.text, &mut self.html);
+        let mut add = |html: bool, name: String, src: &str, line_offset: usize| {
+            let reg = if html { &mut *html_reg } else { &mut *text_reg };
+            if let Err(e) = reg.register_template_string(&name, src) {
+                problems.push(template_problem(file, line_offset, &e));
+            }
+            Part {
+                name,
+                html,
+                fast: fast::Fast::compile(src, html),
+            }
+        };
+        let body_part = add(false, format!("{key}/body"), body, offset);
+        let subject = front
+            .subject
+            .as_ref()
+            .map(|s| add(false, format!("{key}/subject"), s, 0));
+        let html = front
+            .html
+            .as_ref()
+            .map(|h| add(true, format!("{key}/html"), h, 0));
         let mut whatsapp = None;
         if let Some(wa) = &front.whatsapp {
-            for (i, p) in wa.body.iter().enumerate() {
-                add(&mut self.text, format!("{key}/wa/{i}"), p, 0);
-            }
+            let parts: Vec<Part> = wa
+                .body
+                .iter()
+                .enumerate()
+                .map(|(i, p)| add(false, format!("{key}/wa/{i}"), p, 0))
+                .collect();
             let placeholders = count_placeholders(body);
             if placeholders != wa.body.len() {
                 problems.push(Problem::new(format!(
@@ -282,7 +336,7 @@ impl TemplateSet {
                     wa.name, wa.body.len(), placeholders
                 )).in_file(file).field("whatsapp.body").hint("Meta rejects a parameter count mismatch (error 132000): list one `body` entry per {{...}} in the approved template's text, in order"));
             }
-            whatsapp = Some((wa.name.clone(), wa.language.clone(), wa.body.len()));
+            whatsapp = Some((wa.name.clone(), wa.language.clone(), parts));
         }
         if !problems.is_empty() {
             return Err(problems);
@@ -290,9 +344,9 @@ impl TemplateSet {
         self.variants.push(Variant {
             locale,
             file: file.to_path_buf(),
-            key,
-            has_subject: front.subject.is_some(),
-            has_html: front.html.is_some(),
+            body: body_part,
+            subject,
+            html,
             whatsapp,
         });
         Ok(())
@@ -357,37 +411,20 @@ impl TemplateSet {
                 variable,
             }
         };
-        let body = self
-            .text
-            .render(&format!("{}/body", v.key), ctx)
-            .map_err(fail)?;
-        let subject = if v.has_subject {
-            Some(
-                self.text
-                    .render(&format!("{}/subject", v.key), ctx)
-                    .map_err(fail)?,
-            )
-        } else {
-            None
+        let body = self.part(&v.body, ctx).map_err(fail)?;
+        let subject = match &v.subject {
+            Some(p) => Some(self.part(p, ctx).map_err(fail)?),
+            None => None,
         };
-        let html = if v.has_html {
-            Some(
-                self.html
-                    .render(&format!("{}/html", v.key), ctx)
-                    .map_err(fail)?,
-            )
-        } else {
-            None
+        let html = match &v.html {
+            Some(p) => Some(self.part(p, ctx).map_err(fail)?),
+            None => None,
         };
         let whatsapp = match &v.whatsapp {
-            Some((name, language, n)) => {
-                let mut body = Vec::with_capacity(*n);
-                for i in 0..*n {
-                    body.push(
-                        self.text
-                            .render(&format!("{}/wa/{i}", v.key), ctx)
-                            .map_err(fail)?,
-                    );
+            Some((name, language, parts)) => {
+                let mut body = Vec::with_capacity(parts.len());
+                for p in parts {
+                    body.push(self.part(p, ctx).map_err(fail)?);
                 }
                 Some(WhatsappTemplate {
                     name: name.clone(),
@@ -403,6 +440,90 @@ impl TemplateSet {
             html,
             whatsapp,
         })
+    }
+}
+
+impl TemplateSet {
+    /// One part rendered: the pre-split form when it handles `ctx`, else Handlebars (whose
+    /// output buffer starts at 8 KiB: shrunk, since many rendered messages are held at once).
+    fn part(&self, p: &Part, ctx: &Value) -> Result<String, handlebars::RenderError> {
+        if let Some(f) = &p.fast {
+            let mut out = String::with_capacity(f.capacity_hint());
+            if f.render_into(ctx, &mut out) {
+                return Ok(out);
+            }
+        }
+        let reg = if p.html { &self.html } else { &self.text };
+        let mut out = reg.render(&p.name, ctx)?;
+        out.shrink_to_fit();
+        Ok(out)
+    }
+
+    /// A copy that renders only with Handlebars (no pre-split fast path): the reference the
+    /// fast path is tested and benchmarked against.
+    #[doc(hidden)]
+    pub fn reference(&self) -> TemplateSet {
+        let mut slow = TemplateSet {
+            name: self.name.clone(),
+            variants: self.variants.clone(),
+            text: self.text.clone(),
+            html: self.html.clone(),
+        };
+        slow.disable_fast_path();
+        slow
+    }
+
+    /// Drops every pre-split template, so everything renders through Handlebars.
+    #[doc(hidden)]
+    pub fn disable_fast_path(&mut self) {
+        for v in &mut self.variants {
+            v.body.fast = None;
+            if let Some(p) = &mut v.subject {
+                p.fast = None;
+            }
+            if let Some(p) = &mut v.html {
+                p.fast = None;
+            }
+            if let Some((_, _, ps)) = &mut v.whatsapp {
+                for p in ps {
+                    p.fast = None;
+                }
+            }
+        }
+    }
+
+    /// How many parts of the set render through the pre-split fast path.
+    #[doc(hidden)]
+    pub fn fast_parts(&self) -> usize {
+        self.variants
+            .iter()
+            .flat_map(|v| {
+                std::iter::once(&v.body)
+                    .chain(v.subject.as_ref())
+                    .chain(v.html.as_ref())
+                    .chain(v.whatsapp.iter().flat_map(|w| w.2.iter()))
+            })
+            .filter(|p| p.fast.is_some())
+            .count()
+    }
+}
+
+/// Sets `path` (`a.b`) in `m` to `value`; `false` if the path runs into a non-object.
+fn insert_path(m: &mut serde_json::Map<String, Value>, path: &str, value: Value) -> bool {
+    match path.split_once('.') {
+        None => {
+            m.insert(path.to_owned(), value);
+            true
+        }
+        Some((head, tail)) => {
+            let slot = m
+                .entry(head.to_owned())
+                .or_insert_with(|| Value::Object(Default::default()));
+            match slot {
+                Value::Object(inner) => insert_path(inner, tail, value),
+                _ => false,
+            }
+        }
     }
 }
 
@@ -529,5 +650,151 @@ mod tests {
             count_placeholders("Oi {{a}}, {{#if b}}{{b}}{{/if}} {{{c}}} {{!x}}"),
             3
         );
+    }
+
+    /// Renders `ctx` with the set and with its Handlebars-only reference; they must agree
+    /// byte for byte, errors included.
+    fn assert_same(s: &TemplateSet, ctx: &Value) {
+        let reference = s.reference();
+        for locale in [None, Some("pt-BR")] {
+            assert_eq!(
+                s.render(locale, ctx),
+                reference.render(locale, ctx),
+                "template set {:?}, ctx {ctx}",
+                s.variants
+            );
+        }
+    }
+
+    fn contexts() -> Vec<Value> {
+        vec![
+            json!({}),
+            json!({"a": "Ana", "b": "BF26", "c": {"d": "nested"}, "n": 42}),
+            json!({"a": "Tom & Jerry <b>\"quoted\" 'single' `tick` x=y", "b": "", "c": {"d": "ç"}, "n": -1.5}),
+            json!({"a": "Olá, João 😀 — ñ 中文", "b": true, "c": {"d": 7}, "n": 1e21}),
+            json!({"a": null, "b": [1, "x"], "c": {"d": null}, "n": {"x": 1}}),
+            json!({"a": "x", "b": false, "c": "not an object", "n": 0}),
+            json!({"a": "x", "b": "y", "c": {}, "n": u64::MAX}),
+            json!({"a": "line\nbreak\r\n", "b": "{{a}}", "c": {"d": "}}"}, "n": 3}),
+        ]
+    }
+
+    #[test]
+    fn fast_path_matches_handlebars() {
+        let bodies = [
+            "plain text, no variables",
+            "",
+            "Hi {{a}}!",
+            "{{a}}{{b}}",
+            "{{ a }} and {{{a}}} and {{c.d}}",
+            "Olá {{a}}, cupom {{b}} — {{n}} pontos 😀",
+            "{{n}}",
+            "a } b { c {{a}} }",
+            "{{#if b}}{{a}}{{/if}}",
+            "{{upper a}} {{default b \"amigo\"}}",
+            "{{lookup c \"d\"}}",
+            "{{this.a}}",
+            "{{c.d.e}}",
+            "{{missing}}",
+            "{{a}} {{missing.x}}",
+        ];
+        for body in bodies {
+            let html = format!("<p>{body}</p>");
+            let file = format!(
+                "---\nsubject: {subject}\nhtml: {html}\nwhatsapp: {{ name: t, language: pt_BR, body: [{wa}] }}\n---\n{body}",
+                subject = serde_json::to_string(&format!("S {body}")).unwrap(),
+                html = serde_json::to_string(&html).unwrap(),
+                wa = std::iter::repeat_n("\"{{a}}\"", count_placeholders(body))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+            let (_d, s) = set(&[("promo.hbs", &file), ("promo.pt-BR.hbs", body)]);
+            let s = s.unwrap_or_else(|p| panic!("{body:?}: {p:?}"));
+            for ctx in contexts() {
+                assert_same(&s, &ctx);
+            }
+        }
+        // The plain ones really take the fast path.
+        let (_d, s) = set(&[("promo.hbs", "---\nhtml: \"<p>{{a}}</p>\"\n---\nHi {{a}}, {{c.d}}")]);
+        assert_eq!(s.unwrap().fast_parts(), 2);
+    }
+
+    #[test]
+    fn fast_path_defers_to_helpers_of_the_same_name() {
+        // `{{upper}}` alone is a helper call to Handlebars: never a plain lookup.
+        let (_d, s) = set(&[("promo.hbs", "{{upper}} {{a}}")]);
+        let s = s.unwrap();
+        assert_eq!(s.fast_parts(), 0);
+        assert_same(&s, &json!({"upper": "x", "a": "y"}));
+    }
+
+    #[test]
+    fn missing_variable_error_is_the_same_on_the_fast_path() {
+        let (_d, s) = set(&[("promo.hbs", "Hi {{first_name}} {{c.d}}")]);
+        let s = s.unwrap();
+        assert_eq!(s.fast_parts(), 1);
+        let e = s.render(None, &json!({"c": {"d": 1}})).unwrap_err();
+        assert_eq!(e.variable.as_deref(), Some("first_name"));
+        assert_same(&s, &json!({"first_name": "Ana"}));
+        assert_same(&s, &json!({"first_name": "Ana", "c": {}}));
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn piece() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-zA-Z0-9 ,.!?:;&<>\"'`=/{}\\n]{0,8}",
+                Just("Olá 😀 ñ".to_owned()),
+                Just("{{a}}".to_owned()),
+                Just("{{{a}}}".to_owned()),
+                Just("{{ b }}".to_owned()),
+                Just("{{c.d}}".to_owned()),
+                Just("{{n}}".to_owned()),
+                Just("{{x}}".to_owned()),
+            ]
+        }
+
+        fn value() -> impl Strategy<Value = Option<Value>> {
+            prop_oneof![
+                Just(None),
+                "[ -~é😀]{0,6}".prop_map(|s| Some(Value::String(s))),
+                any::<i64>().prop_map(|n| Some(json!(n))),
+                any::<f64>()
+                    .prop_filter("finite", |f| f.is_finite())
+                    .prop_map(|f| Some(json!(f))),
+                any::<bool>().prop_map(|b| Some(json!(b))),
+                Just(Some(Value::Null)),
+                Just(Some(json!({"d": "inner & <x>"}))),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+            #[test]
+            fn fast_path_agrees_with_handlebars(
+                pieces in proptest::collection::vec(piece(), 0..8),
+                vals in proptest::collection::vec(value(), 5),
+            ) {
+                let body: String = pieces.concat();
+                let file = format!(
+                    "---\nhtml: {}\n---\n{body}\n",
+                    serde_json::to_string(&body).unwrap()
+                );
+                let (_d, s) = set(&[("promo.hbs", &file)]);
+                // Not every random text is a valid template; those are not this test's business.
+                if let Ok(s) = s {
+                    let mut ctx = serde_json::Map::new();
+                    for (k, v) in ["a", "b", "c", "n", "x"].into_iter().zip(vals) {
+                        if let Some(v) = v {
+                            ctx.insert(k.to_owned(), v);
+                        }
+                    }
+                    let ctx = Value::Object(ctx);
+                    prop_assert_eq!(s.render(None, &ctx), s.reference().render(None, &ctx));
+                }
+            }
+        }
     }
 }
