@@ -61,18 +61,65 @@ impl PlannedRow {
             address: self.address,
             zone: self.zone,
             locale: self.locale,
-            planned_local: self
-                .at_local
-                .timestamp()
-                .to_zoned(self.at_local.time_zone().clone())
-                .strftime("%Y-%m-%dT%H:%M:%S%:z")
-                .to_string(),
+            planned_local: local_rfc3339(&self.at_local),
             at: self.at,
             reasons,
             content: self.content,
             vars: self.vars,
             skipped: self.skipped,
         }
+    }
+}
+
+/// `2026-11-27T10:00:00-03:00`: what `strftime("%Y-%m-%dT%H:%M:%S%:z")` prints, written
+/// directly for the common case (4-digit year, whole-minute offset).
+pub fn local_rfc3339(z: &jiff::Zoned) -> String {
+    let offset = z.offset().seconds();
+    let dt = z.datetime();
+    if !(0..=9999).contains(&dt.year()) || offset % 60 != 0 {
+        return z.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string();
+    }
+    fn two(out: &mut String, n: i64) {
+        out.push(char::from(b'0' + (n / 10) as u8));
+        out.push(char::from(b'0' + (n % 10) as u8));
+    }
+    let mut out = String::with_capacity(25);
+    let y = i64::from(dt.year());
+    two(&mut out, y / 100);
+    two(&mut out, y % 100);
+    out.push('-');
+    two(&mut out, dt.month().into());
+    out.push('-');
+    two(&mut out, dt.day().into());
+    out.push('T');
+    two(&mut out, dt.hour().into());
+    out.push(':');
+    two(&mut out, dt.minute().into());
+    out.push(':');
+    two(&mut out, dt.second().into());
+    out.push(if offset < 0 { '-' } else { '+' });
+    let m = i64::from(offset.abs() / 60);
+    two(&mut out, m / 60);
+    out.push(':');
+    two(&mut out, m % 60);
+    out
+}
+
+/// Hashes the `u64` keys of the duplicate-id set as themselves: they are already hashes.
+#[derive(Default)]
+struct IdentityHasher(u64);
+
+impl Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }
 
@@ -113,6 +160,8 @@ pub struct Planner {
     fallback_zone: (String, TimeZone),
     zones: HashMap<String, TimeZone>,
     opts: PlanOptions,
+    /// Bytes of the audience read so far, for a progress bar.
+    progress: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl std::fmt::Debug for Planner {
@@ -209,7 +258,13 @@ impl Planner {
             fallback_zone,
             zones: HashMap::new(),
             opts,
+            progress: None,
         })
+    }
+
+    /// Counts the audience bytes read into `counter` while [`Planner::run`] streams it.
+    pub fn set_progress(&mut self, counter: std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        self.progress = Some(counter);
     }
 
     /// The campaign as the store keeps it.
@@ -282,10 +337,15 @@ impl Planner {
     /// Streams the audience through the pipeline. Returns the number of recipients read; a
     /// problem with the audience as a whole is the `Err`.
     pub fn run(&mut self, each: &mut dyn FnMut(Item) -> ControlFlow<()>) -> Result<u64, Problem> {
-        let mut seen: HashSet<u64> = HashSet::new();
+        let mut seen: HashSet<u64, std::hash::BuildHasherDefault<IdentityHasher>> =
+            HashSet::default();
         let path = self.campaign.audience.clone();
-        let rows = audience::read(&path, &mut |row| {
-            let r = match row {
+        // About one recipient per 64 bytes of file: room for the set up front, not regrown.
+        let guess = std::fs::metadata(&path).map_or(0, |m| m.len() / 64);
+        seen.reserve(guess.min(1 << 24) as usize);
+        let progress = self.progress.clone();
+        let rows = audience::read_counting(&path, progress.as_deref(), &mut |row| {
+            let mut r = match row {
                 Ok(r) => r,
                 Err(p) => return each(Err((None, p))),
             };
@@ -300,7 +360,7 @@ impl Planner {
                     .hint("every recipient needs a unique id; remove or rename the repeated one");
                 return each(Err((Some(r.id.clone()), p)));
             }
-            match self.plan_recipient(&r) {
+            match self.plan_recipient(&mut r) {
                 Ok(rows) => {
                     for row in rows {
                         each(Ok(row))?;
@@ -322,7 +382,9 @@ impl Planner {
         Ok(rows)
     }
 
-    fn plan_recipient(&mut self, r: &Recipient) -> Result<Vec<PlannedRow>, Problem> {
+    /// Plans one recipient; its fields are moved into the rows' `vars` (id, row and line stay
+    /// for reporting a problem).
+    fn plan_recipient(&mut self, r: &mut Recipient) -> Result<Vec<PlannedRow>, Problem> {
         let (zone, tz) = self.zone_for(r)?;
         let field = &self.settings.address_field;
         let raw = r.text_or_number(field).ok_or_else(|| {
@@ -345,13 +407,17 @@ impl Planner {
                 })
         })?;
         let locale = r.text("locale").map(str::to_owned);
-        let mut vars = self.campaign.vars.clone();
-        for (k, v) in &r.fields {
-            // An empty cell means "no value of my own": the campaign's var, if any, applies.
-            if v.as_str().is_some_and(|s| s.is_empty()) && vars.contains_key(k) {
-                continue;
-            }
-            vars.insert(k.clone(), v.clone());
+        // Campaign vars first (in their order), then the recipient's other fields (in theirs);
+        // a recipient's own non-empty value wins. An empty cell means "no value of my own": the
+        // campaign's var, if any, applies. Built in place from the recipient's own map (moved,
+        // not copied): only the few campaign vars are inserted or moved.
+        let mut vars = std::mem::take(&mut r.fields);
+        for (i, (k, campaign_value)) in self.campaign.vars.iter().enumerate() {
+            let own = match vars.get(k) {
+                Some(v) if !v.as_str().is_some_and(str::is_empty) => vars.shift_remove(k),
+                _ => None,
+            };
+            vars.shift_insert(i, k.clone(), own.unwrap_or_else(|| campaign_value.clone()));
         }
         let ctx = Value::Object(vars);
         let content = self
@@ -367,26 +433,39 @@ impl Planner {
             unreachable!("built as an object above")
         };
         let suppressed = self.opts.suppressed.contains(&address);
-        let mut out = Vec::new();
-        for (occurrence, placement, late_skip) in self.placements(&tz)? {
+        let placements = self.placements(&tz)?;
+        let mut out = Vec::with_capacity(placements.len());
+        // Every occurrence but the last gets copies; the last takes the originals.
+        let mut shared = Some((address, zone, locale, content, vars));
+        let n = placements.len();
+        for (i, (occurrence, placement, late_skip)) in placements.into_iter().enumerate() {
             let skipped = if suppressed {
                 Some("suppressed: the address is on the suppression list".to_owned())
             } else {
                 late_skip
             };
+            let (address, zone, locale, content, vars) = if i + 1 == n {
+                shared.take().expect("taken only by the last occurrence")
+            } else {
+                shared.clone().expect("taken only by the last occurrence")
+            };
             out.push(PlannedRow {
-                recipient: r.id.clone(),
+                recipient: if i + 1 == n {
+                    std::mem::take(&mut r.id)
+                } else {
+                    r.id.clone()
+                },
                 row: r.row,
                 occurrence,
-                address: address.clone(),
-                zone: zone.clone(),
-                locale: locale.clone(),
+                address,
+                zone,
+                locale,
                 local: placement.local,
                 at: placement.at,
                 at_local: placement.at.to_zoned(tz.clone()),
                 reasons: placement.reasons,
-                content: content.clone(),
-                vars: vars.clone(),
+                content,
+                vars,
                 skipped,
             });
         }

@@ -1,8 +1,11 @@
 //! `disparo plan`: compute every recipient's messages and store them, in one transaction per
 //! campaign. The audience is parsed and rendered on one thread while the store writes on
-//! another, so neither waits for the other.
+//! another, so neither waits for the other. Rows cross between them in batches (one channel
+//! operation per few hundred rows, not per row), already converted to what the store writes.
 
-use std::sync::mpsc;
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 
 use jiff::SignedDuration;
 
@@ -28,14 +31,24 @@ pub struct Args {
     pub skip_invalid: bool,
 }
 
+/// What the pipeline thread sends the store thread: a planned message or a problem.
+type Planned = Result<NewMessage, (Option<String>, Problem)>;
+
+/// Rows per channel message: large enough that the channel costs nothing per row, small enough
+/// that the bounded queue ([`QUEUED_BATCHES`] of them) holds a few MB at most.
+const BATCH: usize = 512;
+const QUEUED_BATCHES: usize = 16;
+
 /// Feeds planned rows from the pipeline thread to the store, holding back problems: at the
 /// end, any problem (without `--skip-invalid`) becomes an error so the transaction rolls back.
 struct Feed {
-    rx: Option<mpsc::Receiver<crate::plan::Item>>,
+    rx: Option<mpsc::Receiver<Vec<Planned>>>,
+    current: std::vec::IntoIter<Planned>,
     skip_invalid: bool,
     problems: Vec<Problem>,
     failed: bool,
     done: bool,
+    progress: Progress,
 }
 
 impl Iterator for Feed {
@@ -45,9 +58,22 @@ impl Iterator for Feed {
             if self.done {
                 return None;
             }
-            let Some(rx) = &self.rx else { return None };
-            match rx.recv() {
-                Ok(Ok(row)) => return Some(Ok(row.into_new_message())),
+            let next = match self.current.next() {
+                Some(item) => Ok(item),
+                None => {
+                    let Some(rx) = &self.rx else { return None };
+                    match rx.recv() {
+                        Ok(batch) => {
+                            self.progress.advance(batch.len() as u64);
+                            self.current = batch.into_iter();
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            match next {
+                Ok(Ok(row)) => return Some(Ok(row)),
                 Ok(Err((id, p))) => {
                     if self.skip_invalid
                         && let Some(id) = id
@@ -90,6 +116,54 @@ fn skipped_row(recipient: String, reason: String) -> NewMessage {
     }
 }
 
+/// A progress bar on stderr while a plan runs: the share of the audience file read, and the
+/// messages planned. Hidden unless stderr is a terminal, `CI` is unset and `-q` is not given.
+struct Progress {
+    bar: indicatif::ProgressBar,
+    bytes: Arc<AtomicU64>,
+    messages: u64,
+}
+
+impl Progress {
+    fn new(quiet: bool, name: &str, audience: &std::path::Path) -> Progress {
+        let shown = !quiet && std::env::var_os("CI").is_none() && std::io::stderr().is_terminal();
+        let bar = if shown {
+            let len = std::fs::metadata(audience).map(|m| m.len()).unwrap_or(0);
+            let bar = indicatif::ProgressBar::with_draw_target(
+                Some(len),
+                indicatif::ProgressDrawTarget::stderr_with_hz(8),
+            );
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {percent:>3}% {msg} ({elapsed}, about {eta} left)",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_prefix(format!("planning {name}"));
+            bar
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        Progress {
+            bar,
+            bytes: Arc::new(AtomicU64::new(0)),
+            messages: 0,
+        }
+    }
+
+    fn advance(&mut self, messages: u64) {
+        if self.bar.is_hidden() {
+            return;
+        }
+        self.messages += messages;
+        self.bar.set_position(self.bytes.load(Ordering::Relaxed));
+        self.bar.set_message(format!("{} messages", self.messages));
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
 pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     let project = ctx.project()?;
     let mut files = Vec::new();
@@ -118,16 +192,26 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
         let mut planner = Planner::prepare(&project, campaign, opts)?;
         let record = planner.record();
         let name = record.name.clone();
+        let mut progress = Progress::new(ctx.quiet, &name, &planner.campaign.audience);
+        planner.set_progress(progress.bytes.clone());
         if args.dry_run || store.is_none() {
             let (mut messages, mut skipped, mut problems) = (0u64, 0u64, Vec::new());
-            planner.run(&mut |item| {
+            let mut since = 0u64;
+            let ran = planner.run(&mut |item| {
                 match item {
                     Ok(r) if r.skipped.is_some() => skipped += 1,
                     Ok(_) => messages += 1,
                     Err((_, p)) => problems.push(p),
                 }
+                since += 1;
+                if since == BATCH as u64 {
+                    progress.advance(since);
+                    since = 0;
+                }
                 std::ops::ControlFlow::Continue(())
-            })?;
+            });
+            progress.finish();
+            ran?;
             if !problems.is_empty() && !args.skip_invalid {
                 return Err(CliError::Invalid(problems));
             }
@@ -143,29 +227,44 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
         let store = store
             .as_ref()
             .ok_or_else(|| CliError::Internal("no store".into()))?;
-        let (tx, rx) = mpsc::sync_channel(8192);
+        let (tx, rx) = mpsc::sync_channel::<Vec<Planned>>(QUEUED_BATCHES);
         let mut feed = Feed {
             rx: Some(rx),
+            current: Vec::new().into_iter(),
             skip_invalid: args.skip_invalid,
             problems: Vec::new(),
             failed: false,
             done: false,
+            progress,
         };
         let (audience, saved) = std::thread::scope(|s| {
             let producer = s.spawn(move || {
-                planner.run(&mut |item| {
-                    if tx.send(item).is_ok() {
+                let mut batch = Vec::with_capacity(BATCH);
+                let ran = planner.run(&mut |item| {
+                    // The conversion (local time text, reasons) happens here, off the store's thread.
+                    batch.push(item.map(crate::plan::PlannedRow::into_new_message));
+                    if batch.len() < BATCH {
+                        return std::ops::ControlFlow::Continue(());
+                    }
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    if tx.send(full).is_ok() {
                         std::ops::ControlFlow::Continue(())
                     } else {
                         std::ops::ControlFlow::Break(())
                     }
-                })
+                });
+                if !batch.is_empty() {
+                    let _ = tx.send(batch);
+                }
+                ran
             });
             let saved = store.save_plan(&record, &mut feed);
             // Unblock the producer if the store stopped early.
             feed.rx = None;
+            feed.current = Vec::new().into_iter();
             (producer.join(), saved)
         });
+        feed.progress.finish();
         let audience =
             audience.map_err(|_| CliError::Internal("the planning thread panicked".into()))?;
         if let Err(p) = audience {

@@ -8,6 +8,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::ops::ControlFlow;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value};
 
@@ -73,6 +74,31 @@ pub type Row = Result<Recipient, Problem>;
 /// Streams the recipients of `path` to `each`. Returns the number of records seen.
 /// A problem with the file as a whole (unreadable, not CSV/JSON at all) is the `Err`.
 pub fn read(path: &Path, each: &mut dyn FnMut(Row) -> ControlFlow<()>) -> Result<u64, Problem> {
+    read_counting(path, None, each)
+}
+
+/// A reader that adds the bytes it reads to a shared counter (progress bars).
+struct Counting<'a, R> {
+    inner: R,
+    counter: Option<&'a AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(c) = self.counter {
+            c.fetch_add(n as u64, Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+}
+
+/// [`read`], adding the bytes read from the file to `counter` as it goes.
+pub fn read_counting(
+    path: &Path,
+    counter: Option<&AtomicU64>,
+    each: &mut dyn FnMut(Row) -> ControlFlow<()>,
+) -> Result<u64, Problem> {
     let format = AudienceFormat::from_path(path).ok_or_else(|| {
         Problem::new("unknown audience format")
             .in_file(path)
@@ -83,7 +109,13 @@ pub fn read(path: &Path, each: &mut dyn FnMut(Row) -> ControlFlow<()>) -> Result
             .in_file(path)
             .hint("check the campaign's `audience` path; it is relative to the project root")
     })?;
-    let reader = BufReader::with_capacity(256 * 1024, file);
+    let reader = BufReader::with_capacity(
+        256 * 1024,
+        Counting {
+            inner: file,
+            counter,
+        },
+    );
     match format {
         AudienceFormat::Csv => read_csv(path, reader, each),
         AudienceFormat::JsonLines => read_jsonl(path, reader, each),
@@ -212,7 +244,7 @@ fn read_csv(
                 .hint("check for a missing or extra comma, or an unquoted comma inside a value"),
             ))
         } else {
-            let mut fields = Map::new();
+            let mut fields = Map::with_capacity(names.len());
             let mut err = None;
             for (name, cell) in names.iter().zip(record.iter()) {
                 if cell.len() > MAX_FIELD_BYTES {

@@ -273,6 +273,109 @@ impl Store for SqliteStore {
         campaign: &CampaignRecord,
         messages: &mut dyn Iterator<Item = Result<NewMessage, String>>,
     ) -> Result<PlanStats, StoreError> {
+        /// Rows per multi-row INSERT of a fresh plan (13 and 7 parameters per row). Measured
+        /// on 1M rows: 1 row 23.4 s, 8 17.7 s, 32 14.4 s, 128 12.8 s, 512 13.0 s (every
+        /// statement of several rows also writes a statement journal, so bigger is not free).
+        const CHUNK: usize = 128;
+
+        /// One new message, encoded for the multi-row INSERTs.
+        struct Row {
+            id: i64,
+            m: NewMessage,
+            key: String,
+            content: String,
+            vars: String,
+        }
+
+        /// `message_key`, without a `format!` per byte; identical output.
+        fn key_of(campaign: &str, recipient: &str, occurrence: u32) -> String {
+            use sha2::{Digest, Sha256};
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            let mut h = Sha256::new();
+            h.update(campaign.as_bytes());
+            h.update([0]);
+            h.update(recipient.as_bytes());
+            h.update([0]);
+            h.update(occurrence.to_be_bytes());
+            let d = h.finalize();
+            let mut s = String::with_capacity(26);
+            s.push_str("m-");
+            for b in &d[..12] {
+                s.push(char::from(HEX[usize::from(b >> 4)]));
+                s.push(char::from(HEX[usize::from(b & 15)]));
+            }
+            debug_assert_eq!(s, message_key(campaign, recipient, occurrence));
+            s
+        }
+
+        fn json(v: &impl serde::Serialize) -> Result<String, StoreError> {
+            serde_json::to_string(v).map_err(other)
+        }
+
+        /// Writes `rows` (new messages with their ids) with one INSERT into `messages` and
+        /// one into `queue`.
+        fn flush(
+            tx: &rusqlite::Transaction,
+            rows: &mut Vec<Row>,
+            cid: i64,
+            generation: i64,
+            now: i64,
+            spent: &std::sync::mpsc::SyncSender<Vec<Row>>,
+        ) -> Result<(), StoreError> {
+            if rows.is_empty() {
+                return Ok(());
+            }
+            let values = |per_row: usize| {
+                let one = format!("({})", vec!["?"; per_row].join(", "));
+                vec![one; rows.len()].join(", ")
+            };
+            let mut msg = tx
+                .prepare_cached(&format!("INSERT INTO messages (id, campaign_id, recipient, occurrence, key, address, zone, locale, planned_local, reasons, content, vars, generation) VALUES {}", values(13)))
+                .map_err(other)?;
+            let mut i = 1;
+            for r in rows.iter() {
+                let m = &r.m;
+                msg.raw_bind_parameter(i, r.id).map_err(other)?;
+                msg.raw_bind_parameter(i + 1, cid).map_err(other)?;
+                msg.raw_bind_parameter(i + 2, &m.recipient).map_err(other)?;
+                msg.raw_bind_parameter(i + 3, m.occurrence).map_err(other)?;
+                msg.raw_bind_parameter(i + 4, &r.key).map_err(other)?;
+                msg.raw_bind_parameter(i + 5, &m.address).map_err(other)?;
+                msg.raw_bind_parameter(i + 6, &m.zone).map_err(other)?;
+                msg.raw_bind_parameter(i + 7, &m.locale).map_err(other)?;
+                msg.raw_bind_parameter(i + 8, &m.planned_local).map_err(other)?;
+                msg.raw_bind_parameter(i + 9, &m.reasons).map_err(other)?;
+                msg.raw_bind_parameter(i + 10, &r.content).map_err(other)?;
+                msg.raw_bind_parameter(i + 11, &r.vars).map_err(other)?;
+                msg.raw_bind_parameter(i + 12, generation).map_err(other)?;
+                i += 13;
+            }
+            msg.raw_execute().map_err(other)?;
+            let mut q = tx
+                .prepare_cached(&format!("INSERT INTO queue (message_id, campaign_id, state, due_at, planned_at, updated_at, last_error) VALUES {}", values(7)))
+                .map_err(other)?;
+            let mut i = 1;
+            for r in rows.iter() {
+                let state = if r.m.skipped.is_some() {
+                    State::Skipped
+                } else {
+                    State::Pending
+                };
+                q.raw_bind_parameter(i, r.id).map_err(other)?;
+                q.raw_bind_parameter(i + 1, cid).map_err(other)?;
+                q.raw_bind_parameter(i + 2, state.as_str()).map_err(other)?;
+                q.raw_bind_parameter(i + 3, ms(r.m.at)).map_err(other)?;
+                q.raw_bind_parameter(i + 4, ms(r.m.at)).map_err(other)?;
+                q.raw_bind_parameter(i + 5, now).map_err(other)?;
+                q.raw_bind_parameter(i + 6, &r.m.skipped).map_err(other)?;
+                i += 7;
+            }
+            q.raw_execute().map_err(other)?;
+            let cap = rows.capacity();
+            let _ = spent.send(std::mem::replace(rows, Vec::with_capacity(cap)));
+            Ok(())
+        }
+
         let mut conn = self.conn()?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -293,6 +396,45 @@ impl Store for SqliteStore {
             .map_err(other)?;
         let fresh = generation == 1;
         let mut stats = PlanStats::default();
+        if fresh {
+            // A new campaign has nothing to look up or update: rows go in as they come, in
+            // multi-row INSERTs, with ids assigned here as SQLite would (max + 1, ascending;
+            // the write lock is held, so nobody else assigns any).
+            let mut next_id: i64 = tx
+                .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM messages", [], |r| {
+                    r.get(0)
+                })
+                .map_err(other)?;
+            let mut rows: Vec<Row> = Vec::with_capacity(CHUNK);
+            // Freeing a row (its vars map alone is ~25 allocations, made on the planning
+            // thread) costs this thread as much as encoding it: written rows are dropped on a
+            // helper thread instead (measured: 18.7 s -> 14.4 s wall on 1M rows).
+            let (spent, dropper) = std::sync::mpsc::sync_channel::<Vec<Row>>(8);
+            let dropper = std::thread::spawn(move || dropper.into_iter().for_each(drop));
+            for item in messages {
+                let m = item.map_err(StoreError::Other)?;
+                if m.skipped.is_some() {
+                    stats.skipped += 1;
+                }
+                rows.push(Row {
+                    id: next_id,
+                    key: key_of(&campaign.name, &m.recipient, m.occurrence),
+                    content: json(&m.content)?,
+                    vars: json(&m.vars)?,
+                    m,
+                });
+                next_id += 1;
+                stats.inserted += 1;
+                if rows.len() == CHUNK {
+                    flush(&tx, &mut rows, cid, generation, now, &spent)?;
+                }
+            }
+            flush(&tx, &mut rows, cid, generation, now, &spent)?;
+            drop(spent);
+            let _ = dropper.join();
+            tx.commit().map_err(other)?;
+            return Ok(stats);
+        }
         {
             let mut find = tx.prepare_cached("SELECT m.id, q.state FROM messages m JOIN queue q ON q.message_id = m.id WHERE m.campaign_id = ?1 AND m.recipient = ?2 AND m.occurrence = ?3").map_err(other)?;
             let mut insert_msg = tx.prepare_cached("INSERT INTO messages (campaign_id, recipient, occurrence, key, address, zone, locale, planned_local, reasons, content, vars, generation) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)").map_err(other)?;
@@ -312,20 +454,15 @@ impl Store for SqliteStore {
                 if m.skipped.is_some() {
                     stats.skipped += 1;
                 }
-                let content = serde_json::to_string(&m.content).map_err(other)?;
-                let vars = serde_json::to_string(&m.vars).map_err(other)?;
-                let existing: Option<(i64, String)> = if fresh {
-                    None
-                } else {
-                    find.query_row(params![cid, m.recipient, m.occurrence], |r| {
+                let existing: Option<(i64, String)> = find
+                    .query_row(params![cid, m.recipient, m.occurrence], |r| {
                         Ok((r.get(0)?, r.get(1)?))
                     })
                     .optional()
-                    .map_err(other)?
-                };
+                    .map_err(other)?;
                 match existing {
                     None => {
-                        let key = message_key(&campaign.name, &m.recipient, m.occurrence);
+                        let key = key_of(&campaign.name, &m.recipient, m.occurrence);
                         insert_msg
                             .execute(params![
                                 cid,
@@ -337,8 +474,8 @@ impl Store for SqliteStore {
                                 m.locale,
                                 m.planned_local,
                                 m.reasons,
-                                content,
-                                vars,
+                                json(&m.content)?,
+                                json(&m.vars)?,
                                 generation
                             ])
                             .map_err(other)?;
@@ -357,8 +494,8 @@ impl Store for SqliteStore {
                                 m.locale,
                                 m.planned_local,
                                 m.reasons,
-                                content,
-                                vars,
+                                json(&m.content)?,
+                                json(&m.vars)?,
                                 generation
                             ])
                             .map_err(other)?;
@@ -374,16 +511,14 @@ impl Store for SqliteStore {
                 }
             }
         }
-        if !fresh {
-            stats.cancelled = tx
-                .execute(
-                    "UPDATE queue SET state = 'cancelled', last_error = 'no longer planned (removed from the audience or the schedule)', updated_at = ?3
-                     WHERE campaign_id = ?1 AND state = 'pending'
-                       AND message_id IN (SELECT id FROM messages WHERE campaign_id = ?1 AND generation < ?2)",
-                    params![cid, generation, now],
-                )
-                .map_err(other)? as u64;
-        }
+        stats.cancelled = tx
+            .execute(
+                "UPDATE queue SET state = 'cancelled', last_error = 'no longer planned (removed from the audience or the schedule)', updated_at = ?3
+                 WHERE campaign_id = ?1 AND state = 'pending'
+                   AND message_id IN (SELECT id FROM messages WHERE campaign_id = ?1 AND generation < ?2)",
+                params![cid, generation, now],
+            )
+            .map_err(other)? as u64;
         tx.commit().map_err(other)?;
         Ok(stats)
     }

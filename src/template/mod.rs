@@ -362,25 +362,34 @@ impl TemplateSet {
     }
 
     fn variant(&self, locale: Option<&str>) -> Option<&Variant> {
-        if let Some(loc) = locale {
-            let loc = normalize_locale(loc);
-            if let Some(v) = self
-                .variants
-                .iter()
-                .find(|v| v.locale.as_deref() == Some(loc.as_str()))
-            {
-                return Some(v);
-            }
-            let lang = loc.split('-').next().unwrap_or(&loc);
-            if let Some(v) = self
-                .variants
-                .iter()
-                .find(|v| v.locale.as_deref() == Some(lang))
-            {
-                return Some(v);
-            }
+        let plain = || self.variants.iter().find(|v| v.locale.is_none());
+        // Compared as `normalize_locale` would write them, without allocating per recipient.
+        let Some(loc) = locale.map(str::trim) else {
+            return plain();
+        };
+        let same = |a: &str, b: &str| {
+            a.len() == b.len()
+                && a.bytes().zip(b.bytes()).all(|(x, y)| {
+                    let norm = |c: u8| if c == b'_' { b'-' } else { c.to_ascii_lowercase() };
+                    norm(x) == norm(y)
+                })
+        };
+        if let Some(v) = self
+            .variants
+            .iter()
+            .find(|v| v.locale.as_deref().is_some_and(|l| same(l, loc)))
+        {
+            return Some(v);
         }
-        self.variants.iter().find(|v| v.locale.is_none())
+        let lang = loc.split(['-', '_']).next().unwrap_or(loc);
+        if let Some(v) = self
+            .variants
+            .iter()
+            .find(|v| v.locale.as_deref().is_some_and(|l| same(l, lang)))
+        {
+            return Some(v);
+        }
+        plain()
     }
 
     /// Renders the variant for `locale` with `ctx` (campaign vars overlaid by the recipient's fields).
