@@ -41,7 +41,8 @@ fn project(dir: &Path) {
     )
     .unwrap();
     std::fs::write(dir.join("templates/bench.hbs"), TEMPLATE).unwrap();
-    let mut csv = String::from("id,first_name,last_name,phone,email,timezone,locale,city,plan,points\n");
+    let mut csv =
+        String::from("id,first_name,last_name,phone,email,timezone,locale,city,plan,points\n");
     for i in 0..RECIPIENTS {
         csv.push_str(&format!(
             "C{i:07},Conceição,Brandão,+55119{:08},c{i}@example.com,{},pt-BR,\"São Paulo, SP\",pro,{}\n",
@@ -57,7 +58,11 @@ fn render(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     project(dir.path());
     let fast = TemplateSet::load(&dir.path().join("templates"), "bench").unwrap();
-    assert_eq!(fast.fast_parts(), 1, "the bench template takes the fast path");
+    assert_eq!(
+        fast.fast_parts(),
+        1,
+        "the bench template takes the fast path"
+    );
     let reference = fast.reference();
     let ctx = json!({
         "coupon": "BF26", "id": "C0000001", "first_name": "Conceição", "last_name": "Brandão",
@@ -87,9 +92,12 @@ fn plan(c: &mut Criterion) {
     let mut g = c.benchmark_group("plan");
     g.throughput(Throughput::Elements(RECIPIENTS as u64));
     g.sample_size(10);
-    for (name, fast) in [("per_recipient_fast_path", true), ("per_recipient_handlebars", false)] {
-        let campaign = Campaign::load(&dir.path().join("campaigns/bench.yaml"), &project.root)
-            .unwrap();
+    for (name, fast) in [
+        ("per_recipient_fast_path", true),
+        ("per_recipient_handlebars", false),
+    ] {
+        let campaign =
+            Campaign::load(&dir.path().join("campaigns/bench.yaml"), &project.root).unwrap();
         let mut planner = Planner::prepare(&project, campaign, PlanOptions::new(now)).unwrap();
         if !fast {
             planner.templates.disable_fast_path();

@@ -530,3 +530,40 @@ impl Planner {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_rfc3339_matches_strftime() {
+        let zones = [
+            "America/Sao_Paulo",
+            "America/St_Johns",
+            "Asia/Kolkata",
+            "Asia/Kathmandu",
+            "Pacific/Chatham",
+            "Europe/London",
+            "UTC",
+        ];
+        let instants = [
+            "2026-11-27T13:00:00Z",
+            "2026-03-29T00:59:59Z",
+            "2026-10-25T01:00:00Z",
+            "1890-01-01T00:00:00Z", // local mean time: offsets with seconds take strftime
+            "0001-01-01T12:00:00Z",
+        ];
+        for z in zones {
+            let tz = jiff::tz::TimeZone::get(z).unwrap();
+            for t in instants {
+                let at: Timestamp = t.parse().unwrap();
+                let zoned = at.to_zoned(tz.clone());
+                assert_eq!(
+                    local_rfc3339(&zoned),
+                    zoned.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+                    "{z} {t}"
+                );
+            }
+        }
+    }
+}

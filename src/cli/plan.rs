@@ -134,7 +134,7 @@ impl Progress {
                 indicatif::ProgressDrawTarget::stderr_with_hz(8),
             );
             if let Ok(style) = indicatif::ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {percent:>3}% {msg} ({elapsed}, about {eta} left)",
+                "{prefix} [{bar:24}] {percent:>3}% {msg} ({elapsed}, ~{eta} left)",
             ) {
                 bar.set_style(style.progress_chars("=> "));
             }

@@ -343,7 +343,8 @@ impl Store for SqliteStore {
                 msg.raw_bind_parameter(i + 5, &m.address).map_err(other)?;
                 msg.raw_bind_parameter(i + 6, &m.zone).map_err(other)?;
                 msg.raw_bind_parameter(i + 7, &m.locale).map_err(other)?;
-                msg.raw_bind_parameter(i + 8, &m.planned_local).map_err(other)?;
+                msg.raw_bind_parameter(i + 8, &m.planned_local)
+                    .map_err(other)?;
                 msg.raw_bind_parameter(i + 9, &m.reasons).map_err(other)?;
                 msg.raw_bind_parameter(i + 10, &r.content).map_err(other)?;
                 msg.raw_bind_parameter(i + 11, &r.vars).map_err(other)?;
@@ -400,7 +401,7 @@ impl Store for SqliteStore {
             // A new campaign has nothing to look up or update: rows go in as they come, in
             // multi-row INSERTs, with ids assigned here as SQLite would (max + 1, ascending;
             // the write lock is held, so nobody else assigns any).
-            let mut next_id: i64 = tx
+            let first_id: i64 = tx
                 .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM messages", [], |r| {
                     r.get(0)
                 })
@@ -411,19 +412,18 @@ impl Store for SqliteStore {
             // helper thread instead (measured: 18.7 s -> 14.4 s wall on 1M rows).
             let (spent, dropper) = std::sync::mpsc::sync_channel::<Vec<Row>>(8);
             let dropper = std::thread::spawn(move || dropper.into_iter().for_each(drop));
-            for item in messages {
+            for (id, item) in (first_id..).zip(messages) {
                 let m = item.map_err(StoreError::Other)?;
                 if m.skipped.is_some() {
                     stats.skipped += 1;
                 }
                 rows.push(Row {
-                    id: next_id,
+                    id,
                     key: key_of(&campaign.name, &m.recipient, m.occurrence),
                     content: json(&m.content)?,
                     vars: json(&m.vars)?,
                     m,
                 });
-                next_id += 1;
                 stats.inserted += 1;
                 if rows.len() == CHUNK {
                     flush(&tx, &mut rows, cid, generation, now, &spent)?;

@@ -18,7 +18,10 @@ use serde_json::Value;
 enum Seg {
     Lit(Box<str>),
     /// A variable path (`a` or `a.b`); `escape` for `{{x}}` in an HTML-escaping registry.
-    Var { path: Box<[Box<str>]>, escape: bool },
+    Var {
+        path: Box<[Box<str>]>,
+        escape: bool,
+    },
 }
 
 /// A template compiled to literal text and variable lookups.

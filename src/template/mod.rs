@@ -268,7 +268,9 @@ impl TemplateSet {
                 let mut mine = String::new();
                 let same = consistent
                     && f.render_into(&probe, &mut mine)
-                    && reg.render(&p.name, &probe).is_ok_and(|theirs| theirs == mine);
+                    && reg
+                        .render(&p.name, &probe)
+                        .is_ok_and(|theirs| theirs == mine);
                 if !same {
                     p.fast = None;
                 }
@@ -370,7 +372,13 @@ impl TemplateSet {
         let same = |a: &str, b: &str| {
             a.len() == b.len()
                 && a.bytes().zip(b.bytes()).all(|(x, y)| {
-                    let norm = |c: u8| if c == b'_' { b'-' } else { c.to_ascii_lowercase() };
+                    let norm = |c: u8| {
+                        if c == b'_' {
+                            b'-'
+                        } else {
+                            c.to_ascii_lowercase()
+                        }
+                    };
                     norm(x) == norm(y)
                 })
         };
@@ -724,7 +732,10 @@ mod tests {
             }
         }
         // The plain ones really take the fast path.
-        let (_d, s) = set(&[("promo.hbs", "---\nhtml: \"<p>{{a}}</p>\"\n---\nHi {{a}}, {{c.d}}")]);
+        let (_d, s) = set(&[(
+            "promo.hbs",
+            "---\nhtml: \"<p>{{a}}</p>\"\n---\nHi {{a}}, {{c.d}}",
+        )]);
         assert_eq!(s.unwrap().fast_parts(), 2);
     }
 
