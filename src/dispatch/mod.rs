@@ -174,6 +174,10 @@ pub struct Dispatcher {
     clock: Clock,
     opts: RunOptions,
     shutdown: Arc<Shutdown>,
+    /// Sends this run started, per (channel, address), for frequency caps: the store only
+    /// knows a send once its batch completes, and two messages to one address can be in the
+    /// same batch. Counted when the send starts, so a failed send errs on the safe side.
+    started: std::sync::Mutex<HashMap<(String, String), Vec<Timestamp>>>,
 }
 
 impl Dispatcher {
@@ -185,6 +189,7 @@ impl Dispatcher {
         shutdown: Arc<Shutdown>,
     ) -> Dispatcher {
         Dispatcher {
+            started: std::sync::Mutex::new(HashMap::new()),
             store,
             channels,
             clock,
@@ -447,11 +452,16 @@ impl Dispatcher {
                 per: SignedDuration::from_secs(per),
             })
             .collect();
+        let cap_key = (info.channel.clone(), m.address.clone());
         let recent = match caps.iter().map(|c| c.per).max() {
             Some(longest) => {
-                let (channel, address) = (info.channel.clone(), m.address.clone());
-                self.blocking(move |s| s.sends_since(&channel, &address, now - longest))
-                    .await?
+                let (channel, address) = cap_key.clone();
+                let mut recent = self
+                    .blocking(move |s| s.sends_since(&channel, &address, now - longest))
+                    .await?;
+                let started = self.started.lock().unwrap_or_else(|p| p.into_inner());
+                recent.extend(started.get(&cap_key).into_iter().flatten().copied());
+                recent
             }
             None => Vec::new(),
         };
@@ -466,7 +476,17 @@ impl Dispatcher {
                 &recent,
                 &caps,
             ) {
-                Dispatch::SendNow => None,
+                Dispatch::SendNow => {
+                    if !caps.is_empty() {
+                        self.started
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .entry(cap_key)
+                            .or_default()
+                            .push(now);
+                    }
+                    None
+                }
                 Dispatch::Defer(p) => Some(Outcome::Deferred {
                     due_at: p.at,
                     reasons: p.reasons.names().collect::<Vec<_>>().join(","),
