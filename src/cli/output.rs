@@ -122,7 +122,7 @@ impl Rows {
         let cells: Vec<Vec<String>> = self
             .rows
             .iter()
-            .map(|r| columns.iter().map(|c| cell(r.get(*c))).collect())
+            .map(|r| columns.iter().map(|c| to_seconds(cell(r.get(*c)))).collect())
             .collect();
         // Numbers line up on the right, like `ls -l` sizes.
         let numeric: Vec<bool> = columns
@@ -248,6 +248,20 @@ pub fn ok_unless_broken(r: std::io::Result<()>) -> Result<(), CliError> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(CliError::Internal(format!("cannot write the output: {e}"))),
+    }
+}
+
+/// An instant with fractional seconds shown to the second, for people (`…T16:30:00Z`);
+/// anything else unchanged. JSON and CSV keep the milliseconds.
+fn to_seconds(s: String) -> String {
+    if s.len() > 21
+        && s.ends_with('Z')
+        && s.as_bytes().get(19) == Some(&b'.')
+        && s.parse::<jiff::Timestamp>().is_ok()
+    {
+        format!("{}Z", &s[..19])
+    } else {
+        s
     }
 }
 
