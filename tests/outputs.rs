@@ -57,10 +57,7 @@ fn snap(name: &str, p: &Project, o: &Output) {
         settings.add_filter(&escape_regex(&canon.to_string_lossy()), "[project]");
     }
     // A run's clock starts at --now and advances in real time: keep the minute, mask the rest.
-    settings.add_filter(
-        r"(2026-11-27T(?:03:00|16:30)):\d\d(?:\.\d+)?Z",
-        "$1:[ss]Z",
-    );
+    settings.add_filter(r"(2026-11-27T(?:03:00|16:30)):\d\d(?:\.\d+)?Z", "$1:[ss]Z");
     settings.add_filter(r#""seconds":[0-9.e-]+"#, r#""seconds":"[s]""#);
     settings.add_filter(r#""per_second":[0-9.e-]+"#, r#""per_second":"[r]""#);
     settings.add_filter(r"in [0-9.]+ (?:ms|s) \([0-9]+/s\)", "in [duration]");
@@ -76,7 +73,14 @@ fn snap(name: &str, p: &Project, o: &Output) {
 #[test]
 fn preview_table() {
     let p = Project::example();
-    let o = p.ok(&["--now", PLAN_NOW, "preview", "black-friday-2026", "--limit", "3"]);
+    let o = p.ok(&[
+        "--now",
+        PLAN_NOW,
+        "preview",
+        "black-friday-2026",
+        "--limit",
+        "3",
+    ]);
     snap("preview_table", &p, &o);
 }
 
@@ -135,7 +139,14 @@ fn preview_json() {
 #[test]
 fn preview_json_without_forecast_is_one_message_per_line() {
     let p = Project::example();
-    let o = p.ok(&["--now", PLAN_NOW, "--format", "json", "preview", "black-friday-2026"]);
+    let o = p.ok(&[
+        "--now",
+        PLAN_NOW,
+        "--format",
+        "json",
+        "preview",
+        "black-friday-2026",
+    ]);
     let lines = o.json_lines();
     assert_eq!(lines.len(), 62);
     for l in &lines {
@@ -143,7 +154,11 @@ fn preview_json_without_forecast_is_one_message_per_line() {
         assert!(l["send_at"].as_str().unwrap().ends_with('Z'));
         assert!(l["warnings"].is_array() && l["chars"].is_u64(), "{l}");
     }
-    assert!(o.stderr.is_empty(), "JSON mode prints no chatter: {}", o.stderr);
+    assert!(
+        o.stderr.is_empty(),
+        "JSON mode prints no chatter: {}",
+        o.stderr
+    );
 }
 
 #[test]
@@ -169,9 +184,21 @@ fn preview_forecast_has_no_csv_form() {
     let p = Project::example();
     let o = p.expect(
         2,
-        &["--now", PLAN_NOW, "--format", "csv", "preview", "black-friday-2026", "--forecast"],
+        &[
+            "--now",
+            PLAN_NOW,
+            "--format",
+            "csv",
+            "preview",
+            "black-friday-2026",
+            "--forecast",
+        ],
     );
-    assert!(o.stderr.contains("--format json --forecast"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("--format json --forecast"),
+        "{}",
+        o.stderr
+    );
 }
 
 // ----------------------------------------------------------------------------------- status
@@ -234,8 +261,17 @@ fn messages_filters() {
     assert!(!weekday.is_empty());
     assert!(weekday.iter().all(|m| m["campaign"] == "payment-reminder"));
     let early = json(&["--due-before", "2026-11-27T00:00:00Z"]);
-    assert!(early.iter().all(|m| m["due_at"].as_str().unwrap() < "2026-11-27"));
-    let one = json(&["--address", "+55 11 92601-8159", "--campaign", "black-friday-2026"]);
+    assert!(
+        early
+            .iter()
+            .all(|m| m["due_at"].as_str().unwrap() < "2026-11-27")
+    );
+    let one = json(&[
+        "--address",
+        "+55 11 92601-8159",
+        "--campaign",
+        "black-friday-2026",
+    ]);
     assert_eq!(one.len(), 1);
     assert_eq!(one[0]["recipient"], "c001");
     assert_eq!(json(&["--state", "pending", "--limit", "5"]).len(), 5);
@@ -278,7 +314,13 @@ fn export_in_every_format() {
 #[test]
 fn export_attempts_one_row_per_attempt() {
     let p = dispatched();
-    let o = p.ok(&["--format", "csv", "export", "black-friday-2026", "--attempts"]);
+    let o = p.ok(&[
+        "--format",
+        "csv",
+        "export",
+        "black-friday-2026",
+        "--attempts",
+    ]);
     let first: String = o.stdout.lines().take(3).collect::<Vec<_>>().join("\n") + "\n";
     let shown = Output {
         code: o.code,
@@ -288,10 +330,19 @@ fn export_attempts_one_row_per_attempt() {
     snap("export_attempts_csv", &p, &shown);
     assert_eq!(o.stdout.lines().count(), 1 + 62);
     let j = p
-        .ok(&["--format", "json", "export", "black-friday-2026", "--attempts"])
+        .ok(&[
+            "--format",
+            "json",
+            "export",
+            "black-friday-2026",
+            "--attempts",
+        ])
         .json_lines();
     assert_eq!(j.len(), 62);
-    assert!(j.iter().all(|a| a["attempt"] == 1 && a["outcome"] == "sent"));
+    assert!(
+        j.iter()
+            .all(|a| a["attempt"] == 1 && a["outcome"] == "sent")
+    );
 }
 
 #[test]
@@ -300,7 +351,10 @@ fn export_to_a_file_takes_the_format_from_its_extension() {
     let o = p.ok(&["export", "black-friday-2026", "-o", "report.csv"]);
     assert!(o.stdout.is_empty());
     assert!(o.stderr.contains("wrote 62 message(s)"), "{}", o.stderr);
-    assert!(p.read("report.csv").starts_with("campaign,message_id,recipient,"));
+    assert!(
+        p.read("report.csv")
+            .starts_with("campaign,message_id,recipient,")
+    );
     p.ok(&["-q", "export", "black-friday-2026", "-o", "report.jsonl"]);
     let text = p.read("report.jsonl");
     assert_eq!(text.lines().count(), 62);
@@ -345,11 +399,25 @@ fn run_env(p: &Project, env: &[(&str, &str)], args: &[&str]) -> Output {
 fn no_escape_codes_in_pipes_or_with_no_color() {
     let p = dispatched();
     let commands: [&[&str]; 5] = [
-        &["--now", PLAN_NOW, "preview", "payment-reminder", "--limit", "2"],
+        &[
+            "--now",
+            PLAN_NOW,
+            "preview",
+            "payment-reminder",
+            "--limit",
+            "2",
+        ],
         &["--now", AFTER, "status"],
         &["messages", "--limit", "5"],
         &["export", "black-friday-2026"],
-        &["--now", PLAN_NOW, "--format", "json", "preview", "payment-reminder"],
+        &[
+            "--now",
+            PLAN_NOW,
+            "--format",
+            "json",
+            "preview",
+            "payment-reminder",
+        ],
     ];
     for args in commands {
         // A pipe is not a terminal: plain text.
@@ -359,7 +427,10 @@ fn no_escape_codes_in_pipes_or_with_no_color() {
         assert!(!o.stderr.contains("\x1b["), "colour in a pipe: {args:?}");
         // NO_COLOR wins even over CLICOLOR_FORCE.
         let o = run_env(&p, &[("NO_COLOR", "1"), ("CLICOLOR_FORCE", "1")], args);
-        assert!(!o.stdout.contains("\x1b[") && !o.stderr.contains("\x1b["), "{args:?}");
+        assert!(
+            !o.stdout.contains("\x1b[") && !o.stderr.contains("\x1b["),
+            "{args:?}"
+        );
     }
     // The check is not vacuous: forced colours do show.
     let o = run_env(&p, &[("CLICOLOR_FORCE", "1")], &["--now", AFTER, "status"]);
@@ -414,12 +485,29 @@ fn every_json_output_parses_and_carries_its_table_columns() {
     }
     // Preview's text blocks show these; its JSON carries them all.
     let lines = p
-        .ok(&["--now", PLAN_NOW, "--format", "json", "preview", "payment-reminder"])
+        .ok(&[
+            "--now",
+            PLAN_NOW,
+            "--format",
+            "json",
+            "preview",
+            "payment-reminder",
+        ])
         .json_lines();
     for l in &lines {
         for k in [
-            "recipient", "address", "zone", "locale", "send_at", "send_at_local", "reasons",
-            "body", "chars", "segments", "encoding", "warnings",
+            "recipient",
+            "address",
+            "zone",
+            "locale",
+            "send_at",
+            "send_at_local",
+            "reasons",
+            "body",
+            "chars",
+            "segments",
+            "encoding",
+            "warnings",
         ] {
             assert!(l.get(k).is_some(), "{k} missing in {l}");
         }
@@ -434,7 +522,11 @@ fn completions_and_man_page_come_from_the_cli_definition() {
         assert!(o.stdout.contains("export"), "{shell}: {}", o.stdout);
     }
     let man = p.ok(&["man"]);
-    assert!(man.stdout.starts_with(".ie") || man.stdout.contains(".TH disparo"), "{}", &man.stdout[..200.min(man.stdout.len())]);
+    assert!(
+        man.stdout.starts_with(".ie") || man.stdout.contains(".TH disparo"),
+        "{}",
+        &man.stdout[..200.min(man.stdout.len())]
+    );
     assert!(man.stdout.contains("preview"));
     p.ok(&["-q", "man", "--dir", "man"]);
     assert!(p.path().join("man/disparo.1").exists());

@@ -163,7 +163,11 @@ pub fn messages(ctx: &Ctx, a: MessagesArgs) -> CliResult {
         || a.errors;
     let rows = store(ctx)?.messages(&MessageFilter {
         campaign: a.campaign,
-        state: if states.len() == 1 { Some(states[0]) } else { None },
+        state: if states.len() == 1 {
+            Some(states[0])
+        } else {
+            None
+        },
         recipient: a.recipient,
         limit: if local { None } else { a.limit },
     })?;
@@ -182,8 +186,7 @@ pub fn messages(ctx: &Ctx, a: MessagesArgs) -> CliResult {
     let keep = |r: &crate::store::MessageRow| {
         (states.len() < 2 || states.contains(&r.state))
             && address.as_ref().is_none_or(|x| &r.address == x)
-            && a
-                .reason
+            && a.reason
                 .as_ref()
                 .is_none_or(|x| r.reasons.split(',').any(|y| y == x))
             && after.is_none_or(|t| r.due_at >= t)

@@ -42,7 +42,9 @@ pub fn man(ctx: &Ctx, args: ManArgs) -> CliResult {
                 CliError::from(Problem::new(format!("cannot create the folder: {e}")).in_file(&dir))
             })?;
             clap_mangen::generate_to(cmd, &dir).map_err(|e| {
-                CliError::from(Problem::new(format!("cannot write the man pages: {e}")).in_file(&dir))
+                CliError::from(
+                    Problem::new(format!("cannot write the man pages: {e}")).in_file(&dir),
+                )
             })?;
             say(ctx.quiet, format!("wrote man pages to {}", dir.display()));
         }

@@ -168,7 +168,11 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
             ctx.quiet,
             format!(
                 "wrote {n} {} of {} to {}",
-                if args.attempts { "attempt(s)" } else { "message(s)" },
+                if args.attempts {
+                    "attempt(s)"
+                } else {
+                    "message(s)"
+                },
                 args.campaign,
                 path.display()
             ),

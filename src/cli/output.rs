@@ -122,13 +122,20 @@ impl Rows {
         let cells: Vec<Vec<String>> = self
             .rows
             .iter()
-            .map(|r| columns.iter().map(|c| to_seconds(cell(r.get(*c)))).collect())
+            .map(|r| {
+                columns
+                    .iter()
+                    .map(|c| to_seconds(cell(r.get(*c))))
+                    .collect()
+            })
             .collect();
         // Numbers line up on the right, like `ls -l` sizes.
         let numeric: Vec<bool> = columns
             .iter()
             .map(|c| {
-                self.rows.iter().any(|r| r.get(*c).is_some_and(Value::is_number))
+                self.rows
+                    .iter()
+                    .any(|r| r.get(*c).is_some_and(Value::is_number))
                     && self
                         .rows
                         .iter()
@@ -328,7 +335,9 @@ pub fn bar(n: u64, max: u64, width: usize) -> String {
     if max == 0 || n == 0 {
         return String::new();
     }
-    let eighths = ((n as f64 / max as f64) * (width * 8) as f64).round().max(1.0) as usize;
+    let eighths = ((n as f64 / max as f64) * (width * 8) as f64)
+        .round()
+        .max(1.0) as usize;
     let mut s = "█".repeat(eighths / 8);
     const PART: [&str; 8] = ["", "▏", "▎", "▍", "▌", "▋", "▊", "▉"];
     s.push_str(PART[eighths % 8]);

@@ -223,10 +223,13 @@ pub fn check(kind: Kind, content: &crate::message::Content) -> Checks {
             }
         }
         Kind::Email => {
-            if content.subject.as_deref().is_none_or(|s| s.trim().is_empty()) {
-                out.warnings.push(
-                    "no subject: add `subject:` to the template's front matter".to_owned(),
-                );
+            if content
+                .subject
+                .as_deref()
+                .is_none_or(|s| s.trim().is_empty())
+            {
+                out.warnings
+                    .push("no subject: add `subject:` to the template's front matter".to_owned());
             }
         }
         Kind::Other => {}
@@ -443,7 +446,11 @@ impl Report<'_> {
             );
             let spread = (last.as_second() - first.as_second()) as f64;
             if spread > 0.0 {
-                let _ = writeln!(o, "  spread        {} from first to last", human_duration(spread));
+                let _ = writeln!(
+                    o,
+                    "  spread        {} from first to last",
+                    human_duration(spread)
+                );
             }
         }
         match self.rate {
@@ -586,10 +593,12 @@ const CSV_COLUMNS: [&str; 20] = [
 
 pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     if args.forecast && ctx.format == Format::Csv {
-        return Err(Problem::new("--forecast has no CSV form: the forecast is not a table of messages")
-            .field("--forecast")
-            .hint("use --format json --forecast for the forecast as data, or the table")
-            .into());
+        return Err(Problem::new(
+            "--forecast has no CSV form: the forecast is not a table of messages",
+        )
+        .field("--forecast")
+        .hint("use --format json --forecast for the forecast as data, or the table")
+        .into());
     }
     let project = ctx.project()?;
     let file = project.find_campaign(&args.campaign)?;
@@ -610,9 +619,7 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     } else {
         None
     };
-    let limit = args
-        .limit
-        .unwrap_or(if data { usize::MAX } else { 20 });
+    let limit = args.limit.unwrap_or(if data { usize::MAX } else { 20 });
     let rate = match (
         planner.campaign.throttle.map(|r| r.as_per_second()),
         planner.settings.rate.map(|r| r.as_per_second()),
@@ -735,7 +742,7 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     }
     if ctx.format == Format::Table && !ctx.quiet {
         let mut err = anstream::stderr().lock();
-        if hidden > 0 {
+        if hidden > 0 && args.limit != Some(0) {
             let _ = writeln!(
                 err,
                 "… {hidden} more message(s) not shown (use --limit N or --recipient ID)\n"
@@ -852,7 +859,11 @@ fn write_csv(
                 wa.get("language").and_then(Value::as_str).unwrap_or(""),
                 wa.get("body")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().map(|x| super::output::cell(Some(x))).collect::<Vec<_>>().join(" | "))
+                    .map(|a| a
+                        .iter()
+                        .map(|x| super::output::cell(Some(x)))
+                        .collect::<Vec<_>>()
+                        .join(" | "))
                     .unwrap_or_default()
             ),
             ("warnings", Some(Value::Array(a))) => a
@@ -901,7 +912,10 @@ fn write_message(
         String::new()
     } else {
         let why: Vec<String> = row.reasons.names().map(|r| explain(r, campaign)).collect();
-        format!("  {}", paint::p(paint::WARN, format!("moved: {}", why.join(", "))))
+        format!(
+            "  {}",
+            paint::p(paint::WARN, format!("moved: {}", why.join(", ")))
+        )
     };
     writeln!(
         out,
@@ -913,7 +927,11 @@ fn write_message(
         dim(format!("{}", row.at)),
     )?;
     if let Some(reason) = &row.skipped {
-        writeln!(out, "   {}", paint::p(paint::WARN, format!("SKIPPED: {reason}")))?;
+        writeln!(
+            out,
+            "   {}",
+            paint::p(paint::WARN, format!("SKIPPED: {reason}"))
+        )?;
     }
     if let Some(s) = &row.content.subject {
         writeln!(out, "   Subject: {}", paint::p(paint::HEADER, s))?;

@@ -64,16 +64,19 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
             "last_sent".into(),
             json!(s.last_sent.map(|t| t.to_string())),
         );
-        row.insert("last_run".into(), run.as_ref().map_or(Value::Null, |r| {
-            json!({
-                "started_at": r.started_at.to_string(),
-                "finished_at": r.finished_at.to_string(),
-                "attempts": r.attempts,
-                "sent": r.sent,
-                "seconds": r.seconds(),
-                "per_second": (r.per_second() * 10.0).round() / 10.0,
-            })
-        }));
+        row.insert(
+            "last_run".into(),
+            run.as_ref().map_or(Value::Null, |r| {
+                json!({
+                    "started_at": r.started_at.to_string(),
+                    "finished_at": r.finished_at.to_string(),
+                    "attempts": r.attempts,
+                    "sent": r.sent,
+                    "seconds": r.seconds(),
+                    "per_second": (r.per_second() * 10.0).round() / 10.0,
+                })
+            }),
+        );
         row.insert("status_reason".into(), json!(s.status_reason));
         row.insert(
             "top_errors".into(),
@@ -101,14 +104,21 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
         }
         Format::Table => {
             if summaries.is_empty() {
-                super::output::say(ctx.quiet, "no campaigns planned yet: run `disparo plan CAMPAIGN`");
+                super::output::say(
+                    ctx.quiet,
+                    "no campaigns planned yet: run `disparo plan CAMPAIGN`",
+                );
                 return Ok(Exit::Ok);
             }
             // States nobody is in are left out of the table (JSON and CSV keep every column).
             let mut cols: Vec<&'static str> = vec!["campaign", "status", "channel"];
             for st in State::ALL {
                 let always = matches!(st, State::Pending | State::Sent | State::Failed);
-                if always || summaries.iter().any(|s| s.counts.get(&st).is_some_and(|n| *n > 0)) {
+                if always
+                    || summaries
+                        .iter()
+                        .any(|s| s.counts.get(&st).is_some_and(|n| *n > 0))
+                {
                     cols.push(st.as_str());
                 }
             }

@@ -370,7 +370,11 @@ pub trait Store: Send + Sync {
     fn is_suppressed(&self, address: &str) -> Result<bool, StoreError>;
     /// The latest run of a campaign as its attempts show it: the last burst of attempts with
     /// no pause longer than `gap` between one and the next. `None` before any attempt.
-    fn last_run(&self, campaign: &str, gap: jiff::SignedDuration) -> Result<Option<RunStats>, StoreError>;
+    fn last_run(
+        &self,
+        campaign: &str,
+        gap: jiff::SignedDuration,
+    ) -> Result<Option<RunStats>, StoreError>;
     /// The delivery report of a campaign, one row per message with its attempts summed up,
     /// streamed in due order. Returns how many rows were given.
     fn report(
