@@ -1,10 +1,11 @@
 //! `channels:` entries of `disparo.yaml`, one variant per adapter `type`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::units::Rate;
+use crate::units::{Duration, Rate};
 
 /// A channel as written in `disparo.yaml`. Unknown keys are refused so that a misspelt
 /// setting never silently falls back to a default.
@@ -34,6 +35,172 @@ pub enum ChannelConfig {
         #[serde(default)]
         max_attempts: Option<u32>,
     },
+    /// Meta WhatsApp Cloud API template messages.
+    WhatsappCloud(WhatsappCloudConfig),
+    /// Twilio Programmable Messaging (SMS, MMS, WhatsApp via Twilio).
+    Twilio(TwilioConfig),
+    /// Email over SMTP.
+    Smtp(SmtpConfig),
+    /// A JSON POST (or PUT) to any HTTP endpoint.
+    Webhook(WebhookConfig),
+    /// Any program: one JSON message on stdin, one JSON result on stdout.
+    Command(CommandConfig),
+}
+
+/// `type: whatsapp_cloud`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhatsappCloudConfig {
+    /// The sending number's id at Meta (not the phone number itself); quoted or not.
+    #[serde(deserialize_with = "string_or_integer")]
+    pub phone_number_id: String,
+    /// Environment variable holding the access token.
+    pub token_env: String,
+    /// Default `https://graph.facebook.com/v23.0`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub address_field: Option<String>,
+    /// Default `80/s`, Meta's default throughput per number.
+    #[serde(default)]
+    pub rate: Option<Rate>,
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+}
+
+/// `type: twilio`. Exactly one of `from` and `messaging_service_sid`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwilioConfig {
+    /// Environment variable holding the account SID (`AC...`).
+    pub account_sid_env: String,
+    /// Environment variable holding the auth token.
+    pub auth_token_env: String,
+    /// Sender number (E.164), alphanumeric sender id or `whatsapp:+...`.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Messaging Service (`MG...`) that picks the sender.
+    #[serde(default)]
+    pub messaging_service_sid: Option<String>,
+    /// Default `https://api.twilio.com`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub address_field: Option<String>,
+    #[serde(default)]
+    pub rate: Option<Rate>,
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+}
+
+/// How an SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS, which is required (port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption at all: only for a relay on the same host or a test server.
+    None,
+}
+
+/// `type: smtp`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    /// Default 587 for `starttls`, 465 for `tls`, 25 for `none`.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Environment variables holding the login; both or neither.
+    #[serde(default)]
+    pub username_env: Option<String>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// The From header, e.g. `Loja <news@example.com>`.
+    pub from: String,
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// A PEM file of extra CA certificates to trust (relative to the project root), e.g. for a
+    /// relay with a private CA. When set, only these certificates are trusted.
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+    /// Connection and command timeout; default `30s`.
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+    #[serde(default)]
+    pub address_field: Option<String>,
+    #[serde(default)]
+    pub rate: Option<Rate>,
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+}
+
+/// `type: webhook`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// Extra request headers (not secret: they appear in previews).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Environment variable holding the HMAC key for `X-Disparo-Signature`.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// `POST` (default), `PUT` or `PATCH`.
+    #[serde(default)]
+    pub method: Option<String>,
+    #[serde(default)]
+    pub address_field: Option<String>,
+    #[serde(default)]
+    pub rate: Option<Rate>,
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+}
+
+/// `type: command`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandConfig {
+    /// A program on `PATH`, or a path (relative ones from the project root).
+    pub program: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Default `30s`; a program still running then is killed and the attempt is transient.
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+    #[serde(default)]
+    pub address_field: Option<String>,
+    #[serde(default)]
+    pub rate: Option<Rate>,
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+}
+
+/// Accepts `phone_number_id: 106540352242922` as well as the quoted form.
+fn string_or_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        S(String),
+        I(u64),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::S(s) => s,
+        Raw::I(i) => i.to_string(),
+    })
 }
 
 /// The settings every channel has, with the adapter's defaults applied.
@@ -71,8 +238,11 @@ impl ChannelConfig {
         }
     }
 
+    /// The common settings with this adapter's defaults: address field `phone` (`email` for
+    /// smtp), concurrency 16 (4 for smtp and command), 5 attempts, and a rate of 80/s for
+    /// whatsapp_cloud (Meta's default throughput) and none otherwise.
     pub fn settings(&self) -> ChannelSettings {
-        match self {
+        let (address_field, rate, concurrency, max_attempts, defaults) = match self {
             ChannelConfig::Console {
                 address_field,
                 rate,
@@ -85,20 +255,70 @@ impl ChannelConfig {
                 concurrency,
                 max_attempts,
                 ..
-            } => ChannelSettings {
-                address_field: address_field.clone().unwrap_or_else(|| "phone".into()),
-                rate: *rate,
-                concurrency: concurrency.unwrap_or(16).max(1),
-                max_attempts: max_attempts.unwrap_or(5).max(1),
-            },
+            } => (
+                address_field,
+                rate,
+                concurrency,
+                max_attempts,
+                ("phone", None, 16),
+            ),
+            ChannelConfig::WhatsappCloud(c) => (
+                &c.address_field,
+                &c.rate,
+                &c.concurrency,
+                &c.max_attempts,
+                ("phone", Some(Rate::per_second(80.0)), 16),
+            ),
+            ChannelConfig::Twilio(c) => (
+                &c.address_field,
+                &c.rate,
+                &c.concurrency,
+                &c.max_attempts,
+                ("phone", None, 16),
+            ),
+            ChannelConfig::Smtp(c) => (
+                &c.address_field,
+                &c.rate,
+                &c.concurrency,
+                &c.max_attempts,
+                ("email", None, 4),
+            ),
+            ChannelConfig::Webhook(c) => (
+                &c.address_field,
+                &c.rate,
+                &c.concurrency,
+                &c.max_attempts,
+                ("phone", None, 16),
+            ),
+            ChannelConfig::Command(c) => (
+                &c.address_field,
+                &c.rate,
+                &c.concurrency,
+                &c.max_attempts,
+                ("phone", None, 4),
+            ),
+        };
+        let (default_field, default_rate, default_concurrency) = defaults;
+        ChannelSettings {
+            address_field: address_field
+                .clone()
+                .unwrap_or_else(|| default_field.into()),
+            rate: rate.or(default_rate),
+            concurrency: concurrency.unwrap_or(default_concurrency).max(1),
+            max_attempts: max_attempts.unwrap_or(5).max(1),
         }
     }
 
-    /// Whether bodies for this channel are HTML-escaped (only email HTML parts are).
+    /// The `type` as written in `disparo.yaml`.
     pub fn type_name(&self) -> &'static str {
         match self {
             ChannelConfig::Console { .. } => "console",
             ChannelConfig::Outbox { .. } => "outbox",
+            ChannelConfig::WhatsappCloud(_) => "whatsapp_cloud",
+            ChannelConfig::Twilio(_) => "twilio",
+            ChannelConfig::Smtp(_) => "smtp",
+            ChannelConfig::Webhook(_) => "webhook",
+            ChannelConfig::Command(_) => "command",
         }
     }
 }

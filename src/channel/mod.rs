@@ -2,18 +2,42 @@
 //!
 //! The set of adapters is closed (an enum built from `disparo.yaml` by `type`), so a typo in a
 //! channel type is a validation error, not a runtime surprise, and dispatch needs no dynamic
-//! dispatch. Rate and concurrency limits, retries and the circuit breaker live in `dispatch`;
-//! an adapter only sends once and says whether trying again could help.
+//! dispatch. Rate and concurrency limits, retries and the circuit breaker live in `dispatch`
+//! (with the pure helpers of [`limits`]); an adapter only sends once and says whether trying
+//! again could help.
+//!
+//! Build a channel with [`Channel::build`] from its [`ChannelConfig`] and a [`BuildContext`]
+//! (project root, the run's one HTTP client, and where environment variables come from).
+//! Secrets are read once at build time, kept in a type whose `Debug` prints `***`, and never
+//! appear in errors, logs or [`Channel::preview_request`].
 
+mod command;
 mod config;
 mod console;
+mod http;
+pub mod limits;
 mod outbox;
+mod smtp;
+mod twilio;
+mod webhook;
+mod whatsapp;
 
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-pub use config::{ChannelConfig, ChannelSettings};
+pub use command::Command;
+pub use config::{
+    ChannelConfig, ChannelSettings, CommandConfig, SmtpConfig, SmtpTls, TwilioConfig,
+    WebhookConfig, WhatsappCloudConfig,
+};
 pub use console::{Console, STDOUT_CLOSED};
 pub use outbox::Outbox;
+pub use smtp::Smtp;
+pub use twilio::Twilio;
+pub use webhook::Webhook;
+pub use whatsapp::WhatsappCloud;
 
 use crate::message::Envelope;
 
@@ -65,6 +89,147 @@ impl SendError {
             message: message.into(),
         }
     }
+    pub fn breaker(message: impl Into<String>) -> SendError {
+        SendError {
+            class: ErrorClass::Breaker,
+            code: None,
+            message: message.into(),
+        }
+    }
+    fn with_code(mut self, code: impl Into<String>) -> SendError {
+        self.code = Some(code.into());
+        self
+    }
+    /// The provider's requested delay, for a transient error that came with one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self.class {
+            ErrorClass::Transient { retry_after } => retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// Where environment variables come from: the process, or a map a test injects.
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// What building a channel needs from the run.
+#[derive(Clone)]
+pub struct BuildContext {
+    /// The project root: relative paths in channel configs are read from here.
+    pub root: PathBuf,
+    /// The run's one HTTP client, shared by every HTTP adapter.
+    pub http: reqwest::Client,
+    env: EnvLookup,
+}
+
+impl fmt::Debug for BuildContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BuildContext")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BuildContext {
+    /// A context reading the process environment.
+    pub fn new(root: impl Into<PathBuf>, http: reqwest::Client) -> BuildContext {
+        BuildContext {
+            root: root.into(),
+            http,
+            env: Arc::new(|name| std::env::var(name).ok()),
+        }
+    }
+
+    /// Replaces the environment lookup (tests inject variables this way).
+    pub fn with_env(
+        mut self,
+        env: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> BuildContext {
+        self.env = Arc::new(env);
+        self
+    }
+
+    /// The HTTP client a run should share: rustls, 10 s to connect, 30 s per request,
+    /// `disparo/VERSION` as user agent.
+    pub fn default_http_client() -> Result<reqwest::Client, ChannelBuildError> {
+        reqwest::Client::builder()
+            .user_agent(concat!("disparo/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| ChannelBuildError::Invalid {
+                channel: "*".into(),
+                message: format!("cannot create the HTTP client: {e}"),
+            })
+    }
+
+    fn resolve(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.root.join(path)
+        }
+    }
+
+    /// Reads the secret in the variable that config key `key` names.
+    fn secret(&self, channel: &str, key: &str, var: &str) -> Result<Secret, ChannelBuildError> {
+        match (self.env)(var) {
+            Some(v) if !v.is_empty() => Ok(Secret(v)),
+            _ => Err(ChannelBuildError::MissingEnv {
+                channel: channel.into(),
+                key: key.into(),
+                var: var.into(),
+            }),
+        }
+    }
+}
+
+/// Why a channel could not be built. Never contains a secret's value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChannelBuildError {
+    #[error(
+        "channel `{channel}`: environment variable {var} (named by `{key}`) is not set or empty\nhint: export {var} before running, or change `{key}` in disparo.yaml"
+    )]
+    MissingEnv {
+        channel: String,
+        key: String,
+        var: String,
+    },
+    #[error("channel `{channel}`: {message}")]
+    Invalid { channel: String, message: String },
+}
+
+impl ChannelBuildError {
+    fn invalid(channel: &str, message: impl Into<String>) -> ChannelBuildError {
+        ChannelBuildError::Invalid {
+            channel: channel.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A secret read from the environment; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Secret(String);
+
+impl Secret {
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+    /// Replaces every occurrence of the secret in `text` (provider messages may echo input).
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        if self.0.is_empty() {
+            text.to_string()
+        } else {
+            text.replace(&self.0, "***")
+        }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
 }
 
 /// One configured channel, ready to send.
@@ -72,22 +237,103 @@ impl SendError {
 pub enum Channel {
     Console(Console),
     Outbox(Outbox),
+    WhatsappCloud(WhatsappCloud),
+    Twilio(Twilio),
+    Smtp(Smtp),
+    Webhook(Webhook),
+    Command(Command),
 }
 
 impl Channel {
+    /// Builds the channel `name` from its configuration: reads its secrets from the
+    /// environment, resolves relative paths against the project root, checks URLs.
+    pub fn build(
+        name: &str,
+        config: &ChannelConfig,
+        ctx: &BuildContext,
+    ) -> Result<Channel, ChannelBuildError> {
+        Ok(match config {
+            ChannelConfig::Console { .. } => Channel::Console(Console),
+            ChannelConfig::Outbox { path, .. } => Channel::Outbox(Outbox::new(
+                ctx.resolve(path.as_deref().unwrap_or(Path::new("outbox.jsonl"))),
+            )),
+            ChannelConfig::WhatsappCloud(c) => {
+                Channel::WhatsappCloud(WhatsappCloud::build(name, c, ctx)?)
+            }
+            ChannelConfig::Twilio(c) => Channel::Twilio(Twilio::build(name, c, ctx)?),
+            ChannelConfig::Smtp(c) => Channel::Smtp(Smtp::build(name, c, ctx)?),
+            ChannelConfig::Webhook(c) => Channel::Webhook(Webhook::build(name, c, ctx)?),
+            ChannelConfig::Command(c) => Channel::Command(Command::build(name, c, ctx)?),
+        })
+    }
+
     /// Sends one message once; retries are the dispatcher's business.
     pub async fn send(&self, envelope: &Envelope) -> Result<Delivered, SendError> {
         match self {
             Channel::Console(c) => c.send(envelope).await,
             Channel::Outbox(c) => c.send(envelope).await,
+            Channel::WhatsappCloud(c) => c.send(envelope).await,
+            Channel::Twilio(c) => c.send(envelope).await,
+            Channel::Smtp(c) => c.send(envelope).await,
+            Channel::Webhook(c) => c.send(envelope).await,
+            Channel::Command(c) => c.send(envelope).await,
         }
     }
 
     /// The exact request this channel would send for `envelope`, secrets redacted, for `preview`.
+    /// HTTP adapters give `{method, url, headers, body}`.
     pub fn preview_request(&self, envelope: &Envelope) -> serde_json::Value {
         match self {
             Channel::Console(c) => c.preview_request(envelope),
             Channel::Outbox(c) => c.preview_request(envelope),
+            Channel::WhatsappCloud(c) => c.preview_request(envelope),
+            Channel::Twilio(c) => c.preview_request(envelope),
+            Channel::Smtp(c) => c.preview_request(envelope),
+            Channel::Webhook(c) => c.preview_request(envelope),
+            Channel::Command(c) => c.preview_request(envelope),
+        }
+    }
+}
+
+/// The JSON document describing one message, as the webhook posts it and the command adapter
+/// writes it to stdin.
+#[derive(serde::Serialize)]
+pub(crate) struct MessageDoc<'a> {
+    id: &'a str,
+    campaign: &'a str,
+    recipient: &'a str,
+    channel: &'a str,
+    to: &'a str,
+    locale: Option<&'a str>,
+    body: &'a str,
+    subject: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    html: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    whatsapp: Option<&'a crate::message::WhatsappTemplate>,
+    vars: &'a serde_json::Map<String, serde_json::Value>,
+    scheduled_at: jiff::Timestamp,
+    attempt: u32,
+    attempt_at: jiff::Timestamp,
+}
+
+impl<'a> MessageDoc<'a> {
+    pub(crate) fn new(env: &'a Envelope) -> MessageDoc<'a> {
+        MessageDoc {
+            id: &env.message_id,
+            campaign: &env.campaign,
+            recipient: &env.recipient,
+            channel: &env.channel,
+            to: &env.address,
+            locale: env.locale.as_deref(),
+            body: &env.content.body,
+            subject: env.content.subject.as_deref(),
+            html: env.content.html.as_deref(),
+            whatsapp: env.content.whatsapp.as_ref(),
+            vars: &env.vars,
+            scheduled_at: env.scheduled_at,
+            attempt: env.attempt,
+            attempt_at: env.attempt_at,
         }
     }
 }

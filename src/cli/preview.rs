@@ -72,7 +72,14 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     }
     let mut planner = Planner::prepare(&project, campaign, opts)?;
     let channel = if args.show_request || ctx.format == Format::Json {
-        super::run::build_channel(&project, &planner.campaign.channel, &planner.channel).ok()
+        let build = super::run::build_context(&project)?;
+        super::run::build_channel(
+            &build,
+            &project,
+            &planner.campaign.channel,
+            &planner.channel,
+        )
+        .ok()
     } else {
         None
     };

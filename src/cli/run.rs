@@ -6,7 +6,7 @@ use std::sync::Arc;
 use jiff::SignedDuration;
 
 use super::{CliError, CliResult, Ctx, Exit, Format, output::say};
-use crate::channel::{Channel, ChannelConfig, Console, Outbox};
+use crate::channel::{BuildContext, Channel, ChannelBuildError, ChannelConfig};
 use crate::diag::Problem;
 use crate::dispatch::{ChannelRuntime, Clock, Dispatcher, RunOptions, Shutdown, Summary};
 use crate::model::Project;
@@ -41,19 +41,33 @@ pub struct Args {
     pub grace: crate::units::Duration,
 }
 
-/// Builds one channel adapter from its configuration.
+/// The context channels are built in: the project root and one HTTP client for the run.
+pub fn build_context(project: &Project) -> Result<BuildContext, CliError> {
+    let http =
+        BuildContext::default_http_client().map_err(|e| CliError::Internal(e.to_string()))?;
+    Ok(BuildContext::new(project.root.clone(), http))
+}
+
+/// Builds one channel adapter from its configuration; secrets come from the environment.
 pub fn build_channel(
+    ctx: &BuildContext,
     project: &Project,
-    _name: &str,
+    name: &str,
     config: &ChannelConfig,
 ) -> Result<Channel, Problem> {
-    Ok(match config {
-        ChannelConfig::Console { .. } => Channel::Console(Console),
-        ChannelConfig::Outbox { path, .. } => Channel::Outbox(Outbox::new(
-            project
-                .root
-                .join(path.clone().unwrap_or_else(|| "outbox.jsonl".into())),
-        )),
+    Channel::build(name, config, ctx).map_err(|e| {
+        let (message, hint) = match &e {
+            ChannelBuildError::MissingEnv { channel, key, var } => (
+                format!("channel `{channel}`: environment variable {var} (named by `{key}`) is not set or empty"),
+                format!("export {var} before running, or change `{key}` in disparo.yaml"),
+            ),
+            ChannelBuildError::Invalid { .. } => (e.to_string(), "fix the channel's settings in disparo.yaml (see the README's channel reference)".to_owned()),
+        };
+        let mut p = Problem::new(message).field(format!("channels.{name}")).hint(hint);
+        if let Some(path) = &project.config_path {
+            p = p.in_file(path);
+        }
+        p
     })
 }
 
@@ -63,6 +77,7 @@ fn channels_for(
 ) -> Result<HashMap<String, Arc<ChannelRuntime>>, CliError> {
     let mut out = HashMap::new();
     let mut problems = Vec::new();
+    let ctx = build_context(project)?;
     for s in store.summaries(None)? {
         if out.contains_key(&s.channel)
             || s.counts.get(&State::Pending).copied().unwrap_or(0)
@@ -82,7 +97,7 @@ fn channels_for(
             );
             continue;
         };
-        match build_channel(project, &s.channel, &cfg) {
+        match build_channel(&ctx, project, &s.channel, &cfg) {
             Ok(c) => {
                 out.insert(
                     s.channel.clone(),

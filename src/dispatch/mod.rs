@@ -20,6 +20,7 @@ use tokio::sync::Semaphore;
 pub use clock::Clock;
 pub use rules::window_of;
 
+use crate::channel::limits::{RateLimiter, RetryPolicy};
 use crate::channel::{Channel, ChannelSettings, ErrorClass};
 use crate::message::Envelope;
 use crate::schedule::{self, Dispatch};
@@ -32,12 +33,17 @@ pub struct ChannelRuntime {
     pub settings: ChannelSettings,
     /// Bounds sends in flight on this channel.
     pub in_flight: Arc<Semaphore>,
+    /// The channel's messages-per-second limit, shared by all its sends.
+    pub limiter: Option<RateLimiter>,
+    pub retry: RetryPolicy,
 }
 
 impl ChannelRuntime {
     pub fn new(channel: Channel, settings: ChannelSettings) -> ChannelRuntime {
         let permits = settings.concurrency;
         ChannelRuntime {
+            limiter: settings.rate.map(RateLimiter::new),
+            retry: RetryPolicy::new(settings.max_attempts),
             channel,
             settings,
             in_flight: Arc::new(Semaphore::new(permits)),
@@ -320,6 +326,19 @@ impl Dispatcher {
             .map_err(RunError::from)
     }
 
+    /// Messages per claim: `--batch`, but never more than the slowest rate-limited channel
+    /// can send in half a lease, so that a claim is not taken over by another run (and sent
+    /// twice) while it still waits for its turn under the rate limit.
+    fn max_batch(&self) -> usize {
+        let lease = self.opts.lease.as_secs_f64().max(1.0);
+        self.channels
+            .values()
+            .filter_map(|c| c.settings.rate)
+            .map(|r| ((r.as_per_second() * lease / 2.0).floor() as usize).max(1))
+            .fold(self.opts.batch, usize::min)
+            .max(1)
+    }
+
     /// Runs until nothing is due (`--once`, after lingering for near-due messages) or until
     /// shutdown (`--watch`).
     pub async fn run(&self) -> Result<Summary, RunError> {
@@ -336,8 +355,8 @@ impl Dispatcher {
             }
             let now = self.clock.now();
             let batch = match self.opts.limit {
-                Some(l) => self.opts.batch.min((l - summary.handled()).max(1) as usize),
-                None => self.opts.batch,
+                Some(l) => self.max_batch().min((l - summary.handled()).max(1) as usize),
+                None => self.max_batch(),
             };
             let (owner, lease_until, campaign) = (
                 self.opts.owner.clone(),
@@ -500,6 +519,9 @@ impl Dispatcher {
                     attempt,
                     attempt_at: now,
                 };
+                if let Some(limiter) = &ch.limiter {
+                    limiter.acquire().await;
+                }
                 let result = ch.channel.send(&envelope).await;
                 let finished = clock.now();
                 (
@@ -508,7 +530,7 @@ impl Dispatcher {
                     now,
                     finished,
                     result,
-                    ch.settings.max_attempts,
+                    ch.retry.clone(),
                 )
             });
             in_flight.insert(
@@ -551,7 +573,7 @@ impl Dispatcher {
                 }
             };
             let Some(joined) = joined else { break };
-            let (m, attempt, started, finished, result, max_attempts) = match joined {
+            let (m, attempt, started, finished, result, retry) = match joined {
                 Ok((task, v)) => {
                     in_flight.remove(&task);
                     v
@@ -587,16 +609,19 @@ impl Dispatcher {
                     Outcome::Released
                 }
                 Err(e) => match e.class {
-                    ErrorClass::Transient { retry_after } if attempt < max_attempts => {
-                        Outcome::Retry {
-                            due_at: finished + backoff(attempt, retry_after),
+                    ErrorClass::Transient { .. } => match retry.next_delay(attempt, &e) {
+                        // Exponential backoff with full jitter, never sooner than Retry-After.
+                        Some(delay) => Outcome::Retry {
+                            due_at: finished
+                                + SignedDuration::try_from(delay)
+                                    .unwrap_or(SignedDuration::from_secs(300)),
                             code: e.code,
                             error: e.message,
-                        }
-                    }
-                    ErrorClass::Transient { .. } => Outcome::Failed {
-                        code: e.code,
-                        error: format!("{} (gave up after {attempt} attempts)", e.message),
+                        },
+                        None => Outcome::Failed {
+                            code: e.code,
+                            error: format!("{} (gave up after {attempt} attempts)", e.message),
+                        },
                     },
                     ErrorClass::Permanent => Outcome::Failed {
                         code: e.code,
@@ -681,14 +706,4 @@ fn hold_back(
                 .into(),
         }),
     }
-}
-
-/// Exponential backoff with full jitter (1 s base, 10 min cap), never sooner than the
-/// provider's `Retry-After`.
-pub fn backoff(attempt: u32, retry_after: Option<std::time::Duration>) -> SignedDuration {
-    let cap_ms: u64 = 600_000;
-    let exp = 1000u64.saturating_mul(1u64 << attempt.min(20)).min(cap_ms);
-    let jittered = fastrand::u64(0..=exp);
-    let floor = retry_after.map(|d| d.as_millis() as u64).unwrap_or(0);
-    SignedDuration::from_millis(jittered.max(floor).max(100) as i64)
 }

@@ -1,0 +1,201 @@
+//! `command`: hands each message to any program.
+//!
+//! Protocol, one process per message:
+//! - stdin: one JSON object, the same document the webhook posts (`id`, `campaign`,
+//!   `recipient`, `channel`, `to`, `locale`, `body`, `subject`, `vars`, `scheduled_at`,
+//!   `attempt`, `attempt_at`, ...), then end of file;
+//! - stdout: optionally one JSON object `{"id": "...", "error": "...", "retry": bool,
+//!   "retry_after": seconds}` (every field optional; anything else on stdout is ignored);
+//! - exit status: 0 = sent (`id` is the provider id); [`EXIT_TEMPFAIL`] (75, `EX_TEMPFAIL`
+//!   from sysexits.h), or any non-zero status with `"retry": true`, = transient; any other
+//!   non-zero status = permanent; killed by a signal = transient.
+//! - A program still running after `timeout` (default 30 s) is killed and the attempt is
+//!   transient.
+//!
+//! The program runs in the project root with the run's environment (that is how it gets its
+//! secrets); nothing secret is ever put on its command line. Its stderr is inherited.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{
+    BuildContext, ChannelBuildError, CommandConfig, Delivered, ErrorClass, MessageDoc, SendError,
+};
+use crate::message::Envelope;
+
+/// The exit status a program uses to say "try again later".
+pub const EXIT_TEMPFAIL: i32 = 75;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+pub struct Command {
+    name: String,
+    program: PathBuf,
+    args: Vec<String>,
+    cwd: PathBuf,
+    timeout: Duration,
+}
+
+#[derive(Deserialize, Default)]
+struct Outcome {
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    retry: Option<bool>,
+    #[serde(default)]
+    retry_after: Option<f64>,
+}
+
+impl Command {
+    pub(crate) fn build(
+        name: &str,
+        c: &CommandConfig,
+        ctx: &BuildContext,
+    ) -> Result<Command, ChannelBuildError> {
+        if c.program.trim().is_empty() {
+            return Err(ChannelBuildError::invalid(name, "`program` is empty"));
+        }
+        // A bare name is looked up on PATH; anything with a slash is a path from the root.
+        let program = if c.program.contains('/') {
+            ctx.resolve(std::path::Path::new(&c.program))
+        } else {
+            PathBuf::from(&c.program)
+        };
+        if c.program.contains('/') && !program.is_file() {
+            return Err(ChannelBuildError::invalid(
+                name,
+                format!(
+                    "`program: {}`: no such file ({})",
+                    c.program,
+                    program.display()
+                ),
+            ));
+        }
+        Ok(Command {
+            name: name.into(),
+            program,
+            args: c.args.clone(),
+            cwd: ctx.root.clone(),
+            timeout: c.timeout.map_or(DEFAULT_TIMEOUT, |t| t.to_std()),
+        })
+    }
+
+    pub async fn send(&self, env: &Envelope) -> Result<Delivered, SendError> {
+        let input = serde_json::to_vec(&MessageDoc::new(env))
+            .map_err(|e| SendError::permanent(format!("cannot encode the message: {e}")))?;
+        let mut child = tokio::process::Command::new(&self.program)
+            .args(&self.args)
+            .current_dir(&self.cwd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                SendError::breaker(format!(
+                    "channel `{}`: cannot start {}: {e}",
+                    self.name,
+                    self.program.display()
+                ))
+                .with_code("spawn")
+            })?;
+        let mut stdin = child.stdin.take();
+        let mut stdout = child.stdout.take();
+        let io = async {
+            if let Some(mut s) = stdin.take() {
+                // A program that exits without reading its input is not an error.
+                let _ = s.write_all(&input).await;
+                let _ = s.shutdown().await;
+            }
+            let mut out = Vec::new();
+            if let Some(s) = stdout.as_mut() {
+                let _ = s.read_to_end(&mut out).await;
+            }
+            let status = child.wait().await;
+            (status, out)
+        };
+        let finished = tokio::time::timeout(self.timeout, io).await;
+        let (status, out) = match finished {
+            Ok(r) => r,
+            Err(_) => {
+                let _ = child.kill().await;
+                return Err(SendError::transient(format!(
+                    "channel `{}`: {} did not finish within {:?} and was killed",
+                    self.name,
+                    self.program.display(),
+                    self.timeout
+                ))
+                .with_code("timeout"));
+            }
+        };
+        let status = status.map_err(|e| {
+            SendError::transient(format!(
+                "channel `{}`: waiting for the program: {e}",
+                self.name
+            ))
+        })?;
+        let outcome = parse_outcome(&out);
+        let id = outcome.id.as_ref().and_then(|v| match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        });
+        let Some(exit) = status.code() else {
+            return Err(SendError::transient(format!(
+                "channel `{}`: {} was killed by a signal",
+                self.name,
+                self.program.display()
+            ))
+            .with_code("signal"));
+        };
+        if exit == 0 {
+            return Ok(Delivered { provider_id: id });
+        }
+        let retry_after = outcome
+            .retry_after
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64);
+        let class = if exit == EXIT_TEMPFAIL || outcome.retry == Some(true) {
+            ErrorClass::Transient { retry_after }
+        } else {
+            ErrorClass::Permanent
+        };
+        let detail = outcome.error.unwrap_or_else(|| "no error message".into());
+        Err(SendError {
+            class,
+            code: Some(format!("exit {exit}")),
+            message: format!(
+                "channel `{}`: {} exited with status {exit}: {detail}",
+                self.name,
+                self.program.display()
+            ),
+        })
+    }
+
+    pub fn preview_request(&self, env: &Envelope) -> serde_json::Value {
+        serde_json::json!({
+            "program": self.program.display().to_string(),
+            "args": self.args,
+            "timeout_seconds": self.timeout.as_secs_f64(),
+            "stdin": serde_json::to_value(MessageDoc::new(env)).unwrap_or_default(),
+        })
+    }
+}
+
+/// The last line of stdout that is a JSON object, if any.
+fn parse_outcome(out: &[u8]) -> Outcome {
+    let text = String::from_utf8_lossy(out);
+    if let Ok(o) = serde_json::from_str::<Outcome>(text.trim()) {
+        return o;
+    }
+    text.lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<Outcome>(l.trim()).ok())
+        .unwrap_or_default()
+}

@@ -1,0 +1,204 @@
+//! Pure dispatch helpers: a rate limiter shared by a channel's send tasks, and the retry
+//! policy for transient errors. Both are `tokio::time` based, so tests drive them with paused
+//! time.
+//!
+//! ```ignore
+//! # async fn demo(channel: disparo::channel::Channel, env: disparo::message::Envelope) {
+//! use disparo::channel::limits::{RateLimiter, RetryPolicy};
+//! use disparo::units::Rate;
+//! let limiter = RateLimiter::new(Rate::per_second(80.0)); // share it with Arc
+//! let policy = RetryPolicy::new(5);
+//! limiter.acquire().await;
+//! if let Err(e) = channel.send(&env).await {
+//!     match policy.next_delay(env.attempt, &e) {
+//!         Some(wait) => { /* reschedule the message `wait` from now */ }
+//!         None => { /* failed: permanent, or out of attempts */ }
+//!     }
+//! }
+//! # }
+//! ```
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{ErrorClass, SendError};
+use crate::units::Rate;
+
+/// Never more than `n` acquisitions in any window of `period`, with the slots spread evenly
+/// (one every `period / n`, a burst of one) rather than handed out in bursts of `n`.
+///
+/// Why evenly: the limit that matters is the one the provider measures on arrival. A burst of
+/// `n` leaves over connections of varying latency, so the slow tail of one burst and the head
+/// of the next can land inside one second at the provider even though the sender never
+/// exceeded `n` per second. Evenly spaced slots leave a whole interval of slack for jitter.
+/// For the same reason the interval is [`HEADROOM`] longer than `period / n`: 500/s goes out
+/// at about 497.5/s, so a few milliseconds of jitter never push a one-second window over 500.
+///
+/// `n = floor(rate)` per second for rates of at least 1/s (a fractional part is dropped, so
+/// 2.5/s allows 2 in any second); one per `1/rate` seconds below that (`30/m` = one every 2 s).
+/// Callers are served in the order they call [`acquire`](Self::acquire). A caller that is
+/// cancelled while waiting still uses its slot (the limiter errs on the slow side).
+#[derive(Debug)]
+pub struct RateLimiter {
+    n: usize,
+    period: Duration,
+    interval: Duration,
+    /// The most recent slot handed out.
+    last: Mutex<Option<Instant>>,
+}
+
+/// How much longer than `period / n` the spacing between slots is.
+pub const HEADROOM: f64 = 0.005;
+
+impl RateLimiter {
+    pub fn new(rate: Rate) -> RateLimiter {
+        let r = rate.as_per_second();
+        let (n, period) = if r >= 1.0 {
+            (r.floor().min(1e9) as usize, Duration::from_secs(1))
+        } else {
+            (1, Duration::from_secs_f64(1.0 / r.max(1e-6)))
+        };
+        RateLimiter::with_window(n, period)
+    }
+
+    /// At most `n` in any window of `period`, spaced evenly.
+    pub fn with_window(n: usize, period: Duration) -> RateLimiter {
+        let n = n.max(1);
+        let interval = period.div_f64(n as f64).mul_f64(1.0 + HEADROOM);
+        RateLimiter {
+            n,
+            period,
+            interval,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The number of acquisitions allowed per window, and the window.
+    pub fn window(&self) -> (usize, Duration) {
+        (self.n, self.period)
+    }
+
+    /// Waits until one more message may go out.
+    pub async fn acquire(&self) {
+        let slot = self.reserve();
+        tokio::time::sleep_until(slot).await;
+    }
+
+    /// Takes the next slot without waiting and returns when it starts.
+    pub fn reserve(&self) -> Instant {
+        let now = Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = match *last {
+            Some(prev) => (prev + self.interval).max(now),
+            None => now,
+        };
+        *last = Some(slot);
+        slot
+    }
+}
+
+/// When to try a transient failure again: exponential backoff with full jitter
+/// (`delay = random(0 ..= min(cap, base * 2^(attempt-1)))`, AWS's "full jitter"), raised to
+/// the provider's `Retry-After` when that is longer, and nothing after `max_attempts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The first backoff ceiling (default 1 s).
+    pub base: Duration,
+    /// The largest backoff ceiling (default 5 min). A provider's `Retry-After` may exceed it.
+    pub cap: Duration,
+    /// Attempts in all, the first included (default 5).
+    pub max_attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy::new(5)
+    }
+}
+
+impl RetryPolicy {
+    pub fn new(max_attempts: u32) -> RetryPolicy {
+        RetryPolicy {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(300),
+            max_attempts: max_attempts.max(1),
+        }
+    }
+
+    /// After attempt number `attempt` (1 for the first) failed with `error`: how long to wait
+    /// before the next one, or `None` when the message has failed for good (the error is not
+    /// transient, or that was the last attempt).
+    pub fn next_delay(&self, attempt: u32, error: &SendError) -> Option<Duration> {
+        self.next_delay_with(&mut fastrand::Rng::new(), attempt, error)
+    }
+
+    /// [`next_delay`](Self::next_delay) with a given random source (seed it in tests).
+    pub fn next_delay_with(
+        &self,
+        rng: &mut fastrand::Rng,
+        attempt: u32,
+        error: &SendError,
+    ) -> Option<Duration> {
+        match error.class {
+            ErrorClass::Transient { retry_after } => self.backoff_with(rng, attempt, retry_after),
+            _ => None,
+        }
+    }
+
+    /// The delay after a transient failure of attempt `attempt`, given the provider's
+    /// `retry_after`; `None` once `attempt >= max_attempts`.
+    pub fn backoff_with(
+        &self,
+        rng: &mut fastrand::Rng,
+        attempt: u32,
+        retry_after: Option<Duration>,
+    ) -> Option<Duration> {
+        if attempt >= self.max_attempts {
+            return None;
+        }
+        let ceiling = self.ceiling(attempt);
+        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+        let jittered = Duration::from_nanos(rng.u64(0..=nanos));
+        Some(match retry_after {
+            Some(provider) if provider > jittered => provider,
+            _ => jittered,
+        })
+    }
+
+    /// `min(cap, base * 2^(attempt-1))`: the most the jittered backoff can be.
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(1).min(32);
+        self.base
+            .checked_mul(1u32 << exp.min(31))
+            .unwrap_or(self.cap)
+            .min(self.cap)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ceiling_doubles_then_caps() {
+        let p = RetryPolicy::new(10);
+        assert_eq!(p.ceiling(1), Duration::from_secs(1));
+        assert_eq!(p.ceiling(2), Duration::from_secs(2));
+        assert_eq!(p.ceiling(4), Duration::from_secs(8));
+        assert_eq!(p.ceiling(40), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn fractional_rates_round_down_to_a_window() {
+        assert_eq!(
+            RateLimiter::new(Rate::per_second(2.5)).window(),
+            (2, Duration::from_secs(1))
+        );
+        assert_eq!(
+            RateLimiter::new(Rate::per_second(0.5)).window(),
+            (1, Duration::from_secs(2))
+        );
+    }
+}

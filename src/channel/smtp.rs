@@ -1,0 +1,245 @@
+//! `smtp`: email through an SMTP relay with lettre (rustls on aws-lc-rs, like reqwest).
+//!
+//! A message is `text/plain`, or `multipart/alternative` (text, then HTML) when the rendered
+//! content has an HTML part. Its `Message-ID` is derived from the message id, so a message
+//! re-sent after a crash carries the same one (receivers and mailbox providers deduplicate on
+//! it); that id is the provider id. One connection per message (no pool): a relay that
+//! limits connections is served by the channel's `concurrency`.
+
+use std::time::Duration;
+
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+use super::{
+    BuildContext, ChannelBuildError, Delivered, ErrorClass, Secret, SendError, SmtpConfig, SmtpTls,
+};
+use crate::message::Envelope;
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+pub struct Smtp {
+    name: String,
+    host: String,
+    port: u16,
+    tls: SmtpTls,
+    from: Mailbox,
+    /// Kept only to scrub them from server messages; the transport holds its own copy, and
+    /// lettre's `Credentials` debug-prints nothing.
+    secrets: Vec<Secret>,
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+}
+
+impl Smtp {
+    pub(crate) fn build(
+        name: &str,
+        c: &SmtpConfig,
+        ctx: &BuildContext,
+    ) -> Result<Smtp, ChannelBuildError> {
+        let from: Mailbox = c.from.parse().map_err(|e| {
+            ChannelBuildError::invalid(
+                name,
+                format!("`from: {}` is not an email address ({e}); write e.g. \"Shop <news@example.com>\"", c.from),
+            )
+        })?;
+        let port = c.port.unwrap_or(match c.tls {
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+            SmtpTls::None => 25,
+        });
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.host)
+            .port(port)
+            .timeout(Some(c.timeout.map_or(DEFAULT_TIMEOUT, |t| t.to_std())));
+        if c.tls != SmtpTls::None {
+            let mut params = TlsParameters::builder(c.host.clone());
+            if let Some(path) = &c.ca_cert {
+                let path = ctx.resolve(path);
+                let pem = std::fs::read(&path).map_err(|e| {
+                    ChannelBuildError::invalid(
+                        name,
+                        format!("`ca_cert`: cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                let cert = Certificate::from_pem(&pem).map_err(|e| {
+                    ChannelBuildError::invalid(
+                        name,
+                        format!(
+                            "`ca_cert`: {} is not a PEM certificate: {e}",
+                            path.display()
+                        ),
+                    )
+                })?;
+                params = params
+                    .certificate_store(CertificateStore::None)
+                    .add_root_certificate(cert);
+            }
+            let params = params
+                .build_rustls()
+                .map_err(|e| ChannelBuildError::invalid(name, format!("cannot set up TLS: {e}")))?;
+            builder = builder.tls(match c.tls {
+                SmtpTls::Tls => Tls::Wrapper(params),
+                _ => Tls::Required(params),
+            });
+        } else {
+            builder = builder.tls(Tls::None);
+        }
+        let mut secrets = Vec::new();
+        match (&c.username_env, &c.password_env) {
+            (Some(u), Some(p)) => {
+                let user = ctx.secret(name, "username_env", u)?;
+                let pass = ctx.secret(name, "password_env", p)?;
+                builder = builder.credentials(Credentials::new(
+                    user.expose().to_string(),
+                    pass.expose().to_string(),
+                ));
+                secrets.push(user);
+                secrets.push(pass);
+            }
+            (None, None) => {}
+            _ => {
+                return Err(ChannelBuildError::invalid(
+                    name,
+                    "set both `username_env` and `password_env`, or neither",
+                ));
+            }
+        }
+        Ok(Smtp {
+            name: name.into(),
+            host: c.host.clone(),
+            port,
+            tls: c.tls,
+            from,
+            secrets,
+            transport: builder.build(),
+        })
+    }
+
+    /// `<{message id}@{sender's domain}>`, with characters a msg-id cannot hold replaced.
+    fn message_id(&self, env: &Envelope) -> String {
+        let local: String = env
+            .message_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c) {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let local = local.trim_matches('.');
+        format!(
+            "<{}@{}>",
+            if local.is_empty() { "m" } else { local },
+            self.from.email.domain()
+        )
+    }
+
+    fn message(&self, env: &Envelope) -> Result<lettre::Message, SendError> {
+        let to: Mailbox = env.address.parse().map_err(|e| {
+            SendError::permanent(format!(
+                "channel `{}`: {:?} is not an email address: {e}",
+                self.name, env.address
+            ))
+            .with_code("address")
+        })?;
+        let mut b = lettre::Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .message_id(Some(self.message_id(env)));
+        if let Some(subject) = &env.content.subject {
+            b = b.subject(subject);
+        }
+        let built = match &env.content.html {
+            Some(html) => b.multipart(MultiPart::alternative_plain_html(
+                env.content.body.clone(),
+                html.clone(),
+            )),
+            None => b.singlepart(SinglePart::plain(env.content.body.clone())),
+        };
+        built.map_err(|e| {
+            SendError::permanent(format!(
+                "channel `{}`: cannot build the email: {e}",
+                self.name
+            ))
+        })
+    }
+
+    pub async fn send(&self, env: &Envelope) -> Result<Delivered, SendError> {
+        let message = self.message(env)?;
+        match self.transport.send(message).await {
+            Ok(_) => Ok(Delivered {
+                provider_id: Some(self.message_id(env)),
+            }),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    fn error(&self, e: lettre::transport::smtp::Error) -> SendError {
+        let code = e.status().map(|c| c.to_string());
+        let class = match code.as_deref() {
+            // Authentication required or refused: every message fails alike.
+            Some("530" | "534" | "535" | "538") => ErrorClass::Breaker,
+            _ if e.is_permanent() => ErrorClass::Permanent,
+            _ if e.is_transient() => ErrorClass::Transient { retry_after: None },
+            // Certificate or handshake problems do not go away by retrying.
+            _ if e.is_tls() => ErrorClass::Breaker,
+            _ if e.is_client() => ErrorClass::Permanent,
+            // Connection refused or reset, timeouts.
+            _ => ErrorClass::Transient { retry_after: None },
+        };
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            let s_text = s.to_string();
+            if !text.contains(&s_text) {
+                text.push_str(": ");
+                text.push_str(&s_text);
+            }
+            source = s.source();
+        }
+        // A certificate the client does not trust fails every message alike.
+        let class = if matches!(class, ErrorClass::Transient { .. })
+            && text.contains("invalid peer certificate")
+        {
+            ErrorClass::Breaker
+        } else {
+            class
+        };
+        for s in &self.secrets {
+            text = s.scrub(&text);
+        }
+        SendError {
+            class,
+            code: Some(code.unwrap_or_else(|| "smtp".into())),
+            message: format!(
+                "channel `{}`: SMTP {}:{}: {text}",
+                self.name, self.host, self.port
+            ),
+        }
+    }
+
+    pub fn preview_request(&self, env: &Envelope) -> serde_json::Value {
+        let message = match self.message(env) {
+            Ok(m) => {
+                serde_json::Value::String(String::from_utf8_lossy(&m.formatted()).into_owned())
+            }
+            Err(e) => serde_json::json!({ "error": e.message }),
+        };
+        serde_json::json!({
+            "smtp": format!("{}:{}", self.host, self.port),
+            "tls": match self.tls {
+                SmtpTls::Starttls => "starttls",
+                SmtpTls::Tls => "tls",
+                SmtpTls::None => "none",
+            },
+            "auth": if self.secrets.is_empty() { "none" } else { "*** (from the environment)" },
+            "mail_from": self.from.email.to_string(),
+            "rcpt_to": env.address,
+            "message": message,
+        })
+    }
+}

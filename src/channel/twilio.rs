@@ -1,0 +1,175 @@
+//! `twilio`: SMS (and anything else Twilio's Messages resource carries) with
+//! `POST {base_url}/2010-04-01/Accounts/{sid}/Messages.json`, form-encoded, HTTP basic auth,
+//! and the message id as `I-Twilio-Idempotency-Token`.
+
+use reqwest::header::CONTENT_TYPE;
+use serde::Deserialize;
+
+use super::http::{self, retry_after, status_class, transport_error};
+use super::{
+    BuildContext, ChannelBuildError, Delivered, ErrorClass, Secret, SendError, TwilioConfig,
+};
+use crate::message::Envelope;
+
+pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
+
+#[derive(Debug)]
+enum Sender {
+    From(String),
+    Service(String),
+}
+
+#[derive(Debug)]
+pub struct Twilio {
+    name: String,
+    base: String,
+    account_sid: Secret,
+    auth_token: Secret,
+    sender: Sender,
+    http: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+struct Created {
+    #[serde(default)]
+    sid: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TwilioError {
+    #[serde(default)]
+    code: Option<i64>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+impl Twilio {
+    pub(crate) fn build(
+        name: &str,
+        c: &TwilioConfig,
+        ctx: &BuildContext,
+    ) -> Result<Twilio, ChannelBuildError> {
+        let base = http::check_url(
+            name,
+            "base_url",
+            c.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL),
+        )?;
+        let sender = match (&c.from, &c.messaging_service_sid) {
+            (Some(from), None) => Sender::From(from.clone()),
+            (None, Some(sid)) => Sender::Service(sid.clone()),
+            _ => {
+                return Err(ChannelBuildError::invalid(
+                    name,
+                    "set exactly one of `from` (the sender number) and `messaging_service_sid`",
+                ));
+            }
+        };
+        let account_sid = ctx.secret(name, "account_sid_env", &c.account_sid_env)?;
+        if !account_sid
+            .expose()
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric())
+        {
+            return Err(ChannelBuildError::invalid(
+                name,
+                format!(
+                    "the account SID in {} is not an account SID (AC followed by 32 hex digits)",
+                    c.account_sid_env
+                ),
+            ));
+        }
+        Ok(Twilio {
+            name: name.into(),
+            base,
+            auth_token: ctx.secret(name, "auth_token_env", &c.auth_token_env)?,
+            account_sid,
+            sender,
+            http: ctx.http.clone(),
+        })
+    }
+
+    fn form<'a>(&'a self, env: &'a Envelope) -> Vec<(&'static str, &'a str)> {
+        let mut form = vec![("To", env.address.as_str())];
+        match &self.sender {
+            Sender::From(f) => form.push(("From", f)),
+            Sender::Service(s) => form.push(("MessagingServiceSid", s)),
+        }
+        form.push(("Body", env.content.body.as_str()));
+        form
+    }
+
+    fn body(&self, env: &Envelope) -> String {
+        serde_urlencoded::to_string(self.form(env)).unwrap_or_default()
+    }
+
+    pub async fn send(&self, env: &Envelope) -> Result<Delivered, SendError> {
+        let url = format!(
+            "{}/2010-04-01/Accounts/{}/Messages.json",
+            self.base,
+            self.account_sid.expose()
+        );
+        let response = self
+            .http
+            .post(url)
+            .basic_auth(self.account_sid.expose(), Some(self.auth_token.expose()))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header("I-Twilio-Idempotency-Token", &env.message_id)
+            .body(self.body(env))
+            .send()
+            .await
+            .map_err(|e| transport_error(&format!("channel `{}`", self.name), e))?;
+        let status = response.status();
+        let wait = retry_after(response.headers());
+        let text = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            let provider_id = serde_json::from_str::<Created>(&text)
+                .ok()
+                .and_then(|c| c.sid);
+            return Ok(Delivered { provider_id });
+        }
+        let err = serde_json::from_str::<TwilioError>(&text).ok();
+        let code = err.as_ref().and_then(|e| e.code);
+        let class = match code {
+            Some(20429) => ErrorClass::Transient { retry_after: wait },
+            Some(21211 | 21614 | 21612 | 21408) => ErrorClass::Permanent,
+            Some(21610) => ErrorClass::Recipient { suppress: true },
+            // Authentication failed, or the sender is unusable: every message fails alike.
+            Some(20003 | 20005 | 21606 | 21659 | 21703 | 21704) => ErrorClass::Breaker,
+            _ => status_class(status, wait),
+        };
+        let detail = err
+            .and_then(|e| e.message)
+            .unwrap_or_else(|| http::excerpt(&text, 200));
+        let code_text = code.map_or_else(|| format!("HTTP {}", status.as_u16()), |c| c.to_string());
+        let message = format!(
+            "channel `{}`: Twilio answered HTTP {} (error {code_text}): {detail}",
+            self.name,
+            status.as_u16()
+        );
+        Err(SendError {
+            class,
+            message: self.auth_token.scrub(&self.account_sid.scrub(&message)),
+            code: Some(code_text),
+        })
+    }
+
+    pub fn preview_request(&self, env: &Envelope) -> serde_json::Value {
+        let mut preview = http::preview(
+            "POST",
+            &format!("{}/2010-04-01/Accounts/***/Messages.json", self.base),
+            &[
+                ("Authorization", "Basic ***".into()),
+                ("Content-Type", "application/x-www-form-urlencoded".into()),
+                ("I-Twilio-Idempotency-Token", env.message_id.clone()),
+            ],
+            serde_json::Value::String(self.body(env)),
+        );
+        let form: serde_json::Map<String, serde_json::Value> = self
+            .form(env)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
+            .collect();
+        preview["form"] = serde_json::Value::Object(form);
+        preview
+    }
+}
