@@ -94,6 +94,14 @@ impl SqliteStore {
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "FULL")?;
             conn.pragma_update(None, "foreign_keys", "ON")?;
+            // A hard cap on the file's size, in pages (documented in docs/delivery.md): lets
+            // operators bound the database and tests simulate a full disk.
+            if let Some(pages) = std::env::var("DISPARO_DB_MAX_PAGES")
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+            {
+                conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+            }
             Ok(())
         })();
         if let Err(e) = setup {
