@@ -159,3 +159,154 @@ async fn rate_limit_holds_at_the_server() {
         );
     }
 }
+
+/// The shipped example, switched to the real WhatsApp Cloud API by editing disparo.yaml only:
+/// every request is a template message that validates against Meta's OpenAPI description.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shipped_example_switches_to_whatsapp_cloud_by_config_alone() {
+    let replies = (0..62).map(|i| Reply::json(200, json!({"messaging_product": "whatsapp", "contacts": [], "messages": [{"id": format!("wamid.{i}")}]}))).collect();
+    let server = TestServer::start(replies).await;
+    let p = Project::example().env("WHATSAPP_TOKEN", "EAAG-example-token");
+    let config = p.read("disparo.yaml").replace(
+        "whatsapp: { type: console, rate: 80/s }",
+        &format!("whatsapp: {{ type: whatsapp_cloud, phone_number_id: \"1234567890\", token_env: WHATSAPP_TOKEN, base_url: \"{}\" }}", server.url("/v23.0")),
+    );
+    assert!(config.contains("whatsapp_cloud"));
+    p.file("disparo.yaml", &config);
+    p.ok(&[
+        "-q",
+        "--now",
+        "2026-11-26T12:00:00Z",
+        "plan",
+        "black-friday-2026",
+    ]);
+    let p = Arc::new(p);
+    run(&p, &["--now", "2026-11-27T03:00:00Z", "run", "--once"]).await;
+    run(&p, &["--now", "2026-11-27T16:30:00Z", "run", "--once"]).await;
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 62);
+    let mut validated = std::collections::HashSet::new();
+    for r in &reqs {
+        assert_eq!(
+            (r.method.as_str(), r.path.as_str()),
+            ("POST", "/v23.0/1234567890/messages")
+        );
+        assert_eq!(r.header("Authorization"), Some("Bearer EAAG-example-token"));
+        let body = r.json();
+        assert_eq!(body["type"], "template");
+        assert_eq!(body["template"]["name"], "black_friday_offer");
+        assert_eq!(
+            body["template"]["components"][0]["parameters"]
+                .as_array()
+                .unwrap()
+                .len(),
+            3
+        );
+        // One schema check per template language (each check parses the 1 MB spec).
+        if validated.insert(body["template"]["language"]["code"].to_string()) {
+            support::validate_request(
+                "meta_business_messaging_api_v23.0.yaml",
+                "POST",
+                "/{Version}/{Phone-Number-ID}/messages",
+                "application/json",
+                false,
+                &body,
+            )
+            .unwrap();
+        }
+    }
+    let ana = reqs
+        .iter()
+        .map(|r| r.json())
+        .find(|b| b["to"] == "+5511926018159")
+        .unwrap();
+    assert_eq!(
+        ana["template"]["language"],
+        json!({"policy": "deterministic", "code": "pt_BR"})
+    );
+    assert_eq!(
+        ana["template"]["components"][0]["parameters"][2]["text"],
+        "ANA-VIP"
+    );
+    let msgs = p.messages();
+    assert!(
+        msgs.iter()
+            .all(|m| m["state"] == "sent"
+                && m["provider_id"].as_str().unwrap().starts_with("wamid."))
+    );
+}
+
+/// Secrets come from the environment and go nowhere else: not the database, not the logs at
+/// any verbosity, not previews, not error messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_the_database_logs_previews_or_errors() {
+    let server = TestServer::start(vec![
+        Reply::json(
+            401,
+            json!({"error": {"message": "Invalid OAuth access token", "code": 190}})
+        );
+        3
+    ])
+    .await;
+    let p = project(
+        &format!(
+            "{{ type: whatsapp_cloud, phone_number_id: \"42\", token_env: WA_TOKEN, base_url: \"{}\" }}",
+            server.url("/v23.0")
+        ),
+        3,
+    );
+    let mut outputs = Vec::new();
+    for v in ["-q", "-v", "-vv", "-vvv"] {
+        outputs.push(p.run(&[v, "--now", PLAN_NOW, "preview", "c", "--show-request"]));
+        outputs.push(p.run(&[v, "--now", PLAN_NOW, "--format", "json", "preview", "c"]));
+        outputs.push(p.run(&[v, "--log-format", "json", "--now", PLAN_NOW, "validate"]));
+    }
+    outputs.push(
+        run(
+            &p,
+            &["-vvv", "--now", "2026-11-30T12:00:00Z", "run", "--once"],
+        )
+        .await,
+    );
+    outputs.push(p.run(&["--format", "json", "status"]));
+    outputs.push(p.run(&["--format", "json", "messages"]));
+    for o in &outputs {
+        for text in [&o.stdout, &o.stderr] {
+            assert!(
+                !text.contains("EAAG-secret-token"),
+                "secret leaked:\n{text}"
+            );
+        }
+    }
+    assert!(
+        outputs.iter().any(|o| o.stdout.contains("Bearer ***")),
+        "the preview should show the redacted header"
+    );
+    // The 401s reached the server with the real token, and the database holds none of it.
+    assert_eq!(
+        server.requests()[0].header("Authorization"),
+        Some("Bearer EAAG-secret-token")
+    );
+    for file in ["disparo.db", "disparo.db-wal"] {
+        let bytes = std::fs::read(p.path().join(file)).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("EAAG-secret-token"),
+            "secret in {file}"
+        );
+    }
+    // A missing secret is an error naming the variable, not a value.
+    let unset = Project::empty();
+    unset.file("disparo.yaml", "channels:\n  wa: { type: whatsapp_cloud, phone_number_id: \"42\", token_env: NOT_SET_ANYWHERE }\n")
+        .file("campaigns/c.yaml", "channel: wa\ntemplate: t\naudience: a.csv\n")
+        .file("templates/t.hbs", "---\nwhatsapp: { name: x, language: en, body: [] }\n---\nhi")
+        .file("a.csv", "id,phone\n1,+5511999990000\n");
+    unset.ok(&["-q", "--now", PLAN_NOW, "plan", "c"]);
+    let o = unset.expect(2, &["--now", PLAN_NOW, "run"]);
+    assert!(
+        o.stderr.contains("NOT_SET_ANYWHERE")
+            && o.stderr.contains("token_env")
+            && o.stderr.contains("hint:"),
+        "{}",
+        o.stderr
+    );
+}

@@ -18,6 +18,7 @@
 //! # }
 //! ```
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -26,31 +27,44 @@ use tokio::time::Instant;
 use super::{ErrorClass, SendError};
 use crate::units::Rate;
 
-/// Never more than `n` acquisitions in any window of `period`, with the slots spread evenly
-/// (one every `period / n`, a burst of one) rather than handed out in bursts of `n`.
+/// Never more than `n` sends in any window of `period`, spread evenly.
 ///
-/// Why evenly: the limit that matters is the one the provider measures on arrival. A burst of
-/// `n` leaves over connections of varying latency, so the slow tail of one burst and the head
-/// of the next can land inside one second at the provider even though the sender never
-/// exceeded `n` per second. Evenly spaced slots leave a whole interval of slack for jitter.
-/// For the same reason the interval is [`HEADROOM`] longer than `period / n`: 500/s goes out
-/// at about 497.5/s, so a few milliseconds of jitter never push a one-second window over 500.
+/// Two mechanisms, for two reasons:
+/// - Slots are spaced evenly (one every `period / n`, a burst of one) rather than handed out in
+///   bursts of `n`: the limit that matters is the one the provider measures on arrival, and a
+///   burst leaves over connections of varying latency, so the tail of one burst and the head
+///   of the next can land inside one second at the provider.
+/// - Timers wake late under load (tokio's resolution is 1 ms, and a busy machine adds more), so
+///   evenly planned slots can still *start* closer together than planned. The hard guarantee
+///   is therefore checked on the actual start instants: a caller that wakes and finds `n`
+///   starts within the last `period` waits for the oldest to leave the window.
+///
+/// The spacing is [`HEADROOM`] longer than `period / n` (500/s goes out at about 492/s, within
+/// 2 % of the limit), which leaves ~15 ms in every window for the varying latency between our
+/// start and the provider's arrival.
 ///
 /// `n = floor(rate)` per second for rates of at least 1/s (a fractional part is dropped, so
 /// 2.5/s allows 2 in any second); one per `1/rate` seconds below that (`30/m` = one every 2 s).
-/// Callers are served in the order they call [`acquire`](Self::acquire). A caller that is
-/// cancelled while waiting still uses its slot (the limiter errs on the slow side).
+/// A caller that is cancelled while waiting still uses its slot (the limiter errs on the slow
+/// side).
 #[derive(Debug)]
 pub struct RateLimiter {
     n: usize,
     period: Duration,
     interval: Duration,
-    /// The most recent slot handed out.
-    last: Mutex<Option<Instant>>,
+    state: Mutex<LimiterState>,
+}
+
+#[derive(Debug, Default)]
+struct LimiterState {
+    /// The most recent slot planned.
+    last_slot: Option<Instant>,
+    /// The actual start instants of the last `n` sends, oldest first.
+    starts: VecDeque<Instant>,
 }
 
 /// How much longer than `period / n` the spacing between slots is.
-pub const HEADROOM: f64 = 0.005;
+pub const HEADROOM: f64 = 0.015;
 
 impl RateLimiter {
     pub fn new(rate: Rate) -> RateLimiter {
@@ -71,30 +85,55 @@ impl RateLimiter {
             n,
             period,
             interval,
-            last: Mutex::new(None),
+            state: Mutex::new(LimiterState {
+                last_slot: None,
+                starts: VecDeque::with_capacity(n.min(65_536)),
+            }),
         }
     }
 
-    /// The number of acquisitions allowed per window, and the window.
+    /// The number of sends allowed per window, and the window.
     pub fn window(&self) -> (usize, Duration) {
         (self.n, self.period)
     }
 
-    /// Waits until one more message may go out.
-    pub async fn acquire(&self) {
-        let slot = self.reserve();
-        tokio::time::sleep_until(slot).await;
+    fn state(&self) -> std::sync::MutexGuard<'_, LimiterState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes the next slot without waiting and returns when it starts.
+    /// Waits until one more message may go out, and counts it as started.
+    pub async fn acquire(&self) {
+        tokio::time::sleep_until(self.reserve()).await;
+        loop {
+            let wait_until = {
+                let mut st = self.state();
+                let now = Instant::now();
+                let full = st.starts.len() >= self.n;
+                match st.starts.front() {
+                    Some(&oldest) if full && now < oldest + self.period => oldest + self.period,
+                    _ => {
+                        if full {
+                            st.starts.pop_front();
+                        }
+                        st.starts.push_back(now);
+                        return;
+                    }
+                }
+            };
+            tokio::time::sleep_until(wait_until).await;
+        }
+    }
+
+    /// Plans the next evenly spaced slot without waiting and returns when it starts. (The
+    /// hard window check happens in [`acquire`](Self::acquire).)
     pub fn reserve(&self) -> Instant {
         let now = Instant::now();
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        let slot = match *last {
+        let mut st = self.state();
+        let slot = match st.last_slot {
             Some(prev) => (prev + self.interval).max(now),
             None => now,
         };
-        *last = Some(slot);
+        st.last_slot = Some(slot);
         slot
     }
 }

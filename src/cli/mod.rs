@@ -239,6 +239,9 @@ pub fn print_problems(problems: &[Problem]) {
         if let (Some(cwd), Some(file)) = (&cwd, &p.file)
             && let Ok(rel) = file.strip_prefix(cwd)
         {
+            if let Some(x) = &mut p.excerpt {
+                *x = x.replace(&file.display().to_string(), &rel.display().to_string());
+            }
             p.file = Some(rel.to_path_buf());
         }
         let _ = std::io::Write::write_fmt(&mut err, format_args!("error: {p}\n"));

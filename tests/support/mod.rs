@@ -68,13 +68,29 @@ pub fn build(yaml: &str, ctx: &BuildContext) -> Channel {
 const DEPS_HINT: &str =
     "run `scripts/test-deps.sh` (installs the pinned Python packages the channel tests need)";
 
-/// Fails with what to do when a Python module the tests need is missing.
-pub fn require_python(modules: &[&str]) {
-    let code = format!("import {}", modules.join(", "));
-    let out = std::process::Command::new("python3")
-        .args(["-c", &code])
+fn python_imports(code: &str) -> std::process::Output {
+    std::process::Command::new("python3")
+        .args(["-c", code])
         .output()
-        .unwrap_or_else(|e| panic!("cannot run python3 ({e}): {DEPS_HINT}"));
+        .unwrap_or_else(|e| panic!("cannot run python3 ({e}): {DEPS_HINT}"))
+}
+
+/// Makes sure the Python modules the tests need are there: when one is missing, runs the
+/// project's own `scripts/test-deps.sh` (pinned versions, once per test binary), so that
+/// `cargo test` works on a fresh clone; fails with what to do if that did not help.
+pub fn require_python(modules: &[&str]) {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    let code = format!("import {}", modules.join(", "));
+    let mut out = python_imports(&code);
+    if !out.status.success() {
+        INSTALL.call_once(|| {
+            let status = std::process::Command::new("bash")
+                .arg(manifest_dir().join("scripts/test-deps.sh"))
+                .status();
+            eprintln!("ran scripts/test-deps.sh: {status:?}");
+        });
+        out = python_imports(&code);
+    }
     assert!(
         out.status.success(),
         "missing Python modules {modules:?}: {DEPS_HINT}\n{}",
