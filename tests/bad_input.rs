@@ -58,7 +58,9 @@ fn cases() -> Vec<Bad> {
             "unknown key",
             vec![(
                 "campaigns/c.yaml",
-                s(campaign("schedule:\n  quiet_hour: { start: \"21:00\", end: \"08:00\" }\n")),
+                s(campaign(
+                    "schedule:\n  quiet_hour: { start: \"21:00\", end: \"08:00\" }\n",
+                )),
             )],
             vec!["campaigns/c.yaml:5", "quiet_hour"],
         ),
@@ -81,13 +83,15 @@ fn cases() -> Vec<Bad> {
         Bad {
             known_no_hint: Some("src/units.rs:131 parse_time: the error has no hint"),
             ..bad(
-            "bad time of day",
-            vec![(
-                "campaigns/c.yaml",
-                s(campaign("schedule:\n  quiet_hours: { start: \"25:00\", end: \"08:00\" }\n")),
-            )],
-            vec!["campaigns/c.yaml:5", "25:00"],
-        )
+                "bad time of day",
+                vec![(
+                    "campaigns/c.yaml",
+                    s(campaign(
+                        "schedule:\n  quiet_hours: { start: \"25:00\", end: \"08:00\" }\n",
+                    )),
+                )],
+                vec!["campaigns/c.yaml:5", "25:00"],
+            )
         },
         bad(
             "bad date-time",
@@ -111,7 +115,9 @@ fn cases() -> Vec<Bad> {
                 "unknown zone in an audience row",
                 vec![(
                     "a.csv",
-                    s("id,first_name,phone,timezone\n1,Ana,+5511999990000,America/Sao_Paulo\n2,Bia,+5511999990001,America/Sao_Pablo\n"),
+                    s(
+                        "id,first_name,phone,timezone\n1,Ana,+5511999990000,America/Sao_Paulo\n2,Bia,+5511999990001,America/Sao_Pablo\n",
+                    ),
                 )],
                 vec!["a.csv", "3", "timezone", "America/Sao_Pablo"],
             )
@@ -218,7 +224,9 @@ fn cases() -> Vec<Bad> {
                     ),
                     (
                         "a.jsonl",
-                        s("{\"id\":\"1\",\"first_name\":\"Ana\",\"phone\":\"+5511999990000\",\"coupon\":\"BF26\"}\n{\"id\":\"2\",\"first_name\":\"Bia\",\"phone\":\"+5511999990001\"}\n"),
+                        s(
+                            "{\"id\":\"1\",\"first_name\":\"Ana\",\"phone\":\"+5511999990000\",\"coupon\":\"BF26\"}\n{\"id\":\"2\",\"first_name\":\"Bia\",\"phone\":\"+5511999990001\"}\n",
+                        ),
                     ),
                 ],
                 vec!["a.jsonl:2", "coupon"],
@@ -307,7 +315,8 @@ fn every_bad_input_is_named_refused_with_exit_2_and_changes_nothing() {
             let bad = msgs.iter().find(|m| m["recipient"] == recipient);
             let ok = o.code == 0
                 && bad.is_some_and(|m| {
-                    m["state"] == "skipped" && m["last_error"].as_str().is_some_and(|e| !e.is_empty())
+                    m["state"] == "skipped"
+                        && m["last_error"].as_str().is_some_and(|e| !e.is_empty())
                 })
                 && msgs
                     .iter()
@@ -380,10 +389,9 @@ fn csv_quirks_that_are_not_errors_are_accepted_and_parsed_right() {
             .collect();
         assert_eq!(planned.len(), 2, "{name}");
         assert!(
-            planned.iter().all(|m| m["address"]
-                .as_str()
-                .unwrap()
-                .starts_with("+55119999900")),
+            planned
+                .iter()
+                .all(|m| m["address"].as_str().unwrap().starts_with("+55119999900")),
             "{name}: {planned:?}"
         );
     }
@@ -401,7 +409,12 @@ fn missing_env_var_for_a_secret_refuses_the_run_and_changes_nothing() {
     let before = p.messages();
     let o = p.run(&["--now", PLAN_NOW, "run", "--once"]);
     assert_eq!(o.code, 2, "{}", o.stderr);
-    for needle in ["DISPARO_TEST_UNSET_SECRET", "disparo.yaml", "channels.hook", "hint:"] {
+    for needle in [
+        "DISPARO_TEST_UNSET_SECRET",
+        "disparo.yaml",
+        "channels.hook",
+        "hint:",
+    ] {
         assert!(o.stderr.contains(needle), "lacks {needle:?}:\n{}", o.stderr);
     }
     assert_eq!(p.messages(), before, "the database changed");

@@ -221,7 +221,8 @@ fn signal(child: &Child, sig: &str) {
 fn by_state(msgs: &[Value]) -> BTreeMap<String, usize> {
     let mut c = BTreeMap::new();
     for m in msgs {
-        *c.entry(m["state"].as_str().unwrap().to_owned()).or_insert(0) += 1;
+        *c.entry(m["state"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
     }
     c
 }
@@ -273,7 +274,12 @@ fn overlapping_runs_send_each_message_exactly_once(processes: usize) {
     assert!(dups.is_empty(), "sent twice: {dups:?}");
     assert_eq!(sent_total, n as u64, "summary lines add up");
     let msgs = p.messages();
-    assert_eq!(by_state(&msgs).get("sent"), Some(&n), "{:?}", by_state(&msgs));
+    assert_eq!(
+        by_state(&msgs).get("sent"),
+        Some(&n),
+        "{:?}",
+        by_state(&msgs)
+    );
     let stored: BTreeSet<String> = keys_in(&msgs, "sent");
     assert_eq!(stored, counts.keys().cloned().collect::<BTreeSet<_>>());
 }
@@ -299,7 +305,9 @@ fn killed_run_is_recovered_after_the_lease_with_the_same_keys_and_no_other_repea
         let p = webhook_project(&sink.url, n as usize, 4);
         let child = spawn(
             &p,
-            &["--now", DUE, "run", "--once", "--lease", "2s", "--batch", "16"],
+            &[
+                "--now", DUE, "run", "--once", "--lease", "2s", "--batch", "16",
+            ],
         );
         sink.wait_for(n * percent / 100, Duration::from_secs(60));
         let mut child = child;
@@ -309,7 +317,7 @@ fn killed_run_is_recovered_after_the_lease_with_the_same_keys_and_no_other_repea
         let in_flight = keys_in(&at_kill, "sending");
         let sent_before = keys_in(&at_kill, "sent");
         assert!(
-            by_state(&at_kill).get("sending").is_some() || percent == 90,
+            by_state(&at_kill).contains_key("sending") || percent == 90,
             "{percent}%: nothing was in flight at the kill: {:?}",
             by_state(&at_kill)
         );
@@ -330,19 +338,29 @@ fn killed_run_is_recovered_after_the_lease_with_the_same_keys_and_no_other_repea
             "{percent}%: {:?}",
             by_state(&after)
         );
-        assert_eq!(counts.len() as u64, n, "{percent}%: every message reached the server");
+        assert_eq!(
+            counts.len() as u64,
+            n,
+            "{percent}%: every message reached the server"
+        );
         for (key, c) in &counts {
             if *c > 1 {
                 assert!(
                     in_flight.contains(key),
                     "{percent}%: {key} was sent {c} times but was not in flight at the kill"
                 );
-                assert!(!sent_before.contains(key), "{percent}%: {key} re-sent after sent");
+                assert!(
+                    !sent_before.contains(key),
+                    "{percent}%: {key} re-sent after sent"
+                );
                 assert_eq!(*c, 2, "{percent}%: {key} sent {c} times");
             }
         }
         // The lost lease is on record as an attempt; the retry is the next attempt.
-        for m in after.iter().filter(|m| in_flight.contains(m["key"].as_str().unwrap())) {
+        for m in after
+            .iter()
+            .filter(|m| in_flight.contains(m["key"].as_str().unwrap()))
+        {
             assert_eq!(m["attempts"], 2, "{percent}%: {m}");
         }
         let lost: Vec<&Value> = after
@@ -352,7 +370,8 @@ fn killed_run_is_recovered_after_the_lease_with_the_same_keys_and_no_other_repea
         if let Some(m) = lost.first() {
             let st = p.ok(&["status", "c"]);
             assert!(
-                st.stdout.contains("never reported back") || st.stderr.contains("never reported back"),
+                st.stdout.contains("never reported back")
+                    || st.stderr.contains("never reported back"),
                 "{percent}%: status does not show the lost lease of {}:\n{}{}",
                 m["key"],
                 st.stdout,
@@ -380,7 +399,11 @@ fn sigterm_lets_in_flight_sends_finish_and_exits_3() {
     let states = by_state(&msgs);
     assert_eq!(states.get("sent"), Some(&3), "{states:?}");
     assert_eq!(states.get("pending"), Some(&3), "{states:?}");
-    assert_eq!(states.get("sending"), None, "claims left behind: {states:?}");
+    assert_eq!(
+        states.get("sending"),
+        None,
+        "claims left behind: {states:?}"
+    );
     assert_eq!(sink.total(), 3, "nothing claimed after the signal");
     // The rest go out on the next run.
     p.ok(&["--now", DUE, "run", "--once"]);
@@ -467,9 +490,11 @@ fn watch_picks_up_new_and_resumed_campaigns_and_stops_on_sigint() {
     std::thread::sleep(Duration::from_millis(500));
     // Planned after the watcher started, due a few seconds ahead.
     p.ok(&["-q", "--now", start, "plan", "later"]);
-    wait_until("the later campaign to be sent", Duration::from_secs(40), || {
-        outbox_lines(&p).iter().any(|l| l["campaign"] == "later")
-    });
+    wait_until(
+        "the later campaign to be sent",
+        Duration::from_secs(40),
+        || outbox_lines(&p).iter().any(|l| l["campaign"] == "later"),
+    );
     let lines = outbox_lines(&p);
     assert!(
         lines.iter().all(|l| l["campaign"] != "early"),
@@ -479,9 +504,11 @@ fn watch_picks_up_new_and_resumed_campaigns_and_stops_on_sigint() {
     let sent_at: jiff::Timestamp = lines[0]["sent_at"].as_str().unwrap().parse().unwrap();
     assert!(sent_at >= DUE.parse().unwrap(), "sent early: {sent_at}");
     p.ok(&["resume", "early"]);
-    wait_until("the resumed campaign to be sent", Duration::from_secs(40), || {
-        outbox_lines(&p).iter().any(|l| l["campaign"] == "early")
-    });
+    wait_until(
+        "the resumed campaign to be sent",
+        Duration::from_secs(40),
+        || outbox_lines(&p).iter().any(|l| l["campaign"] == "early"),
+    );
     signal(&child, "-INT");
     let o = finish(child, Duration::from_secs(40));
     assert_eq!(o.code, 3, "{}", o.stderr);
@@ -520,9 +547,23 @@ fn exit_codes_and_summary_line() {
     let o = p.ok(&["--now", "2026-11-30T14:00:00Z", "run", "--once"]);
     assert!(o.stderr.contains("run: 0 sent"), "{}", o.stderr);
     // JSON summary on stdout.
-    let o = p.ok(&["--format", "json", "--now", "2026-11-30T14:00:00Z", "run", "--once"]);
+    let o = p.ok(&[
+        "--format",
+        "json",
+        "--now",
+        "2026-11-30T14:00:00Z",
+        "run",
+        "--once",
+    ]);
     let v: Value = serde_json::from_str(o.stdout.trim()).unwrap();
-    for k in ["sent", "failed", "deferred", "expired", "skipped", "interrupted"] {
+    for k in [
+        "sent",
+        "failed",
+        "deferred",
+        "expired",
+        "skipped",
+        "interrupted",
+    ] {
         assert!(v.get(k).is_some(), "{k} missing: {v}");
     }
     // Deferred (night in São Paulo): 0.
@@ -612,7 +653,10 @@ fn suppress_add_remove_list_import_normalise_and_are_honoured_at_dispatch() {
     p.ok(&["suppress", "import", "optout.csv"]);
     p.ok(&["suppress", "import", "optout.txt"]);
     let list = p.ok(&["--format", "json", "suppress", "list"]).json_lines();
-    let addrs: BTreeSet<&str> = list.iter().map(|s| s["address"].as_str().unwrap()).collect();
+    let addrs: BTreeSet<&str> = list
+        .iter()
+        .map(|s| s["address"].as_str().unwrap())
+        .collect();
     assert_eq!(
         addrs,
         BTreeSet::from([
@@ -626,7 +670,11 @@ fn suppress_add_remove_list_import_normalise_and_are_honoured_at_dispatch() {
     // Removed again (any spelling): sent.
     p.ok(&["suppress", "remove", "+55-11-99999-0004"]);
     let o = p.ok(&["--now", DUE, "run", "--once"]);
-    assert!(o.stderr.contains("2 sent") && o.stderr.contains("2 skipped"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("2 sent") && o.stderr.contains("2 skipped"),
+        "{}",
+        o.stderr
+    );
     let msgs = p.messages();
     for m in &msgs {
         let want = if ["1", "2"].contains(&m["recipient"].as_str().unwrap()) {
@@ -664,7 +712,11 @@ fn pause_resume_cancel_gate_dispatch() {
     p.ok(&["cancel", "c"]);
     p.ok(&["--now", DUE, "run", "--once"]);
     let s = by_state(&p.messages());
-    assert_eq!((s.get("sent"), s.get("cancelled")), (Some(&4), Some(&6)), "{s:?}");
+    assert_eq!(
+        (s.get("sent"), s.get("cancelled")),
+        (Some(&4), Some(&6)),
+        "{s:?}"
+    );
     assert_eq!(outbox_lines(&p).len(), 4);
     p.expect(2, &["pause", "nope"]);
 }
@@ -718,7 +770,9 @@ fn read_only_database_is_a_clear_error_and_unchanged() {
     let o = finish(child, Duration::from_secs(60));
     assert_eq!(o.code, 4, "{}", o.stderr);
     assert!(
-        o.stderr.contains("read-only") || o.stderr.contains("readonly") || o.stderr.contains("writable"),
+        o.stderr.contains("read-only")
+            || o.stderr.contains("readonly")
+            || o.stderr.contains("writable"),
         "{}",
         o.stderr
     );

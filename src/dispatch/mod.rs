@@ -235,7 +235,11 @@ impl BatchFacts {
     /// Reads campaign rules (once per campaign), suppressions (once per address) and recent
     /// sends (once per address, only for campaigns with frequency caps) for a whole batch, in
     /// one blocking call with cached statements.
-    fn read(store: &dyn Store, batch: &[Claimed], now: Timestamp) -> Result<BatchFacts, StoreError> {
+    fn read(
+        store: &dyn Store,
+        batch: &[Claimed],
+        now: Timestamp,
+    ) -> Result<BatchFacts, StoreError> {
         let mut campaigns: HashMap<String, Option<CampaignRt>> = HashMap::new();
         for m in batch {
             if !campaigns.contains_key(&m.campaign) {
@@ -268,9 +272,10 @@ impl BatchFacts {
                 && !rt.caps.is_empty()
             {
                 let key = (rt.info.channel.clone(), m.address.clone());
-                if !recent.contains_key(&key) {
-                    let sends = store.sends_since(&key.0, &key.1, now - longest)?;
-                    recent.insert(key, sends);
+                if let std::collections::hash_map::Entry::Vacant(e) = recent.entry(key) {
+                    let (channel, address) = e.key();
+                    let sends = store.sends_since(channel, address, now - longest)?;
+                    e.insert(sends);
                 }
             }
         }
@@ -355,7 +360,9 @@ impl Dispatcher {
             }
             let now = self.clock.now();
             let batch = match self.opts.limit {
-                Some(l) => self.max_batch().min((l - summary.handled()).max(1) as usize),
+                Some(l) => self
+                    .max_batch()
+                    .min((l - summary.handled()).max(1) as usize),
                 None => self.max_batch(),
             };
             let (owner, lease_until, campaign) = (
@@ -459,9 +466,9 @@ impl Dispatcher {
                 outcome,
             };
             let rt = campaigns.get(&m.campaign).and_then(Option::as_ref);
-            let Some(rt) = rt.filter(|rt| {
-                rt.info.status == CampaignStatus::Active && !self.shutdown.is_set()
-            }) else {
+            let Some(rt) =
+                rt.filter(|rt| rt.info.status == CampaignStatus::Active && !self.shutdown.is_set())
+            else {
                 completions.push(done(Outcome::Released));
                 continue;
             };
@@ -524,14 +531,7 @@ impl Dispatcher {
                 }
                 let result = ch.channel.send(&envelope).await;
                 let finished = clock.now();
-                (
-                    m,
-                    attempt,
-                    now,
-                    finished,
-                    result,
-                    ch.retry.clone(),
-                )
+                (m, attempt, now, finished, result, ch.retry.clone())
             });
             in_flight.insert(
                 handle.id(),
