@@ -94,6 +94,14 @@ impl SqliteStore {
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "FULL")?;
             conn.pragma_update(None, "foreign_keys", "ON")?;
+            // A hard cap on the file's size, in pages (documented in docs/delivery.md): lets
+            // operators bound the database and tests simulate a full disk.
+            if let Some(pages) = std::env::var("DISPARO_DB_MAX_PAGES")
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+            {
+                conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+            }
             Ok(())
         })();
         if let Err(e) = setup {
@@ -412,7 +420,9 @@ impl Store for SqliteStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(other)?;
-        let mut ids: Vec<i64> = Vec::with_capacity(limit);
+        // Due pending messages first, then messages whose lease expired (the run holding them
+        // crashed or was killed): `Some((owner, claimed_at))` for those.
+        let mut ids: Vec<(i64, Option<(String, i64)>)> = Vec::with_capacity(limit);
         {
             let mut due = tx
                 .prepare_cached(
@@ -425,12 +435,12 @@ impl Store for SqliteStore {
                 .query_map(params![ms(now), limit as i64, campaign], |r| r.get(0))
                 .map_err(other)?;
             for r in rows {
-                ids.push(r.map_err(other)?);
+                ids.push((r.map_err(other)?, None));
             }
             if ids.len() < limit {
                 let mut stale = tx
                     .prepare_cached(
-                        "SELECT q.message_id FROM queue q JOIN campaigns c ON c.id = q.campaign_id
+                        "SELECT q.message_id, COALESCE(q.lease_owner, '?'), q.updated_at FROM queue q JOIN campaigns c ON c.id = q.campaign_id
                          WHERE q.state = 'sending' AND q.lease_until < ?1 AND c.status = 'active' AND (?3 IS NULL OR c.name = ?3)
                          ORDER BY q.due_at LIMIT ?2",
                     )
@@ -438,7 +448,7 @@ impl Store for SqliteStore {
                 let rows = stale
                     .query_map(
                         params![ms(now), (limit - ids.len()) as i64, campaign],
-                        |r| r.get(0),
+                        |r| Ok((r.get(0)?, Some((r.get(1)?, r.get(2)?)))),
                     )
                     .map_err(other)?;
                 for r in rows {
@@ -449,13 +459,29 @@ impl Store for SqliteStore {
         let mut out = Vec::with_capacity(ids.len());
         {
             let mut lease = tx.prepare_cached("UPDATE queue SET state = 'sending', lease_owner = ?2, lease_until = ?3, updated_at = ?4 WHERE message_id = ?1").map_err(other)?;
+            // A lost lease counts as an attempt whose outcome is unknown: recorded, so that
+            // `messages`/`status` show it and a message that keeps killing its run ends up
+            // failing after `max_attempts` instead of looping for ever.
+            let mut lost = tx.prepare_cached("UPDATE queue SET attempts = attempts + 1, last_error = ?2 WHERE message_id = ?1 RETURNING attempts").map_err(other)?;
+            let mut lost_attempt = tx.prepare_cached("INSERT INTO attempts (message_id, attempt, started_at, finished_at, outcome, provider_id, code, error) VALUES (?1, ?2, ?3, ?4, 'lease_expired', NULL, 'lease_expired', ?5)").map_err(other)?;
             let mut load = tx
                 .prepare_cached(
                     "SELECT m.id, m.key, c.name, c.channel, m.recipient, m.address, m.zone, m.content, m.vars, m.locale, q.planned_at, q.due_at, q.attempts
                      FROM messages m JOIN queue q ON q.message_id = m.id JOIN campaigns c ON c.id = m.campaign_id WHERE m.id = ?1",
                 )
                 .map_err(other)?;
-            for id in ids {
+            for (id, stale) in ids {
+                if let Some((holder, claimed_at)) = stale {
+                    let error = format!(
+                        "the run {holder} claimed it and never reported back (crashed or killed while sending?); its lease expired, so it is sent again with the same idempotency key"
+                    );
+                    let attempt: i64 = lost
+                        .query_row(params![id, error], |r| r.get(0))
+                        .map_err(other)?;
+                    lost_attempt
+                        .execute(params![id, attempt, claimed_at, ms(now), error])
+                        .map_err(other)?;
+                }
                 lease
                     .execute(params![id, owner, ms(lease_until), ms(now)])
                     .map_err(other)?;
@@ -797,12 +823,10 @@ impl Store for SqliteStore {
 
     fn is_suppressed(&self, address: &str) -> Result<bool, StoreError> {
         let conn = self.conn()?;
-        conn.query_row(
-            "SELECT EXISTS(SELECT 1 FROM suppressions WHERE address = ?1)",
-            [address],
-            |r| r.get(0),
-        )
-        .map_err(other)
+        let mut stmt = conn
+            .prepare_cached("SELECT EXISTS(SELECT 1 FROM suppressions WHERE address = ?1)")
+            .map_err(other)?;
+        stmt.query_row([address], |r| r.get(0)).map_err(other)
     }
 
     fn last_run(
