@@ -888,3 +888,44 @@ fn frequency_cap_across_campaigns_defers_at_dispatch() {
     );
     assert_eq!(p.read("outbox.jsonl").lines().count(), 1);
 }
+
+#[test]
+fn suppress_import_reads_real_csv_with_quoted_commas() {
+    let p = Project::empty();
+    p.file("opt-outs.csv", "name,email,note\n\"Silva, Ana\",ANA@Example.com,\"opted out, by phone\"\nBob,bob@example.com,\n");
+    p.file("phones.txt", "+55 (11) 98765-4321\n+1 212 555 0100\n");
+    p.ok(&["suppress", "import", "opt-outs.csv"]);
+    p.ok(&["suppress", "import", "phones.txt"]);
+    let list: Vec<String> = p
+        .ok(&["--format", "json", "suppress", "list"])
+        .json_lines()
+        .iter()
+        .map(|e| e["address"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        list,
+        [
+            "+12125550100",
+            "+5511987654321",
+            "ana@example.com",
+            "bob@example.com"
+        ]
+    );
+}
+
+#[test]
+fn validate_warns_about_a_channel_secret_missing_from_the_environment() {
+    let p = Project::empty();
+    p.file("disparo.yaml", "channels:\n  wa: { type: whatsapp_cloud, phone_number_id: \"42\", token_env: NOT_SET_FOR_VALIDATE }\n")
+        .file("campaigns/c.yaml", "channel: wa\ntemplate: t\naudience: a.csv\n")
+        .file("templates/t.hbs", "---\nwhatsapp: { name: x, language: en, body: [] }\n---\nhi")
+        .file("a.csv", "id,phone\n1,+5511999990000\n");
+    let o = p.ok(&["validate"]);
+    assert!(
+        o.stderr.contains("warning:")
+            && o.stderr.contains("NOT_SET_FOR_VALIDATE")
+            && o.stderr.contains("hint:"),
+        "{}",
+        o.stderr
+    );
+}

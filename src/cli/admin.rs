@@ -244,38 +244,15 @@ pub fn suppress(ctx: &Ctx, cmd: SuppressCmd) -> CliResult {
         }
         SuppressCmd::Import { file } => {
             let path = ctx.cwd.join(&file);
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                Problem::new(format!("cannot read the suppression file: {e}")).in_file(&path)
-            })?;
-            let mut lines = text.lines();
-            let header = lines.next().unwrap_or_default();
-            let cols: Vec<&str> = header
-                .split(',')
-                .map(|c| c.trim().trim_matches('"'))
-                .collect();
-            let col = cols
-                .iter()
-                .position(|c| matches!(*c, "phone" | "email" | "address"));
+            let addresses = read_suppression_file(&path)?;
             let mut added = 0;
-            let mut all: Vec<&str> = Vec::new();
-            if col.is_none() {
-                all.push(header);
-            }
-            all.extend(lines);
-            for line in all {
-                let value = match col {
-                    Some(i) => line.split(',').nth(i).unwrap_or_default(),
-                    None => line,
-                };
-                let value = value.trim().trim_matches('"');
-                if !value.is_empty() {
-                    added += u32::from(s.suppress(
-                        &normalize_any(value),
-                        Some("imported"),
-                        "import",
-                        now,
-                    )?);
-                }
+            for value in addresses {
+                added += u32::from(s.suppress(
+                    &normalize_any(&value),
+                    Some("imported"),
+                    "import",
+                    now,
+                )?);
             }
             say(
                 ctx.quiet,
@@ -284,4 +261,52 @@ pub fn suppress(ctx: &Ctx, cmd: SuppressCmd) -> CliResult {
         }
     }
     Ok(Exit::Ok)
+}
+
+/// The addresses of a suppression file: a CSV whose header has a `phone`, `email` or `address`
+/// column (quoted fields and commas inside them handled by the csv crate), or one address per
+/// line with no header.
+fn read_suppression_file(path: &std::path::Path) -> Result<Vec<String>, CliError> {
+    let unreadable = |e: &dyn std::fmt::Display| {
+        Problem::new(format!("cannot read the suppression file: {e}"))
+            .in_file(path)
+            .hint("pass a CSV with a phone, email or address column, or one address per line")
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| unreadable(&e))?;
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let mut records = rdr.records();
+    let Some(first) = records.next() else {
+        return Ok(Vec::new());
+    };
+    let first = first.map_err(|e| unreadable(&e))?;
+    let column = first.iter().position(|c| {
+        matches!(
+            c.trim()
+                .trim_start_matches('\u{feff}')
+                .to_ascii_lowercase()
+                .as_str(),
+            "phone" | "email" | "address"
+        )
+    });
+    let mut out = Vec::new();
+    let mut take = |r: &csv::StringRecord| {
+        let value = match column {
+            Some(i) => r.get(i).unwrap_or_default(),
+            None => r.as_slice(),
+        };
+        if !value.trim().is_empty() {
+            out.push(value.trim().to_owned());
+        }
+    };
+    if column.is_none() {
+        take(&first);
+    }
+    for (i, r) in records.enumerate() {
+        let r = r.map_err(|e| unreadable(&e).at_line(i as u64 + 2))?;
+        take(&r);
+    }
+    Ok(out)
 }
