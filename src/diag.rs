@@ -17,6 +17,8 @@ pub struct Problem {
     pub field: Option<String>,
     pub message: String,
     pub hint: Option<String>,
+    /// The lines around the problem, `-->`-headed, as compilers show them.
+    pub excerpt: Option<String>,
 }
 
 impl Problem {
@@ -29,6 +31,7 @@ impl Problem {
             field: None,
             message: message.into(),
             hint: None,
+            excerpt: None,
         }
     }
     pub fn in_file(mut self, file: impl AsRef<Path>) -> Problem {
@@ -98,6 +101,9 @@ impl fmt::Display for Problem {
             write!(f, "field `{field}`: ")?;
         }
         write!(f, "{}", self.message)?;
+        if let Some(x) = &self.excerpt {
+            write!(f, "\n{}", x.trim_end())?;
+        }
         if let Some(h) = &self.hint {
             write!(f, "\n  hint: {h}")?;
         }
@@ -107,19 +113,49 @@ impl fmt::Display for Problem {
 
 impl std::error::Error for Problem {}
 
-/// Turns a YAML parse/type error into a located problem, keeping the parser's own excerpt.
+/// Turns a YAML parse/type error into a located problem, keeping the parser's excerpt of the
+/// lines around it (with the real file name) and dropping its own location prefix, which the
+/// problem's `file:line:col` already says.
 pub fn yaml_problem(file: &Path, err: &serde_saphyr::Error) -> Problem {
     let (line, col) = err
         .location()
         .map(|l| (l.line(), l.column()))
         .unwrap_or((0, 0));
-    let text = err.to_string();
-    let hint = if text.contains("unknown field") {
+    let plain = err.without_snippet().render_with_options(
+        serde_saphyr::render_options! { snippets: serde_saphyr::SnippetMode::Off },
+    );
+    let message = strip_location_prefix(plain.trim())
+        .replace(", set DuplicateKeyPolicy in Options if acceptable", "");
+    let message = match message.rfind(" at line ") {
+        Some(i) if message[i..].contains("column") => message[..i].to_owned(),
+        _ => message,
+    };
+    let name = file.display().to_string();
+    let rendered =
+        err.render_with_options(serde_saphyr::render_options! { source_name: Some(name.as_str()) });
+    let excerpt = rendered.find(" --> ").map(|i| rendered[i..].to_owned());
+    let hint = if message.contains("unknown field") {
         "check the spelling of the key; the keys this section accepts are listed above"
-    } else if text.contains("duplicate") {
+    } else if message.contains("duplicate") {
         "each key may appear once; remove or merge the repeated one"
     } else {
         "fix the YAML at that line; quote values that contain `:` or `#`"
     };
-    Problem::new(text).in_file(file).at(line, col).hint(hint)
+    let mut p = Problem::new(message).in_file(file).at(line, col).hint(hint);
+    p.excerpt = excerpt;
+    p
+}
+
+/// `error: line 5 column 3: unknown field` → `unknown field`.
+fn strip_location_prefix(s: &str) -> String {
+    let s = s.strip_prefix("error: ").unwrap_or(s);
+    if let Some(rest) = s.strip_prefix("line ")
+        && let Some(i) = rest.find(": ")
+        && rest[..i]
+            .split(" column ")
+            .all(|n| n.trim().chars().all(|c| c.is_ascii_digit()))
+    {
+        return rest[i + 2..].to_owned();
+    }
+    s.to_owned()
 }

@@ -794,3 +794,138 @@ fn dst_weekend_across_four_zones_preview_json() {
     assert_eq!(syd["send_at"], "2026-03-07T15:45:00Z");
     assert_eq!(syd["zone"], "Australia/Sydney");
 }
+
+#[test]
+fn replanning_extends_the_horizon_without_duplicating_occurrences() {
+    let p = Project::empty();
+    p.file("disparo.yaml", "timezone: Europe/Lisbon\n")
+        .file("campaigns/weekly.yaml", "channel: outbox\ntemplate: t\naudience: a.csv\nschedule: { cron: \"0 9 * * MON\", start: 2026-11-23T00:00 }\n")
+        .file("templates/t.hbs", "Olá {{first_name}}")
+        .file("a.csv", "id,first_name,phone\n1,Inês,+351912345678\n2,Rui,+351912345679\n");
+    let now = "2026-11-22T12:00:00Z";
+    let o = p.ok(&["--now", now, "plan", "weekly", "--horizon", "14d"]);
+    assert!(
+        o.stderr.contains("4 new"),
+        "2 recipients × Mondays 23 and 30 Nov: {}",
+        o.stderr
+    );
+    let o = p.ok(&["--now", now, "plan", "weekly", "--horizon", "30d"]);
+    assert!(
+        o.stderr.contains("6 new, 4 updated"),
+        "adds 7, 14 and 21 Dec: {}",
+        o.stderr
+    );
+    let msgs = p.messages();
+    assert_eq!(msgs.len(), 10);
+    let mut keys: Vec<(String, u64)> = msgs
+        .iter()
+        .map(|m| {
+            (
+                m["recipient"].as_str().unwrap().to_owned(),
+                m["occurrence"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 10, "an occurrence was stored twice");
+    let ines: Vec<&str> = msgs
+        .iter()
+        .filter(|m| m["recipient"] == "1")
+        .map(|m| m["planned_local"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ines,
+        [
+            "2026-11-23T09:00:00+00:00",
+            "2026-11-30T09:00:00+00:00",
+            "2026-12-07T09:00:00+00:00",
+            "2026-12-14T09:00:00+00:00",
+            "2026-12-21T09:00:00+00:00"
+        ]
+    );
+}
+
+#[test]
+fn frequency_cap_across_campaigns_defers_at_dispatch() {
+    let p = Project::empty();
+    let campaign = |at: &str| {
+        format!(
+            "channel: outbox\ntemplate: t\naudience: a.csv\nschedule: {{ at: {at}, expire_after: 3d }}\nfrequency_cap: {{ max: 1, per: 1d }}\n"
+        )
+    };
+    p.file("disparo.yaml", "timezone: America/Sao_Paulo\n")
+        .file("campaigns/first.yaml", &campaign("2026-11-30T09:00"))
+        .file("campaigns/second.yaml", &campaign("2026-11-30T15:00"))
+        .file("templates/t.hbs", "oi")
+        .file("a.csv", "id,phone\n1,+5511999990000\n");
+    p.ok(&["-q", "--now", PLAN_NOW, "plan", "first", "second"]);
+    p.ok(&["--now", "2026-11-30T19:00:00Z", "run"]);
+    let msgs = p.messages();
+    let first = msgs.iter().find(|m| m["campaign"] == "first").unwrap();
+    let second = msgs.iter().find(|m| m["campaign"] == "second").unwrap();
+    assert_eq!(first["state"], "sent");
+    assert_eq!(second["state"], "pending", "{second}");
+    assert!(
+        second["reasons"].as_str().unwrap().contains("cap"),
+        "{second}"
+    );
+    // One day after the first send (12:00Z + 1 d): allowed again.
+    let first_sent = p.ok(&["--format", "json", "status", "first"]).json_lines()[0]["last_sent"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        first_sent.starts_with("2026-11-30T19:00:00"),
+        "{first_sent}"
+    );
+    assert!(
+        second["due_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-12-01T19:00:00"),
+        "{second}"
+    );
+    assert_eq!(p.read("outbox.jsonl").lines().count(), 1);
+}
+
+#[test]
+fn suppress_import_reads_real_csv_with_quoted_commas() {
+    let p = Project::empty();
+    p.file("opt-outs.csv", "name,email,note\n\"Silva, Ana\",ANA@Example.com,\"opted out, by phone\"\nBob,bob@example.com,\n");
+    p.file("phones.txt", "+55 (11) 98765-4321\n+1 212 555 0100\n");
+    p.ok(&["suppress", "import", "opt-outs.csv"]);
+    p.ok(&["suppress", "import", "phones.txt"]);
+    let list: Vec<String> = p
+        .ok(&["--format", "json", "suppress", "list"])
+        .json_lines()
+        .iter()
+        .map(|e| e["address"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        list,
+        [
+            "+12125550100",
+            "+5511987654321",
+            "ana@example.com",
+            "bob@example.com"
+        ]
+    );
+}
+
+#[test]
+fn validate_warns_about_a_channel_secret_missing_from_the_environment() {
+    let p = Project::empty();
+    p.file("disparo.yaml", "channels:\n  wa: { type: whatsapp_cloud, phone_number_id: \"42\", token_env: NOT_SET_FOR_VALIDATE }\n")
+        .file("campaigns/c.yaml", "channel: wa\ntemplate: t\naudience: a.csv\n")
+        .file("templates/t.hbs", "---\nwhatsapp: { name: x, language: en, body: [] }\n---\nhi")
+        .file("a.csv", "id,phone\n1,+5511999990000\n");
+    let o = p.ok(&["validate"]);
+    assert!(
+        o.stderr.contains("warning:")
+            && o.stderr.contains("NOT_SET_FOR_VALIDATE")
+            && o.stderr.contains("hint:"),
+        "{}",
+        o.stderr
+    );
+}

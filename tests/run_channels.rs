@@ -7,37 +7,11 @@ mod support;
 
 use std::sync::Arc;
 
-use harness::Project;
+use harness::{Project, hook_project, run_async as run};
 use serde_json::json;
 use support::http::{Reply, TestServer};
 
-const PLAN_NOW: &str = "2026-11-30T11:00:00Z";
-
-/// `n` São Paulo recipients, due at 09:00 local (12:00Z) on 2026-11-30, on channel `hook`.
-fn project(channel_yaml: &str, n: usize) -> Arc<Project> {
-    let p = Project::empty()
-        .env("HOOK_SECRET", "s3cr3t-hmac")
-        .env("WA_TOKEN", "EAAG-secret-token");
-    let mut csv = String::from("id,first_name,phone\n");
-    for i in 0..n {
-        csv.push_str(&format!("r{i},Ana {i},+55119{:08}\n", 20_000_000 + i));
-    }
-    p.file("disparo.yaml", &format!("timezone: America/Sao_Paulo\nchannels:\n  hook: {channel_yaml}\n"))
-        .file("campaigns/c.yaml", "channel: hook\ntemplate: t\naudience: a.csv\nschedule: { at: 2026-11-30T09:00 }\n")
-        .file("templates/t.hbs", "---\nwhatsapp: { name: promo, language: pt_BR, body: [\"{{first_name}}\"] }\n---\nOi {{first_name}}")
-        .file("a.csv", &csv);
-    p.ok(&["-q", "--now", PLAN_NOW, "plan", "c"]);
-    Arc::new(p)
-}
-
-/// Runs the binary off the async runtime, so the loopback server keeps answering.
-async fn run(p: &Arc<Project>, args: &[&str]) -> harness::Output {
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let p = p.clone();
-    tokio::task::spawn_blocking(move || p.run(&args.iter().map(String::as_str).collect::<Vec<_>>()))
-        .await
-        .unwrap()
-}
+const PLAN_NOW: &str = harness::PLAN_NOW_MONDAY;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_error_is_retried_after_retry_after_with_the_same_key_and_recorded() {
@@ -46,7 +20,7 @@ async fn transient_error_is_retried_after_retry_after_with_the_same_key_and_reco
         Reply::json(200, json!({"id": "hook-42"})),
     ])
     .await;
-    let p = project(
+    let p = hook_project(
         &format!(
             "{{ type: webhook, url: \"{}\", secret_env: HOOK_SECRET }}",
             server.url("/hook")
@@ -73,7 +47,7 @@ async fn transient_error_is_retried_after_retry_after_with_the_same_key_and_reco
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permanent_error_is_not_retried() {
     let server = TestServer::start(vec![Reply::json(400, json!({"error": "bad request"}))]).await;
-    let p = project(
+    let p = hook_project(
         &format!("{{ type: webhook, url: \"{}\" }}", server.url("/hook")),
         1,
     );
@@ -94,7 +68,7 @@ async fn template_not_found_trips_the_breaker_and_pauses_the_campaign() {
         )
     };
     let server = TestServer::start((0..6).map(|_| not_found()).collect()).await;
-    let p = project(
+    let p = hook_project(
         &format!(
             "{{ type: whatsapp_cloud, phone_number_id: \"10987\", token_env: WA_TOKEN, base_url: \"{}\", concurrency: 1 }}",
             server.url("/v23.0")
@@ -125,39 +99,6 @@ async fn template_not_found_trips_the_breaker_and_pauses_the_campaign() {
         p.ok(&["--format", "json", "status"]).json_lines()[0]["status"],
         "active"
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rate_limit_holds_at_the_server() {
-    let n = 45;
-    let server = TestServer::start(
-        (0..n)
-            .map(|i| Reply::json(200, json!({"id": format!("h{i}")})))
-            .collect(),
-    )
-    .await;
-    let p = project(
-        &format!(
-            "{{ type: webhook, url: \"{}\", rate: 15/s }}",
-            server.url("/hook")
-        ),
-        n,
-    );
-    let o = run(&p, &["--now", "2026-11-30T12:00:00Z", "run", "--once"]).await;
-    assert_eq!(o.code, 0, "{}", o.stderr);
-    let mut at: Vec<std::time::Instant> = server.requests().iter().map(|r| r.at).collect();
-    at.sort();
-    assert_eq!(at.len(), n);
-    for (i, start) in at.iter().enumerate() {
-        let in_window = at[i..]
-            .iter()
-            .take_while(|t| t.duration_since(*start) < std::time::Duration::from_secs(1))
-            .count();
-        assert!(
-            in_window <= 15,
-            "{in_window} requests within one second at a 15/s limit"
-        );
-    }
 }
 
 /// The shipped example, switched to the real WhatsApp Cloud API by editing disparo.yaml only:
@@ -248,7 +189,7 @@ async fn secrets_never_reach_the_database_logs_previews_or_errors() {
         3
     ])
     .await;
-    let p = project(
+    let p = hook_project(
         &format!(
             "{{ type: whatsapp_cloud, phone_number_id: \"42\", token_env: WA_TOKEN, base_url: \"{}\" }}",
             server.url("/v23.0")

@@ -37,7 +37,7 @@ use crate::units::Rate;
 /// - Timers wake late under load (tokio's resolution is 1 ms, and a busy machine adds more), so
 ///   evenly planned slots can still *start* closer together than planned. The hard guarantee
 ///   is therefore checked on the actual start instants: a caller that wakes and finds `n`
-///   starts within the last `period` waits for the oldest to leave the window.
+///   starts within the last `period` (plus the headroom) waits for the oldest to leave it.
 ///
 /// The spacing is [`HEADROOM`] longer than `period / n` (500/s goes out at about 492/s, within
 /// 2 % of the limit), which leaves ~15 ms in every window for the varying latency between our
@@ -52,6 +52,8 @@ pub struct RateLimiter {
     n: usize,
     period: Duration,
     interval: Duration,
+    /// `period` plus the headroom: the hard check's window.
+    guarded: Duration,
     state: Mutex<LimiterState>,
 }
 
@@ -85,6 +87,7 @@ impl RateLimiter {
             n,
             period,
             interval,
+            guarded: period.mul_f64(1.0 + HEADROOM),
             state: Mutex::new(LimiterState {
                 last_slot: None,
                 starts: VecDeque::with_capacity(n.min(65_536)),
@@ -110,7 +113,7 @@ impl RateLimiter {
                 let now = Instant::now();
                 let full = st.starts.len() >= self.n;
                 match st.starts.front() {
-                    Some(&oldest) if full && now < oldest + self.period => oldest + self.period,
+                    Some(&oldest) if full && now < oldest + self.guarded => oldest + self.guarded,
                     _ => {
                         if full {
                             st.starts.pop_front();

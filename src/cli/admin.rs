@@ -15,14 +15,32 @@ pub struct CampaignArg {
 
 #[derive(Debug, clap::Args)]
 pub struct MessagesArgs {
+    /// Only this campaign.
     #[arg(long)]
     pub campaign: Option<String>,
-    /// pending, sending, sent, failed, expired, skipped or cancelled.
-    #[arg(long)]
-    pub state: Option<String>,
-    /// A recipient id.
+    /// Only these states: pending, sending, sent, failed, expired, skipped, cancelled
+    /// (repeat, or separate with commas).
+    #[arg(long, value_delimiter = ',')]
+    pub state: Vec<String>,
+    /// Only this recipient id.
     #[arg(long)]
     pub recipient: Option<String>,
+    /// Only messages to this address (phone or email, normalised like the audience).
+    #[arg(long)]
+    pub address: Option<String>,
+    /// Only messages moved for this reason: quiet_hours, weekday, blackout, late or cap.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Only messages due at or after this instant (RFC 3339).
+    #[arg(long, value_name = "RFC3339")]
+    pub due_after: Option<String>,
+    /// Only messages due before this instant (RFC 3339).
+    #[arg(long, value_name = "RFC3339")]
+    pub due_before: Option<String>,
+    /// Only messages with an error recorded.
+    #[arg(long)]
+    pub errors: bool,
+    /// At most this many messages.
     #[arg(long)]
     pub limit: Option<u64>,
 }
@@ -104,19 +122,54 @@ pub fn cancel(ctx: &Ctx, a: CampaignArg) -> CliResult {
 }
 
 pub fn messages(ctx: &Ctx, a: MessagesArgs) -> CliResult {
-    let state = match &a.state {
-        Some(s) => Some(State::parse(s).ok_or_else(|| {
+    let mut states = Vec::new();
+    for s in a.state.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        states.push(State::parse(s).ok_or_else(|| {
             Problem::new(format!("unknown state {s:?}"))
                 .field("--state")
                 .hint("use pending, sending, sent, failed, expired, skipped or cancelled")
-        })?),
-        None => None,
+        })?);
+    }
+    if let Some(r) = &a.reason
+        && !["quiet_hours", "weekday", "blackout", "late", "cap"].contains(&r.as_str())
+    {
+        return Err(Problem::new(format!("unknown reason {r:?}"))
+            .field("--reason")
+            .hint("use quiet_hours, weekday, blackout, late or cap")
+            .into());
+    }
+    let instant = |flag: &str, v: &Option<String>| -> Result<Option<jiff::Timestamp>, CliError> {
+        v.as_deref()
+            .map(|s| {
+                s.trim().parse::<jiff::Timestamp>().map_err(|e| {
+                    CliError::from(
+                        Problem::new(format!("invalid {flag} {s:?}: {e}"))
+                            .field(flag.to_owned())
+                            .hint("write an RFC 3339 instant, e.g. 2026-11-27T12:00:00Z"),
+                    )
+                })
+            })
+            .transpose()
     };
+    let after = instant("--due-after", &a.due_after)?;
+    let before = instant("--due-before", &a.due_before)?;
+    let address = a.address.as_deref().map(normalize_any);
+    // The store filters by campaign, one state and recipient; the rest is filtered here.
+    let local = states.len() > 1
+        || address.is_some()
+        || a.reason.is_some()
+        || after.is_some()
+        || before.is_some()
+        || a.errors;
     let rows = store(ctx)?.messages(&MessageFilter {
         campaign: a.campaign,
-        state,
+        state: if states.len() == 1 {
+            Some(states[0])
+        } else {
+            None
+        },
         recipient: a.recipient,
-        limit: a.limit,
+        limit: if local { None } else { a.limit },
     })?;
     let mut out = super::output::Rows::new(&[
         "campaign",
@@ -130,7 +183,21 @@ pub fn messages(ctx: &Ctx, a: MessagesArgs) -> CliResult {
         "provider_id",
         "last_error",
     ]);
-    for r in rows {
+    let keep = |r: &crate::store::MessageRow| {
+        (states.len() < 2 || states.contains(&r.state))
+            && address.as_ref().is_none_or(|x| &r.address == x)
+            && a.reason
+                .as_ref()
+                .is_none_or(|x| r.reasons.split(',').any(|y| y == x))
+            && after.is_none_or(|t| r.due_at >= t)
+            && before.is_none_or(|t| r.due_at < t)
+            && (!a.errors || r.last_error.is_some())
+    };
+    for r in rows
+        .into_iter()
+        .filter(keep)
+        .take(a.limit.map_or(usize::MAX, |l| l as usize))
+    {
         out.push(
             serde_json::to_value(&r)
                 .ok()
@@ -138,8 +205,11 @@ pub fn messages(ctx: &Ctx, a: MessagesArgs) -> CliResult {
                 .unwrap_or_default(),
         );
     }
-    out.print(ctx.format)
-        .map_err(|e| CliError::Internal(e.to_string()))?;
+    if out.rows.is_empty() && ctx.format == super::Format::Table {
+        say(ctx.quiet, "no messages match");
+        return Ok(Exit::Ok);
+    }
+    out.show(ctx.format)?;
     Ok(Exit::Ok)
 }
 
@@ -170,43 +240,19 @@ pub fn suppress(ctx: &Ctx, cmd: SuppressCmd) -> CliResult {
             for e in s.suppressions()? {
                 out.push(crate::row! { "address" => e.address, "reason" => e.reason, "source" => e.source, "created_at" => e.created_at.to_string() });
             }
-            out.print(ctx.format)
-                .map_err(|e| CliError::Internal(e.to_string()))?;
+            out.show(ctx.format)?;
         }
         SuppressCmd::Import { file } => {
             let path = ctx.cwd.join(&file);
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                Problem::new(format!("cannot read the suppression file: {e}")).in_file(&path)
-            })?;
-            let mut lines = text.lines();
-            let header = lines.next().unwrap_or_default();
-            let cols: Vec<&str> = header
-                .split(',')
-                .map(|c| c.trim().trim_matches('"'))
-                .collect();
-            let col = cols
-                .iter()
-                .position(|c| matches!(*c, "phone" | "email" | "address"));
+            let addresses = read_suppression_file(&path)?;
             let mut added = 0;
-            let mut all: Vec<&str> = Vec::new();
-            if col.is_none() {
-                all.push(header);
-            }
-            all.extend(lines);
-            for line in all {
-                let value = match col {
-                    Some(i) => line.split(',').nth(i).unwrap_or_default(),
-                    None => line,
-                };
-                let value = value.trim().trim_matches('"');
-                if !value.is_empty() {
-                    added += u32::from(s.suppress(
-                        &normalize_any(value),
-                        Some("imported"),
-                        "import",
-                        now,
-                    )?);
-                }
+            for value in addresses {
+                added += u32::from(s.suppress(
+                    &normalize_any(&value),
+                    Some("imported"),
+                    "import",
+                    now,
+                )?);
             }
             say(
                 ctx.quiet,
@@ -215,4 +261,52 @@ pub fn suppress(ctx: &Ctx, cmd: SuppressCmd) -> CliResult {
         }
     }
     Ok(Exit::Ok)
+}
+
+/// The addresses of a suppression file: a CSV whose header has a `phone`, `email` or `address`
+/// column (quoted fields and commas inside them handled by the csv crate), or one address per
+/// line with no header.
+fn read_suppression_file(path: &std::path::Path) -> Result<Vec<String>, CliError> {
+    let unreadable = |e: &dyn std::fmt::Display| {
+        Problem::new(format!("cannot read the suppression file: {e}"))
+            .in_file(path)
+            .hint("pass a CSV with a phone, email or address column, or one address per line")
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| unreadable(&e))?;
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let mut records = rdr.records();
+    let Some(first) = records.next() else {
+        return Ok(Vec::new());
+    };
+    let first = first.map_err(|e| unreadable(&e))?;
+    let column = first.iter().position(|c| {
+        matches!(
+            c.trim()
+                .trim_start_matches('\u{feff}')
+                .to_ascii_lowercase()
+                .as_str(),
+            "phone" | "email" | "address"
+        )
+    });
+    let mut out = Vec::new();
+    let mut take = |r: &csv::StringRecord| {
+        let value = match column {
+            Some(i) => r.get(i).unwrap_or_default(),
+            None => r.as_slice(),
+        };
+        if !value.trim().is_empty() {
+            out.push(value.trim().to_owned());
+        }
+    };
+    if column.is_none() {
+        take(&first);
+    }
+    for (i, r) in records.enumerate() {
+        let r = r.map_err(|e| unreadable(&e).at_line(i as u64 + 2))?;
+        take(&r);
+    }
+    Ok(out)
 }

@@ -11,14 +11,14 @@ pub struct Args {
     pub dir: Option<PathBuf>,
 }
 
-const FILES: [(&str, &str); 6] = [
+const FILES: [(&str, &str); 7] = [
     (
         "disparo.yaml",
-        "# Project defaults and channels. See the README for every channel type.\ntimezone: America/Sao_Paulo\nchannels:\n  # Writes each message as one JSON line to outbox.jsonl: safe to try.\n  outbox: { type: outbox, path: outbox.jsonl }\n",
+        "# Project defaults and channels. See the README for every channel type.\ntimezone: America/Sao_Paulo\nchannels:\n  # Writes each message as one JSON line to outbox.jsonl: safe to try.\n  outbox: { type: outbox, path: outbox.jsonl }\n  # Prints each message; `rate` is what the preview's forecast uses for channel time.\n  console: { type: console, rate: 20/s }\n",
     ),
     (
         "campaigns/welcome.yaml",
-        "# One campaign. `disparo preview welcome` shows each message; `disparo plan welcome` stores them.\nchannel: console\ntemplate: welcome\naudience: audiences/customers.csv\nvars: { store: Loja Exemplo }\nschedule:\n  # No `at` and no `cron`: as soon as allowed on each recipient's clock.\n  timezone: America/Sao_Paulo\n  quiet_hours: { start: \"21:00\", end: \"08:00\" }\n  expire_after: 2d\n",
+        "# One campaign. `disparo preview welcome` shows each message; `disparo plan welcome` stores them.\n# Every key is described in docs/campaign-reference.md of the disparo repository.\nchannel: console\ntemplate: welcome\naudience: audiences/customers.csv\nvars: { store: Loja Exemplo }\nschedule:\n  # No `at` and no `cron`: as soon as allowed on each recipient's clock.\n  timezone: America/Sao_Paulo\n  quiet_hours: { start: \"21:00\", end: \"08:00\" }\n  expire_after: 2d\n",
     ),
     (
         "templates/welcome.hbs",
@@ -27,6 +27,10 @@ const FILES: [(&str, &str); 6] = [
     (
         "templates/welcome.pt-BR.hbs",
         "Olá {{first_name}}, boas-vindas à {{store}}! Responda SAIR para não receber mais.\n",
+    ),
+    (
+        "templates/welcome.pt.hbs",
+        "Olá {{first_name}}, bem-vindo/a à {{store}}! Responda SAIR para deixar de receber mensagens.\n",
     ),
     (
         "audiences/customers.csv",

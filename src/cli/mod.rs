@@ -2,6 +2,8 @@
 //! to a documented exit code. Data goes to stdout, chatter and problems to stderr.
 
 mod admin;
+mod completions;
+mod export;
 mod init;
 mod output;
 mod plan;
@@ -144,6 +146,12 @@ pub enum Command {
     /// The opt-out list, honoured at plan and at dispatch.
     #[command(subcommand)]
     Suppress(admin::SuppressCmd),
+    /// The delivery report: every message with its attempts (CSV or JSON Lines with --format).
+    Export(export::Args),
+    /// Print a shell completion script (e.g. `disparo completions bash > /etc/bash_completion.d/disparo`).
+    Completions(completions::Args),
+    /// Print the man page, generated from these very flags (`disparo man | man -l -`).
+    Man(completions::ManArgs),
 }
 
 /// What every command gets: the checked global flags.
@@ -227,6 +235,9 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Resume(a) => admin::resume(&ctx, a),
         Command::Cancel(a) => admin::cancel(&ctx, a),
         Command::Suppress(c) => admin::suppress(&ctx, c),
+        Command::Export(a) => export::run(&ctx, a),
+        Command::Completions(a) => completions::completions(&ctx, a),
+        Command::Man(a) => completions::man(&ctx, a),
     }
 }
 
@@ -239,6 +250,9 @@ pub fn print_problems(problems: &[Problem]) {
         if let (Some(cwd), Some(file)) = (&cwd, &p.file)
             && let Ok(rel) = file.strip_prefix(cwd)
         {
+            if let Some(x) = &mut p.excerpt {
+                *x = x.replace(&file.display().to_string(), &rel.display().to_string());
+            }
             p.file = Some(rel.to_path_buf());
         }
         let _ = std::io::Write::write_fmt(&mut err, format_args!("error: {p}\n"));

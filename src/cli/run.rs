@@ -35,6 +35,10 @@ pub struct Args {
     /// Messages claimed per transaction.
     #[arg(long, default_value_t = 256)]
     pub batch: usize,
+    /// After SIGINT/SIGTERM, how long in-flight sends may take before they are aborted and
+    /// their messages given back (retried later with the same idempotency key).
+    #[arg(long, default_value = "30s")]
+    pub grace: crate::units::Duration,
 }
 
 /// The context channels are built in: the project root and one HTTP client for the run.
@@ -127,6 +131,7 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
         lease: SignedDuration::from_secs(args.lease.as_secs()),
         batch: args.batch.max(1),
         watch: args.watch,
+        grace: SignedDuration::from_secs(args.grace.as_secs()),
         ..RunOptions::default()
     };
     if let Some(c) = &args.campaign
@@ -153,7 +158,7 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     say(
         ctx.quiet,
         format!(
-            "run: {} sent, {} failed, {} retrying, {} deferred, {} expired, {} skipped{}{}",
+            "run: {} sent, {} failed, {} retrying, {} deferred, {} expired, {} skipped{}{}{}",
             summary.sent,
             summary.failed,
             summary.retried,
@@ -162,6 +167,14 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
             summary.skipped,
             if summary.released > 0 {
                 format!(", {} released", summary.released)
+            } else {
+                String::new()
+            },
+            if summary.lost > 0 {
+                format!(
+                    ", {} taken over by another run (lease too short?)",
+                    summary.lost
+                )
             } else {
                 String::new()
             },

@@ -24,6 +24,9 @@ pub struct Checked {
     pub problems: Vec<Problem>,
     /// Problems beyond `max_problems`, counted only.
     pub more: u64,
+    /// Things that do not stop a plan but will stop `run` here (a secret not in the
+    /// environment: validation often runs where the secrets are not).
+    pub warnings: Vec<Problem>,
 }
 
 /// Loads and checks one campaign file end to end, rendering every recipient.
@@ -43,6 +46,7 @@ pub fn check_campaign(
         messages: 0,
         problems: Vec::new(),
         more: 0,
+        warnings: Vec::new(),
     };
     let campaign = match Campaign::load(file, &project.root) {
         Ok(c) => c,
@@ -59,6 +63,12 @@ pub fn check_campaign(
             return out;
         }
     };
+    if let Ok(build) = super::run::build_context(project)
+        && let Err(p) =
+            super::run::build_channel(&build, project, &planner.campaign.channel, &planner.channel)
+    {
+        out.warnings.push(p);
+    }
     let result = planner.run(&mut |item| {
         match item {
             Ok(_) => out.messages += 1,
@@ -124,6 +134,11 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
                         c.more, c.name
                     );
                 }
+            }
+        }
+        if !ctx.quiet {
+            for w in &c.warnings {
+                eprintln!("warning: {w}");
             }
         }
         if c.problems.is_empty() {

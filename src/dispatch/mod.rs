@@ -10,7 +10,7 @@
 mod clock;
 mod rules;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -66,6 +66,15 @@ pub struct RunOptions {
     /// then stop. `--watch` runs until stopped.
     pub linger: SignedDuration,
     pub watch: bool,
+    /// `--watch`: the longest sleep between two looks at the database, so that campaigns
+    /// planned, paused, resumed or cancelled by other processes are noticed.
+    pub watch_poll: SignedDuration,
+    /// After a stop signal, how long in-flight sends may take before they are aborted (and
+    /// their messages given back for a later run, with the same idempotency key).
+    pub grace: SignedDuration,
+    /// While sending, outcomes are written at least this often, so that a crash re-sends as
+    /// little as possible.
+    pub flush_every: SignedDuration,
     /// Breaker errors in one run that pause a campaign.
     pub breaker_threshold: u32,
     /// Unique name of this run, written on its claims.
@@ -81,6 +90,9 @@ impl Default for RunOptions {
             batch: 256,
             linger: SignedDuration::from_secs(60),
             watch: false,
+            watch_poll: SignedDuration::from_secs(1),
+            grace: SignedDuration::from_secs(30),
+            flush_every: SignedDuration::from_millis(250),
             breaker_threshold: 3,
             owner: default_owner(),
         }
@@ -98,8 +110,9 @@ pub fn default_owner() -> String {
 pub struct Summary {
     pub sent: u64,
     pub failed: u64,
-    /// Back to pending for later (night, cap, retry after a transient error).
+    /// Back to pending for later (night, cap).
     pub deferred: u64,
+    /// Back to pending after a transient error (or a send aborted at shutdown), to retry.
     pub retried: u64,
     pub expired: u64,
     pub skipped: u64,
@@ -107,6 +120,9 @@ pub struct Summary {
     pub released: u64,
     /// Campaigns paused by the circuit breaker during this run.
     pub paused: u64,
+    /// Outcomes not recorded because another run had taken the message over (our lease
+    /// expired while sending: the lease is shorter than a send).
+    pub lost: u64,
     pub interrupted: bool,
 }
 
@@ -154,17 +170,128 @@ impl Shutdown {
     pub fn is_set(&self) -> bool {
         self.flag.load(Ordering::SeqCst)
     }
-    /// Sleeps until `d` has passed or shutdown is triggered.
-    pub async fn sleep(&self, d: std::time::Duration) {
-        if self.is_set() {
-            return;
-        }
-        let notified = self.notify.notified();
-        tokio::select! {
-            _ = tokio::time::sleep(d) => {}
-            _ = notified => {}
+    /// Resolves once shutdown is triggered.
+    pub async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            // Registered before the flag is read, so a trigger in between is not missed.
+            notified.as_mut().enable();
+            if self.is_set() {
+                return;
+            }
+            notified.await;
         }
     }
+    /// Sleeps until `d` has passed or shutdown is triggered.
+    pub async fn sleep(&self, d: std::time::Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = self.wait() => {}
+        }
+    }
+}
+
+/// A campaign's rules as dispatch uses them, computed once per batch.
+struct CampaignRt {
+    info: CampaignInfo,
+    window: schedule::SendWindow,
+    caps: Vec<schedule::FrequencyCap>,
+    expire_after: Option<SignedDuration>,
+}
+
+impl CampaignRt {
+    fn new(info: CampaignInfo) -> CampaignRt {
+        let rules = &info.rules;
+        CampaignRt {
+            window: window_of(rules),
+            caps: rules
+                .caps
+                .iter()
+                .map(|&(max, per)| schedule::FrequencyCap {
+                    max,
+                    per: SignedDuration::from_secs(per),
+                })
+                .collect(),
+            expire_after: rules.expire_after_secs.map(SignedDuration::from_secs),
+            info,
+        }
+    }
+    fn longest_cap(&self) -> Option<SignedDuration> {
+        self.caps.iter().map(|c| c.per).max()
+    }
+}
+
+/// Everything the rules need about one claimed batch, read in one store round trip.
+struct BatchFacts {
+    campaigns: HashMap<String, Option<CampaignRt>>,
+    /// Message ids whose address is on the suppression list.
+    suppressed: HashSet<i64>,
+    /// Recent successful sends per (channel, address), for campaigns with frequency caps.
+    recent: HashMap<(String, String), Vec<Timestamp>>,
+}
+
+impl BatchFacts {
+    /// Reads campaign rules (once per campaign), suppressions (once per address) and recent
+    /// sends (once per address, only for campaigns with frequency caps) for a whole batch, in
+    /// one blocking call with cached statements.
+    fn read(
+        store: &dyn Store,
+        batch: &[Claimed],
+        now: Timestamp,
+    ) -> Result<BatchFacts, StoreError> {
+        let mut campaigns: HashMap<String, Option<CampaignRt>> = HashMap::new();
+        for m in batch {
+            if !campaigns.contains_key(&m.campaign) {
+                let rt = store.campaign(&m.campaign)?.map(CampaignRt::new);
+                campaigns.insert(m.campaign.clone(), rt);
+            }
+        }
+        let longest = campaigns
+            .values()
+            .flatten()
+            .filter_map(CampaignRt::longest_cap)
+            .max();
+        let mut suppressed = HashSet::new();
+        let mut recent: HashMap<(String, String), Vec<Timestamp>> = HashMap::new();
+        let mut checked: HashMap<&str, bool> = HashMap::new();
+        for m in batch {
+            let is = match checked.get(m.address.as_str()) {
+                Some(&b) => b,
+                None => {
+                    let b = store.is_suppressed(&m.address)?;
+                    checked.insert(&m.address, b);
+                    b
+                }
+            };
+            if is {
+                suppressed.insert(m.id);
+                continue;
+            }
+            if let (Some(longest), Some(Some(rt))) = (longest, campaigns.get(&m.campaign))
+                && !rt.caps.is_empty()
+            {
+                let key = (rt.info.channel.clone(), m.address.clone());
+                if let std::collections::hash_map::Entry::Vacant(e) = recent.entry(key) {
+                    let (channel, address) = e.key();
+                    let sends = store.sends_since(channel, address, now - longest)?;
+                    e.insert(sends);
+                }
+            }
+        }
+        Ok(BatchFacts {
+            campaigns,
+            suppressed,
+            recent,
+        })
+    }
+}
+
+/// A send in flight, remembered so that an aborted send still gets an outcome.
+struct InFlight {
+    id: i64,
+    attempt: u32,
+    started: Timestamp,
 }
 
 /// The dispatcher of one run.
@@ -204,6 +331,19 @@ impl Dispatcher {
             .map_err(RunError::from)
     }
 
+    /// Messages per claim: `--batch`, but never more than the slowest rate-limited channel
+    /// can send in half a lease, so that a claim is not taken over by another run (and sent
+    /// twice) while it still waits for its turn under the rate limit.
+    fn max_batch(&self) -> usize {
+        let lease = self.opts.lease.as_secs_f64().max(1.0);
+        self.channels
+            .values()
+            .filter_map(|c| c.settings.rate)
+            .map(|r| ((r.as_per_second() * lease / 2.0).floor() as usize).max(1))
+            .fold(self.opts.batch, usize::min)
+            .max(1)
+    }
+
     /// Runs until nothing is due (`--once`, after lingering for near-due messages) or until
     /// shutdown (`--watch`).
     pub async fn run(&self) -> Result<Summary, RunError> {
@@ -211,7 +351,6 @@ impl Dispatcher {
         let mut breaker_hits: HashMap<String, u32> = HashMap::new();
         loop {
             if self.shutdown.is_set() {
-                summary.interrupted = true;
                 break;
             }
             if let Some(limit) = self.opts.limit
@@ -221,14 +360,18 @@ impl Dispatcher {
             }
             let now = self.clock.now();
             let batch = match self.opts.limit {
-                Some(l) => self.opts.batch.min((l - summary.handled()).max(1) as usize),
-                None => self.opts.batch,
+                Some(l) => self
+                    .max_batch()
+                    .min((l - summary.handled()).max(1) as usize),
+                None => self.max_batch(),
             };
             let (owner, lease_until, campaign) = (
                 self.opts.owner.clone(),
                 now + self.opts.lease,
                 self.opts.campaign.clone(),
             );
+            // A claim is never abandoned half-way: once the transaction started, its result is
+            // used (and released if we are stopping).
             let claimed = self
                 .blocking(move |s| s.claim(&owner, now, lease_until, batch, campaign.as_deref()))
                 .await?;
@@ -237,34 +380,58 @@ impl Dispatcher {
                 let next = self
                     .blocking(move |s| s.next_due(campaign.as_deref()))
                     .await?;
+                let now = self.clock.now();
                 let wait = match next {
                     Some(due) if self.opts.watch || due <= now + self.opts.linger => {
                         now.duration_until(due).max(SignedDuration::from_millis(50))
                     }
-                    None if self.opts.watch => SignedDuration::from_secs(5),
+                    None if self.opts.watch => self.opts.watch_poll,
                     _ => break,
                 };
-                // In watch mode, wake at least every few seconds to notice newly planned,
-                // paused or resumed campaigns written by other processes.
+                // In watch mode, look again at least every `watch_poll` to notice campaigns
+                // planned, paused, resumed or cancelled by other processes; one indexed query
+                // per look, never a busy loop.
                 let wait = if self.opts.watch {
-                    wait.min(SignedDuration::from_secs(5))
+                    wait.min(self.opts.watch_poll)
                 } else {
                     wait
                 };
                 self.shutdown.sleep(wait.unsigned_abs()).await;
                 continue;
             }
-            let completions = self
-                .dispatch_batch(claimed, &mut breaker_hits, &mut summary)
-                .await?;
-            for c in &completions {
-                summary.add(&c.outcome);
-            }
-            let owner = self.opts.owner.clone();
-            self.blocking(move |s| s.complete(&owner, &completions))
+            self.dispatch_batch(claimed, &mut breaker_hits, &mut summary)
                 .await?;
         }
+        summary.interrupted = self.shutdown.is_set();
         Ok(summary)
+    }
+
+    /// Records outcomes (one transaction) and counts them.
+    async fn flush(
+        &self,
+        completions: &mut Vec<Completion>,
+        summary: &mut Summary,
+    ) -> Result<(), RunError> {
+        if completions.is_empty() {
+            return Ok(());
+        }
+        let done = std::mem::take(completions);
+        let owner = self.opts.owner.clone();
+        let (recorded, done) = self
+            .blocking(move |s| s.complete(&owner, &done).map(|n| (n, done)))
+            .await?;
+        for c in &done {
+            summary.add(&c.outcome);
+        }
+        if recorded < done.len() {
+            let lost = (done.len() - recorded) as u64;
+            summary.lost += lost;
+            tracing::warn!(
+                lost,
+                "outcomes not recorded: another run took these messages over after our lease expired; use a longer --lease than a send can take"
+            );
+        }
+        Ok(())
     }
 
     async fn dispatch_batch(
@@ -272,18 +439,24 @@ impl Dispatcher {
         claimed: Vec<Claimed>,
         breaker_hits: &mut HashMap<String, u32>,
         summary: &mut Summary,
-    ) -> Result<Vec<Completion>, RunError> {
-        let mut infos: HashMap<String, Option<CampaignInfo>> = HashMap::new();
+    ) -> Result<(), RunError> {
+        let claimed = Arc::new(claimed);
+        let facts = {
+            let (batch, now) = (claimed.clone(), self.clock.now());
+            self.blocking(move |s| BatchFacts::read(s, &batch, now))
+                .await?
+        };
+        let claimed = Arc::try_unwrap(claimed).unwrap_or_else(|a| (*a).clone());
+        let BatchFacts {
+            campaigns,
+            suppressed,
+            mut recent,
+        } = facts;
         let mut completions = Vec::with_capacity(claimed.len());
         let mut sends = tokio::task::JoinSet::new();
+        let mut in_flight: HashMap<tokio::task::Id, InFlight> = HashMap::new();
         for m in claimed {
             let now = self.clock.now();
-            if !infos.contains_key(&m.campaign) {
-                let name = m.campaign.clone();
-                let info = self.blocking(move |s| s.campaign(&name)).await?;
-                infos.insert(m.campaign.clone(), info);
-            }
-            let info = infos.get(&m.campaign).cloned().flatten();
             let attempt = m.attempts + 1;
             let done = |outcome| Completion {
                 id: m.id,
@@ -292,40 +465,59 @@ impl Dispatcher {
                 finished_at: now,
                 outcome,
             };
-            let Some(info) =
-                info.filter(|i| i.status == CampaignStatus::Active && !self.shutdown.is_set())
+            let rt = campaigns.get(&m.campaign).and_then(Option::as_ref);
+            let Some(rt) =
+                rt.filter(|rt| rt.info.status == CampaignStatus::Active && !self.shutdown.is_set())
             else {
                 completions.push(done(Outcome::Released));
                 continue;
             };
-            if let Some(o) = self.hold_back(&m, &info, now).await? {
+            if suppressed.contains(&m.id) {
+                completions.push(done(Outcome::Skipped {
+                    reason: "suppressed: the address is on the suppression list".into(),
+                }));
+                continue;
+            }
+            let key = (rt.info.channel.clone(), m.address.clone());
+            let sent_recently = recent.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+            if let Some(o) = hold_back(&m, rt, sent_recently, now) {
                 completions.push(done(o));
                 continue;
             }
-            let Some(rt) = self.channels.get(&info.channel).cloned() else {
+            let Some(ch) = self.channels.get(&rt.info.channel).cloned() else {
                 completions.push(done(Outcome::Failed {
                     code: None,
                     error: format!(
                         "channel {:?} is not configured in disparo.yaml",
-                        info.channel
+                        rt.info.channel
                     ),
                 }));
                 continue;
             };
-            let permit = rt
-                .in_flight
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|e| RunError::Internal(e.to_string()))?;
+            // Waiting for a free slot on the channel; a stop signal ends the wait.
+            let permit = tokio::select! {
+                p = ch.in_flight.clone().acquire_owned() => {
+                    p.map_err(|e| RunError::Internal(e.to_string()))?
+                }
+                _ = self.shutdown.wait() => {
+                    completions.push(done(Outcome::Released));
+                    continue;
+                }
+            };
+            if !rt.caps.is_empty() {
+                // Counted now, so a second message to the same address in this batch sees it.
+                recent.entry(key).or_default().push(now);
+            }
             let clock = self.clock.clone();
-            sends.spawn(async move {
+            let channel_name = rt.info.channel.clone();
+            let (id, attempt_no) = (m.id, attempt);
+            let handle = sends.spawn(async move {
                 let _permit = permit;
                 let envelope = Envelope {
                     message_id: m.key.clone(),
                     campaign: m.campaign.clone(),
                     recipient: m.recipient.clone(),
-                    channel: info.channel.clone(),
+                    channel: channel_name,
                     address: m.address.clone(),
                     locale: m.locale.clone(),
                     content: m.content.clone(),
@@ -334,25 +526,79 @@ impl Dispatcher {
                     attempt,
                     attempt_at: now,
                 };
-                if let Some(limiter) = &rt.limiter {
+                if let Some(limiter) = &ch.limiter {
                     limiter.acquire().await;
                 }
-                let result = rt.channel.send(&envelope).await;
+                let result = ch.channel.send(&envelope).await;
                 let finished = clock.now();
-                (
-                    m,
-                    info.name.clone(),
-                    attempt,
-                    now,
-                    finished,
-                    result,
-                    rt.retry.clone(),
-                )
+                (m, attempt, now, finished, result, ch.retry.clone())
             });
+            in_flight.insert(
+                handle.id(),
+                InFlight {
+                    id,
+                    attempt: attempt_no,
+                    started: now,
+                },
+            );
         }
-        while let Some(joined) = sends.join_next().await {
-            let (m, campaign, attempt, started, finished, result, retry) =
-                joined.map_err(|e| RunError::Internal(format!("a send task failed: {e}")))?;
+        // Not-sent outcomes first: they need no network and free their claims at once.
+        self.flush(&mut completions, summary).await?;
+
+        let mut last_flush = std::time::Instant::now();
+        let flush_every = self.opts.flush_every.unsigned_abs();
+        let mut deadline: Option<tokio::time::Instant> = None;
+        let mut aborted = false;
+        while !sends.is_empty() {
+            if deadline.is_none() && self.shutdown.is_set() {
+                deadline = Some(tokio::time::Instant::now() + self.opts.grace.unsigned_abs());
+            }
+            let tick = tokio::time::Instant::from_std(last_flush + flush_every);
+            let joined = tokio::select! {
+                j = sends.join_next_with_id() => j,
+                _ = tokio::time::sleep_until(tick), if !completions.is_empty() => {
+                    self.flush(&mut completions, summary).await?;
+                    last_flush = std::time::Instant::now();
+                    continue;
+                }
+                _ = self.shutdown.wait(), if deadline.is_none() => continue,
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() && !aborted => {
+                    tracing::warn!(
+                        in_flight = sends.len(),
+                        "grace period over: aborting sends still in flight; they will be retried with the same idempotency key"
+                    );
+                    sends.abort_all();
+                    aborted = true;
+                    continue;
+                }
+            };
+            let Some(joined) = joined else { break };
+            let (m, attempt, started, finished, result, retry) = match joined {
+                Ok((task, v)) => {
+                    in_flight.remove(&task);
+                    v
+                }
+                Err(e) if e.is_cancelled() => {
+                    if let Some(f) = in_flight.remove(&e.id()) {
+                        // It may or may not have reached the provider: pending again, due now,
+                        // retried later with the same idempotency key.
+                        let at = self.clock.now();
+                        completions.push(Completion {
+                            id: f.id,
+                            attempt: f.attempt,
+                            started_at: f.started,
+                            finished_at: at,
+                            outcome: Outcome::Retry {
+                                due_at: at,
+                                code: Some("aborted".into()),
+                                error: "send aborted at shutdown after the grace period; the provider may or may not have received it".into(),
+                            },
+                        });
+                    }
+                    continue;
+                }
+                Err(e) => return Err(RunError::Internal(format!("a send task failed: {e}"))),
+            };
             let outcome = match result {
                 Ok(d) => Outcome::Sent {
                     provider_id: d.provider_id,
@@ -387,6 +633,7 @@ impl Dispatcher {
                         suppress,
                     },
                     ErrorClass::Breaker => {
+                        let campaign = m.campaign.clone();
                         let hits = breaker_hits.entry(campaign.clone()).or_default();
                         *hits += 1;
                         if *hits == self.opts.breaker_threshold {
@@ -419,72 +666,44 @@ impl Dispatcher {
                 outcome,
             });
         }
-        Ok(completions)
+        self.flush(&mut completions, summary).await
     }
+}
 
-    /// Rules applied again at dispatch: suppression, expiry, the recipient's wall clock, the
-    /// frequency cap. `Some(outcome)` when the message must not be sent now.
-    async fn hold_back(
-        &self,
-        m: &Claimed,
-        info: &CampaignInfo,
-        now: Timestamp,
-    ) -> Result<Option<Outcome>, RunError> {
-        let address = m.address.clone();
-        if self.blocking(move |s| s.is_suppressed(&address)).await? {
-            return Ok(Some(Outcome::Skipped {
-                reason: "suppressed: the address is on the suppression list".into(),
-            }));
-        }
-        let rules = &info.rules;
-        let tz = crate::model::zone(&m.zone).unwrap_or(jiff::tz::TimeZone::UTC);
-        let window = window_of(rules);
-        let caps: Vec<schedule::FrequencyCap> = rules
-            .caps
-            .iter()
-            .map(|&(max, per)| schedule::FrequencyCap {
-                max,
-                per: SignedDuration::from_secs(per),
-            })
-            .collect();
-        let recent = match caps.iter().map(|c| c.per).max() {
-            Some(longest) => {
-                let (channel, address) = (info.channel.clone(), m.address.clone());
-                self.blocking(move |s| s.sends_since(&channel, &address, now - longest))
-                    .await?
-            }
-            None => Vec::new(),
-        };
-        let expire_after = rules.expire_after_secs.map(SignedDuration::from_secs);
-        Ok(
-            match schedule::at_dispatch_capped(
+/// Rules applied again at dispatch: expiry, the recipient's wall clock, the frequency cap.
+/// `Some(outcome)` when the message must not be sent now.
+fn hold_back(
+    m: &Claimed,
+    rt: &CampaignRt,
+    recent: &[Timestamp],
+    now: Timestamp,
+) -> Option<Outcome> {
+    let tz = crate::model::zone(&m.zone).unwrap_or(jiff::tz::TimeZone::UTC);
+    match schedule::at_dispatch_capped(
+        m.planned_at,
+        now,
+        &tz,
+        &rt.window,
+        rt.expire_after,
+        recent,
+        &rt.caps,
+    ) {
+        Dispatch::SendNow => None,
+        Dispatch::Defer(p) => Some(Outcome::Deferred {
+            due_at: p.at,
+            reasons: p.reasons.names().collect::<Vec<_>>().join(","),
+        }),
+        Dispatch::Expired { late_by } => Some(Outcome::Expired {
+            reason: format!(
+                "expired: its earliest allowed send time is {} after the planned {} (expire_after {})",
+                crate::units::Duration::from_secs(late_by.as_secs()),
                 m.planned_at,
-                now,
-                &tz,
-                &window,
-                expire_after,
-                &recent,
-                &caps,
-            ) {
-                Dispatch::SendNow => None,
-                Dispatch::Defer(p) => Some(Outcome::Deferred {
-                    due_at: p.at,
-                    reasons: p.reasons.names().collect::<Vec<_>>().join(","),
-                }),
-                Dispatch::Expired { late_by } => Some(Outcome::Expired {
-                    reason: format!(
-                        "expired: its earliest allowed send time is {} after the planned {} (expire_after {})",
-                        crate::units::Duration::from_secs(late_by.as_secs()),
-                        m.planned_at,
-                        crate::units::Duration::from_secs(rules.expire_after_secs.unwrap_or(0))
-                    ),
-                }),
-                Dispatch::Never => Some(Outcome::Expired {
-                    reason:
-                        "no allowed send time remains (days, blackout dates or caps allow nothing)"
-                            .into(),
-                }),
-            },
-        )
+                crate::units::Duration::from_secs(rt.info.rules.expire_after_secs.unwrap_or(0))
+            ),
+        }),
+        Dispatch::Never => Some(Outcome::Expired {
+            reason: "no allowed send time remains (days, blackout dates or caps allow nothing)"
+                .into(),
+        }),
     }
 }

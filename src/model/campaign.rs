@@ -221,8 +221,8 @@ impl Campaign {
                             Ok(w) => window.quiet = Some(w),
                             Err(err) => bad(Problem::new(err.to_string()).at(l, c).field("schedule.quiet_hours").hint("quiet hours are [start, end) on the recipient's clock; e.g. start \"21:00\", end \"08:00\"")),
                         },
-                        (Err(err), _) => bad(Problem::new(err.to_string()).at(l, c).field("schedule.quiet_hours.start")),
-                        (_, Err(err)) => bad(Problem::new(err.to_string()).at(l, c).field("schedule.quiet_hours.end")),
+                        (Err(err), _) => bad(Problem::new(err.to_string()).at(l, c).field("schedule.quiet_hours.start").hint("quote the time and use a 24-hour clock: start: \"21:00\"")),
+                        (_, Err(err)) => bad(Problem::new(err.to_string()).at(l, c).field("schedule.quiet_hours.end").hint("quote the time and use a 24-hour clock: end: \"08:00\"")),
                     }
                 }
             }

@@ -368,6 +368,98 @@ pub trait Store: Send + Sync {
     fn unsuppress(&self, address: &str) -> Result<bool, StoreError>;
     fn suppressions(&self) -> Result<Vec<Suppression>, StoreError>;
     fn is_suppressed(&self, address: &str) -> Result<bool, StoreError>;
+    /// The latest run of a campaign as its attempts show it: the last burst of attempts with
+    /// no pause longer than `gap` between one and the next. `None` before any attempt.
+    fn last_run(
+        &self,
+        campaign: &str,
+        gap: jiff::SignedDuration,
+    ) -> Result<Option<RunStats>, StoreError>;
+    /// The delivery report of a campaign, one row per message with its attempts summed up,
+    /// streamed in due order. Returns how many rows were given.
+    fn report(
+        &self,
+        campaign: &str,
+        each: &mut dyn FnMut(ReportRow) -> std::io::Result<()>,
+    ) -> Result<u64, ReportError>;
+    /// Every attempt of a campaign's messages, by recipient, occurrence and attempt, streamed.
+    fn report_attempts(
+        &self,
+        campaign: &str,
+        each: &mut dyn FnMut(AttemptRow) -> std::io::Result<()>,
+    ) -> Result<u64, ReportError>;
+}
+
+/// A campaign's last run, from its attempts' timestamps (for `status`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunStats {
+    pub started_at: Timestamp,
+    pub finished_at: Timestamp,
+    pub attempts: u64,
+    pub sent: u64,
+}
+
+impl RunStats {
+    pub fn seconds(&self) -> f64 {
+        (self.finished_at.as_millisecond() - self.started_at.as_millisecond()).max(0) as f64
+            / 1000.0
+    }
+    /// Attempts per second (a run shorter than a millisecond counts as one).
+    pub fn per_second(&self) -> f64 {
+        self.attempts as f64 / self.seconds().max(0.001)
+    }
+}
+
+/// One message of the delivery report (`export`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReportRow {
+    pub message_id: String,
+    pub campaign: String,
+    pub recipient: String,
+    pub occurrence: u32,
+    pub channel: String,
+    pub address: String,
+    pub zone: String,
+    pub locale: Option<String>,
+    pub state: State,
+    pub planned_local: String,
+    pub planned_at: Timestamp,
+    pub due_at: Timestamp,
+    pub reasons: String,
+    pub attempts: u32,
+    pub first_attempt_at: Option<Timestamp>,
+    pub last_attempt_at: Option<Timestamp>,
+    pub last_outcome: Option<String>,
+    pub last_code: Option<String>,
+    pub provider_id: Option<String>,
+    pub sent_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+}
+
+/// One delivery attempt (`export --attempts`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AttemptRow {
+    pub message_id: String,
+    pub campaign: String,
+    pub recipient: String,
+    pub occurrence: u32,
+    pub address: String,
+    pub attempt: u32,
+    pub started_at: Timestamp,
+    pub finished_at: Timestamp,
+    pub outcome: String,
+    pub provider_id: Option<String>,
+    pub code: Option<String>,
+    pub error: Option<String>,
+}
+
+/// A report failed in the store or while writing it out.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot write the report: {0}")]
+    Write(#[from] std::io::Error),
 }
 
 /// The stable identity of a message: the idempotency key providers see.

@@ -94,6 +94,14 @@ impl SqliteStore {
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "FULL")?;
             conn.pragma_update(None, "foreign_keys", "ON")?;
+            // A hard cap on the file's size, in pages (documented in docs/delivery.md): lets
+            // operators bound the database and tests simulate a full disk.
+            if let Some(pages) = std::env::var("DISPARO_DB_MAX_PAGES")
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+            {
+                conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+            }
             Ok(())
         })();
         if let Err(e) = setup {
@@ -547,7 +555,9 @@ impl Store for SqliteStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(other)?;
-        let mut ids: Vec<i64> = Vec::with_capacity(limit);
+        // Due pending messages first, then messages whose lease expired (the run holding them
+        // crashed or was killed): `Some((owner, claimed_at))` for those.
+        let mut ids: Vec<(i64, Option<(String, i64)>)> = Vec::with_capacity(limit);
         {
             let mut due = tx
                 .prepare_cached(
@@ -560,12 +570,12 @@ impl Store for SqliteStore {
                 .query_map(params![ms(now), limit as i64, campaign], |r| r.get(0))
                 .map_err(other)?;
             for r in rows {
-                ids.push(r.map_err(other)?);
+                ids.push((r.map_err(other)?, None));
             }
             if ids.len() < limit {
                 let mut stale = tx
                     .prepare_cached(
-                        "SELECT q.message_id FROM queue q JOIN campaigns c ON c.id = q.campaign_id
+                        "SELECT q.message_id, COALESCE(q.lease_owner, '?'), q.updated_at FROM queue q JOIN campaigns c ON c.id = q.campaign_id
                          WHERE q.state = 'sending' AND q.lease_until < ?1 AND c.status = 'active' AND (?3 IS NULL OR c.name = ?3)
                          ORDER BY q.due_at LIMIT ?2",
                     )
@@ -573,7 +583,7 @@ impl Store for SqliteStore {
                 let rows = stale
                     .query_map(
                         params![ms(now), (limit - ids.len()) as i64, campaign],
-                        |r| r.get(0),
+                        |r| Ok((r.get(0)?, Some((r.get(1)?, r.get(2)?)))),
                     )
                     .map_err(other)?;
                 for r in rows {
@@ -584,13 +594,29 @@ impl Store for SqliteStore {
         let mut out = Vec::with_capacity(ids.len());
         {
             let mut lease = tx.prepare_cached("UPDATE queue SET state = 'sending', lease_owner = ?2, lease_until = ?3, updated_at = ?4 WHERE message_id = ?1").map_err(other)?;
+            // A lost lease counts as an attempt whose outcome is unknown: recorded, so that
+            // `messages`/`status` show it and a message that keeps killing its run ends up
+            // failing after `max_attempts` instead of looping for ever.
+            let mut lost = tx.prepare_cached("UPDATE queue SET attempts = attempts + 1, last_error = ?2 WHERE message_id = ?1 RETURNING attempts").map_err(other)?;
+            let mut lost_attempt = tx.prepare_cached("INSERT INTO attempts (message_id, attempt, started_at, finished_at, outcome, provider_id, code, error) VALUES (?1, ?2, ?3, ?4, 'lease_expired', NULL, 'lease_expired', ?5)").map_err(other)?;
             let mut load = tx
                 .prepare_cached(
                     "SELECT m.id, m.key, c.name, c.channel, m.recipient, m.address, m.zone, m.content, m.vars, m.locale, q.planned_at, q.due_at, q.attempts
                      FROM messages m JOIN queue q ON q.message_id = m.id JOIN campaigns c ON c.id = m.campaign_id WHERE m.id = ?1",
                 )
                 .map_err(other)?;
-            for id in ids {
+            for (id, stale) in ids {
+                if let Some((holder, claimed_at)) = stale {
+                    let error = format!(
+                        "the run {holder} claimed it and never reported back (crashed or killed while sending?); its lease expired, so it is sent again with the same idempotency key"
+                    );
+                    let attempt: i64 = lost
+                        .query_row(params![id, error], |r| r.get(0))
+                        .map_err(other)?;
+                    lost_attempt
+                        .execute(params![id, attempt, claimed_at, ms(now), error])
+                        .map_err(other)?;
+                }
                 lease
                     .execute(params![id, owner, ms(lease_until), ms(now)])
                     .map_err(other)?;
@@ -932,11 +958,156 @@ impl Store for SqliteStore {
 
     fn is_suppressed(&self, address: &str) -> Result<bool, StoreError> {
         let conn = self.conn()?;
-        conn.query_row(
-            "SELECT EXISTS(SELECT 1 FROM suppressions WHERE address = ?1)",
-            [address],
-            |r| r.get(0),
-        )
-        .map_err(other)
+        let mut stmt = conn
+            .prepare_cached("SELECT EXISTS(SELECT 1 FROM suppressions WHERE address = ?1)")
+            .map_err(other)?;
+        stmt.query_row([address], |r| r.get(0)).map_err(other)
+    }
+
+    fn last_run(
+        &self,
+        campaign: &str,
+        gap: jiff::SignedDuration,
+    ) -> Result<Option<RunStats>, StoreError> {
+        let conn = self.conn()?;
+        let row: (i64, Option<i64>, Option<i64>, i64) = conn
+            .query_row(
+                "WITH a AS (
+                    SELECT a.started_at AS s, a.finished_at AS f, a.outcome AS o
+                    FROM attempts a JOIN messages m ON m.id = a.message_id JOIN campaigns c ON c.id = m.campaign_id
+                    WHERE c.name = ?1),
+                 b AS (SELECT s, s - MAX(f) OVER (ORDER BY s ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS pause FROM a),
+                 st AS (SELECT MAX(s) AS start FROM b WHERE pause IS NULL OR pause > ?2)
+                 SELECT COUNT(*), MIN(a.s), MAX(a.f), COALESCE(SUM(a.o = 'sent'), 0)
+                 FROM a, st WHERE st.start IS NOT NULL AND a.s >= st.start",
+                params![campaign, gap.as_millis() as i64],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .map_err(other)?;
+        Ok(match row {
+            (n, Some(s), Some(f), sent) if n > 0 => Some(RunStats {
+                started_at: ts(s),
+                finished_at: ts(f),
+                attempts: n as u64,
+                sent: sent as u64,
+            }),
+            _ => None,
+        })
+    }
+
+    fn report(
+        &self,
+        campaign: &str,
+        each: &mut dyn FnMut(ReportRow) -> std::io::Result<()>,
+    ) -> Result<u64, ReportError> {
+        let conn = self.conn()?;
+        let exists: bool = conn
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM campaigns WHERE name = ?1)",
+                [campaign],
+                |r| r.get(0),
+            )
+            .map_err(other)?;
+        if !exists {
+            return Err(StoreError::UnknownCampaign(campaign.into()).into());
+        }
+        let mut stmt = conn
+            .prepare(
+                "SELECT m.key, c.name, m.recipient, m.occurrence, c.channel, m.address, m.zone, m.locale, q.state,
+                        m.planned_local, q.planned_at, q.due_at, m.reasons, q.attempts, q.provider_id, q.last_error,
+                        (SELECT MIN(a.started_at) FROM attempts a WHERE a.message_id = m.id),
+                        (SELECT MAX(a.finished_at) FROM attempts a WHERE a.message_id = m.id),
+                        (SELECT a.outcome FROM attempts a WHERE a.message_id = m.id ORDER BY a.attempt DESC, a.id DESC LIMIT 1),
+                        (SELECT a.code FROM attempts a WHERE a.message_id = m.id ORDER BY a.attempt DESC, a.id DESC LIMIT 1),
+                        (SELECT MAX(a.finished_at) FROM attempts a WHERE a.message_id = m.id AND a.outcome = 'sent')
+                 FROM messages m JOIN queue q ON q.message_id = m.id JOIN campaigns c ON c.id = m.campaign_id
+                 WHERE c.name = ?1
+                 ORDER BY q.due_at, m.recipient, m.occurrence",
+            )
+            .map_err(other)?;
+        let mut rows = stmt.query([campaign]).map_err(other)?;
+        let mut n = 0;
+        while let Some(r) = rows.next().map_err(other)? {
+            let row = (|| -> rusqlite::Result<ReportRow> {
+                Ok(ReportRow {
+                    message_id: r.get(0)?,
+                    campaign: r.get(1)?,
+                    recipient: r.get(2)?,
+                    occurrence: r.get(3)?,
+                    channel: r.get(4)?,
+                    address: r.get(5)?,
+                    zone: r.get(6)?,
+                    locale: r.get(7)?,
+                    state: State::parse(&r.get::<_, String>(8)?).unwrap_or(State::Pending),
+                    planned_local: r.get(9)?,
+                    planned_at: ts(r.get(10)?),
+                    due_at: ts(r.get(11)?),
+                    reasons: r.get(12)?,
+                    attempts: r.get(13)?,
+                    provider_id: r.get(14)?,
+                    last_error: r.get(15)?,
+                    first_attempt_at: r.get::<_, Option<i64>>(16)?.map(ts),
+                    last_attempt_at: r.get::<_, Option<i64>>(17)?.map(ts),
+                    last_outcome: r.get(18)?,
+                    last_code: r.get(19)?,
+                    sent_at: r.get::<_, Option<i64>>(20)?.map(ts),
+                })
+            })()
+            .map_err(other)?;
+            each(row)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn report_attempts(
+        &self,
+        campaign: &str,
+        each: &mut dyn FnMut(AttemptRow) -> std::io::Result<()>,
+    ) -> Result<u64, ReportError> {
+        let conn = self.conn()?;
+        let exists: bool = conn
+            .query_row(
+                "SELECT EXISTS(SELECT 1 FROM campaigns WHERE name = ?1)",
+                [campaign],
+                |r| r.get(0),
+            )
+            .map_err(other)?;
+        if !exists {
+            return Err(StoreError::UnknownCampaign(campaign.into()).into());
+        }
+        let mut stmt = conn
+            .prepare(
+                "SELECT m.key, c.name, m.recipient, m.occurrence, m.address, a.attempt, a.started_at, a.finished_at,
+                        a.outcome, a.provider_id, a.code, a.error
+                 FROM attempts a JOIN messages m ON m.id = a.message_id JOIN campaigns c ON c.id = m.campaign_id
+                 WHERE c.name = ?1
+                 ORDER BY m.recipient, m.occurrence, a.attempt, a.id",
+            )
+            .map_err(other)?;
+        let mut rows = stmt.query([campaign]).map_err(other)?;
+        let mut n = 0;
+        while let Some(r) = rows.next().map_err(other)? {
+            let row = (|| -> rusqlite::Result<AttemptRow> {
+                Ok(AttemptRow {
+                    message_id: r.get(0)?,
+                    campaign: r.get(1)?,
+                    recipient: r.get(2)?,
+                    occurrence: r.get(3)?,
+                    address: r.get(4)?,
+                    attempt: r.get(5)?,
+                    started_at: ts(r.get(6)?),
+                    finished_at: ts(r.get(7)?),
+                    outcome: r.get(8)?,
+                    provider_id: r.get(9)?,
+                    code: r.get(10)?,
+                    error: r.get(11)?,
+                })
+            })()
+            .map_err(other)?;
+            each(row)?;
+            n += 1;
+        }
+        Ok(n)
     }
 }

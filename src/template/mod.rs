@@ -139,7 +139,10 @@ fn template_problem(file: &Path, line_offset: usize, e: &handlebars::TemplateErr
     p
 }
 
-fn registry(escape_html: bool) -> Handlebars<'static> {
+/// A Handlebars registry configured as disparo renders: strict, with disparo's helpers, and
+/// HTML escaping only when `escape_html` (the email HTML part). Public so the reference cases
+/// (`tests/template_reference.rs`) run against exactly this configuration.
+pub fn registry(escape_html: bool) -> Handlebars<'static> {
     let mut h = Handlebars::new();
     h.set_strict_mode(true);
     if !escape_html {

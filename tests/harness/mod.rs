@@ -136,3 +136,34 @@ impl Project {
         self.ok(&["--format", "json", "messages"]).json_lines()
     }
 }
+
+/// The instant [`hook_project`] plans at: Monday 2026-11-30 11:00Z (08:00 in São Paulo).
+pub const PLAN_NOW_MONDAY: &str = "2026-11-30T11:00:00Z";
+
+/// A planned project: `n` São Paulo recipients due at 09:00 local (12:00Z) on 2026-11-30, on a
+/// channel `hook` configured by `channel_yaml`, with `HOOK_SECRET` and `WA_TOKEN` in its
+/// environment.
+pub fn hook_project(channel_yaml: &str, n: usize) -> std::sync::Arc<Project> {
+    let p = Project::empty()
+        .env("HOOK_SECRET", "s3cr3t-hmac")
+        .env("WA_TOKEN", "EAAG-secret-token");
+    let mut csv = String::from("id,first_name,phone\n");
+    for i in 0..n {
+        csv.push_str(&format!("r{i},Ana {i},+55119{:08}\n", 20_000_000 + i));
+    }
+    p.file("disparo.yaml", &format!("timezone: America/Sao_Paulo\nchannels:\n  hook: {channel_yaml}\n"))
+        .file("campaigns/c.yaml", "channel: hook\ntemplate: t\naudience: a.csv\nschedule: { at: 2026-11-30T09:00 }\n")
+        .file("templates/t.hbs", "---\nwhatsapp: { name: promo, language: pt_BR, body: [\"{{first_name}}\"] }\n---\nOi {{first_name}}")
+        .file("a.csv", &csv);
+    p.ok(&["-q", "--now", PLAN_NOW_MONDAY, "plan", "c"]);
+    std::sync::Arc::new(p)
+}
+
+/// Runs the binary off the async runtime, so a loopback server in the test keeps answering.
+pub async fn run_async(p: &std::sync::Arc<Project>, args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let p = p.clone();
+    tokio::task::spawn_blocking(move || p.run(&args.iter().map(String::as_str).collect::<Vec<_>>()))
+        .await
+        .unwrap()
+}

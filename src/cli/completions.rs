@@ -1,0 +1,53 @@
+//! `disparo completions SHELL` and `disparo man`: generated from the CLI definition itself,
+//! so they never drift from the flags.
+
+use std::path::PathBuf;
+
+use clap::CommandFactory;
+
+use super::{Cli, CliError, CliResult, Ctx, Exit, output::say};
+use crate::diag::Problem;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// bash, zsh, fish, elvish or powershell.
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ManArgs {
+    /// Write one page per command (disparo.1, disparo-plan.1, ...) into this folder instead of
+    /// printing disparo(1) to stdout.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+pub fn completions(_ctx: &Ctx, args: Args) -> CliResult {
+    let mut cmd = Cli::command();
+    let mut out = std::io::stdout().lock();
+    clap_complete::generate(args.shell, &mut cmd, "disparo", &mut out);
+    Ok(Exit::Ok)
+}
+
+pub fn man(ctx: &Ctx, args: ManArgs) -> CliResult {
+    let cmd = Cli::command();
+    match args.dir {
+        None => {
+            let mut out = std::io::stdout().lock();
+            super::output::ok_unless_broken(clap_mangen::Man::new(cmd).render(&mut out))?;
+        }
+        Some(dir) => {
+            let dir = ctx.cwd.join(dir);
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                CliError::from(Problem::new(format!("cannot create the folder: {e}")).in_file(&dir))
+            })?;
+            clap_mangen::generate_to(cmd, &dir).map_err(|e| {
+                CliError::from(
+                    Problem::new(format!("cannot write the man pages: {e}")).in_file(&dir),
+                )
+            })?;
+            say(ctx.quiet, format!("wrote man pages to {}", dir.display()));
+        }
+    }
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,182 @@
+//! `disparo export CAMPAIGN`: the delivery report a marketer hands on — one row per message
+//! with its attempts summed up, or one row per attempt with `--attempts`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+
+use super::output::{Format, RowStream, ok_unless_broken, say};
+use super::{CliError, CliResult, Ctx, Exit};
+use crate::diag::Problem;
+use crate::store::{ReportError, Store};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The campaign's name.
+    pub campaign: String,
+    /// One row per delivery attempt instead of one per message.
+    #[arg(long)]
+    pub attempts: bool,
+    /// Write the report to this file instead of stdout. Its format is `--format` when that is
+    /// json or csv, else taken from the extension (.jsonl/.json: JSON Lines, anything else: CSV).
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Columns of the per-message report (CSV and table); JSON carries the same fields.
+pub const MESSAGE_COLUMNS: [&str; 21] = [
+    "campaign",
+    "message_id",
+    "recipient",
+    "occurrence",
+    "channel",
+    "address",
+    "zone",
+    "locale",
+    "state",
+    "planned_local",
+    "planned_at",
+    "due_at",
+    "reasons",
+    "attempts",
+    "first_attempt_at",
+    "last_attempt_at",
+    "last_outcome",
+    "last_code",
+    "provider_id",
+    "sent_at",
+    "last_error",
+];
+
+const MESSAGE_TABLE: [&str; 9] = [
+    "recipient",
+    "occurrence",
+    "address",
+    "state",
+    "attempts",
+    "last_outcome",
+    "sent_at",
+    "provider_id",
+    "last_error",
+];
+
+pub const ATTEMPT_COLUMNS: [&str; 12] = [
+    "campaign",
+    "message_id",
+    "recipient",
+    "occurrence",
+    "address",
+    "attempt",
+    "started_at",
+    "finished_at",
+    "outcome",
+    "provider_id",
+    "code",
+    "error",
+];
+
+const ATTEMPT_TABLE: [&str; 8] = [
+    "recipient",
+    "occurrence",
+    "attempt",
+    "finished_at",
+    "outcome",
+    "provider_id",
+    "code",
+    "error",
+];
+
+impl From<ReportError> for CliError {
+    fn from(e: ReportError) -> Self {
+        match e {
+            ReportError::Store(s) => s.into(),
+            ReportError::Write(e) => CliError::Internal(format!("cannot write the report: {e}")),
+        }
+    }
+}
+
+/// A serialisable row as a JSON object with its keys in `columns` order.
+fn ordered(v: impl serde::Serialize, columns: &[&str]) -> Map<String, Value> {
+    let Ok(Value::Object(mut m)) = serde_json::to_value(v) else {
+        return Map::new();
+    };
+    let mut out = Map::new();
+    for c in columns {
+        out.insert((*c).to_owned(), m.remove(*c).unwrap_or(Value::Null));
+    }
+    out.extend(m);
+    out
+}
+
+pub fn run(ctx: &Ctx, args: Args) -> CliResult {
+    let project = ctx.project().ok();
+    if !ctx.db_exists(project.as_ref()) {
+        return Err(Problem::new(format!(
+            "there is no database at {}",
+            ctx.db_path(project.as_ref()).display()
+        ))
+        .hint("run `disparo plan CAMPAIGN` first, or pass --db")
+        .into());
+    }
+    let store = ctx.store(project.as_ref())?;
+    let (format, out): (Format, Box<dyn Write>) = match &args.output {
+        None => (
+            ctx.format,
+            Box::new(std::io::BufWriter::new(anstream::stdout().lock())),
+        ),
+        Some(path) => {
+            let path = ctx.cwd.join(path);
+            let format = match ctx.format {
+                Format::Table => match path.extension().and_then(|e| e.to_str()) {
+                    Some("jsonl" | "json" | "ndjson") => Format::Json,
+                    _ => Format::Csv,
+                },
+                f => f,
+            };
+            let file = std::fs::File::create(&path).map_err(|e| {
+                Problem::new(format!("cannot create the report file: {e}")).in_file(&path)
+            })?;
+            (format, Box::new(std::io::BufWriter::new(file)))
+        }
+    };
+    let (columns, table): (&[&'static str], &[&'static str]) = if args.attempts {
+        (&ATTEMPT_COLUMNS, &ATTEMPT_TABLE)
+    } else {
+        (&MESSAGE_COLUMNS, &MESSAGE_TABLE)
+    };
+    let mut stream = RowStream::new(format, columns, table, out);
+    let result = if args.attempts {
+        store.report_attempts(&args.campaign, &mut |r| {
+            stream.push(ordered(&r, &ATTEMPT_COLUMNS))
+        })
+    } else {
+        store.report(&args.campaign, &mut |r| {
+            stream.push(ordered(&r, &MESSAGE_COLUMNS))
+        })
+    };
+    let n = match result {
+        Ok(n) => n,
+        Err(ReportError::Write(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            return Ok(Exit::Ok);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    ok_unless_broken(stream.finish())?;
+    if let Some(path) = &args.output {
+        say(
+            ctx.quiet,
+            format!(
+                "wrote {n} {} of {} to {}",
+                if args.attempts {
+                    "attempt(s)"
+                } else {
+                    "message(s)"
+                },
+                args.campaign,
+                path.display()
+            ),
+        );
+    }
+    Ok(Exit::Ok)
+}
