@@ -462,20 +462,47 @@ pub enum ReportError {
     Write(#[from] std::io::Error),
 }
 
-/// The stable identity of a message: the idempotency key providers see.
+/// The stable identity of a message: the idempotency key providers see. Computed for every
+/// planned message, so it is written without per-byte formatting.
 pub fn message_key(campaign: &str, recipient: &str, occurrence: u32) -> String {
     use sha2::{Digest, Sha256};
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    // Length-prefixed fields: no campaign/recipient pair can collide with another by moving
+    // bytes across the boundary.
     let mut h = Sha256::new();
+    h.update((campaign.len() as u64).to_be_bytes());
     h.update(campaign.as_bytes());
-    h.update([0]);
+    h.update((recipient.len() as u64).to_be_bytes());
     h.update(recipient.as_bytes());
-    h.update([0]);
     h.update(occurrence.to_be_bytes());
     let d = h.finalize();
     let mut s = String::with_capacity(26);
     s.push_str("m-");
     for b in &d[..12] {
-        s.push_str(&format!("{b:02x}"));
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 15)]));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::message_key;
+
+    /// The key is what providers de-duplicate on: it must be the same in every version.
+    #[test]
+    fn message_key_is_stable() {
+        assert_eq!(
+            message_key("black-friday-2026", "c001", 0),
+            "m-9de8072142291495d0f61052"
+        );
+        assert_ne!(
+            message_key("black-friday-2026", "c001", 1),
+            message_key("black-friday-2026", "c001", 0)
+        );
+        assert_ne!(
+            message_key("a\u{0}b", "c", 0),
+            message_key("a", "b\u{0}c", 0)
+        );
+    }
 }

@@ -91,6 +91,9 @@ impl SqliteStore {
         let mut conn = conn;
         let setup = (|| -> rusqlite::Result<()> {
             conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;
+            // 16 KiB pages: a fresh database writes ~4x fewer pages per planned message (no effect
+            // on an existing file, whose page size is fixed).
+            conn.pragma_update(None, "page_size", 16384)?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "FULL")?;
             conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -295,27 +298,6 @@ impl Store for SqliteStore {
             vars: String,
         }
 
-        /// `message_key`, without a `format!` per byte; identical output.
-        fn key_of(campaign: &str, recipient: &str, occurrence: u32) -> String {
-            use sha2::{Digest, Sha256};
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            let mut h = Sha256::new();
-            h.update(campaign.as_bytes());
-            h.update([0]);
-            h.update(recipient.as_bytes());
-            h.update([0]);
-            h.update(occurrence.to_be_bytes());
-            let d = h.finalize();
-            let mut s = String::with_capacity(26);
-            s.push_str("m-");
-            for b in &d[..12] {
-                s.push(char::from(HEX[usize::from(b >> 4)]));
-                s.push(char::from(HEX[usize::from(b & 15)]));
-            }
-            debug_assert_eq!(s, message_key(campaign, recipient, occurrence));
-            s
-        }
-
         fn json(v: &impl serde::Serialize) -> Result<String, StoreError> {
             serde_json::to_string(v).map_err(other)
         }
@@ -427,7 +409,7 @@ impl Store for SqliteStore {
                 }
                 rows.push(Row {
                     id,
-                    key: key_of(&campaign.name, &m.recipient, m.occurrence),
+                    key: message_key(&campaign.name, &m.recipient, m.occurrence),
                     content: json(&m.content)?,
                     vars: json(&m.vars)?,
                     m,
@@ -470,7 +452,7 @@ impl Store for SqliteStore {
                     .map_err(other)?;
                 match existing {
                     None => {
-                        let key = key_of(&campaign.name, &m.recipient, m.occurrence);
+                        let key = message_key(&campaign.name, &m.recipient, m.occurrence);
                         insert_msg
                             .execute(params![
                                 cid,
