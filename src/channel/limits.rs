@@ -65,6 +65,12 @@ struct LimiterState {
     starts: VecDeque<Instant>,
 }
 
+/// How much of a pause the limiter makes up. When the sender pauses (the dispatcher commits a
+/// batch and claims the next), slots that fell in the pause, up to this much, are handed out
+/// at once instead of being lost, so the mean rate stays near the limit; the hard window check
+/// on actual starts still bounds every window.
+pub const CATCH_UP: Duration = Duration::from_millis(50);
+
 /// How much longer than `period / n` the spacing between slots is.
 pub const HEADROOM: f64 = 0.015;
 
@@ -133,7 +139,7 @@ impl RateLimiter {
         let now = Instant::now();
         let mut st = self.state();
         let slot = match st.last_slot {
-            Some(prev) => (prev + self.interval).max(now),
+            Some(prev) => (prev + self.interval).max(now.checked_sub(CATCH_UP).unwrap_or(now)),
             None => now,
         };
         st.last_slot = Some(slot);

@@ -33,7 +33,7 @@ pub struct Args {
     #[arg(long, default_value = "5m")]
     pub lease: crate::units::Duration,
     /// Messages claimed per transaction.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 1024)]
     pub batch: usize,
     /// After SIGINT/SIGTERM, how long in-flight sends may take before they are aborted and
     /// their messages given back (retried later with the same idempotency key).

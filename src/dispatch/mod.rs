@@ -87,7 +87,7 @@ impl Default for RunOptions {
             campaign: None,
             limit: None,
             lease: SignedDuration::from_mins(5),
-            batch: 256,
+            batch: 1024,
             linger: SignedDuration::from_secs(60),
             watch: false,
             watch_poll: SignedDuration::from_secs(1),
@@ -254,17 +254,15 @@ impl BatchFacts {
             .max();
         let mut suppressed = HashSet::new();
         let mut recent: HashMap<(String, String), Vec<Timestamp>> = HashMap::new();
-        let mut checked: HashMap<&str, bool> = HashMap::new();
+        let addresses: Vec<&str> = batch
+            .iter()
+            .map(|m| m.address.as_str())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let on_list = store.suppressed_among(&addresses)?;
         for m in batch {
-            let is = match checked.get(m.address.as_str()) {
-                Some(&b) => b,
-                None => {
-                    let b = store.is_suppressed(&m.address)?;
-                    checked.insert(&m.address, b);
-                    b
-                }
-            };
-            if is {
+            if on_list.contains(&m.address) {
                 suppressed.insert(m.id);
                 continue;
             }

@@ -368,6 +368,11 @@ pub trait Store: Send + Sync {
     fn unsuppress(&self, address: &str) -> Result<bool, StoreError>;
     fn suppressions(&self) -> Result<Vec<Suppression>, StoreError>;
     fn is_suppressed(&self, address: &str) -> Result<bool, StoreError>;
+    /// Which of `addresses` are on the suppression list: one query for a whole claimed batch.
+    fn suppressed_among(
+        &self,
+        addresses: &[&str],
+    ) -> Result<std::collections::HashSet<String>, StoreError>;
     /// The latest run of a campaign as its attempts show it: the last burst of attempts with
     /// no pause longer than `gap` between one and the next. `None` before any attempt.
     fn last_run(

@@ -946,6 +946,24 @@ impl Store for SqliteStore {
         stmt.query_row([address], |r| r.get(0)).map_err(other)
     }
 
+    fn suppressed_among(
+        &self,
+        addresses: &[&str],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        if addresses.is_empty() {
+            return Ok(std::collections::HashSet::new());
+        }
+        let conn = self.conn()?;
+        let list = serde_json::to_string(addresses).map_err(other)?;
+        let mut stmt = conn
+            .prepare_cached("SELECT address FROM suppressions WHERE address IN (SELECT value FROM json_each(?1))")
+            .map_err(other)?;
+        let rows = stmt
+            .query_map([list], |r| r.get::<_, String>(0))
+            .map_err(other)?;
+        rows.collect::<Result<_, _>>().map_err(other)
+    }
+
     fn last_run(
         &self,
         campaign: &str,
