@@ -202,16 +202,18 @@ fn cases() -> Vec<Bad> {
             vec![("templates/t.hbs", s("Oi {{first_name}\n"))],
             vec!["templates/t.hbs:1"],
         ),
-        Bad {
-            known_no_hint: Some(
-                "src/template/mod.rs:209-228: the load-time partial check renders in strict mode with an empty context, so the first variable fails before the partial is looked up; the missing partial surfaces per row at render time without a hint",
-            ),
-            ..bad(
-                "missing partial",
-                vec![("templates/t.hbs", s("Oi {{first_name}} {{> signature}}\n"))],
-                vec!["templates/t.hbs", "signature"],
-            )
-        },
+        bad(
+            "missing partial",
+            vec![(
+                "templates/t.hbs",
+                s("Oi {{first_name}}\n{{#if vip}}{{> signature}}{{/if}}\n"),
+            )],
+            vec![
+                "templates/t.hbs:2",
+                "signature",
+                "templates/partials/signature.hbs",
+            ],
+        ),
         Bad {
             row_level: Some("2"),
             ..bad(

@@ -220,24 +220,23 @@ impl TemplateSet {
         if set.variants.is_empty() && problems.is_empty() {
             problems.push(Problem::new(format!("no template named {name:?}")).in_file(templates_dir.join(format!("{name}.hbs"))).hint(format!("create templates/{name}.hbs (and locale variants such as templates/{name}.pt-BR.hbs)")));
         }
-        // A missing partial only shows when a template is rendered: render each variant once
-        // with an empty context and report partial lookups, which do not depend on data.
+        // A missing partial would only show when a recipient's message is rendered; find every
+        // `{{> name}}` in the source instead, so it is reported once, at load, with its line.
         for v in &set.variants {
-            let missing = match set.text.render(&v.body.name, &Value::Null) {
-                Err(e) => match e.reason() {
-                    handlebars::RenderErrorReason::PartialNotFound(p) => Some(p.clone()),
-                    _ => None,
-                },
-                Ok(_) => None,
+            let Ok(text) = std::fs::read_to_string(&v.file) else {
+                continue;
             };
-            if let Some(p) = missing {
-                problems.push(
-                    Problem::new(format!(
-                        "the template uses partial {p:?}, which does not exist"
-                    ))
-                    .in_file(&v.file)
-                    .hint(format!("create templates/partials/{p}.hbs")),
-                );
+            for (line, name) in partial_uses(&text) {
+                if !set.text.has_template(&name) {
+                    problems.push(
+                        Problem::new(format!(
+                            "the template uses partial {name:?}, which does not exist"
+                        ))
+                        .in_file(&v.file)
+                        .at_line(line)
+                        .hint(format!("create templates/partials/{name}.hbs")),
+                    );
+                }
             }
         }
         if problems.is_empty() {
@@ -545,6 +544,36 @@ fn insert_path(m: &mut serde_json::Map<String, Value>, path: &str, value: Value)
             }
         }
     }
+}
+
+/// The partials a template includes by name, with their lines: `{{> name}}` and `{{~> name}}`.
+/// Partial blocks (`{{#> name}}fallback{{/name}}`) have a fallback and dynamic partials
+/// (`{{> (expr)}}`) are only known when rendered, so neither is listed.
+fn partial_uses(src: &str) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    for (i, line) in src.lines().enumerate() {
+        let mut rest = line;
+        while let Some(at) = rest.find("{{") {
+            let after = rest[at + 2..]
+                .trim_start_matches('{')
+                .trim_start_matches('~');
+            if let Some(tail) = after.strip_prefix('>') {
+                let name: String = tail
+                    .trim_start()
+                    .chars()
+                    .take_while(|c| !c.is_whitespace() && *c != '}' && *c != '~')
+                    .collect();
+                if !name.is_empty() && !name.starts_with('(') {
+                    out.push((
+                        i as u64 + 1,
+                        name.trim_matches(|c| c == '"' || c == '\'').to_owned(),
+                    ));
+                }
+            }
+            rest = &rest[at + 2..];
+        }
+    }
+    out
 }
 
 /// Counts the simple `{{expr}}` / `{{{expr}}}` placeholders of a body, the ones that become
