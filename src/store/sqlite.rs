@@ -156,6 +156,22 @@ impl SqliteStore {
     }
 }
 
+/// `UnknownCampaign` unless a campaign of that name was planned.
+fn require_campaign(conn: &Connection, campaign: &str) -> Result<(), StoreError> {
+    let exists: bool = conn
+        .query_row(
+            "SELECT EXISTS(SELECT 1 FROM campaigns WHERE name = ?1)",
+            [campaign],
+            |r| r.get(0),
+        )
+        .map_err(other)?;
+    if exists {
+        Ok(())
+    } else {
+        Err(StoreError::UnknownCampaign(campaign.into()))
+    }
+}
+
 fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
     let exists: bool = conn.query_row("SELECT EXISTS(SELECT 1 FROM sqlite_master WHERE type='table' AND name='refinery_schema_history')", [], |r| r.get(0))?;
     if !exists {
@@ -1001,16 +1017,7 @@ impl Store for SqliteStore {
         each: &mut dyn FnMut(ReportRow) -> std::io::Result<()>,
     ) -> Result<u64, ReportError> {
         let conn = self.conn()?;
-        let exists: bool = conn
-            .query_row(
-                "SELECT EXISTS(SELECT 1 FROM campaigns WHERE name = ?1)",
-                [campaign],
-                |r| r.get(0),
-            )
-            .map_err(other)?;
-        if !exists {
-            return Err(StoreError::UnknownCampaign(campaign.into()).into());
-        }
+        require_campaign(&conn, campaign)?;
         let mut stmt = conn
             .prepare(
                 "SELECT m.key, c.name, m.recipient, m.occurrence, c.channel, m.address, m.zone, m.locale, q.state,
@@ -1066,16 +1073,7 @@ impl Store for SqliteStore {
         each: &mut dyn FnMut(AttemptRow) -> std::io::Result<()>,
     ) -> Result<u64, ReportError> {
         let conn = self.conn()?;
-        let exists: bool = conn
-            .query_row(
-                "SELECT EXISTS(SELECT 1 FROM campaigns WHERE name = ?1)",
-                [campaign],
-                |r| r.get(0),
-            )
-            .map_err(other)?;
-        if !exists {
-            return Err(StoreError::UnknownCampaign(campaign.into()).into());
-        }
+        require_campaign(&conn, campaign)?;
         let mut stmt = conn
             .prepare(
                 "SELECT m.key, c.name, m.recipient, m.occurrence, m.address, a.attempt, a.started_at, a.finished_at,
