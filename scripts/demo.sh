@@ -15,8 +15,8 @@ disparo() {
   printf '\n$ disparo %s\n' "$*" >&2
   target/release/disparo "$@"
 }
-disparo validate
+disparo --now 2026-11-26T12:00:00Z validate
 disparo --now 2026-11-26T12:00:00Z plan black-friday-2026 payment-reminder weekly-digest
 disparo --now 2026-11-27T03:00:00Z run --once
 disparo --now 2026-11-27T16:30:00Z run --once
-disparo status
+disparo --now 2026-11-27T16:30:00Z status
