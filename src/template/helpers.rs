@@ -11,8 +11,8 @@ use handlebars::{
 use serde_json::Value;
 
 pub fn register(h: &mut Handlebars<'static>) {
-    h.register_helper("upper", Box::new(upper));
-    h.register_helper("lower", Box::new(lower));
+    h.register_helper("upper", Box::new(change_case(str::to_uppercase)));
+    h.register_helper("lower", Box::new(change_case(str::to_lowercase)));
     h.register_helper("default", Box::new(default));
     h.register_helper("format_date", Box::new(format_date));
 }
@@ -39,28 +39,18 @@ fn param<'a>(h: &'a Helper, idx: usize, r: &Handlebars) -> Result<Option<&'a Val
     }
 }
 
-fn upper(
-    h: &Helper,
-    r: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
-    let v = param(h, 0, r)?.map(text).unwrap_or_default();
-    out.write(&v.to_uppercase())?;
-    Ok(())
-}
-
-fn lower(
-    h: &Helper,
-    r: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
-    let v = param(h, 0, r)?.map(text).unwrap_or_default();
-    out.write(&v.to_lowercase())?;
-    Ok(())
+/// `upper` and `lower`: one text parameter, its case changed; a missing variable is reported
+/// by name in strict mode.
+fn change_case(
+    convert: fn(&str) -> String,
+) -> impl Fn(&Helper, &Handlebars, &Context, &mut RenderContext, &mut dyn Output) -> HelperResult
++ Send
++ Sync {
+    move |h, r, _, _, out| {
+        let v = param(h, 0, r)?.map(text).unwrap_or_default();
+        out.write(&convert(&v))?;
+        Ok(())
+    }
 }
 
 /// `{{default nickname "amigo"}}`: the value when present and non-empty, else the fallback.

@@ -694,6 +694,18 @@ mod tests {
     }
 
     #[test]
+    fn case_helpers_and_their_strictness() {
+        let (_d, s) = set(&[("promo.hbs", "{{upper name}} {{lower city}}")]);
+        let s = s.unwrap();
+        let c = s
+            .render(None, &json!({"name": "Conceição", "city": "SÃO PAULO"}))
+            .unwrap();
+        assert_eq!(c.body, "CONCEIÇÃO são paulo");
+        let e = s.render(None, &json!({"name": "Ana"})).unwrap_err();
+        assert_eq!(e.variable.as_deref(), Some("city"));
+    }
+
+    #[test]
     fn placeholder_count() {
         assert_eq!(
             count_placeholders("Oi {{a}}, {{#if b}}{{b}}{{/if}} {{{c}}} {{!x}}"),
