@@ -33,16 +33,7 @@ pub(crate) fn status_class(status: StatusCode, retry_after: Option<Duration>) ->
 /// The URL is dropped from the message: it may carry an account id.
 pub(crate) fn transport_error(what: &str, e: reqwest::Error) -> SendError {
     let e = e.without_url();
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
+    let text = super::error_chain(&e);
     let class = if e.is_builder() {
         ErrorClass::Permanent
     } else {

@@ -41,6 +41,22 @@ pub use whatsapp::WhatsappCloud;
 
 use crate::message::Envelope;
 
+/// An error and its sources as one line (`a: b: c`), each cause said once: libraries often
+/// repeat their source in their own message.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
 /// A successful hand-over to the provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivered {
@@ -335,5 +351,37 @@ impl<'a> MessageDoc<'a> {
             attempt: env.attempt,
             attempt_at: env.attempt_at,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    #[derive(Debug)]
+    struct E(&'static str, Option<Box<E>>);
+    impl std::fmt::Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for E {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn error_chain_says_each_cause_once() {
+        let inner = E("connection refused", None);
+        let mid = E(
+            "tcp connect error: connection refused",
+            Some(Box::new(inner)),
+        );
+        let top = E("error sending request", Some(Box::new(mid)));
+        assert_eq!(
+            error_chain(&top),
+            "error sending request: tcp connect error: connection refused"
+        );
     }
 }

@@ -191,16 +191,7 @@ impl Smtp {
             // Connection refused or reset, timeouts.
             _ => ErrorClass::Transient { retry_after: None },
         };
-        let mut text = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            let s_text = s.to_string();
-            if !text.contains(&s_text) {
-                text.push_str(": ");
-                text.push_str(&s_text);
-            }
-            source = s.source();
-        }
+        let mut text = super::error_chain(&e);
         // A certificate the client does not trust fails every message alike.
         let class = if matches!(class, ErrorClass::Transient { .. })
             && text.contains("invalid peer certificate")
