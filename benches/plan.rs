@@ -108,7 +108,7 @@ fn plan(c: &mut Criterion) {
                 planner
                     .run(&mut |item| {
                         let row = item.unwrap().into_new_message();
-                        n += black_box(row.content.body.len()) as u64;
+                        n += black_box(row.content.len() + row.vars.len()) as u64;
                         ControlFlow::Continue(())
                     })
                     .unwrap();

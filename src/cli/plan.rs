@@ -107,11 +107,10 @@ fn skipped_row(recipient: String, reason: String) -> NewMessage {
         address: String::new(),
         zone: String::new(),
         locale: None,
-        planned_local: String::new(),
         at: jiff::Timestamp::UNIX_EPOCH,
         reasons: String::new(),
-        content: Default::default(),
-        vars: Default::default(),
+        content: r#"{"body":""}"#.into(),
+        vars: "{}".into(),
         skipped: Some(reason),
     }
 }

@@ -780,7 +780,7 @@ fn envelope(
         address: row.address.clone(),
         locale: row.locale.clone(),
         content: row.content.clone(),
-        vars: row.vars.clone(),
+        vars: row.vars.to_map(),
         scheduled_at: row.at,
         attempt: 1,
         attempt_at: now.max(row.at),

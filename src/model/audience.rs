@@ -25,7 +25,7 @@ pub struct Recipient {
     /// Line in the file where the record starts (0 when unknown).
     pub line: u64,
     pub id: String,
-    pub fields: Map<String, Value>,
+    pub fields: Fields,
 }
 
 impl Recipient {
@@ -43,6 +43,85 @@ impl Recipient {
             Value::Number(n) => Some(n.to_string()),
             _ => self.text(key).map(str::to_owned),
         }
+    }
+}
+
+/// Field names, in file order, shared by every record read with them: a CSV header is one
+/// `Header` for the whole file, so a row costs its values and nothing per name.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Header {
+    names: Vec<String>,
+}
+
+impl Header {
+    pub fn new(names: Vec<String>) -> Header {
+        Header { names }
+    }
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+    /// The position of `key`. A linear scan: audiences have a few dozen columns at most, and
+    /// comparing short names beats hashing them.
+    pub fn position(&self, key: &str) -> Option<usize> {
+        self.names.iter().position(|n| n == key)
+    }
+}
+
+/// A recipient's fields: values in the order of a shared [`Header`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fields {
+    header: std::sync::Arc<Header>,
+    values: Vec<Value>,
+}
+
+/// No fields (what is left in a recipient whose fields were moved out): shares one empty
+/// header, so it allocates nothing.
+impl Default for Fields {
+    fn default() -> Fields {
+        static EMPTY: std::sync::LazyLock<std::sync::Arc<Header>> =
+            std::sync::LazyLock::new(|| std::sync::Arc::new(Header { names: Vec::new() }));
+        Fields {
+            header: EMPTY.clone(),
+            values: Vec::new(),
+        }
+    }
+}
+
+impl Fields {
+    /// `values[i]` is the value of `header.names()[i]`.
+    pub fn new(header: std::sync::Arc<Header>, values: Vec<Value>) -> Fields {
+        debug_assert_eq!(header.names.len(), values.len());
+        Fields { header, values }
+    }
+    /// The fields of a JSON/YAML object, in its order (a header of its own).
+    pub fn from_map(map: Map<String, Value>) -> Fields {
+        let (names, values) = map.into_iter().unzip();
+        Fields {
+            header: std::sync::Arc::new(Header { names }),
+            values,
+        }
+    }
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.header.position(key).map(|i| &self.values[i])
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.header
+            .names
+            .iter()
+            .map(String::as_str)
+            .zip(&self.values)
+    }
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+    /// As a JSON object, in field order.
+    pub fn to_map(&self) -> Map<String, Value> {
+        self.iter()
+            .map(|(k, v)| (k.to_owned(), v.clone()))
+            .collect()
     }
 }
 
@@ -163,7 +242,7 @@ fn object_to_recipient(path: &Path, row: u64, line: u64, obj: Value) -> Row {
         row,
         line,
         id,
-        fields,
+        fields: Fields::from_map(fields),
     })
 }
 
@@ -203,13 +282,15 @@ fn read_csv(
         }
         names.push(h);
     }
-    if !names.iter().any(|n| n == "id") {
+    let Some(id_at) = names.iter().position(|n| n == "id") else {
         return Err(Problem::new("the header has no `id` column")
             .in_file(path)
             .at_line(1)
             .field("id")
             .hint("add an `id` column with a unique value per recipient"));
-    }
+    };
+    let header = std::sync::Arc::new(Header::new(names));
+    let names = header.names();
     let mut record = csv::ByteRecord::new();
     let mut row = 0u64;
     // The csv crate counts record terminators, not line breaks inside quoted values; add those
@@ -244,7 +325,7 @@ fn read_csv(
                 .hint("check for a missing or extra comma, or an unquoted comma inside a value"),
             ))
         } else {
-            let mut fields = Map::with_capacity(names.len());
+            let mut values = Vec::with_capacity(names.len());
             let mut err = None;
             for (name, cell) in names.iter().zip(record.iter()) {
                 if cell.len() > MAX_FIELD_BYTES {
@@ -259,9 +340,7 @@ fn read_csv(
                     break;
                 }
                 match std::str::from_utf8(cell) {
-                    Ok(s) => {
-                        fields.insert(name.clone(), Value::String(s.to_owned()));
-                    }
+                    Ok(s) => values.push(Value::String(s.to_owned())),
                     Err(_) => {
                         err = Some(here(
                             Problem::new("the value is not valid UTF-8")
@@ -276,7 +355,19 @@ fn read_csv(
             }
             match err {
                 Some(p) => Err(p),
-                None => object_to_recipient(path, row, line, Value::Object(fields)),
+                None => match values[id_at].as_str().map(str::trim) {
+                    Some(id) if !id.is_empty() => Ok(Recipient {
+                        row,
+                        line,
+                        id: id.to_owned(),
+                        fields: Fields::new(header.clone(), values),
+                    }),
+                    _ => Err(here(
+                        Problem::new("the recipient has no `id`")
+                            .field("id")
+                            .hint("give every recipient a unique, non-empty `id`"),
+                    )),
+                },
             }
         };
         if each(result).is_break() {

@@ -7,11 +7,13 @@ pub mod audience;
 pub mod campaign;
 pub mod config;
 pub mod project;
+pub mod vars;
 
-pub use audience::{AudienceFormat, Recipient};
+pub use audience::{AudienceFormat, Fields, Recipient};
 pub use campaign::{Campaign, ScheduleKind};
 pub use config::Config;
 pub use project::Project;
+pub use vars::Vars;
 
 use crate::diag::Problem;
 

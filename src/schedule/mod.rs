@@ -135,6 +135,40 @@ pub fn next_day(local: DateTime) -> Option<DateTime> {
     local.checked_add(1.day()).ok()
 }
 
+/// `2026-11-27T10:00:00-03:00`: what `strftime("%Y-%m-%dT%H:%M:%S%:z")` prints, written
+/// directly for the common case (4-digit year, whole-minute offset).
+pub fn local_rfc3339(z: &jiff::Zoned) -> String {
+    let offset = z.offset().seconds();
+    let dt = z.datetime();
+    if !(0..=9999).contains(&dt.year()) || offset % 60 != 0 {
+        return z.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string();
+    }
+    fn two(out: &mut String, n: i64) {
+        out.push(char::from(b'0' + (n / 10) as u8));
+        out.push(char::from(b'0' + (n % 10) as u8));
+    }
+    let mut out = String::with_capacity(25);
+    let y = i64::from(dt.year());
+    two(&mut out, y / 100);
+    two(&mut out, y % 100);
+    out.push('-');
+    two(&mut out, dt.month().into());
+    out.push('-');
+    two(&mut out, dt.day().into());
+    out.push('T');
+    two(&mut out, dt.hour().into());
+    out.push(':');
+    two(&mut out, dt.minute().into());
+    out.push(':');
+    two(&mut out, dt.second().into());
+    out.push(if offset < 0 { '-' } else { '+' });
+    let m = i64::from(offset.abs() / 60);
+    two(&mut out, m / 60);
+    out.push(':');
+    two(&mut out, m % 60);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +232,37 @@ mod tests {
         let names: Vec<_> = r.names().collect();
         assert_eq!(names, ["quiet_hours", "late"]);
         assert_eq!(Reasons::from_names(names), r);
+    }
+
+    #[test]
+    fn local_rfc3339_matches_strftime() {
+        let zones = [
+            "America/Sao_Paulo",
+            "America/St_Johns",
+            "Asia/Kolkata",
+            "Asia/Kathmandu",
+            "Pacific/Chatham",
+            "Europe/London",
+            "UTC",
+        ];
+        let instants = [
+            "2026-11-27T13:00:00Z",
+            "2026-03-29T00:59:59Z",
+            "2026-10-25T01:00:00Z",
+            "1890-01-01T00:00:00Z", // local mean time: offsets with seconds take strftime
+            "0001-01-01T12:00:00Z",
+        ];
+        for z in zones {
+            let tz = jiff::tz::TimeZone::get(z).unwrap();
+            for t in instants {
+                let at: Timestamp = t.parse().unwrap();
+                let zoned = at.to_zoned(tz.clone());
+                assert_eq!(
+                    local_rfc3339(&zoned),
+                    zoned.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+                    "{z} {t}"
+                );
+            }
+        }
     }
 }

@@ -124,13 +124,13 @@ pub struct NewMessage {
     pub address: String,
     pub zone: String,
     pub locale: Option<String>,
-    /// Local wall time as planned, with its offset (RFC 3339).
-    pub planned_local: String,
     pub at: Timestamp,
     /// Comma-separated reasons it moved (`quiet_hours,weekday`).
     pub reasons: String,
-    pub content: Content,
-    pub vars: serde_json::Map<String, serde_json::Value>,
+    /// The rendered [`Content`] as JSON text, and the template variables as a JSON object:
+    /// encoded by the planning thread so that the store's writer only copies bytes.
+    pub content: String,
+    pub vars: String,
     /// `Some(reason)` to store it as `skipped` (suppressed, invalid with `--skip-invalid`).
     pub skipped: Option<String>,
 }
@@ -465,6 +465,29 @@ pub enum ReportError {
     Store(#[from] StoreError),
     #[error("cannot write the report: {0}")]
     Write(#[from] std::io::Error),
+}
+
+/// A planned instant on the recipient's wall clock (RFC 3339 with offset), for reports: the
+/// store keeps the instant and the zone name, not the text. Zones are looked up once per name.
+#[derive(Default)]
+pub(crate) struct LocalTimes {
+    zones: std::collections::HashMap<String, Option<jiff::tz::TimeZone>>,
+}
+
+impl LocalTimes {
+    /// Empty for a message without a zone (an invalid recipient stored as skipped).
+    pub(crate) fn format(&mut self, at: Timestamp, zone: &str) -> String {
+        if zone.is_empty() {
+            return String::new();
+        }
+        if !self.zones.contains_key(zone) {
+            self.zones.insert(zone.to_owned(), crate::model::zone(zone));
+        }
+        match self.zones.get(zone) {
+            Some(Some(tz)) => crate::schedule::local_rfc3339(&at.to_zoned(tz.clone())),
+            _ => String::new(),
+        }
+    }
 }
 
 /// The stable identity of a message: the idempotency key providers see. Computed for every

@@ -118,13 +118,15 @@ impl Fast {
     /// Appends the rendering to `out`. `false` means "not handled here" (a missing variable,
     /// a null, an array or an object): `out` may hold a partial rendering and the caller must
     /// discard it and ask Handlebars.
-    pub(crate) fn render_into(&self, ctx: &Value, out: &mut String) -> bool {
+    pub(crate) fn render_into(&self, ctx: &dyn super::Lookup, out: &mut String) -> bool {
         for seg in &self.segs {
             match seg {
                 Seg::Lit(s) => out.push_str(s),
                 Seg::Var { path, escape } => {
-                    let mut v = ctx;
-                    for key in path.iter() {
+                    let Some(mut v) = ctx.lookup(&path[0]) else {
+                        return false;
+                    };
+                    for key in path[1..].iter() {
                         match v {
                             Value::Object(m) => match m.get(&**key) {
                                 Some(x) => v = x,

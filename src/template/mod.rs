@@ -19,6 +19,24 @@ use serde_json::Value;
 use crate::diag::Problem;
 use crate::message::{Content, WhatsappTemplate};
 
+/// Where a template's variables come from: a JSON object, or a recipient's variables read in
+/// place ([`crate::model::Vars`]) so that planning builds no map per recipient.
+pub trait Lookup {
+    /// The value of a top-level variable.
+    fn lookup(&self, key: &str) -> Option<&Value>;
+    /// Everything as one JSON value, for what only Handlebars renders (helpers, blocks).
+    fn to_value(&self) -> Value;
+}
+
+impl Lookup for Value {
+    fn lookup(&self, key: &str) -> Option<&Value> {
+        self.as_object()?.get(key)
+    }
+    fn to_value(&self) -> Value {
+        self.clone()
+    }
+}
+
 /// Optional YAML at the top of a template file, between `---` lines.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -403,7 +421,7 @@ impl TemplateSet {
     }
 
     /// Renders the variant for `locale` with `ctx` (campaign vars overlaid by the recipient's fields).
-    pub fn render(&self, locale: Option<&str>, ctx: &Value) -> Result<Content, RenderFailure> {
+    pub fn render(&self, locale: Option<&str>, ctx: &dyn Lookup) -> Result<Content, RenderFailure> {
         let v = self.variant(locale).ok_or_else(|| RenderFailure {
             file: self.variants.first().map(|v| v.file.clone()).unwrap_or_default(),
             variable: None,
@@ -465,7 +483,7 @@ impl TemplateSet {
 impl TemplateSet {
     /// One part rendered: the pre-split form when it handles `ctx`, else Handlebars (whose
     /// output buffer starts at 8 KiB: shrunk, since many rendered messages are held at once).
-    fn part(&self, p: &Part, ctx: &Value) -> Result<String, handlebars::RenderError> {
+    fn part(&self, p: &Part, ctx: &dyn Lookup) -> Result<String, handlebars::RenderError> {
         if let Some(f) = &p.fast {
             let mut out = String::with_capacity(f.capacity_hint());
             if f.render_into(ctx, &mut out) {
@@ -473,7 +491,7 @@ impl TemplateSet {
             }
         }
         let reg = if p.html { &self.html } else { &self.text };
-        let mut out = reg.render(&p.name, ctx)?;
+        let mut out = reg.render(&p.name, &ctx.to_value())?;
         out.shrink_to_fit();
         Ok(out)
     }
