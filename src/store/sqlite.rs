@@ -64,6 +64,10 @@ fn other(e: impl std::fmt::Display) -> StoreError {
 
 /// SQLite's default page cache, in KiB (negative: a size, not a page count).
 const DEFAULT_CACHE_KIB: i64 = -2000;
+/// The page cache while a plan writes: room for the hot index pages of a large campaign
+/// (with 2 MB they were spilled to the WAL again and again), well inside the plan's memory
+/// budget (100 MB peak for 1M recipients).
+const PLAN_CACHE_KIB: i64 = -16384;
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
@@ -313,11 +317,7 @@ impl Store for SqliteStore {
         // messages); a 2 MB cache spilled the same hot index pages to the WAL over and over.
         conn.pragma_update(None, "foreign_keys", "OFF")
             .map_err(other)?;
-        let plan_cache: i64 = std::env::var("DISPARO_CACHE")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(-16384);
-        conn.pragma_update(None, "cache_size", plan_cache)
+        conn.pragma_update(None, "cache_size", PLAN_CACHE_KIB)
             .map_err(other)?;
         let saved = self.save_plan_in(&mut conn, campaign, messages);
         let restored = conn
