@@ -22,10 +22,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::Outgoing;
 use super::{
     BuildContext, ChannelBuildError, CommandConfig, Delivered, ErrorClass, MessageDoc, SendError,
 };
-use crate::message::Envelope;
 
 /// The exit status a program uses to say "try again later".
 pub const EXIT_TEMPFAIL: i32 = 75;
@@ -86,7 +86,7 @@ impl Command {
         })
     }
 
-    pub async fn send(&self, env: &Envelope) -> Result<Delivered, SendError> {
+    pub async fn send(&self, env: &Outgoing<'_>) -> Result<Delivered, SendError> {
         let input = serde_json::to_vec(&MessageDoc::new(env))
             .map_err(|e| SendError::permanent(format!("cannot encode the message: {e}")))?;
         let mut child = tokio::process::Command::new(&self.program)
@@ -178,7 +178,7 @@ impl Command {
         })
     }
 
-    pub fn preview_request(&self, env: &Envelope) -> serde_json::Value {
+    pub fn preview_request(&self, env: &Outgoing<'_>) -> serde_json::Value {
         serde_json::json!({
             "program": self.program.display().to_string(),
             "args": self.args,

@@ -2,8 +2,8 @@
 
 use std::io::Write;
 
+use super::Outgoing;
 use super::{Delivered, SendError};
-use crate::message::Envelope;
 
 /// Error code of a send that found standard output closed (`disparo run | head`): the run
 /// stops and gives the message back instead of counting it as a failure.
@@ -13,7 +13,7 @@ pub const STDOUT_CLOSED: &str = "stdout_closed";
 pub struct Console;
 
 impl Console {
-    pub async fn send(&self, env: &Envelope) -> Result<Delivered, SendError> {
+    pub async fn send(&self, env: &Outgoing<'_>) -> Result<Delivered, SendError> {
         let mut out = std::io::stdout().lock();
         let mut text = format!(
             "── {} → {} ({}) · {}\n",
@@ -48,7 +48,7 @@ impl Console {
         })
     }
 
-    pub fn preview_request(&self, env: &Envelope) -> serde_json::Value {
+    pub fn preview_request(&self, env: &Outgoing<'_>) -> serde_json::Value {
         serde_json::json!({ "stdout": env.content.body })
     }
 }

@@ -39,7 +39,7 @@ pub use twilio::Twilio;
 pub use webhook::Webhook;
 pub use whatsapp::WhatsappCloud;
 
-use crate::message::Envelope;
+use crate::message::{Content, Envelope};
 
 /// An error and its sources as one line (`a: b: c`), each cause said once: libraries often
 /// repeat their source in their own message.
@@ -285,28 +285,87 @@ impl Channel {
 
     /// Sends one message once; retries are the dispatcher's business.
     pub async fn send(&self, envelope: &Envelope) -> Result<Delivered, SendError> {
+        self.send_outgoing(&Outgoing::from(envelope)).await
+    }
+
+    /// [`send`](Self::send) for a borrowed message (what the dispatcher hands over: nothing
+    /// is copied into an [`Envelope`] first).
+    pub async fn send_outgoing(&self, message: &Outgoing<'_>) -> Result<Delivered, SendError> {
         match self {
-            Channel::Console(c) => c.send(envelope).await,
-            Channel::Outbox(c) => c.send(envelope).await,
-            Channel::WhatsappCloud(c) => c.send(envelope).await,
-            Channel::Twilio(c) => c.send(envelope).await,
-            Channel::Smtp(c) => c.send(envelope).await,
-            Channel::Webhook(c) => c.send(envelope).await,
-            Channel::Command(c) => c.send(envelope).await,
+            Channel::Console(c) => c.send(message).await,
+            Channel::Outbox(c) => c.send(message).await,
+            Channel::WhatsappCloud(c) => c.send(message).await,
+            Channel::Twilio(c) => c.send(message).await,
+            Channel::Smtp(c) => c.send(message).await,
+            Channel::Webhook(c) => c.send(message).await,
+            Channel::Command(c) => c.send(message).await,
         }
     }
 
     /// The exact request this channel would send for `envelope`, secrets redacted, for `preview`.
     /// HTTP adapters give `{method, url, headers, body}`.
     pub fn preview_request(&self, envelope: &Envelope) -> serde_json::Value {
+        let message = Outgoing::from(envelope);
         match self {
-            Channel::Console(c) => c.preview_request(envelope),
-            Channel::Outbox(c) => c.preview_request(envelope),
-            Channel::WhatsappCloud(c) => c.preview_request(envelope),
-            Channel::Twilio(c) => c.preview_request(envelope),
-            Channel::Smtp(c) => c.preview_request(envelope),
-            Channel::Webhook(c) => c.preview_request(envelope),
-            Channel::Command(c) => c.preview_request(envelope),
+            Channel::Console(c) => c.preview_request(&message),
+            Channel::Outbox(c) => c.preview_request(&message),
+            Channel::WhatsappCloud(c) => c.preview_request(&message),
+            Channel::Twilio(c) => c.preview_request(&message),
+            Channel::Smtp(c) => c.preview_request(&message),
+            Channel::Webhook(c) => c.preview_request(&message),
+            Channel::Command(c) => c.preview_request(&message),
+        }
+    }
+}
+
+/// One message for one delivery attempt, borrowed: the fields of an [`Envelope`], with the
+/// template variables either parsed ([`Vars::Map`], from an `Envelope`) or as the stored JSON
+/// text ([`Vars::Raw`], from the store, copied into request bodies without being parsed).
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    pub message_id: &'a str,
+    pub campaign: &'a str,
+    pub recipient: &'a str,
+    pub channel: &'a str,
+    pub address: &'a str,
+    pub locale: Option<&'a str>,
+    pub content: &'a Content,
+    pub vars: Vars<'a>,
+    pub scheduled_at: jiff::Timestamp,
+    pub attempt: u32,
+    pub attempt_at: jiff::Timestamp,
+}
+
+/// Template variables as a JSON object, parsed or not; both serialize to the same JSON.
+#[derive(Debug, Clone, Copy)]
+pub enum Vars<'a> {
+    Map(&'a serde_json::Map<String, serde_json::Value>),
+    Raw(&'a serde_json::value::RawValue),
+}
+
+impl serde::Serialize for Vars<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Vars::Map(m) => m.serialize(s),
+            Vars::Raw(r) => r.serialize(s),
+        }
+    }
+}
+
+impl<'a> From<&'a Envelope> for Outgoing<'a> {
+    fn from(env: &'a Envelope) -> Outgoing<'a> {
+        Outgoing {
+            message_id: &env.message_id,
+            campaign: &env.campaign,
+            recipient: &env.recipient,
+            channel: &env.channel,
+            address: &env.address,
+            locale: env.locale.as_deref(),
+            content: &env.content,
+            vars: Vars::Map(&env.vars),
+            scheduled_at: env.scheduled_at,
+            attempt: env.attempt,
+            attempt_at: env.attempt_at,
         }
     }
 }
@@ -327,26 +386,26 @@ pub(crate) struct MessageDoc<'a> {
     html: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     whatsapp: Option<&'a crate::message::WhatsappTemplate>,
-    vars: &'a serde_json::Map<String, serde_json::Value>,
+    vars: Vars<'a>,
     scheduled_at: jiff::Timestamp,
     attempt: u32,
     attempt_at: jiff::Timestamp,
 }
 
 impl<'a> MessageDoc<'a> {
-    pub(crate) fn new(env: &'a Envelope) -> MessageDoc<'a> {
+    pub(crate) fn new(env: &Outgoing<'a>) -> MessageDoc<'a> {
         MessageDoc {
-            id: &env.message_id,
-            campaign: &env.campaign,
-            recipient: &env.recipient,
-            channel: &env.channel,
-            to: &env.address,
-            locale: env.locale.as_deref(),
+            id: env.message_id,
+            campaign: env.campaign,
+            recipient: env.recipient,
+            channel: env.channel,
+            to: env.address,
+            locale: env.locale,
             body: &env.content.body,
             subject: env.content.subject.as_deref(),
             html: env.content.html.as_deref(),
             whatsapp: env.content.whatsapp.as_ref(),
-            vars: &env.vars,
+            vars: env.vars,
             scheduled_at: env.scheduled_at,
             attempt: env.attempt,
             attempt_at: env.attempt_at,

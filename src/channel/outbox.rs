@@ -6,8 +6,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use super::Outgoing;
 use super::{Delivered, SendError};
-use crate::message::Envelope;
 
 #[derive(Debug)]
 pub struct Outbox {
@@ -27,7 +27,7 @@ impl Outbox {
         &self.path
     }
 
-    fn line(env: &Envelope) -> serde_json::Value {
+    fn line(env: &Outgoing<'_>) -> serde_json::Value {
         serde_json::json!({
             "id": env.message_id,
             "campaign": env.campaign,
@@ -42,7 +42,7 @@ impl Outbox {
         })
     }
 
-    pub async fn send(&self, env: &Envelope) -> Result<Delivered, SendError> {
+    pub async fn send(&self, env: &Outgoing<'_>) -> Result<Delivered, SendError> {
         let mut line = serde_json::to_vec(&Self::line(env))
             .map_err(|e| SendError::permanent(format!("cannot encode message: {e}")))?;
         line.push(b'\n');
@@ -74,7 +74,7 @@ impl Outbox {
         })
     }
 
-    pub fn preview_request(&self, env: &Envelope) -> serde_json::Value {
+    pub fn preview_request(&self, env: &Outgoing<'_>) -> serde_json::Value {
         serde_json::json!({ "append_to": self.path.display().to_string(), "line": Self::line(env) })
     }
 }

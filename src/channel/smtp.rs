@@ -13,10 +13,10 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
+use super::Outgoing;
 use super::{
     BuildContext, ChannelBuildError, Delivered, ErrorClass, Secret, SendError, SmtpConfig, SmtpTls,
 };
-use crate::message::Envelope;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -118,7 +118,7 @@ impl Smtp {
     }
 
     /// `<{message id}@{sender's domain}>`, with characters a msg-id cannot hold replaced.
-    fn message_id(&self, env: &Envelope) -> String {
+    fn message_id(&self, env: &Outgoing<'_>) -> String {
         let local: String = env
             .message_id
             .chars()
@@ -138,7 +138,7 @@ impl Smtp {
         )
     }
 
-    fn message(&self, env: &Envelope) -> Result<lettre::Message, SendError> {
+    fn message(&self, env: &Outgoing<'_>) -> Result<lettre::Message, SendError> {
         let to: Mailbox = env.address.parse().map_err(|e| {
             SendError::permanent(format!(
                 "channel `{}`: {:?} is not an email address: {e}",
@@ -168,7 +168,7 @@ impl Smtp {
         })
     }
 
-    pub async fn send(&self, env: &Envelope) -> Result<Delivered, SendError> {
+    pub async fn send(&self, env: &Outgoing<'_>) -> Result<Delivered, SendError> {
         let message = self.message(env)?;
         match self.transport.send(message).await {
             Ok(_) => Ok(Delivered {
@@ -213,7 +213,7 @@ impl Smtp {
         }
     }
 
-    pub fn preview_request(&self, env: &Envelope) -> serde_json::Value {
+    pub fn preview_request(&self, env: &Outgoing<'_>) -> serde_json::Value {
         let message = match self.message(env) {
             Ok(m) => {
                 serde_json::Value::String(String::from_utf8_lossy(&m.formatted()).into_owned())

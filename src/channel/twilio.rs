@@ -5,11 +5,11 @@
 use reqwest::header::CONTENT_TYPE;
 use serde::Deserialize;
 
+use super::Outgoing;
 use super::http::{self, retry_after, status_class, transport_error};
 use super::{
     BuildContext, ChannelBuildError, Delivered, ErrorClass, Secret, SendError, TwilioConfig,
 };
-use crate::message::Envelope;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
 
@@ -88,8 +88,8 @@ impl Twilio {
         })
     }
 
-    fn form<'a>(&'a self, env: &'a Envelope) -> Vec<(&'static str, &'a str)> {
-        let mut form = vec![("To", env.address.as_str())];
+    fn form<'a>(&'a self, env: &'a Outgoing<'a>) -> Vec<(&'static str, &'a str)> {
+        let mut form = vec![("To", env.address)];
         match &self.sender {
             Sender::From(f) => form.push(("From", f)),
             Sender::Service(s) => form.push(("MessagingServiceSid", s)),
@@ -98,11 +98,11 @@ impl Twilio {
         form
     }
 
-    fn body(&self, env: &Envelope) -> String {
+    fn body(&self, env: &Outgoing<'_>) -> String {
         serde_urlencoded::to_string(self.form(env)).unwrap_or_default()
     }
 
-    pub async fn send(&self, env: &Envelope) -> Result<Delivered, SendError> {
+    pub async fn send(&self, env: &Outgoing<'_>) -> Result<Delivered, SendError> {
         let url = format!(
             "{}/2010-04-01/Accounts/{}/Messages.json",
             self.base,
@@ -113,7 +113,7 @@ impl Twilio {
             .post(url)
             .basic_auth(self.account_sid.expose(), Some(self.auth_token.expose()))
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header("I-Twilio-Idempotency-Token", &env.message_id)
+            .header("I-Twilio-Idempotency-Token", env.message_id)
             .body(self.body(env))
             .send()
             .await
@@ -153,14 +153,14 @@ impl Twilio {
         })
     }
 
-    pub fn preview_request(&self, env: &Envelope) -> serde_json::Value {
+    pub fn preview_request(&self, env: &Outgoing<'_>) -> serde_json::Value {
         let mut preview = http::preview(
             "POST",
             &format!("{}/2010-04-01/Accounts/***/Messages.json", self.base),
             &[
                 ("Authorization", "Basic ***".into()),
                 ("Content-Type", "application/x-www-form-urlencoded".into()),
-                ("I-Twilio-Idempotency-Token", env.message_id.clone()),
+                ("I-Twilio-Idempotency-Token", env.message_id.to_string()),
             ],
             serde_json::Value::String(self.body(env)),
         );

@@ -16,22 +16,47 @@
 //! transient (honouring `Retry-After`), 401/403 break the circuit, other 4xx are permanent.
 
 use hmac::{KeyInit, Mac};
-use reqwest::Method;
-use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use reqwest::{Method, Url};
 use sha2::Sha256;
 
+use super::Outgoing;
 use super::http::{self, retry_after, status_class, transport_error};
 use super::{
     BuildContext, ChannelBuildError, Delivered, MessageDoc, Secret, SendError, WebhookConfig,
 };
-use crate::message::Envelope;
 
 pub const SIGNATURE_HEADER: &str = "X-Disparo-Signature";
+
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+/// The `id` of a JSON object answer (a string, or a number as its text), if there is one.
+/// Only that field is decoded; the rest of the answer is skipped.
+fn provider_id(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        S(String),
+        N(serde_json::Number),
+        Other(serde::de::IgnoredAny),
+    }
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        id: Option<Id>,
+    }
+    match serde_json::from_slice::<Answer>(body).ok()?.id? {
+        Id::S(s) => Some(s),
+        Id::N(n) => Some(n.to_string()),
+        Id::Other(_) => None,
+    }
+}
 
 #[derive(Debug)]
 pub struct Webhook {
     name: String,
     url: String,
+    /// `url`, parsed once (not per request).
+    parsed: Url,
     method: Method,
     headers: Vec<(HeaderName, HeaderValue)>,
     secret: Option<Secret>,
@@ -79,9 +104,13 @@ impl Webhook {
             Some(var) => Some(ctx.secret(name, "secret_env", var)?),
             None => None,
         };
+        let parsed = Url::parse(&url).map_err(|e| {
+            ChannelBuildError::invalid(name, format!("`url: {url}` is not a URL: {e}"))
+        })?;
         Ok(Webhook {
             name: name.into(),
             url,
+            parsed,
             method,
             headers,
             secret,
@@ -89,8 +118,11 @@ impl Webhook {
         })
     }
 
-    fn body(env: &Envelope) -> Vec<u8> {
-        serde_json::to_vec(&MessageDoc::new(env)).unwrap_or_default()
+    fn body(env: &Outgoing<'_>) -> Vec<u8> {
+        let mut body = Vec::with_capacity(512);
+        // Serializing borrowed strings and numbers into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut body, &MessageDoc::new(env));
+        body
     }
 
     /// `sha256=` and the hex HMAC-SHA256 of `body` keyed with `secret`.
@@ -101,19 +133,27 @@ impl Webhook {
         let digest = mac.finalize().into_bytes();
         let mut out = String::with_capacity(7 + digest.len() * 2);
         out.push_str("sha256=");
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         for b in digest.iter() {
-            out.push_str(&format!("{b:02x}"));
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
         }
         out
     }
 
-    pub async fn send(&self, env: &Envelope) -> Result<Delivered, SendError> {
+    pub async fn send(&self, env: &Outgoing<'_>) -> Result<Delivered, SendError> {
         let body = Self::body(env);
+        let key = HeaderValue::from_str(env.message_id).map_err(|_| {
+            SendError::permanent(format!(
+                "channel `{}`: the message id {:?} cannot be sent as an Idempotency-Key header",
+                self.name, env.message_id
+            ))
+        })?;
         let mut request = self
             .http
-            .request(self.method.clone(), &self.url)
-            .header("Content-Type", "application/json")
-            .header("Idempotency-Key", &env.message_id);
+            .request(self.method.clone(), self.parsed.clone())
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(IDEMPOTENCY_KEY, key);
         for (k, v) in &self.headers {
             request = request.header(k, v);
         }
@@ -130,17 +170,13 @@ impl Webhook {
             .map_err(|e| transport_error(&format!("channel `{}`", self.name), e))?;
         let status = response.status();
         let wait = retry_after(response.headers());
-        let text = response.text().await.unwrap_or_default();
+        let bytes = response.bytes().await.unwrap_or_default();
         if status.is_success() {
-            let provider_id = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| match v.get("id")? {
-                    serde_json::Value::String(s) => Some(s.clone()),
-                    serde_json::Value::Number(n) => Some(n.to_string()),
-                    _ => None,
-                });
-            return Ok(Delivered { provider_id });
+            return Ok(Delivered {
+                provider_id: provider_id(&bytes),
+            });
         }
+        let text = String::from_utf8_lossy(&bytes);
         let message = format!(
             "channel `{}`: webhook answered HTTP {}: {}",
             self.name,
@@ -157,10 +193,10 @@ impl Webhook {
         })
     }
 
-    pub fn preview_request(&self, env: &Envelope) -> serde_json::Value {
+    pub fn preview_request(&self, env: &Outgoing<'_>) -> serde_json::Value {
         let mut headers = vec![
             ("Content-Type", "application/json".to_string()),
-            ("Idempotency-Key", env.message_id.clone()),
+            ("Idempotency-Key", env.message_id.to_string()),
         ];
         for (k, v) in &self.headers {
             headers.push((

@@ -4,11 +4,11 @@
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde::{Deserialize, Serialize};
 
+use super::Outgoing;
 use super::http::{self, retry_after, status_class, transport_error};
 use super::{
     BuildContext, ChannelBuildError, Delivered, ErrorClass, Secret, SendError, WhatsappCloudConfig,
 };
-use crate::message::Envelope;
 
 pub const DEFAULT_BASE_URL: &str = "https://graph.facebook.com/v23.0";
 
@@ -118,7 +118,7 @@ impl WhatsappCloud {
         })
     }
 
-    fn payload<'a>(&self, env: &'a Envelope) -> Result<Payload<'a>, SendError> {
+    fn payload<'a>(&self, env: &'a Outgoing<'a>) -> Result<Payload<'a>, SendError> {
         let wa = env.content.whatsapp.as_ref().ok_or_else(|| {
             SendError::breaker(format!(
                 "channel `{}` sends WhatsApp templates, but the message has no `whatsapp:` part: add `whatsapp: {{ name, language, body }}` to the template's front matter",
@@ -140,7 +140,7 @@ impl WhatsappCloud {
         Ok(Payload {
             messaging_product: "whatsapp",
             recipient_type: "individual",
-            to: &env.address,
+            to: env.address,
             kind: "template",
             template: Template {
                 name: &wa.name,
@@ -153,7 +153,7 @@ impl WhatsappCloud {
         })
     }
 
-    pub async fn send(&self, env: &Envelope) -> Result<Delivered, SendError> {
+    pub async fn send(&self, env: &Outgoing<'_>) -> Result<Delivered, SendError> {
         let body = serde_json::to_vec(&self.payload(env)?)
             .map_err(|e| SendError::permanent(format!("cannot encode the request: {e}")))?;
         let response = self
@@ -216,7 +216,7 @@ impl WhatsappCloud {
         }
     }
 
-    pub fn preview_request(&self, env: &Envelope) -> serde_json::Value {
+    pub fn preview_request(&self, env: &Outgoing<'_>) -> serde_json::Value {
         let body = match self.payload(env) {
             Ok(p) => serde_json::to_value(&p).unwrap_or_default(),
             Err(e) => serde_json::json!({ "error": e.message }),

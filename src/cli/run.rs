@@ -139,8 +139,10 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     {
         return Err(crate::store::StoreError::UnknownCampaign(c.clone()).into());
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread for the network side (sends, timers, signals): the store works on its own
+    // thread (see dispatch::worker), so nothing here blocks, and a single-threaded runtime
+    // saves the cross-thread wake-ups of a multi-threaded one.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::Internal(format!("cannot start the async runtime: {e}")))?;

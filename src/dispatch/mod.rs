@@ -9,8 +9,9 @@
 
 mod clock;
 mod rules;
+mod worker;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -21,10 +22,15 @@ pub use clock::Clock;
 pub use rules::window_of;
 
 use crate::channel::limits::{RateLimiter, RetryPolicy};
-use crate::channel::{Channel, ChannelSettings, ErrorClass};
-use crate::message::Envelope;
+use crate::channel::{Channel, ChannelSettings, ErrorClass, Outgoing, Vars};
 use crate::schedule::{self, Dispatch};
-use crate::store::{CampaignInfo, CampaignStatus, Claimed, Completion, Outcome, Store, StoreError};
+use crate::store::{
+    CampaignInfo, CampaignStatus, ClaimRequest, Claimed, Completion, Outcome, Store, StoreError,
+};
+use worker::{CommitPolicy, Worker};
+
+/// The store thread's answer to a claim: the claimed messages with what the rules need.
+type ClaimReply = tokio::sync::oneshot::Receiver<Result<(Vec<Claimed>, BatchFacts), StoreError>>;
 
 /// A channel ready for dispatch: the adapter and its limits.
 #[derive(Debug)]
@@ -222,7 +228,8 @@ impl CampaignRt {
     }
 }
 
-/// Everything the rules need about one claimed batch, read in one store round trip.
+/// Everything the rules need about one claimed batch, read on the store thread right after
+/// the claim, in the same round trip.
 struct BatchFacts {
     campaigns: HashMap<String, Option<CampaignRt>>,
     /// Message ids whose address is on the suppression list.
@@ -232,9 +239,8 @@ struct BatchFacts {
 }
 
 impl BatchFacts {
-    /// Reads campaign rules (once per campaign), suppressions (once per address) and recent
-    /// sends (once per address, only for campaigns with frequency caps) for a whole batch, in
-    /// one blocking call with cached statements.
+    /// Reads campaign rules (once per campaign), suppressions (one query for the batch) and
+    /// recent sends (once per address, only for campaigns with frequency caps).
     fn read(
         store: &dyn Store,
         batch: &[Claimed],
@@ -285,11 +291,145 @@ impl BatchFacts {
     }
 }
 
+/// A claimed batch's facts, shared by its messages while they wait for their turn.
+struct Batch {
+    facts: BatchFacts,
+    /// How many outcomes had been handed to the store thread when this batch was claimed:
+    /// the facts include the sends among those and none of the later ones.
+    seen: u64,
+}
+
+/// A claimed message waiting for a free slot on its channel.
+struct Queued {
+    m: Claimed,
+    batch: Arc<Batch>,
+}
+
+/// A send this run started for a campaign with a frequency cap. Counted by the caps of later
+/// messages to the same address until the store's facts include it.
+struct OwnSend {
+    id: i64,
+    at: Timestamp,
+    /// The outcome's number in the hand-over order, once it is known to be a send.
+    outcome: Option<u64>,
+}
+
+/// What a send task gives back.
+struct SendDone {
+    m: Claimed,
+    ch: Arc<ChannelRuntime>,
+    attempt: u32,
+    started: Timestamp,
+    finished: Timestamp,
+    result: Result<crate::channel::Delivered, crate::channel::SendError>,
+}
+
 /// A send in flight, remembered so that an aborted send still gets an outcome.
 struct InFlight {
     id: i64,
     attempt: u32,
     started: Timestamp,
+    capped: Option<(String, String)>,
+}
+
+/// Outcomes are handed to the store thread in chunks of this many (or after
+/// [`HAND_OVER_AFTER`]), so that the store thread is woken once per chunk, not per message.
+const HAND_OVER_CHUNK: usize = 256;
+const HAND_OVER_AFTER: std::time::Duration = std::time::Duration::from_millis(10);
+/// The store thread commits as soon as this many outcomes wait.
+const MAX_PENDING: usize = 8192;
+
+/// The mutable state of one run of the dispatch loop.
+struct Run {
+    /// Claimed messages waiting for a slot, per channel (in claim order within a channel).
+    queues: HashMap<String, VecDeque<Queued>>,
+    queued: usize,
+    sends: tokio::task::JoinSet<SendDone>,
+    in_flight: HashMap<tokio::task::Id, InFlight>,
+    /// Outcomes not yet handed to the store thread.
+    outbox: Vec<Completion>,
+    outbox_since: Option<tokio::time::Instant>,
+    /// Outcomes handed to the store thread so far (the outbox included).
+    handed: u64,
+    /// This run's sends to capped campaigns, per (channel, address).
+    own_sends: HashMap<(String, String), Vec<OwnSend>>,
+    /// Batches with messages still queued, by their `seen`, with how many.
+    live_batches: std::collections::BTreeMap<u64, usize>,
+    /// Campaigns this run's circuit breaker paused.
+    paused_here: HashSet<String>,
+    breaker_hits: HashMap<String, u32>,
+    zones: HashMap<String, jiff::tz::TimeZone>,
+    paused: u64,
+}
+
+impl Run {
+    fn push(&mut self, c: Completion) {
+        if self.outbox.is_empty() {
+            self.outbox_since = Some(tokio::time::Instant::now());
+        }
+        self.outbox.push(c);
+        self.handed += 1;
+    }
+
+    fn hand_over(&mut self, worker: &Worker) -> Result<(), StoreError> {
+        self.outbox_since = None;
+        worker.complete(std::mem::take(&mut self.outbox))
+    }
+
+    /// A queued message of the batch `seen` left the queue.
+    fn dequeued(&mut self, seen: u64) {
+        self.queued -= 1;
+        if let std::collections::btree_map::Entry::Occupied(mut e) = self.live_batches.entry(seen) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+                self.prune_own_sends(None);
+            }
+        }
+    }
+
+    /// Forgets own sends that every batch still to be handled already sees in its facts.
+    fn prune_own_sends(&mut self, claim_in_flight: Option<u64>) {
+        let oldest = self
+            .live_batches
+            .keys()
+            .next()
+            .copied()
+            .into_iter()
+            .chain(claim_in_flight)
+            .min()
+            .unwrap_or(self.handed);
+        self.own_sends.retain(|_, v| {
+            v.retain(|s| s.outcome.is_none_or(|o| o >= oldest));
+            !v.is_empty()
+        });
+    }
+
+    /// The outcome of a send to a capped campaign is known: keep it as a send, or forget it.
+    fn own_send_done(&mut self, key: &(String, String), id: i64, sent: bool) {
+        let number = self.handed;
+        if let Some(v) = self.own_sends.get_mut(key) {
+            if sent {
+                for s in v.iter_mut().filter(|s| s.id == id && s.outcome.is_none()) {
+                    s.outcome = Some(number);
+                }
+            } else {
+                v.retain(|s| s.id != id || s.outcome.is_some());
+            }
+            if v.is_empty() {
+                self.own_sends.remove(key);
+            }
+        }
+    }
+
+    fn zone(&mut self, name: &str) -> jiff::tz::TimeZone {
+        if let Some(tz) = self.zones.get(name) {
+            return tz.clone();
+        }
+        let tz = crate::model::zone(name).unwrap_or(jiff::tz::TimeZone::UTC);
+        self.zones.insert(name.to_owned(), tz.clone());
+        tz
+    }
 }
 
 /// The dispatcher of one run.
@@ -318,20 +458,10 @@ impl Dispatcher {
         }
     }
 
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, RunError> {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(store.as_ref()))
-            .await
-            .map_err(|e| RunError::Internal(e.to_string()))?
-            .map_err(RunError::from)
-    }
-
-    /// Messages per claim: `--batch`, but never more than the slowest rate-limited channel
-    /// can send in half a lease, so that a claim is not taken over by another run (and sent
-    /// twice) while it still waits for its turn under the rate limit.
+    /// Messages claimed and not yet finished, at most: `--batch`, but never more than the
+    /// slowest rate-limited channel can send in half a lease, so that a claim is not taken
+    /// over by another run (and sent twice) while it still waits for its turn under the rate
+    /// limit.
     fn max_batch(&self) -> usize {
         let lease = self.opts.lease.as_secs_f64().max(1.0);
         self.channels
@@ -344,146 +474,231 @@ impl Dispatcher {
 
     /// Runs until nothing is due (`--once`, after lingering for near-due messages) or until
     /// shutdown (`--watch`).
+    ///
+    /// The loop keeps claimed messages flowing: the next claim is made (on the store thread)
+    /// while the current one is being sent, as soon as at most half of `max_batch` is left,
+    /// and outcomes are committed in groups by the store thread.
     pub async fn run(&self) -> Result<Summary, RunError> {
-        let mut summary = Summary::default();
-        let mut breaker_hits: HashMap<String, u32> = HashMap::new();
-        loop {
-            if self.shutdown.is_set() {
-                break;
-            }
-            if let Some(limit) = self.opts.limit
-                && summary.handled() >= limit
-            {
-                break;
-            }
-            let now = self.clock.now();
-            let batch = match self.opts.limit {
-                Some(l) => self
-                    .max_batch()
-                    .min((l - summary.handled()).max(1) as usize),
-                None => self.max_batch(),
-            };
-            let (owner, lease_until, campaign) = (
-                self.opts.owner.clone(),
-                now + self.opts.lease,
-                self.opts.campaign.clone(),
-            );
-            // A claim is never abandoned half-way: once the transaction started, its result is
-            // used (and released if we are stopping).
-            let claimed = self
-                .blocking(move |s| s.claim(&owner, now, lease_until, batch, campaign.as_deref()))
-                .await?;
-            if claimed.is_empty() {
-                let campaign = self.opts.campaign.clone();
-                let next = self
-                    .blocking(move |s| s.next_due(campaign.as_deref()))
-                    .await?;
-                let now = self.clock.now();
-                let wait = match next {
-                    Some(due) if self.opts.watch || due <= now + self.opts.linger => {
-                        now.duration_until(due).max(SignedDuration::from_millis(50))
-                    }
-                    None if self.opts.watch => self.opts.watch_poll,
-                    _ => break,
-                };
-                // In watch mode, look again at least every `watch_poll` to notice campaigns
-                // planned, paused, resumed or cancelled by other processes; one indexed query
-                // per look, never a busy loop.
-                let wait = if self.opts.watch {
-                    wait.min(self.opts.watch_poll)
-                } else {
-                    wait
-                };
-                self.shutdown.sleep(wait.unsigned_abs()).await;
-                continue;
-            }
-            self.dispatch_batch(claimed, &mut breaker_hits, &mut summary)
-                .await?;
-        }
+        let worker = Worker::start(
+            self.store.clone(),
+            self.opts.owner.clone(),
+            CommitPolicy {
+                flush_every: self.opts.flush_every.unsigned_abs(),
+                max_pending: MAX_PENDING,
+            },
+        )?;
+        let mut run = Run {
+            queues: HashMap::new(),
+            queued: 0,
+            sends: tokio::task::JoinSet::new(),
+            in_flight: HashMap::new(),
+            outbox: Vec::with_capacity(HAND_OVER_CHUNK),
+            outbox_since: None,
+            handed: 0,
+            own_sends: HashMap::new(),
+            live_batches: Default::default(),
+            paused_here: HashSet::new(),
+            breaker_hits: HashMap::new(),
+            zones: HashMap::new(),
+            paused: 0,
+        };
+        let result = self.drive(&worker, &mut run).await;
+        // Whatever happened, record what is known before stopping. (After a store error the
+        // in-flight sends are dropped: their leases expire and they are retried later.)
+        run.sends.abort_all();
+        let handed = run.hand_over(&worker);
+        let finished = worker.finish().await;
+        result?;
+        handed?;
+        let mut summary = finished?;
+        summary.paused = run.paused;
         summary.interrupted = self.shutdown.is_set();
         Ok(summary)
     }
 
-    /// Records outcomes (one transaction) and counts them.
-    async fn flush(
-        &self,
-        completions: &mut Vec<Completion>,
-        summary: &mut Summary,
-    ) -> Result<(), RunError> {
-        if completions.is_empty() {
-            return Ok(());
-        }
-        let done = std::mem::take(completions);
-        let owner = self.opts.owner.clone();
-        let (recorded, done) = self
-            .blocking(move |s| s.complete(&owner, &done).map(|n| (n, done)))
-            .await?;
-        for c in &done {
-            summary.add(&c.outcome);
-        }
-        if recorded < done.len() {
-            let lost = (done.len() - recorded) as u64;
-            summary.lost += lost;
-            tracing::warn!(
-                lost,
-                "outcomes not recorded: another run took these messages over after our lease expired; use a longer --lease than a send can take"
-            );
+    async fn drive(&self, worker: &Worker, run: &mut Run) -> Result<(), RunError> {
+        let max_batch = self.max_batch();
+        let mut claim: Option<ClaimReply> = None;
+        let mut claim_seen: Option<u64> = None;
+        // The last claim found nothing: look at `next_due` once everything is finished.
+        let mut drained = false;
+        let mut stopping = false;
+        let mut deadline: Option<tokio::time::Instant> = None;
+        let mut aborted = false;
+        loop {
+            if !stopping && self.shutdown.is_set() {
+                stopping = true;
+                self.release_queued(run);
+            }
+            if stopping && deadline.is_none() {
+                deadline = Some(tokio::time::Instant::now() + self.opts.grace.unsigned_abs());
+            }
+            if !stopping {
+                self.start_sends(worker, run)?;
+            }
+            if run.outbox.len() >= HAND_OVER_CHUNK {
+                run.hand_over(worker)?;
+            }
+            let outstanding = run.queued + run.sends.len();
+            if claim.is_none() && !stopping && !drained {
+                let want = match self.opts.limit {
+                    // With --limit, claim only what is left, known once all is recorded.
+                    Some(limit) => {
+                        if outstanding > 0 {
+                            0
+                        } else {
+                            run.hand_over(worker)?;
+                            let handled = worker.flush().await?.handled();
+                            if handled >= limit {
+                                break;
+                            }
+                            max_batch.min((limit - handled) as usize)
+                        }
+                    }
+                    None if outstanding <= max_batch / 2 => max_batch - outstanding,
+                    None => 0,
+                };
+                if want > 0 {
+                    run.hand_over(worker)?;
+                    claim_seen = Some(run.handed);
+                    claim = Some(self.request_claim(worker, want)?);
+                }
+            }
+            if claim.is_none() && outstanding == 0 {
+                if stopping {
+                    break;
+                }
+                if drained {
+                    // Nothing due right now: everything is recorded; wait for what falls due.
+                    run.hand_over(worker)?;
+                    worker.flush().await?;
+                    let campaign = self.opts.campaign.clone();
+                    let next = worker
+                        .call(move |s| s.next_due(campaign.as_deref()))
+                        .await?;
+                    let now = self.clock.now();
+                    let wait = match next {
+                        Some(due) if self.opts.watch || due <= now + self.opts.linger => {
+                            now.duration_until(due).max(SignedDuration::from_millis(50))
+                        }
+                        None if self.opts.watch => self.opts.watch_poll,
+                        _ => break,
+                    };
+                    // In watch mode, look again at least every `watch_poll` to notice
+                    // campaigns planned, paused, resumed or cancelled by other processes; one
+                    // indexed query per look, never a busy loop.
+                    let wait = if self.opts.watch {
+                        wait.min(self.opts.watch_poll)
+                    } else {
+                        wait
+                    };
+                    self.shutdown.sleep(wait.unsigned_abs()).await;
+                    drained = false;
+                    continue;
+                }
+            }
+            let hand_over_at = run
+                .outbox_since
+                .map(|t| t + HAND_OVER_AFTER)
+                .unwrap_or_else(tokio::time::Instant::now);
+            tokio::select! {
+                e = worker.failed() => return Err(e.into()),
+                r = async { claim.as_mut().expect("guarded").await }, if claim.is_some() => {
+                    claim = None;
+                    let seen = claim_seen.take().unwrap_or(run.handed);
+                    let (claimed, facts) = r.map_err(|_| RunError::Internal("the store thread has stopped".into()))??;
+                    if claimed.is_empty() {
+                        drained = true;
+                    }
+                    self.accept(run, claimed, facts, seen, stopping);
+                }
+                j = run.sends.join_next_with_id(), if !run.sends.is_empty() => {
+                    if let Some(j) = j {
+                        self.finished(worker, run, j).await?;
+                    }
+                }
+                _ = tokio::time::sleep_until(hand_over_at), if run.outbox_since.is_some() => {
+                    run.hand_over(worker)?;
+                }
+                _ = self.shutdown.wait(), if !stopping => {}
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() && !aborted && !run.sends.is_empty() => {
+                    tracing::warn!(
+                        in_flight = run.sends.len(),
+                        "grace period over: aborting sends still in flight; they will be retried with the same idempotency key"
+                    );
+                    run.sends.abort_all();
+                    aborted = true;
+                }
+            }
         }
         Ok(())
     }
 
-    async fn dispatch_batch(
+    /// Asks the store thread to record the outcomes handed over so far and claim up to
+    /// `limit` messages, then read the batch's facts, all in one round trip.
+    fn request_claim(&self, worker: &Worker, limit: usize) -> Result<ClaimReply, StoreError> {
+        let now = self.clock.now();
+        let clock = self.clock.clone();
+        let (owner, lease_until, campaign) = (
+            self.opts.owner.clone(),
+            now + self.opts.lease,
+            self.opts.campaign.clone(),
+        );
+        worker.with_pending(move |s, pending| {
+            let (recorded, claimed) = s.complete_and_claim(
+                pending,
+                &ClaimRequest {
+                    owner: &owner,
+                    now,
+                    lease_until,
+                    limit,
+                    campaign: campaign.as_deref(),
+                },
+            )?;
+            let facts = BatchFacts::read(s, &claimed, clock.now())?;
+            Ok((recorded, (claimed, facts)))
+        })
+    }
+
+    /// Takes a claimed batch in: messages that cannot be sent whatever the time are settled
+    /// at once; the others wait in their channel's queue.
+    fn accept(
         &self,
+        run: &mut Run,
         claimed: Vec<Claimed>,
-        breaker_hits: &mut HashMap<String, u32>,
-        summary: &mut Summary,
-    ) -> Result<(), RunError> {
-        let claimed = Arc::new(claimed);
-        let facts = {
-            let (batch, now) = (claimed.clone(), self.clock.now());
-            self.blocking(move |s| BatchFacts::read(s, &batch, now))
-                .await?
-        };
-        let claimed = Arc::try_unwrap(claimed).unwrap_or_else(|a| (*a).clone());
-        let BatchFacts {
-            campaigns,
-            suppressed,
-            mut recent,
-        } = facts;
-        let mut completions = Vec::with_capacity(claimed.len());
-        let mut sends = tokio::task::JoinSet::new();
-        let mut in_flight: HashMap<tokio::task::Id, InFlight> = HashMap::new();
+        facts: BatchFacts,
+        seen: u64,
+        stopping: bool,
+    ) {
+        let batch = Arc::new(Batch { facts, seen });
+        let now = self.clock.now();
+        let mut queued = 0;
         for m in claimed {
-            let now = self.clock.now();
-            let attempt = m.attempts + 1;
-            let done = |outcome| Completion {
+            let settle = |outcome| Completion {
                 id: m.id,
-                attempt,
+                attempt: m.attempts + 1,
                 started_at: now,
                 finished_at: now,
                 outcome,
             };
-            let rt = campaigns.get(&m.campaign).and_then(Option::as_ref);
-            let Some(rt) =
-                rt.filter(|rt| rt.info.status == CampaignStatus::Active && !self.shutdown.is_set())
+            let rt = batch
+                .facts
+                .campaigns
+                .get(&m.campaign)
+                .and_then(Option::as_ref);
+            let Some(rt) = rt.filter(|rt| rt.info.status == CampaignStatus::Active && !stopping)
             else {
-                completions.push(done(Outcome::Released));
+                run.push(settle(Outcome::Released));
                 continue;
             };
-            if suppressed.contains(&m.id) {
-                completions.push(done(Outcome::Skipped {
+            if batch.facts.suppressed.contains(&m.id) {
+                run.push(settle(Outcome::Skipped {
                     reason: "suppressed: the address is on the suppression list".into(),
                 }));
                 continue;
             }
-            let key = (rt.info.channel.clone(), m.address.clone());
-            let sent_recently = recent.get(&key).map(Vec::as_slice).unwrap_or(&[]);
-            if let Some(o) = hold_back(&m, rt, sent_recently, now) {
-                completions.push(done(o));
-                continue;
-            }
-            let Some(ch) = self.channels.get(&rt.info.channel).cloned() else {
-                completions.push(done(Outcome::Failed {
+            if !self.channels.contains_key(&rt.info.channel) {
+                run.push(settle(Outcome::Failed {
                     code: None,
                     error: format!(
                         "channel {:?} is not configured in disparo.yaml",
@@ -491,180 +706,286 @@ impl Dispatcher {
                     ),
                 }));
                 continue;
-            };
-            // Waiting for a free slot on the channel; a stop signal ends the wait.
-            let permit = tokio::select! {
-                p = ch.in_flight.clone().acquire_owned() => {
-                    p.map_err(|e| RunError::Internal(e.to_string()))?
-                }
-                _ = self.shutdown.wait() => {
-                    completions.push(done(Outcome::Released));
-                    continue;
-                }
-            };
-            if !rt.caps.is_empty() {
-                // Counted now, so a second message to the same address in this batch sees it.
-                recent.entry(key).or_default().push(now);
             }
-            let clock = self.clock.clone();
-            let channel_name = rt.info.channel.clone();
-            let (id, attempt_no) = (m.id, attempt);
-            let handle = sends.spawn(async move {
-                let _permit = permit;
-                let envelope = Envelope {
-                    message_id: m.key.clone(),
-                    campaign: m.campaign.clone(),
-                    recipient: m.recipient.clone(),
-                    channel: channel_name,
-                    address: m.address.clone(),
-                    locale: m.locale.clone(),
-                    content: m.content.clone(),
-                    vars: m.vars.clone(),
-                    scheduled_at: m.planned_at,
-                    attempt,
-                    attempt_at: now,
-                };
-                if let Some(limiter) = &ch.limiter {
-                    limiter.acquire().await;
-                }
-                let result = ch.channel.send(&envelope).await;
-                let finished = clock.now();
-                (m, attempt, now, finished, result, ch.retry.clone())
+            queued += 1;
+            let q = run.queues.entry(rt.info.channel.clone()).or_default();
+            q.push_back(Queued {
+                m,
+                batch: batch.clone(),
             });
-            in_flight.insert(
-                handle.id(),
-                InFlight {
-                    id,
-                    attempt: attempt_no,
-                    started: now,
-                },
-            );
         }
-        // Not-sent outcomes first: they need no network and free their claims at once.
-        self.flush(&mut completions, summary).await?;
+        if queued > 0 {
+            run.queued += queued;
+            *run.live_batches.entry(batch.seen).or_default() += queued;
+        }
+    }
 
-        let mut last_flush = std::time::Instant::now();
-        let flush_every = self.opts.flush_every.unsigned_abs();
-        let mut deadline: Option<tokio::time::Instant> = None;
-        let mut aborted = false;
-        while !sends.is_empty() {
-            if deadline.is_none() && self.shutdown.is_set() {
-                deadline = Some(tokio::time::Instant::now() + self.opts.grace.unsigned_abs());
+    /// Stopping: every claimed message not started yet goes back to pending, unchanged.
+    fn release_queued(&self, run: &mut Run) {
+        let now = self.clock.now();
+        let queues = std::mem::take(&mut run.queues);
+        for q in queues.into_values() {
+            for Queued { m, batch } in q {
+                run.push(Completion {
+                    id: m.id,
+                    attempt: m.attempts + 1,
+                    started_at: now,
+                    finished_at: now,
+                    outcome: Outcome::Released,
+                });
+                run.dequeued(batch.seen);
             }
-            let tick = tokio::time::Instant::from_std(last_flush + flush_every);
-            let joined = tokio::select! {
-                j = sends.join_next_with_id() => j,
-                _ = tokio::time::sleep_until(tick), if !completions.is_empty() => {
-                    self.flush(&mut completions, summary).await?;
-                    last_flush = std::time::Instant::now();
-                    continue;
+        }
+    }
+
+    /// Starts queued messages while their channels have free slots, applying the rules of
+    /// the moment (rules 5 and 6) to each first.
+    fn start_sends(&self, worker: &Worker, run: &mut Run) -> Result<(), StoreError> {
+        if run.queued == 0 {
+            return Ok(());
+        }
+        let mut queues = std::mem::take(&mut run.queues);
+        for (channel, q) in queues.iter_mut() {
+            let Some(ch) = self.channels.get(channel) else {
+                continue;
+            };
+            while !q.is_empty() {
+                let Ok(permit) = ch.in_flight.clone().try_acquire_owned() else {
+                    break;
+                };
+                let Some(Queued { m, batch }) = q.pop_front() else {
+                    break;
+                };
+                run.dequeued(batch.seen);
+                self.start(run, ch, permit, m, &batch);
+                if run.outbox.len() >= HAND_OVER_CHUNK {
+                    run.hand_over(worker)?;
                 }
-                _ = self.shutdown.wait(), if deadline.is_none() => continue,
-                _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() && !aborted => {
-                    tracing::warn!(
-                        in_flight = sends.len(),
-                        "grace period over: aborting sends still in flight; they will be retried with the same idempotency key"
+            }
+        }
+        queues.retain(|_, q| !q.is_empty());
+        run.queues = queues;
+        Ok(())
+    }
+
+    fn start(
+        &self,
+        run: &mut Run,
+        ch: &Arc<ChannelRuntime>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        m: Claimed,
+        batch: &Batch,
+    ) {
+        let now = self.clock.now();
+        let attempt = m.attempts + 1;
+        let settle = |outcome| Completion {
+            id: m.id,
+            attempt,
+            started_at: now,
+            finished_at: now,
+            outcome,
+        };
+        let rt = batch
+            .facts
+            .campaigns
+            .get(&m.campaign)
+            .and_then(Option::as_ref);
+        let Some(rt) = rt.filter(|_| !run.paused_here.contains(&m.campaign)) else {
+            // Paused by the circuit breaker since it was claimed.
+            run.push(settle(Outcome::Released));
+            return;
+        };
+        let tz = run.zone(&m.zone);
+        let capped = !rt.caps.is_empty();
+        let key = capped.then(|| (rt.info.channel.clone(), m.address.clone()));
+        let held = match &key {
+            None => hold_back(&m, rt, &tz, &[], now),
+            Some(key) => {
+                // Sends the store knew of when the batch was claimed, and this run's sends
+                // it did not know of yet.
+                let mut recent: Vec<Timestamp> =
+                    batch.facts.recent.get(key).cloned().unwrap_or_default();
+                if let Some(own) = run.own_sends.get(key) {
+                    recent.extend(
+                        own.iter()
+                            .filter(|s| s.outcome.is_none_or(|o| o >= batch.seen))
+                            .map(|s| s.at),
                     );
-                    sends.abort_all();
-                    aborted = true;
-                    continue;
+                    recent.sort();
                 }
+                hold_back(&m, rt, &tz, &recent, now)
+            }
+        };
+        if let Some(o) = held {
+            run.push(settle(o));
+            return;
+        }
+        if let Some(key) = &key {
+            // Counted now, so a later message to the same address sees it.
+            run.own_sends.entry(key.clone()).or_default().push(OwnSend {
+                id: m.id,
+                at: now,
+                outcome: None,
+            });
+        }
+        let clock = self.clock.clone();
+        let ch = ch.clone();
+        let id = m.id;
+        let handle = run.sends.spawn(async move {
+            let _permit = permit;
+            if let Some(limiter) = &ch.limiter {
+                limiter.acquire().await;
+            }
+            let message = Outgoing {
+                message_id: &m.key,
+                campaign: &m.campaign,
+                recipient: &m.recipient,
+                channel: &m.channel,
+                address: &m.address,
+                locale: m.locale.as_deref(),
+                content: &m.content,
+                vars: Vars::Raw(&m.vars),
+                scheduled_at: m.planned_at,
+                attempt,
+                attempt_at: now,
             };
-            let Some(joined) = joined else { break };
-            let (m, attempt, started, finished, result, retry) = match joined {
-                Ok((task, v)) => {
-                    in_flight.remove(&task);
-                    v
-                }
-                Err(e) if e.is_cancelled() => {
-                    if let Some(f) = in_flight.remove(&e.id()) {
-                        // It may or may not have reached the provider: pending again, due now,
-                        // retried later with the same idempotency key.
-                        let at = self.clock.now();
-                        completions.push(Completion {
-                            id: f.id,
-                            attempt: f.attempt,
-                            started_at: f.started,
-                            finished_at: at,
-                            outcome: Outcome::Retry {
-                                due_at: at,
-                                code: Some("aborted".into()),
-                                error: "send aborted at shutdown after the grace period; the provider may or may not have received it".into(),
-                            },
-                        });
+            let result = ch.channel.send_outgoing(&message).await;
+            let finished = clock.now();
+            SendDone {
+                m,
+                ch,
+                attempt,
+                started: now,
+                finished,
+                result,
+            }
+        });
+        run.in_flight.insert(
+            handle.id(),
+            InFlight {
+                id,
+                attempt,
+                started: now,
+                capped: key,
+            },
+        );
+    }
+
+    /// A send task ended (or was aborted): turn its result into an outcome.
+    async fn finished(
+        &self,
+        worker: &Worker,
+        run: &mut Run,
+        joined: Result<(tokio::task::Id, SendDone), tokio::task::JoinError>,
+    ) -> Result<(), RunError> {
+        let (task, done) = match joined {
+            Ok(v) => v,
+            Err(e) if e.is_cancelled() => {
+                if let Some(f) = run.in_flight.remove(&e.id()) {
+                    if let Some(key) = &f.capped {
+                        run.own_send_done(key, f.id, false);
                     }
-                    continue;
+                    // It may or may not have reached the provider: pending again, due now,
+                    // retried later with the same idempotency key.
+                    let at = self.clock.now();
+                    run.push(Completion {
+                        id: f.id,
+                        attempt: f.attempt,
+                        started_at: f.started,
+                        finished_at: at,
+                        outcome: Outcome::Retry {
+                            due_at: at,
+                            code: Some("aborted".into()),
+                            error: "send aborted at shutdown after the grace period; the provider may or may not have received it".into(),
+                        },
+                    });
                 }
-                Err(e) => return Err(RunError::Internal(format!("a send task failed: {e}"))),
-            };
-            let outcome = match result {
-                Ok(d) => Outcome::Sent {
-                    provider_id: d.provider_id,
+                return Ok(());
+            }
+            Err(e) => return Err(RunError::Internal(format!("a send task failed: {e}"))),
+        };
+        let capped = run.in_flight.remove(&task).and_then(|f| f.capped);
+        let SendDone {
+            m,
+            ch,
+            attempt,
+            started,
+            finished,
+            result,
+        } = done;
+        let outcome = match result {
+            Ok(d) => Outcome::Sent {
+                provider_id: d.provider_id,
+            },
+            Err(e) if e.code.as_deref() == Some(crate::channel::STDOUT_CLOSED) => {
+                // Whoever read our output is gone: stop quietly, give the message back.
+                self.shutdown.trigger();
+                Outcome::Released
+            }
+            Err(e) => match e.class {
+                ErrorClass::Transient { .. } => match ch.retry.next_delay(attempt, &e) {
+                    // Exponential backoff with full jitter, never sooner than Retry-After.
+                    Some(delay) => Outcome::Retry {
+                        due_at: finished
+                            + SignedDuration::try_from(delay)
+                                .unwrap_or(SignedDuration::from_secs(300)),
+                        code: e.code,
+                        error: e.message,
+                    },
+                    None => Outcome::Failed {
+                        code: e.code,
+                        error: format!("{} (gave up after {attempt} attempts)", e.message),
+                    },
                 },
-                Err(e) if e.code.as_deref() == Some(crate::channel::STDOUT_CLOSED) => {
-                    // Whoever read our output is gone: stop quietly, give the message back.
-                    self.shutdown.trigger();
-                    Outcome::Released
-                }
-                Err(e) => match e.class {
-                    ErrorClass::Transient { .. } => match retry.next_delay(attempt, &e) {
-                        // Exponential backoff with full jitter, never sooner than Retry-After.
-                        Some(delay) => Outcome::Retry {
-                            due_at: finished
-                                + SignedDuration::try_from(delay)
-                                    .unwrap_or(SignedDuration::from_secs(300)),
-                            code: e.code,
-                            error: e.message,
-                        },
-                        None => Outcome::Failed {
-                            code: e.code,
-                            error: format!("{} (gave up after {attempt} attempts)", e.message),
-                        },
-                    },
-                    ErrorClass::Permanent => Outcome::Failed {
-                        code: e.code,
-                        error: e.message,
-                    },
-                    ErrorClass::Recipient { suppress } => Outcome::Refused {
-                        code: e.code,
-                        error: e.message,
-                        suppress,
-                    },
-                    ErrorClass::Breaker => {
-                        let campaign = m.campaign.clone();
-                        let hits = breaker_hits.entry(campaign.clone()).or_default();
-                        *hits += 1;
-                        if *hits == self.opts.breaker_threshold {
-                            let reason = format!(
-                                "circuit breaker: {} ({} errors in a row that fail every message alike); fix the cause, then `disparo resume {campaign}`",
-                                e.message, hits
-                            );
-                            let name = campaign.clone();
-                            self.blocking(move |s| {
+                ErrorClass::Permanent => Outcome::Failed {
+                    code: e.code,
+                    error: e.message,
+                },
+                ErrorClass::Recipient { suppress } => Outcome::Refused {
+                    code: e.code,
+                    error: e.message,
+                    suppress,
+                },
+                ErrorClass::Breaker => {
+                    let campaign = m.campaign.clone();
+                    let hits = run.breaker_hits.entry(campaign.clone()).or_default();
+                    *hits += 1;
+                    if *hits == self.opts.breaker_threshold {
+                        let reason = format!(
+                            "circuit breaker: {} ({} errors in a row that fail every message alike); fix the cause, then `disparo resume {campaign}`",
+                            e.message, hits
+                        );
+                        let name = campaign.clone();
+                        worker
+                            .call(move |s| {
                                 s.set_campaign_status(&name, CampaignStatus::Paused, Some(&reason))
                             })
                             .await?;
-                            summary.paused += 1;
-                            tracing::error!(campaign = %campaign, "campaign paused by the circuit breaker: {}", e.message);
-                        }
-                        // Not the message's fault: keep it for when the campaign resumes.
-                        Outcome::Retry {
-                            due_at: finished,
-                            code: e.code,
-                            error: e.message,
-                        }
+                        run.paused += 1;
+                        run.paused_here.insert(campaign.clone());
+                        tracing::error!(campaign = %campaign, "campaign paused by the circuit breaker: {}", e.message);
                     }
-                },
-            };
-            completions.push(Completion {
-                id: m.id,
-                attempt,
-                started_at: started,
-                finished_at: finished,
-                outcome,
-            });
+                    // Not the message's fault: keep it for when the campaign resumes.
+                    Outcome::Retry {
+                        due_at: finished,
+                        code: e.code,
+                        error: e.message,
+                    }
+                }
+            },
+        };
+        if let Some(key) = &capped {
+            let sent = matches!(outcome, Outcome::Sent { .. });
+            run.own_send_done(key, m.id, sent);
         }
-        self.flush(&mut completions, summary).await
+        run.push(Completion {
+            id: m.id,
+            attempt,
+            started_at: started,
+            finished_at: finished,
+            outcome,
+        });
+        Ok(())
     }
 }
 
@@ -673,14 +994,14 @@ impl Dispatcher {
 fn hold_back(
     m: &Claimed,
     rt: &CampaignRt,
+    tz: &jiff::tz::TimeZone,
     recent: &[Timestamp],
     now: Timestamp,
 ) -> Option<Outcome> {
-    let tz = crate::model::zone(&m.zone).unwrap_or(jiff::tz::TimeZone::UTC);
     match schedule::at_dispatch_capped(
         m.planned_at,
         now,
-        &tz,
+        tz,
         &rt.window,
         rt.expire_after,
         recent,

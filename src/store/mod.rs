@@ -148,9 +148,10 @@ pub struct PlanStats {
 }
 
 /// A message claimed for sending under a lease.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Claimed {
     pub id: i64,
+    /// The idempotency key ([`message_key`]).
     pub key: String,
     pub campaign: String,
     pub channel: String,
@@ -159,11 +160,23 @@ pub struct Claimed {
     pub zone: String,
     pub locale: Option<String>,
     pub content: Content,
-    pub vars: serde_json::Map<String, serde_json::Value>,
+    /// The template variables as stored (a JSON object), passed on without being parsed:
+    /// adapters that send them copy the bytes.
+    pub vars: Box<serde_json::value::RawValue>,
     pub planned_at: Timestamp,
     pub due_at: Timestamp,
     /// Attempts already made before this claim.
     pub attempts: u32,
+}
+
+/// The arguments of one claim (see [`Store::claim`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimRequest<'a> {
+    pub owner: &'a str,
+    pub now: Timestamp,
+    pub lease_until: Timestamp,
+    pub limit: usize,
+    pub campaign: Option<&'a str>,
 }
 
 /// How one claimed message ended this round.
@@ -338,6 +351,24 @@ pub trait Store: Send + Sync {
     /// Records outcomes of messages `owner` holds; a message whose lease was lost is left
     /// alone. Returns how many were recorded.
     fn complete(&self, owner: &str, completions: &[Completion]) -> Result<usize, StoreError>;
+    /// [`complete`](Self::complete) then [`claim`](Self::claim) for `claim.owner`, as one
+    /// atomic step where the store can (one transaction, one durable commit instead of two).
+    /// Returns how many completions were recorded and the claimed messages.
+    fn complete_and_claim(
+        &self,
+        completions: &[Completion],
+        claim: &ClaimRequest<'_>,
+    ) -> Result<(usize, Vec<Claimed>), StoreError> {
+        let recorded = self.complete(claim.owner, completions)?;
+        let claimed = self.claim(
+            claim.owner,
+            claim.now,
+            claim.lease_until,
+            claim.limit,
+            claim.campaign,
+        )?;
+        Ok((recorded, claimed))
+    }
     /// The earliest due instant of a pending message of an active campaign.
     fn next_due(&self, campaign: Option<&str>) -> Result<Option<Timestamp>, StoreError>;
     fn campaign(&self, name: &str) -> Result<Option<CampaignInfo>, StoreError>;

@@ -5,7 +5,7 @@
 //! Mutable delivery state lives in the narrow `queue` table; the wide `messages` rows are
 //! written at plan time only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -102,6 +102,13 @@ impl SqliteStore {
             // on an existing file, whose page size is fixed).
             conn.pragma_update(None, "page_size", 16384)?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
+            // 64 MiB of page cache (the default is 2 MB, 125 pages of 16 KiB): a dispatch
+            // transaction that dirties more pages than the cache holds spills them to the WAL
+            // and writes them again at commit (measured: ~100 KB written per message sent).
+            conn.pragma_update(None, "cache_size", -65536)?;
+            // Statement journals (the pages a statement inside a transaction changes, kept
+            // to undo just that statement) stay in memory instead of temporary files.
+            conn.pragma_update(None, "temp_store", "MEMORY")?;
             conn.pragma_update(None, "synchronous", "FULL")?;
             conn.pragma_update(None, "foreign_keys", "ON")?;
             // A hard cap on the file's size, in pages (documented in docs/delivery.md): lets
@@ -191,32 +198,6 @@ fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
     )
 }
 
-fn claimed_from_row(r: &rusqlite::Row) -> rusqlite::Result<(Claimed, String, String)> {
-    let content: String = r.get(7)?;
-    let vars: String = r.get(8)?;
-    let campaign: String = r.get(2)?;
-    let recipient: String = r.get(4)?;
-    Ok((
-        Claimed {
-            id: r.get(0)?,
-            key: message_key(&campaign, &recipient, r.get(1)?),
-            campaign,
-            channel: r.get(3)?,
-            recipient,
-            address: r.get(5)?,
-            zone: r.get(6)?,
-            locale: r.get(9)?,
-            content: Content::default(),
-            vars: serde_json::Map::new(),
-            planned_at: ts(r.get(10)?),
-            due_at: ts(r.get(11)?),
-            attempts: r.get(12)?,
-        },
-        content,
-        vars,
-    ))
-}
-
 /// The columns one outcome writes.
 struct RecordedOutcome<'a> {
     state: State,
@@ -303,6 +284,272 @@ impl<'a> RecordedOutcome<'a> {
     }
 }
 
+/// Claims due messages inside `tx` (see [`Store::claim`]). The due pending messages are
+/// leased by one set-based `UPDATE … RETURNING` (see [`complete_in`] for why one statement).
+fn claim_in(
+    tx: &rusqlite::Transaction,
+    req: &ClaimRequest<'_>,
+) -> Result<Vec<Claimed>, StoreError> {
+    let (now, limit, campaign) = (ms(req.now), req.limit, req.campaign);
+    let (owner, lease_until) = (req.owner, ms(req.lease_until));
+    // (id, campaign id, planned_at, due_at, attempts)
+    let mut leased: Vec<(i64, i64, i64, i64, u32)> = Vec::with_capacity(limit);
+    {
+        let mut due = tx
+            .prepare_cached(
+                "UPDATE queue SET state = 'sending', lease_owner = ?4, lease_until = ?5, updated_at = ?1
+                 WHERE message_id IN (
+                     SELECT q.message_id FROM queue q JOIN campaigns c ON c.id = q.campaign_id
+                     WHERE q.state = 'pending' AND q.due_at <= ?1 AND c.status = 'active' AND (?3 IS NULL OR c.name = ?3)
+                     ORDER BY q.due_at LIMIT ?2)
+                 RETURNING message_id, campaign_id, planned_at, due_at, attempts",
+            )
+            .map_err(other)?;
+        let rows = due
+            .query_map(
+                params![now, limit as i64, campaign, owner, lease_until],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .map_err(other)?;
+        for r in rows {
+            leased.push(r.map_err(other)?);
+        }
+    }
+    // Most due first (RETURNING gives no order).
+    leased.sort_unstable_by_key(|&(id, _, _, due, _)| (due, id));
+    if leased.len() < limit {
+        // Then messages whose lease expired (the run holding them crashed or was killed).
+        let stale: Vec<(i64, String, i64)> = {
+            let mut stale = tx
+                .prepare_cached(
+                    "SELECT q.message_id, COALESCE(q.lease_owner, '?'), q.updated_at FROM queue q JOIN campaigns c ON c.id = q.campaign_id
+                     WHERE q.state = 'sending' AND q.lease_until < ?1 AND c.status = 'active' AND (?3 IS NULL OR c.name = ?3)
+                     ORDER BY q.due_at LIMIT ?2",
+                )
+                .map_err(other)?;
+            stale
+                .query_map(params![now, (limit - leased.len()) as i64, campaign], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(other)?
+                .collect::<Result<_, _>>()
+                .map_err(other)?
+        };
+        // A lost lease counts as an attempt whose outcome is unknown: recorded, so that
+        // `messages`/`status` show it and a message that keeps killing its run ends up
+        // failing after `max_attempts` instead of looping for ever.
+        let mut lost = tx.prepare_cached("UPDATE queue SET attempts = attempts + 1, last_error = ?2 WHERE message_id = ?1 RETURNING attempts").map_err(other)?;
+        let mut lost_attempt = tx.prepare_cached("INSERT INTO attempts (message_id, attempt, started_at, finished_at, outcome, provider_id, code, error) VALUES (?1, ?2, ?3, ?4, 'lease_expired', NULL, 'lease_expired', ?5)").map_err(other)?;
+        let mut lease = tx
+            .prepare_cached(
+                "UPDATE queue SET state = 'sending', lease_owner = ?2, lease_until = ?3, updated_at = ?4 WHERE message_id = ?1
+                 RETURNING message_id, campaign_id, planned_at, due_at, attempts",
+            )
+            .map_err(other)?;
+        for (id, holder, claimed_at) in stale {
+            let error = format!(
+                "the run {holder} claimed it and never reported back (crashed or killed while sending?); its lease expired, so it is sent again with the same idempotency key"
+            );
+            let attempt: i64 = lost
+                .query_row(params![id, error], |r| r.get(0))
+                .map_err(other)?;
+            lost_attempt
+                .execute(params![id, attempt, claimed_at, now, error])
+                .map_err(other)?;
+            leased.push(
+                lease
+                    .query_row(params![id, owner, lease_until, now], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    })
+                    .map_err(other)?,
+            );
+        }
+    }
+    let mut load = tx
+        .prepare_cached(
+            "SELECT recipient, occurrence, address, zone, locale, content, vars FROM messages WHERE id = ?1",
+        )
+        .map_err(other)?;
+    let mut camp = tx
+        .prepare_cached("SELECT name, channel FROM campaigns WHERE id = ?1")
+        .map_err(other)?;
+    // Campaign id -> (name, channel): a batch rarely spans more than a few campaigns.
+    let mut campaigns: HashMap<i64, (String, String)> = HashMap::new();
+    let mut out = Vec::with_capacity(leased.len());
+    for (id, cid, planned_at, due_at, attempts) in leased {
+        if let std::collections::hash_map::Entry::Vacant(slot) = campaigns.entry(cid) {
+            slot.insert(
+                camp.query_row([cid], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(other)?,
+            );
+        }
+        let (name, channel) = &campaigns[&cid];
+        let bad = |i, e: serde_json::Error| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+        };
+        let c = load
+            .query_row([id], |r| {
+                let recipient: String = r.get(0)?;
+                let occurrence: u32 = r.get(1)?;
+                let content: Content =
+                    serde_json::from_str(r.get_ref(5)?.as_str()?).map_err(|e| bad(5, e))?;
+                let vars =
+                    serde_json::value::RawValue::from_string(r.get(6)?).map_err(|e| bad(6, e))?;
+                Ok(Claimed {
+                    id,
+                    key: message_key(name, &recipient, occurrence),
+                    campaign: name.clone(),
+                    channel: channel.clone(),
+                    recipient,
+                    address: r.get(2)?,
+                    zone: r.get(3)?,
+                    locale: r.get(4)?,
+                    content,
+                    vars,
+                    planned_at: ts(planned_at),
+                    due_at: ts(due_at),
+                    attempts,
+                })
+            })
+            .map_err(other)?;
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// Records outcomes inside `tx` (see [`Store::complete`]); returns how many were recorded.
+///
+/// Set-based: one `UPDATE … FROM json_each(?)` for all the queue rows, one `INSERT … SELECT`
+/// each for `attempts` and `sends`. A statement inside a transaction keeps a journal of the
+/// pages it changes (to undo just that statement), so one statement per row would copy
+/// every page it touches once per row; one statement per table copies each page once. (The
+/// `+` keeps SQLite from driving the UPDATE from the `queue_due` index and scanning the JSON
+/// for every row: the JSON drives, and each queue row is found by its id.)
+fn complete_in(
+    tx: &rusqlite::Transaction,
+    owner: &str,
+    completions: &[Completion],
+) -> Result<usize, StoreError> {
+    use serde_json::json;
+    if completions.is_empty() {
+        return Ok(0);
+    }
+    let rows: Vec<serde_json::Value> = completions
+        .iter()
+        .map(|c| {
+            let r = RecordedOutcome::of(&c.outcome);
+            let attempts_after = if c.outcome.attempted() {
+                c.attempt
+            } else {
+                c.attempt.saturating_sub(1)
+            };
+            json!([
+                c.id,
+                r.state.as_str(),
+                r.due,
+                attempts_after,
+                r.provider,
+                r.error,
+                ms(c.finished_at)
+            ])
+        })
+        .collect();
+    let rows = serde_json::to_string(&rows).map_err(other)?;
+    let mut recorded: HashSet<i64> = HashSet::with_capacity(completions.len());
+    {
+        let mut set = tx
+            .prepare_cached(
+                "UPDATE queue SET state = j.value ->> 1, due_at = COALESCE(j.value ->> 2, due_at), attempts = j.value ->> 3,
+                    provider_id = COALESCE(j.value ->> 4, provider_id), last_error = j.value ->> 5,
+                    lease_owner = NULL, lease_until = NULL, updated_at = j.value ->> 6
+                 FROM json_each(?2) AS j
+                 WHERE queue.message_id = j.value ->> 0 AND +queue.state = 'sending' AND +queue.lease_owner = ?1
+                 RETURNING queue.message_id",
+            )
+            .map_err(other)?;
+        let ids = set
+            .query_map(params![owner, rows], |r| r.get::<_, i64>(0))
+            .map_err(other)?;
+        for id in ids {
+            recorded.insert(id.map_err(other)?);
+        }
+    }
+    // The lease was lost to another run for the others: its outcome wins.
+    let mine = || completions.iter().filter(|c| recorded.contains(&c.id));
+    let attempts: Vec<serde_json::Value> = mine()
+        .filter(|c| c.outcome.attempted())
+        .map(|c| {
+            let r = RecordedOutcome::of(&c.outcome);
+            json!([
+                c.id,
+                c.attempt,
+                ms(c.started_at),
+                ms(c.finished_at),
+                r.outcome,
+                r.provider,
+                r.code,
+                r.error
+            ])
+        })
+        .collect();
+    if !attempts.is_empty() {
+        let attempts = serde_json::to_string(&attempts).map_err(other)?;
+        tx.prepare_cached(
+            "INSERT INTO attempts (message_id, attempt, started_at, finished_at, outcome, provider_id, code, error)
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7
+             FROM json_each(?1)",
+        )
+        .map_err(other)?
+        .execute([attempts])
+        .map_err(other)?;
+    }
+    let sends: Vec<serde_json::Value> = mine()
+        .filter(|c| matches!(c.outcome, Outcome::Sent { .. }))
+        .map(|c| json!([c.id, ms(c.finished_at)]))
+        .collect();
+    if !sends.is_empty() {
+        let sends = serde_json::to_string(&sends).map_err(other)?;
+        tx.prepare_cached(
+            "INSERT INTO sends (channel, address, at)
+             SELECT c.channel, m.address, j.value ->> 1
+             FROM json_each(?1) AS j JOIN messages m ON m.id = j.value ->> 0 JOIN campaigns c ON c.id = m.campaign_id",
+        )
+        .map_err(other)?
+        .execute([sends])
+        .map_err(other)?;
+    }
+    let mut suppress = None;
+    let mut reasons = None;
+    for c in mine() {
+        match &c.outcome {
+            Outcome::Refused {
+                suppress: true,
+                error,
+                ..
+            } => {
+                let stmt = match &mut suppress {
+                    Some(s) => s,
+                    None => suppress.insert(tx.prepare_cached("INSERT INTO suppressions (address, reason, source, created_at) SELECT address, ?2, 'provider', ?3 FROM messages WHERE id = ?1 ON CONFLICT(address) DO NOTHING").map_err(other)?),
+                };
+                stmt.execute(params![c.id, error, ms(c.finished_at)])
+                    .map_err(other)?;
+            }
+            Outcome::Deferred { reasons: r, .. } if !r.is_empty() => {
+                let stmt = match &mut reasons {
+                    Some(s) => s,
+                    None => reasons.insert(
+                        tx.prepare_cached("UPDATE messages SET reasons = ?2 WHERE id = ?1")
+                            .map_err(other)?,
+                    ),
+                };
+                stmt.execute(params![c.id, r]).map_err(other)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(recorded.len())
+}
+
 impl Store for SqliteStore {
     fn save_plan(
         &self,
@@ -348,84 +595,17 @@ impl Store for SqliteStore {
         limit: usize,
         campaign: Option<&str>,
     ) -> Result<Vec<Claimed>, StoreError> {
-        let mut conn = self.conn()?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(other)?;
-        // Due pending messages first, then messages whose lease expired (the run holding them
-        // crashed or was killed): `Some((owner, claimed_at))` for those.
-        let mut ids: Vec<(i64, Option<(String, i64)>)> = Vec::with_capacity(limit);
-        {
-            let mut due = tx
-                .prepare_cached(
-                    "SELECT q.message_id FROM queue q JOIN campaigns c ON c.id = q.campaign_id
-                     WHERE q.state = 'pending' AND q.due_at <= ?1 AND c.status = 'active' AND (?3 IS NULL OR c.name = ?3)
-                     ORDER BY q.due_at LIMIT ?2",
-                )
-                .map_err(other)?;
-            let rows = due
-                .query_map(params![ms(now), limit as i64, campaign], |r| r.get(0))
-                .map_err(other)?;
-            for r in rows {
-                ids.push((r.map_err(other)?, None));
-            }
-            if ids.len() < limit {
-                let mut stale = tx
-                    .prepare_cached(
-                        "SELECT q.message_id, COALESCE(q.lease_owner, '?'), q.updated_at FROM queue q JOIN campaigns c ON c.id = q.campaign_id
-                         WHERE q.state = 'sending' AND q.lease_until < ?1 AND c.status = 'active' AND (?3 IS NULL OR c.name = ?3)
-                         ORDER BY q.due_at LIMIT ?2",
-                    )
-                    .map_err(other)?;
-                let rows = stale
-                    .query_map(
-                        params![ms(now), (limit - ids.len()) as i64, campaign],
-                        |r| Ok((r.get(0)?, Some((r.get(1)?, r.get(2)?)))),
-                    )
-                    .map_err(other)?;
-                for r in rows {
-                    ids.push(r.map_err(other)?);
-                }
-            }
-        }
-        let mut out = Vec::with_capacity(ids.len());
-        {
-            let mut lease = tx.prepare_cached("UPDATE queue SET state = 'sending', lease_owner = ?2, lease_until = ?3, updated_at = ?4 WHERE message_id = ?1").map_err(other)?;
-            // A lost lease counts as an attempt whose outcome is unknown: recorded, so that
-            // `messages`/`status` show it and a message that keeps killing its run ends up
-            // failing after `max_attempts` instead of looping for ever.
-            let mut lost = tx.prepare_cached("UPDATE queue SET attempts = attempts + 1, last_error = ?2 WHERE message_id = ?1 RETURNING attempts").map_err(other)?;
-            let mut lost_attempt = tx.prepare_cached("INSERT INTO attempts (message_id, attempt, started_at, finished_at, outcome, provider_id, code, error) VALUES (?1, ?2, ?3, ?4, 'lease_expired', NULL, 'lease_expired', ?5)").map_err(other)?;
-            let mut load = tx
-                .prepare_cached(
-                    "SELECT m.id, m.occurrence, c.name, c.channel, m.recipient, m.address, m.zone, m.content, m.vars, m.locale, q.planned_at, q.due_at, q.attempts
-                     FROM messages m JOIN queue q ON q.message_id = m.id JOIN campaigns c ON c.id = m.campaign_id WHERE m.id = ?1",
-                )
-                .map_err(other)?;
-            for (id, stale) in ids {
-                if let Some((holder, claimed_at)) = stale {
-                    let error = format!(
-                        "the run {holder} claimed it and never reported back (crashed or killed while sending?); its lease expired, so it is sent again with the same idempotency key"
-                    );
-                    let attempt: i64 = lost
-                        .query_row(params![id, error], |r| r.get(0))
-                        .map_err(other)?;
-                    lost_attempt
-                        .execute(params![id, attempt, claimed_at, ms(now), error])
-                        .map_err(other)?;
-                }
-                lease
-                    .execute(params![id, owner, ms(lease_until), ms(now)])
-                    .map_err(other)?;
-                let (mut c, content, vars) =
-                    load.query_row([id], claimed_from_row).map_err(other)?;
-                c.content = serde_json::from_str(&content).map_err(other)?;
-                c.vars = serde_json::from_str(&vars).map_err(other)?;
-                out.push(c);
-            }
-        }
-        tx.commit().map_err(other)?;
-        Ok(out)
+        self.complete_and_claim(
+            &[],
+            &ClaimRequest {
+                owner,
+                now,
+                lease_until,
+                limit,
+                campaign,
+            },
+        )
+        .map(|(_, claimed)| claimed)
     }
 
     fn complete(&self, owner: &str, completions: &[Completion]) -> Result<usize, StoreError> {
@@ -436,83 +616,28 @@ impl Store for SqliteStore {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(other)?;
-        let mut recorded = 0;
-        {
-            let mut set = tx
-                .prepare_cached(
-                    "UPDATE queue SET state = ?3, due_at = COALESCE(?4, due_at), attempts = ?5, provider_id = COALESCE(?6, provider_id),
-                        last_error = ?7, lease_owner = NULL, lease_until = NULL, updated_at = ?8
-                     WHERE message_id = ?1 AND state = 'sending' AND lease_owner = ?2",
-                )
-                .map_err(other)?;
-            let mut attempt = tx.prepare_cached("INSERT INTO attempts (message_id, attempt, started_at, finished_at, outcome, provider_id, code, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)").map_err(other)?;
-            let mut send = tx.prepare_cached("INSERT INTO sends (channel, address, at) SELECT c.channel, m.address, ?2 FROM messages m JOIN campaigns c ON c.id = m.campaign_id WHERE m.id = ?1").map_err(other)?;
-            let mut suppress = tx.prepare_cached("INSERT INTO suppressions (address, reason, source, created_at) SELECT address, ?2, 'provider', ?3 FROM messages WHERE id = ?1 ON CONFLICT(address) DO NOTHING").map_err(other)?;
-            let mut reasons = tx
-                .prepare_cached("UPDATE messages SET reasons = ?2 WHERE id = ?1")
-                .map_err(other)?;
-            for c in completions {
-                let attempts_after = if c.outcome.attempted() {
-                    c.attempt
-                } else {
-                    c.attempt.saturating_sub(1)
-                };
-                let r = RecordedOutcome::of(&c.outcome);
-                let (state, due, provider, error, outcome, code) =
-                    (r.state, r.due, r.provider, r.error, r.outcome, r.code);
-                let changed = set
-                    .execute(params![
-                        c.id,
-                        owner,
-                        state.as_str(),
-                        due,
-                        attempts_after,
-                        provider,
-                        error,
-                        ms(c.finished_at)
-                    ])
-                    .map_err(other)?;
-                if changed == 0 {
-                    continue; // the lease was lost to another run: its outcome wins
-                }
-                recorded += 1;
-                if c.outcome.attempted() {
-                    attempt
-                        .execute(params![
-                            c.id,
-                            c.attempt,
-                            ms(c.started_at),
-                            ms(c.finished_at),
-                            outcome,
-                            provider,
-                            code,
-                            error
-                        ])
-                        .map_err(other)?;
-                }
-                match &c.outcome {
-                    Outcome::Sent { .. } => {
-                        send.execute(params![c.id, ms(c.finished_at)])
-                            .map_err(other)?;
-                    }
-                    Outcome::Refused {
-                        suppress: true,
-                        error,
-                        ..
-                    } => {
-                        suppress
-                            .execute(params![c.id, error, ms(c.finished_at)])
-                            .map_err(other)?;
-                    }
-                    Outcome::Deferred { reasons: r, .. } if !r.is_empty() => {
-                        reasons.execute(params![c.id, r]).map_err(other)?;
-                    }
-                    _ => {}
-                }
-            }
-        }
+        let recorded = complete_in(&tx, owner, completions)?;
         tx.commit().map_err(other)?;
         Ok(recorded)
+    }
+
+    fn complete_and_claim(
+        &self,
+        completions: &[Completion],
+        claim: &ClaimRequest<'_>,
+    ) -> Result<(usize, Vec<Claimed>), StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(other)?;
+        let recorded = complete_in(&tx, claim.owner, completions)?;
+        let claimed = if claim.limit > 0 {
+            claim_in(&tx, claim)?
+        } else {
+            Vec::new()
+        };
+        tx.commit().map_err(other)?;
+        Ok((recorded, claimed))
     }
 
     fn next_due(&self, campaign: Option<&str>) -> Result<Option<Timestamp>, StoreError> {

@@ -1,0 +1,290 @@
+//! The store thread of a run. Every store call of the dispatcher runs on this one thread, in
+//! the order it was made, so the async side never blocks on the database and never hands a
+//! call to a new blocking task.
+//!
+//! Outcomes are committed in groups: the dispatcher hands them over in chunks
+//! ([`Worker::complete`]), and they are written in one transaction when the oldest has waited
+//! `flush_every`, when `max_pending` have gathered, when the next claim is made (in the claim's
+//! own transaction: [`Store::complete_and_claim`]) or when the dispatcher asks
+//! ([`Worker::flush`]). An outcome is counted in the run's [`Summary`] only once its
+//! transaction committed; a crash before that leaves the message `sending` under a lease that
+//! expires, and it is sent again with the same idempotency key (at-least-once).
+
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use super::Summary;
+use crate::store::{Completion, Store, StoreError};
+
+type Call = Box<dyn FnOnce(&dyn Store) + Send>;
+/// Runs with the outcomes not committed yet, which it must record (in the same transaction
+/// as whatever else it does); returns how many of them were recorded, `None` if it failed
+/// (and reported the failure itself).
+type WithPending = Box<dyn FnOnce(&dyn Store, &[Completion]) -> Option<usize> + Send>;
+
+enum Msg {
+    Complete(Vec<Completion>),
+    Call(Call),
+    WithPending(WithPending),
+    Flush(oneshot::Sender<Result<Summary, StoreError>>),
+}
+
+/// The handle the dispatcher holds.
+pub(super) struct Worker {
+    tx: Option<mpsc::Sender<Msg>>,
+    /// The first error of a commit nobody waited for (a group commit), to end the run with.
+    failure: Arc<Failure>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Failure {
+    error: Mutex<Option<StoreError>>,
+    notify: tokio::sync::Notify,
+}
+
+/// When pending outcomes are committed.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CommitPolicy {
+    /// The longest an outcome waits for its commit.
+    pub flush_every: Duration,
+    /// Commit as soon as this many outcomes wait.
+    pub max_pending: usize,
+}
+
+impl Worker {
+    pub(super) fn start(
+        store: Arc<dyn Store>,
+        owner: String,
+        policy: CommitPolicy,
+    ) -> Result<Worker, StoreError> {
+        let (tx, rx) = mpsc::channel();
+        let failure = Arc::new(Failure::default());
+        let thread = {
+            let failure = failure.clone();
+            std::thread::Builder::new()
+                .name("disparo-store".into())
+                .spawn(move || {
+                    Thread {
+                        store,
+                        owner,
+                        policy,
+                        pending: Vec::new(),
+                        oldest: None,
+                        summary: Summary::default(),
+                        failure,
+                        commits: 0,
+                        claims: 0,
+                    }
+                    .run(rx)
+                })
+                .map_err(|e| StoreError::Other(format!("cannot start the store thread: {e}")))?
+        };
+        Ok(Worker {
+            tx: Some(tx),
+            failure,
+            thread: Some(thread),
+        })
+    }
+
+    fn send(&self, msg: Msg) -> Result<(), StoreError> {
+        self.tx
+            .as_ref()
+            .and_then(|tx| tx.send(msg).ok())
+            .ok_or_else(|| StoreError::Other("the store thread has stopped".into()))
+    }
+
+    /// Hands outcomes over for the next group commit.
+    pub(super) fn complete(&self, completions: Vec<Completion>) -> Result<(), StoreError> {
+        if completions.is_empty() {
+            return Ok(());
+        }
+        self.send(Msg::Complete(completions))
+    }
+
+    /// Runs `f` on the store thread, after every call made before it.
+    pub(super) async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::Call(Box::new(move |s| {
+            let _ = reply.send(f(s));
+        })))?;
+        rx.await
+            .map_err(|_| StoreError::Other("the store thread has stopped".into()))?
+    }
+
+    /// Runs `f` with the outcomes not committed yet (see [`WithPending`]); the result arrives
+    /// on the returned receiver.
+    pub(super) fn with_pending<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store, &[Completion]) -> Result<(usize, T), StoreError> + Send + 'static,
+    ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::WithPending(Box::new(move |s, pending| {
+            let (recorded, result) = match f(s, pending) {
+                Ok((recorded, value)) => (Some(recorded), Ok(value)),
+                Err(e) => (None, Err(e)),
+            };
+            let _ = reply.send(result);
+            recorded
+        })))?;
+        Ok(rx)
+    }
+
+    /// Commits every outcome handed over so far; returns what the run recorded until now.
+    pub(super) async fn flush(&self) -> Result<Summary, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::Flush(reply))?;
+        rx.await
+            .map_err(|_| StoreError::Other("the store thread has stopped".into()))?
+    }
+
+    /// Resolves with the error of a group commit that failed.
+    pub(super) async fn failed(&self) -> StoreError {
+        loop {
+            let notified = self.failure.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(e) = self.failure.error.lock().ok().and_then(|mut e| e.take()) {
+                return e;
+            }
+            notified.await;
+        }
+    }
+
+    /// Commits what is pending and stops the thread.
+    pub(super) async fn finish(mut self) -> Result<Summary, StoreError> {
+        let summary = self.flush().await;
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        summary
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // The thread ends once the channel is closed, after committing what is pending.
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Thread {
+    store: Arc<dyn Store>,
+    owner: String,
+    policy: CommitPolicy,
+    pending: Vec<Completion>,
+    /// When the oldest pending outcome arrived.
+    oldest: Option<Instant>,
+    summary: Summary,
+    failure: Arc<Failure>,
+    commits: u64,
+    claims: u64,
+}
+
+impl Thread {
+    fn run(mut self, rx: mpsc::Receiver<Msg>) {
+        loop {
+            let msg = match self.oldest {
+                None => match rx.recv() {
+                    Ok(m) => m,
+                    Err(_) => break,
+                },
+                Some(t) => {
+                    let wait =
+                        (t + self.policy.flush_every).saturating_duration_since(Instant::now());
+                    match rx.recv_timeout(wait) {
+                        Ok(m) => m,
+                        Err(mpsc::RecvTimeoutError::Timeout) => {
+                            self.commit_or_report();
+                            continue;
+                        }
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            };
+            match msg {
+                Msg::Complete(c) => {
+                    if self.pending.is_empty() {
+                        self.oldest = Some(Instant::now());
+                    }
+                    self.pending.extend(c);
+                    if self.pending.len() >= self.policy.max_pending {
+                        self.commit_or_report();
+                    }
+                }
+                Msg::Call(f) => f(self.store.as_ref()),
+                Msg::WithPending(f) => {
+                    let done = std::mem::take(&mut self.pending);
+                    self.oldest = None;
+                    // On failure the transaction rolled back: those outcomes are lost like
+                    // after a crash, and the caller has the error.
+                    self.claims += 1;
+                    if let Some(recorded) = f(self.store.as_ref(), &done) {
+                        self.count(&done, recorded);
+                    }
+                }
+                Msg::Flush(reply) => {
+                    let r = self.commit().map(|()| self.summary);
+                    let _ = reply.send(r);
+                }
+            }
+        }
+        self.commit_or_report();
+        if std::env::var_os("DISPARO_DEBUG_WORKER").is_some() {
+            eprintln!("worker: {} commits, {} claims", self.commits, self.claims);
+        }
+    }
+
+    fn count(&mut self, done: &[Completion], recorded: usize) {
+        for c in done {
+            self.summary.add(&c.outcome);
+        }
+        if recorded < done.len() {
+            let lost = (done.len() - recorded) as u64;
+            self.summary.lost += lost;
+            tracing::warn!(
+                lost,
+                "outcomes not recorded: another run took these messages over after our lease expired; use a longer --lease than a send can take"
+            );
+        }
+    }
+
+    /// Commits the pending outcomes in one transaction. On failure they are dropped: their
+    /// messages stay `sending` until the lease expires, as after a crash.
+    fn commit(&mut self) -> Result<(), StoreError> {
+        self.oldest = None;
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let done = std::mem::take(&mut self.pending);
+        self.commits += 1;
+        let recorded = self.store.complete(&self.owner, &done)?;
+        self.count(&done, recorded);
+        Ok(())
+    }
+
+    fn commit_or_report(&mut self) {
+        if let Err(e) = self.commit() {
+            self.report(e);
+        }
+    }
+
+    fn report(&self, e: StoreError) {
+        if let Ok(mut slot) = self.failure.error.lock()
+            && slot.is_none()
+        {
+            *slot = Some(e);
+        }
+        self.failure.notify.notify_waiters();
+    }
+}
