@@ -3,10 +3,108 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
 use super::{ChannelBuildError, ErrorClass, SendError};
+
+/// How long connecting may take, and a whole request (answer included), on every HTTP
+/// client of a run.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const USER_AGENT: &str = concat!("disparo/", env!("CARGO_PKG_VERSION"));
+
+/// A pooled keep-alive HTTP/1.1 client for plain `http://` endpoints: hyper's own pooled client,
+/// without reqwest's layers. reqwest parses the request URL again twice per request (for its
+/// redirect policy and for the response) and goes through its redirect, retry and proxy
+/// layers, which on a fast endpoint cost more than the request itself. Same timeouts and user
+/// agent as the shared reqwest client, and, like it, no redirect is followed. Used only when
+/// the environment names no proxy for `http://` (see [`proxy_configured`]).
+#[derive(Debug, Clone)]
+pub(crate) struct PlainHttp {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// An answer read in full.
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl PlainHttp {
+    pub(crate) fn new() -> PlainHttp {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(connector);
+        PlainHttp { client }
+    }
+
+    /// Sends `request` and reads the whole answer, within [`REQUEST_TIMEOUT`]. `what` names
+    /// the sender in error messages.
+    pub(crate) async fn send(
+        &self,
+        what: &str,
+        request: hyper::Request<Full<Bytes>>,
+    ) -> Result<Answer, SendError> {
+        let exchange = async {
+            // Connecting failed, or the connection failed before an answer came: the
+            // request is well formed (built here), so trying again may help.
+            let response = self.client.request(request).await.map_err(|e| {
+                (
+                    ErrorClass::Transient { retry_after: None },
+                    super::error_chain(&e),
+                )
+            })?;
+            let (parts, body) = response.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| {
+                    (
+                        ErrorClass::Transient { retry_after: None },
+                        format!("reading the answer: {}", super::error_chain(&e)),
+                    )
+                })?
+                .to_bytes();
+            Ok(Answer {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        };
+        match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err((class, text))) => Err(SendError {
+                class,
+                code: Some("network".into()),
+                message: format!("{what}: {text}"),
+            }),
+            Err(_) => Err(SendError {
+                class: ErrorClass::Transient { retry_after: None },
+                code: Some("network".into()),
+                message: format!("{what}: no answer within {} s", REQUEST_TIMEOUT.as_secs()),
+            }),
+        }
+    }
+}
+
+/// Whether the environment names a proxy for `http://` requests (as reqwest reads it): then
+/// plain-HTTP endpoints go through reqwest, which honours it.
+pub(crate) fn proxy_configured() -> bool {
+    ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()))
+}
 
 /// The provider's `Retry-After`: delta-seconds, or an HTTP date (RFC 9110 §10.2.3).
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
@@ -20,7 +118,8 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// The class an HTTP status gives when the body says nothing more specific:
-/// 401/403 break the circuit, 408/429/5xx are transient, other 4xx are permanent.
+/// 401/403 break the circuit, 408/429/5xx are transient, other 4xx (and 3xx: redirects are
+/// not followed) are permanent.
 pub(crate) fn status_class(status: StatusCode, retry_after: Option<Duration>) -> ErrorClass {
     match status.as_u16() {
         401 | 403 => ErrorClass::Breaker,

@@ -135,6 +135,9 @@ pub struct BuildContext {
     pub root: PathBuf,
     /// The run's one HTTP client, shared by every HTTP adapter.
     pub http: reqwest::Client,
+    /// The run's client for plain `http://` webhooks (see [`http::PlainHttp`]), made on
+    /// first use and shared.
+    plain: Arc<std::sync::OnceLock<http::PlainHttp>>,
     env: EnvLookup,
 }
 
@@ -152,6 +155,7 @@ impl BuildContext {
         BuildContext {
             root: root.into(),
             http,
+            plain: Arc::default(),
             env: Arc::new(|name| std::env::var(name).ok()),
         }
     }
@@ -166,17 +170,25 @@ impl BuildContext {
     }
 
     /// The HTTP client a run should share: rustls, 10 s to connect, 30 s per request,
-    /// `disparo/VERSION` as user agent.
+    /// `disparo/VERSION` as user agent, redirects not followed (a provider API that answers
+    /// 3xx is misconfigured, and following a 301/302 would turn the POST into a GET without
+    /// the message: the answer is reported as a permanent error instead).
     pub fn default_http_client() -> Result<reqwest::Client, ChannelBuildError> {
         reqwest::Client::builder()
-            .user_agent(concat!("disparo/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
+            .user_agent(http::USER_AGENT)
+            .connect_timeout(http::CONNECT_TIMEOUT)
+            .timeout(http::REQUEST_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ChannelBuildError::Invalid {
                 channel: "*".into(),
                 message: format!("cannot create the HTTP client: {e}"),
             })
+    }
+
+    /// The shared client for plain `http://` endpoints.
+    fn plain_http(&self) -> http::PlainHttp {
+        self.plain.get_or_init(http::PlainHttp::new).clone()
     }
 
     fn resolve(&self, path: &Path) -> PathBuf {

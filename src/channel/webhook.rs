@@ -15,8 +15,10 @@
 //! A 2xx answer is success; its JSON `id`, if any, is the provider id. 408/429/5xx are
 //! transient (honouring `Retry-After`), 401/403 break the circuit, other 4xx are permanent.
 
+use bytes::Bytes;
 use hmac::{KeyInit, Mac};
-use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use http_body_util::Full;
+use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue, USER_AGENT};
 use reqwest::{Method, Url};
 use sha2::Sha256;
 
@@ -29,6 +31,7 @@ use super::{
 pub const SIGNATURE_HEADER: &str = "X-Disparo-Signature";
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+const SIGNATURE: HeaderName = HeaderName::from_static("x-disparo-signature");
 
 /// The `id` of a JSON object answer (a string, or a number as its text), if there is one.
 /// Only that field is decoded; the rest of the answer is skipped.
@@ -55,12 +58,19 @@ fn provider_id(body: &[u8]) -> Option<String> {
 pub struct Webhook {
     name: String,
     url: String,
-    /// `url`, parsed once (not per request).
-    parsed: Url,
     method: Method,
     headers: Vec<(HeaderName, HeaderValue)>,
     secret: Option<Secret>,
-    http: reqwest::Client,
+    transport: Transport,
+}
+
+/// How requests go out: the run's reqwest client (`https://`, or a proxy is configured), or
+/// hyper's pooled client for plain `http://` (see [`http::PlainHttp`]). Either way the URL is
+/// parsed once, here, not per request.
+#[derive(Debug)]
+enum Transport {
+    Reqwest(reqwest::Client, Url),
+    Plain(http::PlainHttp, hyper::Uri),
 }
 
 impl Webhook {
@@ -104,17 +114,22 @@ impl Webhook {
             Some(var) => Some(ctx.secret(name, "secret_env", var)?),
             None => None,
         };
-        let parsed = Url::parse(&url).map_err(|e| {
+        let invalid = |e: &dyn std::fmt::Display| {
             ChannelBuildError::invalid(name, format!("`url: {url}` is not a URL: {e}"))
-        })?;
+        };
+        let parsed = Url::parse(&url).map_err(|e| invalid(&e))?;
+        let transport = if parsed.scheme() == "http" && !http::proxy_configured() {
+            Transport::Plain(ctx.plain_http(), url.parse().map_err(|e| invalid(&e))?)
+        } else {
+            Transport::Reqwest(ctx.http.clone(), parsed)
+        };
         Ok(Webhook {
             name: name.into(),
             url,
-            parsed,
             method,
             headers,
             secret,
-            http: ctx.http.clone(),
+            transport,
         })
     }
 
@@ -149,40 +164,72 @@ impl Webhook {
                 self.name, env.message_id
             ))
         })?;
-        let mut request = self
-            .http
-            .request(self.method.clone(), self.parsed.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(IDEMPOTENCY_KEY, key);
-        for (k, v) in &self.headers {
-            request = request.header(k, v);
-        }
-        if let Some(secret) = &self.secret {
-            request = request.header(
-                SIGNATURE_HEADER,
-                Self::signature(secret.expose().as_bytes(), &body),
-            );
-        }
-        let response = request
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| transport_error(&format!("channel `{}`", self.name), e))?;
-        let status = response.status();
-        let wait = retry_after(response.headers());
-        let bytes = response.bytes().await.unwrap_or_default();
+        let signature = self.secret.as_ref().map(|secret| {
+            HeaderValue::try_from(Self::signature(secret.expose().as_bytes(), &body))
+                .expect("hex is a valid header value")
+        });
+        let what = format!("channel `{}`", self.name);
+        let (status, headers, answer) = match &self.transport {
+            Transport::Plain(client, uri) => {
+                let mut request = hyper::Request::new(Full::new(Bytes::from(body)));
+                *request.method_mut() = self.method.clone();
+                *request.uri_mut() = uri.clone();
+                let h = request.headers_mut();
+                h.insert(USER_AGENT, HeaderValue::from_static(http::USER_AGENT));
+                h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                h.insert(IDEMPOTENCY_KEY, key);
+                for (k, v) in &self.headers {
+                    h.append(k.clone(), v.clone());
+                }
+                if let Some(sig) = signature {
+                    h.insert(SIGNATURE, sig);
+                }
+                let a = client.send(&what, request).await?;
+                (a.status, a.headers, a.body)
+            }
+            Transport::Reqwest(client, url) => {
+                let mut request = client
+                    .request(self.method.clone(), url.clone())
+                    .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                    .header(IDEMPOTENCY_KEY, key);
+                for (k, v) in &self.headers {
+                    request = request.header(k, v);
+                }
+                if let Some(sig) = signature {
+                    request = request.header(SIGNATURE, sig);
+                }
+                let response = request
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| transport_error(&what, e))?;
+                let status = response.status();
+                let headers = response.headers().clone();
+                (status, headers, response.bytes().await.unwrap_or_default())
+            }
+        };
         if status.is_success() {
             return Ok(Delivered {
-                provider_id: provider_id(&bytes),
+                provider_id: provider_id(&answer),
             });
         }
-        let text = String::from_utf8_lossy(&bytes);
-        let message = format!(
+        let wait = retry_after(&headers);
+        let text = String::from_utf8_lossy(&answer);
+        let mut message = format!(
             "channel `{}`: webhook answered HTTP {}: {}",
             self.name,
             status.as_u16(),
             http::excerpt(&text, 200)
         );
+        if status.is_redirection() {
+            let to = headers
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .unwrap_or("?");
+            message.push_str(&format!(
+                " (redirects are not followed: point `url` at {to})"
+            ));
+        }
         Err(SendError {
             class: status_class(status, wait),
             code: Some(format!("HTTP {}", status.as_u16())),

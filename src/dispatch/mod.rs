@@ -237,7 +237,7 @@ struct BatchFacts {
 
 impl BatchFacts {
     /// Reads campaign rules (once per campaign), suppressions (one query for the batch) and
-    /// recent sends (once per address, only for campaigns with frequency caps).
+    /// recent sends (one call for the batch, only for campaigns with frequency caps).
     fn read(
         store: &dyn Store,
         batch: &[Claimed],
@@ -256,7 +256,6 @@ impl BatchFacts {
             .filter_map(CampaignRt::longest_cap)
             .max();
         let mut suppressed = HashSet::new();
-        let mut recent: HashMap<(String, String), Vec<Timestamp>> = HashMap::new();
         let addresses: Vec<&str> = batch
             .iter()
             .map(|m| m.address.as_str())
@@ -264,22 +263,25 @@ impl BatchFacts {
             .into_iter()
             .collect();
         let on_list = store.suppressed_among(&addresses)?;
+        let mut capped: HashSet<(&str, &str)> = HashSet::new();
         for m in batch {
             if on_list.contains(&m.address) {
                 suppressed.insert(m.id);
                 continue;
             }
-            if let (Some(longest), Some(Some(rt))) = (longest, campaigns.get(&m.campaign))
+            if let Some(Some(rt)) = campaigns.get(&m.campaign)
                 && !rt.caps.is_empty()
             {
-                let key = (rt.info.channel.clone(), m.address.clone());
-                if let std::collections::hash_map::Entry::Vacant(e) = recent.entry(key) {
-                    let (channel, address) = e.key();
-                    let sends = store.sends_since(channel, address, now - longest)?;
-                    e.insert(sends);
-                }
+                capped.insert((rt.info.channel.as_str(), m.address.as_str()));
             }
         }
+        let recent = match longest {
+            Some(longest) if !capped.is_empty() => {
+                let pairs: Vec<(&str, &str)> = capped.into_iter().collect();
+                store.sends_among(&pairs, now - longest)?
+            }
+            _ => HashMap::new(),
+        };
         Ok(BatchFacts {
             campaigns,
             suppressed,

@@ -78,6 +78,7 @@ impl Worker {
                         failure,
                         commits: 0,
                         claims: 0,
+                        busy: Duration::ZERO,
                     }
                     .run(rx)
                 })
@@ -189,6 +190,7 @@ struct Thread {
     failure: Arc<Failure>,
     commits: u64,
     claims: u64,
+    busy: Duration,
 }
 
 impl Thread {
@@ -229,7 +231,10 @@ impl Thread {
                     // On failure the transaction rolled back: those outcomes are lost like
                     // after a crash, and the caller has the error.
                     self.claims += 1;
-                    if let Some(recorded) = f(self.store.as_ref(), &done) {
+                    let t0 = Instant::now();
+                    let r = f(self.store.as_ref(), &done);
+                    self.busy += t0.elapsed();
+                    if let Some(recorded) = r {
                         self.count(&done, recorded);
                     }
                 }
@@ -241,7 +246,10 @@ impl Thread {
         }
         self.commit_or_report();
         if std::env::var_os("DISPARO_DEBUG_WORKER").is_some() {
-            eprintln!("worker: {} commits, {} claims", self.commits, self.claims);
+            eprintln!(
+                "worker: {} commits, {} claims, {:?} busy",
+                self.commits, self.claims, self.busy
+            );
         }
     }
 
@@ -268,7 +276,10 @@ impl Thread {
         }
         let done = std::mem::take(&mut self.pending);
         self.commits += 1;
-        let recorded = self.store.complete(&self.owner, &done)?;
+        let t0 = Instant::now();
+        let recorded = self.store.complete(&self.owner, &done);
+        self.busy += t0.elapsed();
+        let recorded = recorded?;
         self.count(&done, recorded);
         Ok(())
     }

@@ -24,6 +24,84 @@ const BUSY_TIMEOUT_MS: u64 = 60_000;
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// Recent sends for frequency caps, built on first use.
+    sends: Mutex<SendWindow>,
+}
+
+/// Recent successful sends by (channel, address), for frequency caps. `sends` is kept in the
+/// order rows were recorded, without an address index (see migrations/V3): the window is
+/// read once for the longest span asked for, then brought up to date with the rows appended
+/// since. `id` only grows and writers are serialised, so `id > last_id` finds exactly the
+/// rows committed since the last look, by this process or any other.
+#[derive(Debug, Default)]
+struct SendWindow {
+    /// Every send with `at > floor` is in `sends`; `None` before the first use.
+    floor: Option<i64>,
+    last_id: i64,
+    sends: HashMap<(String, String), Vec<i64>>,
+}
+
+/// How far the window's floor may lag behind what callers ask for before old sends are
+/// dropped from memory.
+const SEND_WINDOW_SLACK_MS: i64 = 60_000;
+
+impl SendWindow {
+    /// Makes the window hold every send with `at > since`, as committed now.
+    fn update(&mut self, conn: &Connection, since: i64) -> Result<(), StoreError> {
+        match self.floor {
+            Some(floor) if floor <= since => {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT id, at, channel, address FROM sends WHERE id > ?1 ORDER BY id",
+                    )
+                    .map_err(other)?;
+                let mut rows = stmt.query([self.last_id]).map_err(other)?;
+                while let Some(r) = rows.next().map_err(other)? {
+                    self.last_id = r.get(0).map_err(other)?;
+                    let at: i64 = r.get(1).map_err(other)?;
+                    if at > floor {
+                        let key = (r.get(2).map_err(other)?, r.get(3).map_err(other)?);
+                        self.sends.entry(key).or_default().push(at);
+                    }
+                }
+                if since - floor > SEND_WINDOW_SLACK_MS {
+                    self.sends.retain(|_, v| {
+                        v.retain(|&a| a > since);
+                        !v.is_empty()
+                    });
+                    self.floor = Some(since);
+                }
+            }
+            _ => {
+                // (Re)built in one read transaction, so that `last_id` matches the rows read.
+                let tx = conn.unchecked_transaction().map_err(other)?;
+                let last_id: i64 = tx
+                    .query_row("SELECT COALESCE(MAX(id), 0) FROM sends", [], |r| r.get(0))
+                    .map_err(other)?;
+                let mut sends: HashMap<(String, String), Vec<i64>> = HashMap::new();
+                {
+                    let mut stmt = tx
+                        .prepare_cached(
+                            "SELECT at, channel, address FROM sends WHERE at > ?1 AND id <= ?2",
+                        )
+                        .map_err(other)?;
+                    let mut rows = stmt.query([since, last_id]).map_err(other)?;
+                    while let Some(r) = rows.next().map_err(other)? {
+                        let at: i64 = r.get(0).map_err(other)?;
+                        let key = (r.get(1).map_err(other)?, r.get(2).map_err(other)?);
+                        sends.entry(key).or_default().push(at);
+                    }
+                }
+                tx.commit().map_err(other)?;
+                *self = SendWindow {
+                    floor: Some(since),
+                    last_id,
+                    sends,
+                };
+            }
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -153,6 +231,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
+            sends: Mutex::new(SendWindow::default()),
         })
     }
 
@@ -290,7 +369,7 @@ fn claim_in(
     {
         let mut due = tx
             .prepare_cached(
-                "UPDATE queue SET state = 'sending', lease_owner = ?4, lease_until = ?5, updated_at = ?1
+                "UPDATE OR FAIL queue SET state = 'sending', lease_owner = ?4, lease_until = ?5, updated_at = ?1
                  WHERE message_id IN (
                      SELECT q.message_id FROM queue q JOIN campaigns c ON c.id = q.campaign_id
                      WHERE q.state = 'pending' AND q.due_at <= ?1 AND c.status = 'active' AND (?3 IS NULL OR c.name = ?3)
@@ -412,104 +491,79 @@ fn claim_in(
 
 /// Records outcomes inside `tx` (see [`Store::complete`]); returns how many were recorded.
 ///
-/// Set-based: one `UPDATE … FROM json_each(?)` for all the queue rows, one `INSERT … SELECT`
-/// each for `attempts` and `sends`. A statement inside a transaction keeps a journal of the
-/// pages it changes (to undo just that statement), so one statement per row would copy
-/// every page it touches once per row; one statement per table copies each page once. (The
-/// `+` keeps SQLite from driving the UPDATE from the `queue_due` index and scanning the JSON
-/// for every row: the JSON drives, and each queue row is found by its id.)
+/// Every write is `OR FAIL`: none of them can violate a constraint, and with the default
+/// (ABORT) SQLite keeps a statement journal, a copy of every page a statement changes, so that
+/// one statement can be undone inside the transaction. Per row, that is one 16 KiB copy per
+/// page touched per message.
 fn complete_in(
     tx: &rusqlite::Transaction,
     owner: &str,
     completions: &[Completion],
 ) -> Result<usize, StoreError> {
-    use serde_json::json;
     if completions.is_empty() {
         return Ok(0);
     }
-    let rows: Vec<serde_json::Value> = completions
-        .iter()
-        .map(|c| {
+    let mut recorded: HashSet<i64> = HashSet::with_capacity(completions.len());
+    {
+        // OR FAIL: nothing here can violate a constraint, and without ABORT semantics SQLite
+        // keeps no statement journal (a copy of each page the statement changes).
+        let mut set = tx
+            .prepare_cached(
+                "UPDATE OR FAIL queue SET state = ?3, due_at = COALESCE(?4, due_at), attempts = ?5, provider_id = COALESCE(?6, provider_id),
+                    last_error = ?7, lease_owner = NULL, lease_until = NULL, updated_at = ?8
+                 WHERE message_id = ?1 AND state = 'sending' AND lease_owner = ?2",
+            )
+            .map_err(other)?;
+        for c in completions {
             let r = RecordedOutcome::of(&c.outcome);
             let attempts_after = if c.outcome.attempted() {
                 c.attempt
             } else {
                 c.attempt.saturating_sub(1)
             };
-            json!([
-                c.id,
-                r.state.as_str(),
-                r.due,
-                attempts_after,
-                r.provider,
-                r.error,
-                ms(c.finished_at)
-            ])
-        })
-        .collect();
-    let rows = serde_json::to_string(&rows).map_err(other)?;
-    let mut recorded: HashSet<i64> = HashSet::with_capacity(completions.len());
-    {
-        let mut set = tx
-            .prepare_cached(
-                "UPDATE queue SET state = j.value ->> 1, due_at = COALESCE(j.value ->> 2, due_at), attempts = j.value ->> 3,
-                    provider_id = COALESCE(j.value ->> 4, provider_id), last_error = j.value ->> 5,
-                    lease_owner = NULL, lease_until = NULL, updated_at = j.value ->> 6
-                 FROM json_each(?2) AS j
-                 WHERE queue.message_id = j.value ->> 0 AND +queue.state = 'sending' AND +queue.lease_owner = ?1
-                 RETURNING queue.message_id",
-            )
-            .map_err(other)?;
-        let ids = set
-            .query_map(params![owner, rows], |r| r.get::<_, i64>(0))
-            .map_err(other)?;
-        for id in ids {
-            recorded.insert(id.map_err(other)?);
+            let changed = set
+                .execute(params![
+                    c.id,
+                    owner,
+                    r.state.as_str(),
+                    r.due,
+                    attempts_after,
+                    r.provider,
+                    r.error,
+                    ms(c.finished_at)
+                ])
+                .map_err(other)?;
+            if changed > 0 {
+                recorded.insert(c.id);
+            }
         }
     }
     // The lease was lost to another run for the others: its outcome wins.
     let mine = || completions.iter().filter(|c| recorded.contains(&c.id));
-    let attempts: Vec<serde_json::Value> = mine()
-        .filter(|c| c.outcome.attempted())
-        .map(|c| {
+    {
+        let mut attempt = tx.prepare_cached("INSERT OR FAIL INTO attempts (message_id, attempt, started_at, finished_at, outcome, provider_id, code, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)").map_err(other)?;
+        for c in mine().filter(|c| c.outcome.attempted()) {
             let r = RecordedOutcome::of(&c.outcome);
-            json!([
-                c.id,
-                c.attempt,
-                ms(c.started_at),
-                ms(c.finished_at),
-                r.outcome,
-                r.provider,
-                r.code,
-                r.error
-            ])
-        })
-        .collect();
-    if !attempts.is_empty() {
-        let attempts = serde_json::to_string(&attempts).map_err(other)?;
-        tx.prepare_cached(
-            "INSERT INTO attempts (message_id, attempt, started_at, finished_at, outcome, provider_id, code, error)
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7
-             FROM json_each(?1)",
-        )
-        .map_err(other)?
-        .execute([attempts])
-        .map_err(other)?;
+            attempt
+                .execute(params![
+                    c.id,
+                    c.attempt,
+                    ms(c.started_at),
+                    ms(c.finished_at),
+                    r.outcome,
+                    r.provider,
+                    r.code,
+                    r.error
+                ])
+                .map_err(other)?;
+        }
     }
-    let sends: Vec<serde_json::Value> = mine()
-        .filter(|c| matches!(c.outcome, Outcome::Sent { .. }))
-        .map(|c| json!([c.id, ms(c.finished_at)]))
-        .collect();
-    if !sends.is_empty() {
-        let sends = serde_json::to_string(&sends).map_err(other)?;
-        tx.prepare_cached(
-            "INSERT INTO sends (channel, address, at)
-             SELECT c.channel, m.address, j.value ->> 1
-             FROM json_each(?1) AS j JOIN messages m ON m.id = j.value ->> 0 JOIN campaigns c ON c.id = m.campaign_id",
-        )
-        .map_err(other)?
-        .execute([sends])
-        .map_err(other)?;
+    {
+        let mut send = tx.prepare_cached("INSERT OR FAIL INTO sends (at, channel, address) SELECT ?2, c.channel, m.address FROM messages m JOIN campaigns c ON c.id = m.campaign_id WHERE m.id = ?1").map_err(other)?;
+        for c in mine().filter(|c| matches!(c.outcome, Outcome::Sent { .. })) {
+            send.execute(params![c.id, ms(c.finished_at)])
+                .map_err(other)?;
+        }
     }
     let mut suppress = None;
     let mut reasons = None;
@@ -1027,16 +1081,38 @@ impl Store for SqliteStore {
         address: &str,
         since: Timestamp,
     ) -> Result<Vec<Timestamp>, StoreError> {
+        Ok(self
+            .sends_among(&[(channel, address)], since)?
+            .into_values()
+            .next()
+            .unwrap_or_default())
+    }
+
+    fn sends_among(
+        &self,
+        pairs: &[(&str, &str)],
+        since: Timestamp,
+    ) -> Result<HashMap<(String, String), Vec<Timestamp>>, StoreError> {
+        let mut out = HashMap::new();
+        if pairs.is_empty() {
+            return Ok(out);
+        }
         let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT at FROM sends WHERE channel = ?1 AND address = ?2 AND at > ?3 ORDER BY at",
-            )
-            .map_err(other)?;
-        let rows = stmt
-            .query_map(params![channel, address, ms(since)], |r| r.get::<_, i64>(0))
-            .map_err(other)?;
-        rows.map(|r| r.map(ts).map_err(other)).collect()
+        let mut window = self.sends.lock().map_err(|_| {
+            StoreError::Other("the send window was poisoned by an earlier panic".into())
+        })?;
+        window.update(&conn, ms(since))?;
+        for &(channel, address) in pairs {
+            let key = (channel.to_owned(), address.to_owned());
+            if let Some(v) = window.sends.get(&key) {
+                let mut at: Vec<i64> = v.iter().copied().filter(|&a| a > ms(since)).collect();
+                if !at.is_empty() {
+                    at.sort_unstable();
+                    out.insert(key, at.into_iter().map(ts).collect());
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn suppress(
