@@ -49,11 +49,11 @@ impl PlainHttp {
         PlainHttp { client }
     }
 
-    /// Sends `request` and reads the whole answer, within [`REQUEST_TIMEOUT`]. `what` names
-    /// the sender in error messages.
+    /// Sends `request` and reads the whole answer, within [`REQUEST_TIMEOUT`]. `channel`
+    /// names the sender in error messages.
     pub(crate) async fn send(
         &self,
-        what: &str,
+        channel: &str,
         request: hyper::Request<Full<Bytes>>,
     ) -> Result<Answer, SendError> {
         let exchange = async {
@@ -87,12 +87,15 @@ impl PlainHttp {
             Ok(Err((class, text))) => Err(SendError {
                 class,
                 code: Some("network".into()),
-                message: format!("{what}: {text}"),
+                message: format!("channel `{channel}`: {text}"),
             }),
             Err(_) => Err(SendError {
                 class: ErrorClass::Transient { retry_after: None },
                 code: Some("network".into()),
-                message: format!("{what}: no answer within {} s", REQUEST_TIMEOUT.as_secs()),
+                message: format!(
+                    "channel `{channel}`: no answer within {} s",
+                    REQUEST_TIMEOUT.as_secs()
+                ),
             }),
         }
     }

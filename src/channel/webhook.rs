@@ -168,7 +168,6 @@ impl Webhook {
             HeaderValue::try_from(Self::signature(secret.expose().as_bytes(), &body))
                 .expect("hex is a valid header value")
         });
-        let what = format!("channel `{}`", self.name);
         let (status, headers, answer) = match &self.transport {
             Transport::Plain(client, uri) => {
                 let mut request = hyper::Request::new(Full::new(Bytes::from(body)));
@@ -184,7 +183,7 @@ impl Webhook {
                 if let Some(sig) = signature {
                     h.insert(SIGNATURE, sig);
                 }
-                let a = client.send(&what, request).await?;
+                let a = client.send(&self.name, request).await?;
                 (a.status, a.headers, a.body)
             }
             Transport::Reqwest(client, url) => {
@@ -202,7 +201,7 @@ impl Webhook {
                     .body(body)
                     .send()
                     .await
-                    .map_err(|e| transport_error(&what, e))?;
+                    .map_err(|e| transport_error(&format!("channel `{}`", self.name), e))?;
                 let status = response.status();
                 let headers = response.headers().clone();
                 (status, headers, response.bytes().await.unwrap_or_default())

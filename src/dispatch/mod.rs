@@ -344,9 +344,11 @@ struct Run {
     queues: HashMap<String, VecDeque<Queued>>,
     queued: usize,
     sends: tokio::task::JoinSet<SendDone>,
-    in_flight: HashMap<tokio::task::Id, InFlight>,
+    in_flight: HashMap<tokio::task::Id, InFlight, FastHash>,
     /// Outcomes not yet handed to the store thread.
     outbox: Vec<Completion>,
+    /// Finished messages, handed over with the outcomes to be freed on the store thread.
+    spent: Vec<Claimed>,
     outbox_since: Option<tokio::time::Instant>,
     /// Outcomes handed to the store thread so far (the outbox included).
     handed: u64,
@@ -357,7 +359,7 @@ struct Run {
     /// Campaigns this run's circuit breaker paused.
     paused_here: HashSet<String>,
     breaker_hits: HashMap<String, u32>,
-    zones: HashMap<String, jiff::tz::TimeZone>,
+    zones: HashMap<String, jiff::tz::TimeZone, FastHash>,
     paused: u64,
 }
 
@@ -372,7 +374,10 @@ impl Run {
 
     fn hand_over(&mut self, worker: &Worker) -> Result<(), StoreError> {
         self.outbox_since = None;
-        worker.complete(std::mem::take(&mut self.outbox))
+        worker.complete(
+            std::mem::take(&mut self.outbox),
+            std::mem::take(&mut self.spent),
+        )
     }
 
     /// A queued message of the batch `seen` left the queue.
@@ -428,6 +433,31 @@ impl Run {
         let tz = crate::model::zone(name).unwrap_or(jiff::tz::TimeZone::UTC);
         self.zones.insert(name.to_owned(), tz.clone());
         tz
+    }
+}
+
+/// A multiply-rotate hasher (FxHash) for the run's per-message maps, keyed by task ids and
+/// zone names this process made: no untrusted keys, so no need for SipHash's DoS resistance.
+type FastHash = std::hash::BuildHasherDefault<FxHasher>;
+
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.write_u64(u64::from_le_bytes(c.try_into().unwrap_or_default()));
+        }
+        for &b in chunks.remainder() {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -490,15 +520,16 @@ impl Dispatcher {
             queues: HashMap::new(),
             queued: 0,
             sends: tokio::task::JoinSet::new(),
-            in_flight: HashMap::new(),
+            in_flight: HashMap::default(),
             outbox: Vec::with_capacity(HAND_OVER_CHUNK),
+            spent: Vec::with_capacity(HAND_OVER_CHUNK),
             outbox_since: None,
             handed: 0,
             own_sends: HashMap::new(),
             live_batches: Default::default(),
             paused_here: HashSet::new(),
             breaker_hits: HashMap::new(),
-            zones: HashMap::new(),
+            zones: HashMap::default(),
             paused: 0,
         };
         let result = self.drive(&worker, &mut run).await;
@@ -993,6 +1024,7 @@ impl Dispatcher {
             finished_at: finished,
             outcome,
         });
+        run.spent.push(m);
         Ok(())
     }
 }

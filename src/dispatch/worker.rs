@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::Summary;
-use crate::store::{Completion, Store, StoreError};
+use crate::store::{Claimed, Completion, Store, StoreError};
 
 type Call = Box<dyn FnOnce(&dyn Store) + Send>;
 /// Runs with the outcomes not committed yet, which it must record (in the same transaction
@@ -26,7 +26,9 @@ type Call = Box<dyn FnOnce(&dyn Store) + Send>;
 type WithPending = Box<dyn FnOnce(&dyn Store, &[Completion]) -> Option<usize> + Send>;
 
 enum Msg {
-    Complete(Vec<Completion>),
+    /// Outcomes, and the messages they are about, dropped here: they were allocated on this
+    /// thread, and freeing them is work the network thread need not do.
+    Complete(Vec<Completion>, Vec<Claimed>),
     Call(Call),
     WithPending(WithPending),
     Flush(oneshot::Sender<Result<Summary, StoreError>>),
@@ -98,12 +100,16 @@ impl Worker {
             .ok_or_else(|| StoreError::Other("the store thread has stopped".into()))
     }
 
-    /// Hands outcomes over for the next group commit.
-    pub(super) fn complete(&self, completions: Vec<Completion>) -> Result<(), StoreError> {
-        if completions.is_empty() {
+    /// Hands outcomes over for the next group commit, with the finished messages to drop.
+    pub(super) fn complete(
+        &self,
+        completions: Vec<Completion>,
+        spent: Vec<Claimed>,
+    ) -> Result<(), StoreError> {
+        if completions.is_empty() && spent.is_empty() {
             return Ok(());
         }
-        self.send(Msg::Complete(completions))
+        self.send(Msg::Complete(completions, spent))
     }
 
     /// Runs `f` on the store thread, after every call made before it.
@@ -215,8 +221,9 @@ impl Thread {
                 }
             };
             match msg {
-                Msg::Complete(c) => {
-                    if self.pending.is_empty() {
+                Msg::Complete(c, spent) => {
+                    drop(spent);
+                    if self.pending.is_empty() && !c.is_empty() {
                         self.oldest = Some(Instant::now());
                     }
                     self.pending.extend(c);

@@ -491,10 +491,13 @@ fn claim_in(
 
 /// Records outcomes inside `tx` (see [`Store::complete`]); returns how many were recorded.
 ///
-/// Every write is `OR FAIL`: none of them can violate a constraint, and with the default
-/// (ABORT) SQLite keeps a statement journal, a copy of every page a statement changes, so that
-/// one statement can be undone inside the transaction. Per row, that is one 16 KiB copy per
-/// page touched per message.
+/// Sends, nearly all outcomes of a run, are written set-based: one `UPDATE` of their queue
+/// rows and one `INSERT … SELECT` into `sends`, after one `INSERT` per attempt. The queue's
+/// `CHECK` on `state` is compiled into a lookup table SQLite builds on every run of a
+/// statement, which costs more than the rest of a one-row `UPDATE`; set-based, it is built
+/// once per batch. Every write is `OR FAIL`: none can violate a constraint, and with the
+/// default (ABORT) SQLite keeps a statement journal, a copy of every page a statement
+/// changes, so that the statement alone can be undone.
 fn complete_in(
     tx: &rusqlite::Transaction,
     owner: &str,
@@ -503,43 +506,26 @@ fn complete_in(
     if completions.is_empty() {
         return Ok(0);
     }
-    let mut recorded: HashSet<i64> = HashSet::with_capacity(completions.len());
-    {
-        // OR FAIL: nothing here can violate a constraint, and without ABORT semantics SQLite
-        // keeps no statement journal (a copy of each page the statement changes).
-        let mut set = tx
+    let ids = |cs: &mut dyn Iterator<Item = &Completion>| -> Result<String, StoreError> {
+        serde_json::to_string(&cs.map(|c| c.id).collect::<Vec<_>>()).map_err(other)
+    };
+    // The messages whose lease this run still holds; another run took the others over after
+    // our lease expired, and its outcome wins.
+    let held: HashSet<i64> = {
+        let mut stmt = tx
             .prepare_cached(
-                "UPDATE OR FAIL queue SET state = ?3, due_at = COALESCE(?4, due_at), attempts = ?5, provider_id = COALESCE(?6, provider_id),
-                    last_error = ?7, lease_owner = NULL, lease_until = NULL, updated_at = ?8
-                 WHERE message_id = ?1 AND state = 'sending' AND lease_owner = ?2",
+                "SELECT message_id FROM queue WHERE message_id IN (SELECT value FROM json_each(?1))
+                 AND +state = 'sending' AND +lease_owner = ?2",
             )
             .map_err(other)?;
-        for c in completions {
-            let r = RecordedOutcome::of(&c.outcome);
-            let attempts_after = if c.outcome.attempted() {
-                c.attempt
-            } else {
-                c.attempt.saturating_sub(1)
-            };
-            let changed = set
-                .execute(params![
-                    c.id,
-                    owner,
-                    r.state.as_str(),
-                    r.due,
-                    attempts_after,
-                    r.provider,
-                    r.error,
-                    ms(c.finished_at)
-                ])
-                .map_err(other)?;
-            if changed > 0 {
-                recorded.insert(c.id);
-            }
-        }
-    }
-    // The lease was lost to another run for the others: its outcome wins.
-    let mine = || completions.iter().filter(|c| recorded.contains(&c.id));
+        stmt.query_map(params![ids(&mut completions.iter())?, owner], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(other)?
+        .collect::<Result<_, _>>()
+        .map_err(other)?
+    };
+    let mine = || completions.iter().filter(|c| held.contains(&c.id));
     {
         let mut attempt = tx.prepare_cached("INSERT OR FAIL INTO attempts (message_id, attempt, started_at, finished_at, outcome, provider_id, code, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)").map_err(other)?;
         for c in mine().filter(|c| c.outcome.attempted()) {
@@ -558,11 +544,55 @@ fn complete_in(
                 .map_err(other)?;
         }
     }
+    let is_sent = |c: &&Completion| matches!(c.outcome, Outcome::Sent { .. });
+    if mine().any(|c| is_sent(&c)) {
+        // The attempt just recorded carries what differs per message.
+        let sent = ids(&mut mine().filter(is_sent))?;
+        tx.prepare_cached(
+            "UPDATE OR FAIL queue SET state = 'sent', last_error = NULL, lease_owner = NULL, lease_until = NULL,
+                (attempts, provider_id, updated_at) = (
+                    SELECT a.attempt, COALESCE(a.provider_id, queue.provider_id), a.finished_at FROM attempts a
+                    WHERE a.message_id = queue.message_id ORDER BY a.id DESC LIMIT 1)
+             WHERE message_id IN (SELECT value FROM json_each(?1))",
+        )
+        .map_err(other)?
+        .execute([&sent])
+        .map_err(other)?;
+        tx.prepare_cached(
+            "INSERT OR FAIL INTO sends (at, channel, address)
+             SELECT q.updated_at, c.channel, m.address
+             FROM json_each(?1) AS j JOIN queue q ON q.message_id = j.value
+                JOIN messages m ON m.id = j.value JOIN campaigns c ON c.id = m.campaign_id",
+        )
+        .map_err(other)?
+        .execute([&sent])
+        .map_err(other)?;
+    }
     {
-        let mut send = tx.prepare_cached("INSERT OR FAIL INTO sends (at, channel, address) SELECT ?2, c.channel, m.address FROM messages m JOIN campaigns c ON c.id = m.campaign_id WHERE m.id = ?1").map_err(other)?;
-        for c in mine().filter(|c| matches!(c.outcome, Outcome::Sent { .. })) {
-            send.execute(params![c.id, ms(c.finished_at)])
-                .map_err(other)?;
+        let mut set = tx
+            .prepare_cached(
+                "UPDATE OR FAIL queue SET state = ?2, due_at = COALESCE(?3, due_at), attempts = ?4, provider_id = COALESCE(?5, provider_id),
+                    last_error = ?6, lease_owner = NULL, lease_until = NULL, updated_at = ?7
+                 WHERE message_id = ?1",
+            )
+            .map_err(other)?;
+        for c in mine().filter(|c| !is_sent(c)) {
+            let r = RecordedOutcome::of(&c.outcome);
+            let attempts_after = if c.outcome.attempted() {
+                c.attempt
+            } else {
+                c.attempt.saturating_sub(1)
+            };
+            set.execute(params![
+                c.id,
+                r.state.as_str(),
+                r.due,
+                attempts_after,
+                r.provider,
+                r.error,
+                ms(c.finished_at)
+            ])
+            .map_err(other)?;
         }
     }
     let mut suppress = None;
@@ -594,7 +624,7 @@ fn complete_in(
             _ => {}
         }
     }
-    Ok(recorded.len())
+    Ok(held.len())
 }
 
 impl Store for SqliteStore {
