@@ -535,6 +535,27 @@ async fn webhook_errors_are_classified_by_status() {
     }
 }
 
+/// A redirect is not followed (a 301/302 would turn the POST into a GET without the message):
+/// it is a permanent error that says where the endpoint moved.
+#[tokio::test]
+async fn webhook_redirect_is_not_followed() {
+    let server = TestServer::start(vec![
+        Reply::text(301, "").header("Location", "http://elsewhere.example/hook"),
+        Reply::json(200, json!({"id": "never"})),
+    ])
+    .await;
+    let err = webhook(&server, "")
+        .send(&envelope("+5511987654321"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::Permanent, "{err}");
+    assert!(
+        err.message.contains("HTTP 301") && err.message.contains("http://elsewhere.example/hook"),
+        "{err}"
+    );
+    assert_eq!(server.requests().len(), 1);
+}
+
 #[tokio::test]
 async fn webhook_503_with_retry_after_is_retried_then_succeeds() {
     let server = TestServer::start(vec![

@@ -290,6 +290,9 @@ impl BatchFacts {
     }
 }
 
+/// Where a claimed batch and its facts arrive from the store thread.
+type ClaimReply = tokio::sync::oneshot::Receiver<Result<(Vec<Claimed>, BatchFacts), StoreError>>;
+
 /// A claimed batch's facts, shared by its messages while they wait for their turn.
 struct Batch {
     facts: BatchFacts,
@@ -356,6 +359,8 @@ struct Run {
     own_sends: HashMap<(String, String), Vec<OwnSend>>,
     /// Batches with messages still queued, by their `seen`, with how many.
     live_batches: std::collections::BTreeMap<u64, usize>,
+    /// The `seen` of the claim under way.
+    claim_seen: Option<u64>,
     /// Campaigns this run's circuit breaker paused.
     paused_here: HashSet<String>,
     breaker_hits: HashMap<String, u32>,
@@ -387,20 +392,21 @@ impl Run {
             *e.get_mut() -= 1;
             if *e.get() == 0 {
                 e.remove();
-                self.prune_own_sends(None);
+                self.prune_own_sends();
             }
         }
     }
 
-    /// Forgets own sends that every batch still to be handled already sees in its facts.
-    fn prune_own_sends(&mut self, claim_in_flight: Option<u64>) {
+    /// Forgets own sends that every batch still to be handled (the one being claimed
+    /// included) already sees in its facts.
+    fn prune_own_sends(&mut self) {
         let oldest = self
             .live_batches
             .keys()
             .next()
             .copied()
             .into_iter()
-            .chain(claim_in_flight)
+            .chain(self.claim_seen)
             .min()
             .unwrap_or(self.handed);
         self.own_sends.retain(|_, v| {
@@ -527,6 +533,7 @@ impl Dispatcher {
             handed: 0,
             own_sends: HashMap::new(),
             live_batches: Default::default(),
+            claim_seen: None,
             paused_here: HashSet::new(),
             breaker_hits: HashMap::new(),
             zones: HashMap::default(),
@@ -548,10 +555,7 @@ impl Dispatcher {
 
     async fn drive(&self, worker: &Worker, run: &mut Run) -> Result<(), RunError> {
         let max_batch = self.max_batch();
-        let mut claim: Option<
-            tokio::sync::oneshot::Receiver<Result<(Vec<Claimed>, BatchFacts), StoreError>>,
-        > = None;
-        let mut claim_seen: Option<u64> = None;
+        let mut claim: Option<ClaimReply> = None;
         // The last claim found nothing: look at `next_due` once everything is finished.
         let mut drained = false;
         let mut stopping = false;
@@ -592,7 +596,7 @@ impl Dispatcher {
                 };
                 if want > 0 {
                     run.hand_over(worker)?;
-                    claim_seen = Some(run.handed);
+                    run.claim_seen = Some(run.handed);
                     claim = Some(self.request_claim(worker, want)?);
                 }
             }
@@ -637,7 +641,7 @@ impl Dispatcher {
                 e = worker.failed() => return Err(e.into()),
                 r = async { claim.as_mut().expect("guarded").await }, if claim.is_some() => {
                     claim = None;
-                    let seen = claim_seen.take().unwrap_or(run.handed);
+                    let seen = run.claim_seen.take().unwrap_or(run.handed);
                     let (claimed, facts) = r.map_err(|_| RunError::Internal("the store thread has stopped".into()))??;
                     if claimed.is_empty() {
                         drained = true;
@@ -668,14 +672,7 @@ impl Dispatcher {
 
     /// Asks the store thread to record the outcomes handed over so far and claim up to
     /// `limit` messages, then read the batch's facts, all in one round trip.
-    fn request_claim(
-        &self,
-        worker: &Worker,
-        limit: usize,
-    ) -> Result<
-        tokio::sync::oneshot::Receiver<Result<(Vec<Claimed>, BatchFacts), StoreError>>,
-        StoreError,
-    > {
+    fn request_claim(&self, worker: &Worker, limit: usize) -> Result<ClaimReply, StoreError> {
         let now = self.clock.now();
         let clock = self.clock.clone();
         let (owner, lease_until, campaign) = (
@@ -795,8 +792,9 @@ impl Dispatcher {
                 let Some(Queued { m, batch }) = q.pop_front() else {
                     break;
                 };
-                run.dequeued(batch.seen);
                 self.start(run, ch, permit, m, &batch);
+                // After the start: the batch's facts stay whole while its messages are judged.
+                run.dequeued(batch.seen);
                 if run.outbox.len() >= HAND_OVER_CHUNK {
                     run.hand_over(worker)?;
                 }

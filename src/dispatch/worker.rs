@@ -194,6 +194,7 @@ struct Thread {
     oldest: Option<Instant>,
     summary: Summary,
     failure: Arc<Failure>,
+    /// For the debug log: group commits, claims, time spent in store calls.
     commits: u64,
     claims: u64,
     busy: Duration,
@@ -252,12 +253,12 @@ impl Thread {
             }
         }
         self.commit_or_report();
-        if std::env::var_os("DISPARO_DEBUG_WORKER").is_some() {
-            eprintln!(
-                "worker: {} commits, {} claims, {:?} busy",
-                self.commits, self.claims, self.busy
-            );
-        }
+        tracing::debug!(
+            group_commits = self.commits,
+            claims = self.claims,
+            busy_ms = self.busy.as_millis() as u64,
+            "store thread done"
+        );
     }
 
     fn count(&mut self, done: &[Completion], recorded: usize) {

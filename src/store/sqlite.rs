@@ -449,13 +449,13 @@ fn claim_in(
     let mut campaigns: HashMap<i64, (String, String)> = HashMap::new();
     let mut out = Vec::with_capacity(leased.len());
     for (id, cid, planned_at, due_at, attempts) in leased {
-        if !campaigns.contains_key(&cid) {
-            let c = camp
-                .query_row([cid], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(other)?;
-            campaigns.insert(cid, c);
-        }
-        let (name, channel) = &campaigns[&cid];
+        let (name, channel) = match campaigns.entry(cid) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                camp.query_row([cid], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(other)?,
+            ),
+        };
         let bad = |i, e: serde_json::Error| {
             rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
         };
