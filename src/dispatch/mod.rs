@@ -561,6 +561,13 @@ impl Dispatcher {
         let mut stopping = false;
         let mut deadline: Option<tokio::time::Instant> = None;
         let mut aborted = false;
+        // Made once, not per turn of the loop (a turn per finished send): each would register
+        // with a waiter list or the timer wheel every time.
+        let failed = worker.failed();
+        let stop = self.shutdown.wait();
+        let hand_over_timer = tokio::time::sleep(std::time::Duration::from_secs(3600));
+        tokio::pin!(failed, stop, hand_over_timer);
+        let mut hand_over_armed: Option<tokio::time::Instant> = None;
         loop {
             if !stopping && self.shutdown.is_set() {
                 stopping = true;
@@ -633,12 +640,14 @@ impl Dispatcher {
                     continue;
                 }
             }
-            let hand_over_at = run
-                .outbox_since
-                .map(|t| t + HAND_OVER_AFTER)
-                .unwrap_or_else(tokio::time::Instant::now);
+            if let Some(t) = run.outbox_since.map(|t| t + HAND_OVER_AFTER)
+                && hand_over_armed != Some(t)
+            {
+                hand_over_timer.as_mut().reset(t);
+                hand_over_armed = Some(t);
+            }
             tokio::select! {
-                e = worker.failed() => return Err(e.into()),
+                e = &mut failed => return Err(e.into()),
                 r = async { claim.as_mut().expect("guarded").await }, if claim.is_some() => {
                     claim = None;
                     let seen = run.claim_seen.take().unwrap_or(run.handed);
@@ -653,10 +662,10 @@ impl Dispatcher {
                         self.finished(worker, run, j).await?;
                     }
                 }
-                _ = tokio::time::sleep_until(hand_over_at), if run.outbox_since.is_some() => {
+                _ = &mut hand_over_timer, if run.outbox_since.is_some() => {
                     run.hand_over(worker)?;
                 }
-                _ = self.shutdown.wait(), if !stopping => {}
+                _ = &mut stop, if !stopping => {}
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() && !aborted && !run.sends.is_empty() => {
                     tracing::warn!(
                         in_flight = run.sends.len(),
