@@ -18,7 +18,7 @@
 use bytes::Bytes;
 use hmac::{KeyInit, Mac};
 use http_body_util::Full;
-use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue, USER_AGENT};
+use reqwest::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue, USER_AGENT};
 use reqwest::{Method, Url};
 use sha2::Sha256;
 
@@ -70,7 +70,8 @@ pub struct Webhook {
 #[derive(Debug)]
 enum Transport {
     Reqwest(reqwest::Client, Url),
-    Plain(http::PlainHttp, hyper::Uri),
+    /// With the `Host` header made from the URL once.
+    Plain(http::PlainHttp, hyper::Uri, HeaderValue),
 }
 
 impl Webhook {
@@ -119,7 +120,12 @@ impl Webhook {
         };
         let parsed = Url::parse(&url).map_err(|e| invalid(&e))?;
         let transport = if parsed.scheme() == "http" && !http::proxy_configured() {
-            Transport::Plain(ctx.plain_http(), url.parse().map_err(|e| invalid(&e))?)
+            let uri: hyper::Uri = url.parse().map_err(|e| invalid(&e))?;
+            let host = uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                .ok_or_else(|| invalid(&"no host"))?;
+            Transport::Plain(ctx.plain_http(), uri, host)
         } else {
             Transport::Reqwest(ctx.http.clone(), parsed)
         };
@@ -169,11 +175,12 @@ impl Webhook {
                 .expect("hex is a valid header value")
         });
         let (status, headers, answer) = match &self.transport {
-            Transport::Plain(client, uri) => {
+            Transport::Plain(client, uri, host) => {
                 let mut request = hyper::Request::new(Full::new(Bytes::from(body)));
                 *request.method_mut() = self.method.clone();
                 *request.uri_mut() = uri.clone();
                 let h = request.headers_mut();
+                h.insert(HOST, host.clone());
                 h.insert(USER_AGENT, HeaderValue::from_static(http::USER_AGENT));
                 h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 h.insert(IDEMPOTENCY_KEY, key);

@@ -15,6 +15,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::Semaphore;
 
@@ -316,7 +318,11 @@ struct OwnSend {
     outcome: Option<u64>,
 }
 
-/// What a send task gives back.
+/// A send under way: its message back when it ends, or the message id if it panicked.
+type SendFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<SendDone, i64>> + Send>>;
+
+/// What a send gives back.
 struct SendDone {
     m: Claimed,
     ch: Arc<ChannelRuntime>,
@@ -328,7 +334,6 @@ struct SendDone {
 
 /// A send in flight, remembered so that an aborted send still gets an outcome.
 struct InFlight {
-    id: i64,
     attempt: u32,
     started: Timestamp,
     capped: Option<(String, String)>,
@@ -346,8 +351,10 @@ struct Run {
     /// Claimed messages waiting for a slot, per channel (in claim order within a channel).
     queues: HashMap<String, VecDeque<Queued>>,
     queued: usize,
-    sends: tokio::task::JoinSet<SendDone>,
-    in_flight: HashMap<tokio::task::Id, InFlight, FastHash>,
+    /// Sends under way, polled by the dispatch loop itself (no task per send).
+    sends: FuturesUnordered<SendFuture>,
+    /// What an aborted send still needs for its outcome, by message id.
+    in_flight: HashMap<i64, InFlight, FastHash>,
     /// Outcomes not yet handed to the store thread.
     outbox: Vec<Completion>,
     /// Finished messages, handed over with the outcomes to be freed on the store thread.
@@ -525,7 +532,7 @@ impl Dispatcher {
         let mut run = Run {
             queues: HashMap::new(),
             queued: 0,
-            sends: tokio::task::JoinSet::new(),
+            sends: FuturesUnordered::new(),
             in_flight: HashMap::default(),
             outbox: Vec::with_capacity(HAND_OVER_CHUNK),
             spent: Vec::with_capacity(HAND_OVER_CHUNK),
@@ -542,7 +549,7 @@ impl Dispatcher {
         let result = self.drive(&worker, &mut run).await;
         // Whatever happened, record what is known before stopping. (After a store error the
         // in-flight sends are dropped: their leases expire and they are retried later.)
-        run.sends.abort_all();
+        run.sends.clear();
         let handed = run.hand_over(&worker);
         let finished = worker.finish().await;
         result?;
@@ -657,9 +664,9 @@ impl Dispatcher {
                     }
                     self.accept(run, claimed, facts, seen, stopping);
                 }
-                j = run.sends.join_next_with_id(), if !run.sends.is_empty() => {
-                    if let Some(j) = j {
-                        self.finished(worker, run, j).await?;
+                done = run.sends.next(), if !run.sends.is_empty() => {
+                    if let Some(done) = done {
+                        self.finished(worker, run, done).await?;
                     }
                 }
                 _ = &mut hand_over_timer, if run.outbox_since.is_some() => {
@@ -671,7 +678,7 @@ impl Dispatcher {
                         in_flight = run.sends.len(),
                         "grace period over: aborting sends still in flight; they will be retried with the same idempotency key"
                     );
-                    run.sends.abort_all();
+                    self.abort_sends(run);
                     aborted = true;
                 }
             }
@@ -877,39 +884,42 @@ impl Dispatcher {
         let clock = self.clock.clone();
         let ch = ch.clone();
         let id = m.id;
-        let handle = run.sends.spawn(async move {
-            let _permit = permit;
-            if let Some(limiter) = &ch.limiter {
-                limiter.acquire().await;
-            }
-            let message = Outgoing {
-                message_id: &m.key,
-                campaign: &m.campaign,
-                recipient: &m.recipient,
-                channel: &m.channel,
-                address: &m.address,
-                locale: m.locale.as_deref(),
-                content: &m.content,
-                vars: Vars::Raw(&m.vars),
-                scheduled_at: m.planned_at,
-                attempt,
-                attempt_at: now,
-            };
-            let result = ch.channel.send_outgoing(&message).await;
-            let finished = clock.now();
-            SendDone {
-                m,
-                ch,
-                attempt,
-                started: now,
-                finished,
-                result,
-            }
-        });
+        run.sends.push(Box::pin(
+            std::panic::AssertUnwindSafe(async move {
+                let _permit = permit;
+                if let Some(limiter) = &ch.limiter {
+                    limiter.acquire().await;
+                }
+                let message = Outgoing {
+                    message_id: &m.key,
+                    campaign: &m.campaign,
+                    recipient: &m.recipient,
+                    channel: &m.channel,
+                    address: &m.address,
+                    locale: m.locale.as_deref(),
+                    content: &m.content,
+                    vars: Vars::Raw(&m.vars),
+                    scheduled_at: m.planned_at,
+                    attempt,
+                    attempt_at: now,
+                };
+                let result = ch.channel.send_outgoing(&message).await;
+                let finished = clock.now();
+                SendDone {
+                    m,
+                    ch,
+                    attempt,
+                    started: now,
+                    finished,
+                    result,
+                }
+            })
+            .catch_unwind()
+            .map(move |r| r.map_err(|_| id)),
+        ));
         run.in_flight.insert(
-            handle.id(),
+            id,
             InFlight {
-                id,
                 attempt,
                 started: now,
                 capped: key,
@@ -917,40 +927,46 @@ impl Dispatcher {
         );
     }
 
-    /// A send task ended (or was aborted): turn its result into an outcome.
+    /// The grace period is over: every send still under way is dropped (cancelled). Each may
+    /// or may not have reached the provider: pending again, due now, retried later with the
+    /// same idempotency key.
+    fn abort_sends(&self, run: &mut Run) {
+        run.sends.clear();
+        let at = self.clock.now();
+        for (id, f) in std::mem::take(&mut run.in_flight) {
+            if let Some(key) = &f.capped {
+                run.own_send_done(key, id, false);
+            }
+            run.push(Completion {
+                id,
+                attempt: f.attempt,
+                started_at: f.started,
+                finished_at: at,
+                outcome: Outcome::Retry {
+                    due_at: at,
+                    code: Some("aborted".into()),
+                    error: "send aborted at shutdown after the grace period; the provider may or may not have received it".into(),
+                },
+            });
+        }
+    }
+
+    /// A send ended: turn its result into an outcome.
     async fn finished(
         &self,
         worker: &Worker,
         run: &mut Run,
-        joined: Result<(tokio::task::Id, SendDone), tokio::task::JoinError>,
+        done: Result<SendDone, i64>,
     ) -> Result<(), RunError> {
-        let (task, done) = match joined {
-            Ok(v) => v,
-            Err(e) if e.is_cancelled() => {
-                if let Some(f) = run.in_flight.remove(&e.id()) {
-                    if let Some(key) = &f.capped {
-                        run.own_send_done(key, f.id, false);
-                    }
-                    // It may or may not have reached the provider: pending again, due now,
-                    // retried later with the same idempotency key.
-                    let at = self.clock.now();
-                    run.push(Completion {
-                        id: f.id,
-                        attempt: f.attempt,
-                        started_at: f.started,
-                        finished_at: at,
-                        outcome: Outcome::Retry {
-                            due_at: at,
-                            code: Some("aborted".into()),
-                            error: "send aborted at shutdown after the grace period; the provider may or may not have received it".into(),
-                        },
-                    });
-                }
-                return Ok(());
+        let done = match done {
+            Ok(done) => done,
+            Err(id) => {
+                return Err(RunError::Internal(format!(
+                    "the send of message {id} panicked"
+                )));
             }
-            Err(e) => return Err(RunError::Internal(format!("a send task failed: {e}"))),
         };
-        let capped = run.in_flight.remove(&task).and_then(|f| f.capped);
+        let capped = run.in_flight.remove(&done.m.id).and_then(|f| f.capped);
         let SendDone {
             m,
             ch,
