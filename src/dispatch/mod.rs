@@ -65,7 +65,7 @@ pub struct RunOptions {
     pub limit: Option<u64>,
     /// How long a claim is held before another run may take the message over.
     pub lease: SignedDuration,
-    /// Messages claimed per transaction.
+    /// Messages claimed and not yet finished, at most (see [`Dispatcher::run`]).
     pub batch: usize,
     /// `--once`: also wait for messages that fall due (retries, deferrals) within this long,
     /// then stop. `--watch` runs until stopped.
@@ -77,8 +77,8 @@ pub struct RunOptions {
     /// After a stop signal, how long in-flight sends may take before they are aborted (and
     /// their messages given back for a later run, with the same idempotency key).
     pub grace: SignedDuration,
-    /// While sending, outcomes are written at least this often, so that a crash re-sends as
-    /// little as possible.
+    /// The longest an outcome waits for its group commit while sends go on (outcomes are
+    /// also committed with each claim), so that a crash re-sends as little as possible.
     pub flush_every: SignedDuration,
     /// Breaker errors in one run that pause a campaign.
     pub breaker_threshold: u32,
