@@ -173,13 +173,6 @@ impl SqliteStore {
             // on an existing file, whose page size is fixed).
             conn.pragma_update(None, "page_size", 16384)?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
-            // 64 MiB of page cache (the default is 2 MB, 125 pages of 16 KiB): a dispatch
-            // transaction that dirties more pages than the cache holds spills them to the WAL
-            // and writes them again at commit (measured: ~100 KB written per message sent).
-            conn.pragma_update(None, "cache_size", -65536)?;
-            // Statement journals (the pages a statement inside a transaction changes, kept
-            // to undo just that statement) stay in memory instead of temporary files.
-            conn.pragma_update(None, "temp_store", "MEMORY")?;
             conn.pragma_update(None, "synchronous", "FULL")?;
             conn.pragma_update(None, "foreign_keys", "ON")?;
             // A hard cap on the file's size, in pages (documented in docs/delivery.md): lets
