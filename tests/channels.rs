@@ -535,6 +535,70 @@ async fn webhook_errors_are_classified_by_status() {
     }
 }
 
+/// Plain-http webhooks keep connections alive between sends; a connection the server closes
+/// (saying so, or silently once idle) is not used again: the next send opens a new one.
+#[tokio::test]
+async fn webhook_opens_a_new_connection_when_the_server_closed_the_last() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    // Each connection answers one request, then closes: with `Connection: close` on the first,
+    // without a word on the others.
+    tokio::spawn(async move {
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let n = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Head and a body of the announced length.
+                loop {
+                    let k = conn.read(&mut buf).await.unwrap();
+                    if k == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..k]);
+                    let text = String::from_utf8_lossy(&seen).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len: usize = text
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if seen.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                let close = if n == 0 { "Connection: close\r\n" } else { "" };
+                let body = format!("{{\"id\":\"c{n}\"}}");
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{close}Content-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                conn.write_all(reply.as_bytes()).await.unwrap();
+                conn.shutdown().await.unwrap();
+            });
+        }
+    });
+    let channel = build(
+        &format!("{{ type: webhook, url: '{url}' }}"),
+        &context(&root(), &[]),
+    );
+    for i in 0..3 {
+        let d = channel.send(&envelope("+5511987654321")).await;
+        assert_eq!(d.unwrap().provider_id, Some(format!("c{i}")), "send {i}");
+        // Long enough for the silent close to arrive before the next send.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
 /// A redirect is not followed (a 301/302 would turn the POST into a GET without the message):
 /// it is a permanent error that says where the endpoint moved.
 #[tokio::test]

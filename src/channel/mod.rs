@@ -135,9 +135,6 @@ pub struct BuildContext {
     pub root: PathBuf,
     /// The run's one HTTP client, shared by every HTTP adapter.
     pub http: reqwest::Client,
-    /// The run's client for plain `http://` webhooks (see [`http::PlainHttp`]), made on
-    /// first use and shared.
-    plain: Arc<std::sync::OnceLock<http::PlainHttp>>,
     env: EnvLookup,
 }
 
@@ -155,7 +152,6 @@ impl BuildContext {
         BuildContext {
             root: root.into(),
             http,
-            plain: Arc::default(),
             env: Arc::new(|name| std::env::var(name).ok()),
         }
     }
@@ -184,11 +180,6 @@ impl BuildContext {
                 channel: "*".into(),
                 message: format!("cannot create the HTTP client: {e}"),
             })
-    }
-
-    /// The shared client for plain `http://` endpoints.
-    fn plain_http(&self) -> http::PlainHttp {
-        self.plain.get_or_init(http::PlainHttp::new).clone()
     }
 
     fn resolve(&self, path: &Path) -> PathBuf {

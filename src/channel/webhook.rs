@@ -65,12 +65,12 @@ pub struct Webhook {
 }
 
 /// How requests go out: the run's reqwest client (`https://`, or a proxy is configured), or
-/// hyper's pooled client for plain `http://` (see [`http::PlainHttp`]). Either way the URL is
-/// parsed once, here, not per request.
+/// this channel's own keep-alive connections for plain `http://` (see [`http::PlainHttp`]).
+/// Either way the URL is parsed once, here, not per request.
 #[derive(Debug)]
 enum Transport {
     Reqwest(reqwest::Client, Url),
-    /// With the `Host` header made from the URL once.
+    /// With the request target (`/path?query`) and the `Host` header, made once.
     Plain(http::PlainHttp, hyper::Uri, HeaderValue),
 }
 
@@ -125,7 +125,13 @@ impl Webhook {
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
                 .ok_or_else(|| invalid(&"no host"))?;
-            Transport::Plain(ctx.plain_http(), uri, host)
+            let target: hyper::Uri = uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .parse()
+                .map_err(|e| invalid(&e))?;
+            let endpoint = http::PlainHttp::new(&uri).ok_or_else(|| invalid(&"no host"))?;
+            Transport::Plain(endpoint, target, host)
         } else {
             Transport::Reqwest(ctx.http.clone(), parsed)
         };

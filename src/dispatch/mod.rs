@@ -230,9 +230,9 @@ impl CampaignRt {
 /// Everything the rules need about one claimed batch, read on the store thread right after
 /// the claim, in the same round trip.
 struct BatchFacts {
-    campaigns: HashMap<String, Option<CampaignRt>>,
+    campaigns: HashMap<String, Option<CampaignRt>, FastHash>,
     /// Message ids whose address is on the suppression list.
-    suppressed: HashSet<i64>,
+    suppressed: HashSet<i64, FastHash>,
     /// Recent successful sends per (channel, address), for campaigns with frequency caps.
     recent: HashMap<(String, String), Vec<Timestamp>>,
 }
@@ -245,7 +245,7 @@ impl BatchFacts {
         batch: &[Claimed],
         now: Timestamp,
     ) -> Result<BatchFacts, StoreError> {
-        let mut campaigns: HashMap<String, Option<CampaignRt>> = HashMap::new();
+        let mut campaigns: HashMap<String, Option<CampaignRt>, FastHash> = HashMap::default();
         for m in batch {
             if !campaigns.contains_key(&m.campaign) {
                 let rt = store.campaign(&m.campaign)?.map(CampaignRt::new);
@@ -257,11 +257,11 @@ impl BatchFacts {
             .flatten()
             .filter_map(CampaignRt::longest_cap)
             .max();
-        let mut suppressed = HashSet::new();
+        let mut suppressed = HashSet::default();
         let addresses: Vec<&str> = batch
             .iter()
             .map(|m| m.address.as_str())
-            .collect::<HashSet<_>>()
+            .collect::<HashSet<_, FastHash>>()
             .into_iter()
             .collect();
         let on_list = store.suppressed_among(&addresses)?;
@@ -349,7 +349,7 @@ const MAX_PENDING: usize = 8192;
 /// The mutable state of one run of the dispatch loop.
 struct Run {
     /// Claimed messages waiting for a slot, per channel (in claim order within a channel).
-    queues: HashMap<String, VecDeque<Queued>>,
+    queues: HashMap<String, VecDeque<Queued>, FastHash>,
     queued: usize,
     /// Sends under way, polled by the dispatch loop itself (no task per send).
     sends: FuturesUnordered<SendFuture>,
@@ -369,7 +369,7 @@ struct Run {
     /// The `seen` of the claim under way.
     claim_seen: Option<u64>,
     /// Campaigns this run's circuit breaker paused.
-    paused_here: HashSet<String>,
+    paused_here: HashSet<String, FastHash>,
     breaker_hits: HashMap<String, u32>,
     zones: HashMap<String, jiff::tz::TimeZone, FastHash>,
     paused: u64,
@@ -449,8 +449,9 @@ impl Run {
     }
 }
 
-/// A multiply-rotate hasher (FxHash) for the run's per-message maps, keyed by task ids and
-/// zone names this process made: no untrusted keys, so no need for SipHash's DoS resistance.
+/// A multiply-rotate hasher (FxHash) for the run's per-message maps, keyed by message ids,
+/// campaign, channel and zone names from the run's own database: nothing an outsider picks to
+/// collide, so no need for SipHash's resistance to that.
 type FastHash = std::hash::BuildHasherDefault<FxHasher>;
 
 #[derive(Default)]
@@ -530,7 +531,7 @@ impl Dispatcher {
             },
         )?;
         let mut run = Run {
-            queues: HashMap::new(),
+            queues: HashMap::default(),
             queued: 0,
             sends: FuturesUnordered::new(),
             in_flight: HashMap::default(),
@@ -541,7 +542,7 @@ impl Dispatcher {
             own_sends: HashMap::new(),
             live_batches: Default::default(),
             claim_seen: None,
-            paused_here: HashSet::new(),
+            paused_here: HashSet::default(),
             breaker_hits: HashMap::new(),
             zones: HashMap::default(),
             paused: 0,
