@@ -146,10 +146,7 @@ impl Webhook {
     }
 
     fn body(env: &Outgoing<'_>) -> Vec<u8> {
-        let mut body = Vec::with_capacity(512);
-        // Serializing borrowed strings and numbers into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut body, &MessageDoc::new(env));
-        body
+        super::message_json(env)
     }
 
     /// `sha256=` and the hex HMAC-SHA256 of `body` keyed with `secret`.

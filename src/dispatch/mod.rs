@@ -29,7 +29,7 @@ use crate::schedule::{self, Dispatch};
 use crate::store::{
     CampaignInfo, CampaignStatus, ClaimRequest, Claimed, Completion, Outcome, Store, StoreError,
 };
-use worker::{CommitPolicy, Worker};
+use worker::{CommitPolicy, Spent, Worker};
 
 /// A channel ready for dispatch: the adapter and its limits.
 #[derive(Debug)]
@@ -293,7 +293,11 @@ impl BatchFacts {
 }
 
 /// Where a claimed batch and its facts arrive from the store thread.
-type ClaimReply = tokio::sync::oneshot::Receiver<Result<(Vec<Claimed>, BatchFacts), StoreError>>;
+type ClaimReply =
+    tokio::sync::oneshot::Receiver<Result<(Vec<Claimed>, Vec<Head>, BatchFacts), StoreError>>;
+
+/// What [`Channel::prepare`] made of a claimed message on the store thread, if anything.
+type Head = Option<Vec<u8>>;
 
 /// A claimed batch's facts, shared by its messages while they wait for their turn.
 struct Batch {
@@ -306,6 +310,7 @@ struct Batch {
 /// A claimed message waiting for a free slot on its channel.
 struct Queued {
     m: Claimed,
+    head: Head,
     batch: Arc<Batch>,
 }
 
@@ -325,6 +330,7 @@ type SendFuture =
 /// What a send gives back.
 struct SendDone {
     m: Claimed,
+    head: Head,
     ch: Arc<ChannelRuntime>,
     attempt: u32,
     started: Timestamp,
@@ -358,7 +364,7 @@ struct Run {
     /// Outcomes not yet handed to the store thread.
     outbox: Vec<Completion>,
     /// Finished messages, handed over with the outcomes to be freed on the store thread.
-    spent: Vec<Claimed>,
+    spent: Vec<Spent>,
     outbox_since: Option<tokio::time::Instant>,
     /// Outcomes handed to the store thread so far (the outbox included).
     handed: u64,
@@ -659,11 +665,11 @@ impl Dispatcher {
                 r = async { claim.as_mut().expect("guarded").await }, if claim.is_some() => {
                     claim = None;
                     let seen = run.claim_seen.take().unwrap_or(run.handed);
-                    let (claimed, facts) = r.map_err(|_| RunError::Internal("the store thread has stopped".into()))??;
+                    let (claimed, heads, facts) = r.map_err(|_| RunError::Internal("the store thread has stopped".into()))??;
                     if claimed.is_empty() {
                         drained = true;
                     }
-                    self.accept(run, claimed, facts, seen, stopping);
+                    self.accept(run, claimed, heads, facts, seen, stopping);
                 }
                 done = run.sends.next(), if !run.sends.is_empty() => {
                     if let Some(done) = done {
@@ -697,6 +703,7 @@ impl Dispatcher {
             now + self.opts.lease,
             self.opts.campaign.clone(),
         );
+        let channels = self.channels.clone();
         worker.with_pending(move |s, pending| {
             let (recorded, claimed) = s.complete_and_claim(
                 pending,
@@ -709,7 +716,16 @@ impl Dispatcher {
                 },
             )?;
             let facts = BatchFacts::read(s, &claimed, clock.now())?;
-            Ok((recorded, (claimed, facts)))
+            // Off the network thread: what each channel can make of its messages already.
+            let heads = claimed
+                .iter()
+                .map(|m| {
+                    let ch = channels.get(&m.channel)?;
+                    ch.channel
+                        .prepare(&outgoing(m, m.attempts + 1, m.due_at, None))
+                })
+                .collect();
+            Ok((recorded, (claimed, heads, facts)))
         })
     }
 
@@ -719,6 +735,7 @@ impl Dispatcher {
         &self,
         run: &mut Run,
         claimed: Vec<Claimed>,
+        heads: Vec<Head>,
         facts: BatchFacts,
         seen: u64,
         stopping: bool,
@@ -726,7 +743,7 @@ impl Dispatcher {
         let batch = Arc::new(Batch { facts, seen });
         let now = self.clock.now();
         let mut queued = 0;
-        for m in claimed {
+        for (m, head) in claimed.into_iter().zip(heads) {
             let settle = |outcome| Completion {
                 id: m.id,
                 attempt: m.attempts + 1,
@@ -764,6 +781,7 @@ impl Dispatcher {
             let q = run.queues.entry(rt.info.channel.clone()).or_default();
             q.push_back(Queued {
                 m,
+                head,
                 batch: batch.clone(),
             });
         }
@@ -778,7 +796,7 @@ impl Dispatcher {
         let now = self.clock.now();
         let queues = std::mem::take(&mut run.queues);
         for q in queues.into_values() {
-            for Queued { m, batch } in q {
+            for Queued { m, batch, .. } in q {
                 run.push(Completion {
                     id: m.id,
                     attempt: m.attempts + 1,
@@ -806,10 +824,10 @@ impl Dispatcher {
                 let Ok(permit) = ch.in_flight.clone().try_acquire_owned() else {
                     break;
                 };
-                let Some(Queued { m, batch }) = q.pop_front() else {
+                let Some(Queued { m, head, batch }) = q.pop_front() else {
                     break;
                 };
-                self.start(run, ch, permit, m, &batch);
+                self.start(run, ch, permit, m, head, &batch);
                 // After the start: the batch's facts stay whole while its messages are judged.
                 run.dequeued(batch.seen);
                 if run.outbox.len() >= HAND_OVER_CHUNK {
@@ -828,6 +846,7 @@ impl Dispatcher {
         ch: &Arc<ChannelRuntime>,
         permit: tokio::sync::OwnedSemaphorePermit,
         m: Claimed,
+        head: Head,
         batch: &Batch,
     ) {
         let now = self.clock.now();
@@ -891,23 +910,12 @@ impl Dispatcher {
                 if let Some(limiter) = &ch.limiter {
                     limiter.acquire().await;
                 }
-                let message = Outgoing {
-                    message_id: &m.key,
-                    campaign: &m.campaign,
-                    recipient: &m.recipient,
-                    channel: &m.channel,
-                    address: &m.address,
-                    locale: m.locale.as_deref(),
-                    content: &m.content,
-                    vars: Vars::Raw(&m.vars),
-                    scheduled_at: m.planned_at,
-                    attempt,
-                    attempt_at: now,
-                };
+                let message = outgoing(&m, attempt, now, head.as_deref());
                 let result = ch.channel.send_outgoing(&message).await;
                 let finished = clock.now();
                 SendDone {
                     m,
+                    head,
                     ch,
                     attempt,
                     started: now,
@@ -970,6 +978,7 @@ impl Dispatcher {
         let capped = run.in_flight.remove(&done.m.id).and_then(|f| f.capped);
         let SendDone {
             m,
+            head,
             ch,
             attempt,
             started,
@@ -1048,8 +1057,31 @@ impl Dispatcher {
             finished_at: finished,
             outcome,
         });
-        run.spent.push(m);
+        run.spent.push((m, head));
         Ok(())
+    }
+}
+
+/// A claimed message as its channel sends it.
+fn outgoing<'a>(
+    m: &'a Claimed,
+    attempt: u32,
+    attempt_at: Timestamp,
+    prepared: Option<&'a [u8]>,
+) -> Outgoing<'a> {
+    Outgoing {
+        message_id: &m.key,
+        campaign: &m.campaign,
+        recipient: &m.recipient,
+        channel: &m.channel,
+        address: &m.address,
+        locale: m.locale.as_deref(),
+        content: &m.content,
+        vars: Vars::Raw(&m.vars),
+        scheduled_at: m.planned_at,
+        attempt,
+        attempt_at,
+        prepared,
     }
 }
 

@@ -20,6 +20,9 @@ use super::Summary;
 use crate::store::{Claimed, Completion, Store, StoreError};
 
 type Call = Box<dyn FnOnce(&dyn Store) + Send>;
+
+/// A finished message and what was prepared for its channel, to be freed here.
+pub(super) type Spent = (Claimed, Option<Vec<u8>>);
 /// Runs with the outcomes not committed yet, which it must record (in the same transaction
 /// as whatever else it does); returns how many of them were recorded, `None` if it failed
 /// (and reported the failure itself).
@@ -28,7 +31,7 @@ type WithPending = Box<dyn FnOnce(&dyn Store, &[Completion]) -> Option<usize> + 
 enum Msg {
     /// Outcomes, and the messages they are about, dropped here: they were allocated on this
     /// thread, and freeing them is work the network thread need not do.
-    Complete(Vec<Completion>, Vec<Claimed>),
+    Complete(Vec<Completion>, Vec<Spent>),
     Call(Call),
     WithPending(WithPending),
     Flush(oneshot::Sender<Result<Summary, StoreError>>),
@@ -104,7 +107,7 @@ impl Worker {
     pub(super) fn complete(
         &self,
         completions: Vec<Completion>,
-        spent: Vec<Claimed>,
+        spent: Vec<Spent>,
     ) -> Result<(), StoreError> {
         if completions.is_empty() && spent.is_empty() {
             return Ok(());
