@@ -1,5 +1,17 @@
-//! Local measurement helper (not part of the product): claim/complete cycles on a copy of a
-//! planned database, no network. `store_cycle DB BATCH`
+//! The dispatch side of the store alone, without the network: claim a batch, record it all
+//! as sent in the next claim's transaction, until nothing is due. Prints the store's cost per
+//! message; a run's store thread does this work (plus one suppression query per batch).
+//!
+//! ```text
+//! disparo --now 2026-11-26T12:00:00Z plan bench      # a planned database, due at that instant
+//! cp disparo.db /tmp/x.db
+//! cargo run --release --example store_cycle -- /tmp/x.db 512 2026-11-26T12:00:00Z
+//! ```
+//!
+//! Arguments: the database, the messages per claim (default 512, what a run with the default
+//! `--batch` claims), and the instant to claim at (default 2026-11-26T12:00:00Z).
+//!
+//! It changes the database: run it on a copy.
 use disparo::store::{ClaimRequest, Completion, Outcome, SqliteStore, Store};
 use std::time::Instant;
 
@@ -8,7 +20,12 @@ fn main() {
     let db = args.next().expect("db");
     let batch: usize = args.next().map(|b| b.parse().unwrap()).unwrap_or(512);
     let store = SqliteStore::open(std::path::Path::new(&db)).unwrap();
-    let now: jiff::Timestamp = "2026-11-26T12:00:00Z".parse().unwrap();
+    let now: jiff::Timestamp = args
+        .next()
+        .as_deref()
+        .unwrap_or("2026-11-26T12:00:00Z")
+        .parse()
+        .expect("an RFC 3339 instant");
     let lease = now + jiff::SignedDuration::from_mins(5);
     let mut pending: Vec<Completion> = Vec::new();
     let t0 = Instant::now();
