@@ -37,20 +37,15 @@ const SIGNATURE: HeaderName = HeaderName::from_static("x-disparo-signature");
 /// Only that field is decoded; the rest of the answer is skipped.
 fn provider_id(body: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum Id {
-        S(String),
-        N(serde_json::Number),
-        Other(serde::de::IgnoredAny),
+    struct Answer<'a> {
+        #[serde(borrow)]
+        id: Option<&'a serde_json::value::RawValue>,
     }
-    #[derive(serde::Deserialize)]
-    struct Answer {
-        id: Option<Id>,
-    }
-    match serde_json::from_slice::<Answer>(body).ok()?.id? {
-        Id::S(s) => Some(s),
-        Id::N(n) => Some(n.to_string()),
-        Id::Other(_) => None,
+    let id = serde_json::from_slice::<Answer>(body).ok()?.id?.get();
+    match id.as_bytes().first()? {
+        b'"' => serde_json::from_str(id).ok(),
+        b'-' | b'0'..=b'9' => Some(id.to_owned()),
+        _ => None,
     }
 }
 
@@ -265,5 +260,33 @@ impl Webhook {
         }
         let body = serde_json::to_value(MessageDoc::new(env)).unwrap_or_default();
         http::preview(self.method.as_str(), &self.url, &headers, body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::provider_id;
+
+    #[test]
+    fn provider_id_is_a_string_or_a_number_id_and_nothing_else() {
+        assert_eq!(
+            provider_id(br#"{"id":"sink-1","x":[1]}"#).as_deref(),
+            Some("sink-1")
+        );
+        assert_eq!(
+            provider_id(br#"{"ok":true,"id":"a\"b"}"#).as_deref(),
+            Some("a\"b")
+        );
+        assert_eq!(provider_id(br#"{"id":-42}"#).as_deref(), Some("-42"));
+        for none in [
+            &br#"{"id":null}"#[..],
+            br#"{"id":{"v":1}}"#,
+            br#"{"id":[1]}"#,
+            br#"{"other":1}"#,
+            b"not json",
+            b"",
+        ] {
+            assert_eq!(provider_id(none), None, "{}", String::from_utf8_lossy(none));
+        }
     }
 }
