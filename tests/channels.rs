@@ -599,6 +599,68 @@ async fn webhook_opens_a_new_connection_when_the_server_closed_the_last() {
     assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 3);
 }
 
+/// With a proxy named in the environment, a plain-http webhook goes through reqwest (which
+/// honours it) instead of its own connections: the request is the same either way.
+#[tokio::test]
+async fn webhook_request_is_the_same_through_reqwest_and_its_own_connections() {
+    let server = TestServer::start(vec![
+        Reply::json(200, json!({"id": "own"})),
+        Reply::json(200, json!({"id": "reqwest"})),
+    ])
+    .await;
+    let yaml = format!(
+        "{{ type: webhook, url: '{}', headers: {{ X-Team: growth }}, secret_env: HOOK_SECRET }}",
+        server.url("/hooks/send")
+    );
+    let own = build(&yaml, &context(&root(), &[("HOOK_SECRET", HOOK_SECRET)]));
+    // The variable only steers the choice here (reqwest reads the real environment).
+    let through_reqwest = build(
+        &yaml,
+        &context(
+            &root(),
+            &[
+                ("HOOK_SECRET", HOOK_SECRET),
+                ("HTTP_PROXY", "http://proxy.invalid:3128"),
+            ],
+        ),
+    );
+    let env = envelope("+5511987654321");
+    assert_eq!(
+        own.send(&env).await.unwrap().provider_id.as_deref(),
+        Some("own")
+    );
+    assert_eq!(
+        through_reqwest
+            .send(&env)
+            .await
+            .unwrap()
+            .provider_id
+            .as_deref(),
+        Some("reqwest")
+    );
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 2);
+    // (The user agent is the run's client's: these tests build a bare reqwest client.)
+    assert_eq!(
+        reqs[0].header("user-agent"),
+        Some(concat!("disparo/", env!("CARGO_PKG_VERSION")))
+    );
+    assert_eq!(reqs[0].method, reqs[1].method);
+    assert_eq!(reqs[0].path, reqs[1].path);
+    assert_eq!(reqs[0].body, reqs[1].body);
+    for h in [
+        "content-type",
+        "idempotency-key",
+        "x-team",
+        "x-disparo-signature",
+        "host",
+        "content-length",
+    ] {
+        assert!(reqs[0].header(h).is_some(), "{h} missing");
+        assert_eq!(reqs[0].header(h), reqs[1].header(h), "{h}");
+    }
+}
+
 /// A redirect is not followed (a 301/302 would turn the POST into a GET without the message):
 /// it is a permanent error that says where the endpoint moved.
 #[tokio::test]

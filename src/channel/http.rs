@@ -180,12 +180,12 @@ impl PlainHttp {
     }
 }
 
-/// Whether the environment names a proxy for `http://` requests (as reqwest reads it): then
-/// plain-HTTP endpoints go through reqwest, which honours it.
-pub(crate) fn proxy_configured() -> bool {
+/// Whether the environment (as `env` reads it) names a proxy for `http://` requests, the way
+/// reqwest reads it: then plain-HTTP endpoints go through reqwest, which honours it.
+pub(crate) fn proxy_configured(env: &dyn Fn(&str) -> Option<String>) -> bool {
     ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
         .iter()
-        .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()))
+        .any(|v| env(v).is_some_and(|v| !v.is_empty()))
 }
 
 /// The provider's `Retry-After`: delta-seconds, or an HTTP date (RFC 9110 §10.2.3).

@@ -114,7 +114,7 @@ impl Webhook {
             ChannelBuildError::invalid(name, format!("`url: {url}` is not a URL: {e}"))
         };
         let parsed = Url::parse(&url).map_err(|e| invalid(&e))?;
-        let transport = if parsed.scheme() == "http" && !http::proxy_configured() {
+        let transport = if parsed.scheme() == "http" && !http::proxy_configured(&*ctx.env) {
             let uri: hyper::Uri = url.parse().map_err(|e| invalid(&e))?;
             let host = uri
                 .authority()
