@@ -535,6 +535,153 @@ async fn webhook_errors_are_classified_by_status() {
     }
 }
 
+/// Plain-http webhooks keep connections alive between sends; a connection the server closes
+/// (saying so, or silently once idle) is not used again: the next send opens a new one.
+#[tokio::test]
+async fn webhook_opens_a_new_connection_when_the_server_closed_the_last() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    // Each connection answers one request, then closes: with `Connection: close` on the first,
+    // without a word on the others.
+    tokio::spawn(async move {
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let n = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Head and a body of the announced length.
+                loop {
+                    let k = conn.read(&mut buf).await.unwrap();
+                    if k == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..k]);
+                    let text = String::from_utf8_lossy(&seen).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len: usize = text
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if seen.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                let close = if n == 0 { "Connection: close\r\n" } else { "" };
+                let body = format!("{{\"id\":\"c{n}\"}}");
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{close}Content-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                conn.write_all(reply.as_bytes()).await.unwrap();
+                conn.shutdown().await.unwrap();
+            });
+        }
+    });
+    let channel = build(
+        &format!("{{ type: webhook, url: '{url}' }}"),
+        &context(&root(), &[]),
+    );
+    for i in 0..3 {
+        let d = channel.send(&envelope("+5511987654321")).await;
+        assert_eq!(d.unwrap().provider_id, Some(format!("c{i}")), "send {i}");
+        // Long enough for the silent close to arrive before the next send.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
+
+/// With a proxy named in the environment, a plain-http webhook goes through reqwest (which
+/// honours it) instead of its own connections: the request is the same either way.
+#[tokio::test]
+async fn webhook_request_is_the_same_through_reqwest_and_its_own_connections() {
+    let server = TestServer::start(vec![
+        Reply::json(200, json!({"id": "own"})),
+        Reply::json(200, json!({"id": "reqwest"})),
+    ])
+    .await;
+    let yaml = format!(
+        "{{ type: webhook, url: '{}', headers: {{ X-Team: growth }}, secret_env: HOOK_SECRET }}",
+        server.url("/hooks/send")
+    );
+    let own = build(&yaml, &context(&root(), &[("HOOK_SECRET", HOOK_SECRET)]));
+    // The variable only steers the choice here (reqwest reads the real environment).
+    let through_reqwest = build(
+        &yaml,
+        &context(
+            &root(),
+            &[
+                ("HOOK_SECRET", HOOK_SECRET),
+                ("HTTP_PROXY", "http://proxy.invalid:3128"),
+            ],
+        ),
+    );
+    let env = envelope("+5511987654321");
+    assert_eq!(
+        own.send(&env).await.unwrap().provider_id.as_deref(),
+        Some("own")
+    );
+    assert_eq!(
+        through_reqwest
+            .send(&env)
+            .await
+            .unwrap()
+            .provider_id
+            .as_deref(),
+        Some("reqwest")
+    );
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 2);
+    // (The user agent is the run's client's: these tests build a bare reqwest client.)
+    assert_eq!(
+        reqs[0].header("user-agent"),
+        Some(concat!("disparo/", env!("CARGO_PKG_VERSION")))
+    );
+    assert_eq!(reqs[0].method, reqs[1].method);
+    assert_eq!(reqs[0].path, reqs[1].path);
+    assert_eq!(reqs[0].body, reqs[1].body);
+    for h in [
+        "content-type",
+        "idempotency-key",
+        "x-team",
+        "x-disparo-signature",
+        "host",
+        "content-length",
+    ] {
+        assert!(reqs[0].header(h).is_some(), "{h} missing");
+        assert_eq!(reqs[0].header(h), reqs[1].header(h), "{h}");
+    }
+}
+
+/// A redirect is not followed (a 301/302 would turn the POST into a GET without the message):
+/// it is a permanent error that says where the endpoint moved.
+#[tokio::test]
+async fn webhook_redirect_is_not_followed() {
+    let server = TestServer::start(vec![
+        Reply::text(301, "").header("Location", "http://elsewhere.example/hook"),
+        Reply::json(200, json!({"id": "never"})),
+    ])
+    .await;
+    let err = webhook(&server, "")
+        .send(&envelope("+5511987654321"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.class, ErrorClass::Permanent, "{err}");
+    assert!(
+        err.message.contains("HTTP 301") && err.message.contains("http://elsewhere.example/hook"),
+        "{err}"
+    );
+    assert_eq!(server.requests().len(), 1);
+}
+
 #[tokio::test]
 async fn webhook_503_with_retry_after_is_retried_then_succeeds() {
     let server = TestServer::start(vec![

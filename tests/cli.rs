@@ -889,6 +889,41 @@ fn frequency_cap_across_campaigns_defers_at_dispatch() {
     assert_eq!(p.read("outbox.jsonl").lines().count(), 1);
 }
 
+/// The run claims its next batch while the current one is still being sent, so the store's
+/// record of recent sends can lag behind the run's own sends: the cap must count those too,
+/// exactly once each, across batches.
+#[test]
+fn frequency_cap_holds_across_overlapping_batches() {
+    for batch in ["1", "2", "5"] {
+        let p = Project::empty();
+        let mut csv = String::from("id,phone\n");
+        for i in 0..12 {
+            csv.push_str(&format!("r{i},+5511999990000\n"));
+        }
+        p.file("disparo.yaml", "timezone: America/Sao_Paulo\n")
+            .file(
+                "campaigns/c.yaml",
+                "channel: outbox\ntemplate: t\naudience: a.csv\nschedule: { at: 2026-11-30T09:00, expire_after: 3d }\nfrequency_cap: { max: 3, per: 1d }\n",
+            )
+            .file("templates/t.hbs", "oi")
+            .file("a.csv", &csv);
+        p.ok(&["-q", "--now", PLAN_NOW, "plan", "c"]);
+        let o = p.ok(&["--now", "2026-11-30T19:00:00Z", "run", "--batch", batch]);
+        assert!(
+            o.stderr
+                .contains("run: 3 sent, 0 failed, 0 retrying, 9 deferred"),
+            "--batch {batch}: {}",
+            o.stderr
+        );
+        let msgs = p.messages();
+        assert_eq!(count_state(&msgs, "sent"), 3, "--batch {batch}: {msgs:#?}");
+        for m in msgs.iter().filter(|m| m["state"] == "pending") {
+            assert!(m["reasons"].as_str().unwrap().contains("cap"), "{m}");
+        }
+        assert_eq!(p.read("outbox.jsonl").lines().count(), 3);
+    }
+}
+
 #[test]
 fn suppress_import_reads_real_csv_with_quoted_commas() {
     let p = Project::empty();

@@ -381,6 +381,32 @@ fn killed_run_is_recovered_after_the_lease_with_the_same_keys_and_no_other_repea
     }
 }
 
+/// Outcomes are committed in groups while sends go on, not when the batch ends: messages the
+/// server answered are `sent` in the database while the run is still sending the same batch
+/// (so a crash repeats only what was in flight, or answered within the last group commit).
+#[test]
+fn outcomes_are_committed_while_the_batch_is_still_being_sent() {
+    let n = 60;
+    let sink = Sink::start(Duration::from_millis(150));
+    let p = webhook_project(&sink.url, n, 1);
+    // One batch, one send at a time: 60 x 150 ms at the server, at least 9 s.
+    let mut child = spawn(&p, &["--now", DUE, "run", "--once", "--batch", "100"]);
+    sink.wait_for(6, Duration::from_secs(60));
+    wait_until(
+        "answered messages to be recorded as sent",
+        Duration::from_secs(30),
+        || by_state(&p.messages()).get("sent").copied().unwrap_or(0) >= 20,
+    );
+    assert!(
+        sink.total() < n as u64 && child.try_wait().unwrap().is_none(),
+        "the batch was over before 20 of its outcomes were committed"
+    );
+    let o = finish(child, Duration::from_secs(120));
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.contains("run: 60 sent"), "{}", o.stderr);
+    assert!(sink.counts().values().all(|c| *c == 1));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Signals.
 

@@ -166,12 +166,15 @@ impl BuildContext {
     }
 
     /// The HTTP client a run should share: rustls, 10 s to connect, 30 s per request,
-    /// `disparo/VERSION` as user agent.
+    /// `disparo/VERSION` as user agent, redirects not followed (a provider API that answers
+    /// 3xx is misconfigured, and following a 301/302 would turn the POST into a GET without
+    /// the message: the answer is reported as a permanent error instead).
     pub fn default_http_client() -> Result<reqwest::Client, ChannelBuildError> {
         reqwest::Client::builder()
-            .user_agent(concat!("disparo/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
+            .user_agent(http::USER_AGENT)
+            .connect_timeout(http::CONNECT_TIMEOUT)
+            .timeout(http::REQUEST_TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ChannelBuildError::Invalid {
                 channel: "*".into(),
@@ -302,6 +305,17 @@ impl Channel {
         }
     }
 
+    /// What can be made of a message before its send starts: the dispatcher calls this on
+    /// the store thread as the message is claimed, off the network thread, and passes the
+    /// result back in [`Outgoing::prepared`]. For the webhook, the JSON body up to its
+    /// per-attempt fields; nothing for the other adapters.
+    pub fn prepare(&self, message: &Outgoing<'_>) -> Option<Vec<u8>> {
+        match self {
+            Channel::Webhook(_) => Some(message_head(message)),
+            _ => None,
+        }
+    }
+
     /// The exact request this channel would send for `envelope`, secrets redacted, for `preview`.
     /// HTTP adapters give `{method, url, headers, body}`.
     pub fn preview_request(&self, envelope: &Envelope) -> serde_json::Value {
@@ -334,6 +348,8 @@ pub struct Outgoing<'a> {
     pub scheduled_at: jiff::Timestamp,
     pub attempt: u32,
     pub attempt_at: jiff::Timestamp,
+    /// What [`Channel::prepare`] made of this message beforehand, if anything.
+    pub prepared: Option<&'a [u8]>,
 }
 
 /// Template variables as a JSON object, parsed or not; both serialize to the same JSON.
@@ -366,6 +382,7 @@ impl<'a> From<&'a Envelope> for Outgoing<'a> {
             scheduled_at: env.scheduled_at,
             attempt: env.attempt,
             attempt_at: env.attempt_at,
+            prepared: None,
         }
     }
 }
@@ -374,6 +391,17 @@ impl<'a> From<&'a Envelope> for Outgoing<'a> {
 /// writes it to stdin.
 #[derive(serde::Serialize)]
 pub(crate) struct MessageDoc<'a> {
+    #[serde(flatten)]
+    head: MessageHead<'a>,
+    attempt: u32,
+    attempt_at: jiff::Timestamp,
+}
+
+/// The fields of a [`MessageDoc`] that stay the same from one attempt to the next, in order;
+/// the per-attempt ones come last, so a head serialized beforehand needs only them appended
+/// (see [`message_json`]).
+#[derive(serde::Serialize)]
+struct MessageHead<'a> {
     id: &'a str,
     campaign: &'a str,
     recipient: &'a str,
@@ -388,13 +416,21 @@ pub(crate) struct MessageDoc<'a> {
     whatsapp: Option<&'a crate::message::WhatsappTemplate>,
     vars: Vars<'a>,
     scheduled_at: jiff::Timestamp,
-    attempt: u32,
-    attempt_at: jiff::Timestamp,
 }
 
 impl<'a> MessageDoc<'a> {
     pub(crate) fn new(env: &Outgoing<'a>) -> MessageDoc<'a> {
         MessageDoc {
+            head: MessageHead::new(env),
+            attempt: env.attempt,
+            attempt_at: env.attempt_at,
+        }
+    }
+}
+
+impl<'a> MessageHead<'a> {
+    fn new(env: &Outgoing<'a>) -> MessageHead<'a> {
+        MessageHead {
             id: env.message_id,
             campaign: env.campaign,
             recipient: env.recipient,
@@ -407,15 +443,92 @@ impl<'a> MessageDoc<'a> {
             whatsapp: env.content.whatsapp.as_ref(),
             vars: env.vars,
             scheduled_at: env.scheduled_at,
-            attempt: env.attempt,
-            attempt_at: env.attempt_at,
         }
     }
 }
 
+/// The [`MessageDoc`] of `env` as JSON, without its closing brace and per-attempt fields.
+fn message_head(env: &Outgoing<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    // Serializing borrowed strings, numbers and valid JSON into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, &MessageHead::new(env));
+    out.pop(); // `}`
+    out
+}
+
+/// The [`MessageDoc`] of `env` as JSON bytes; from its prepared head when it has one.
+pub(crate) fn message_json(env: &Outgoing<'_>) -> Vec<u8> {
+    let mut out = match env.prepared {
+        Some(head) => {
+            let mut out = Vec::with_capacity(head.len() + 64);
+            out.extend_from_slice(head);
+            out
+        }
+        None => message_head(env),
+    };
+    out.extend_from_slice(b",\"attempt\":");
+    out.extend_from_slice(env.attempt.to_string().as_bytes());
+    out.extend_from_slice(b",\"attempt_at\":");
+    let _ = serde_json::to_writer(&mut out, &env.attempt_at);
+    out.push(b'}');
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::error_chain;
+    use super::{MessageDoc, Outgoing, Vars, error_chain, message_head, message_json};
+    use crate::message::{Content, WhatsappTemplate};
+
+    /// A body made from a head prepared beforehand is the one made at once, byte for byte
+    /// (the webhook signs these bytes).
+    #[test]
+    fn message_json_from_a_prepared_head_is_the_same_document() {
+        let vars = serde_json::value::RawValue::from_string(
+            r#"{"first_name":"Ana \"A\"","points":7}"#.into(),
+        )
+        .unwrap();
+        let mut content = Content {
+            body: "Olá Ana!\nTom & Jerry".into(),
+            subject: None,
+            html: None,
+            whatsapp: None,
+        };
+        for i in 0..3 {
+            if i == 1 {
+                content.subject = Some("Oferta".into());
+                content.html = Some("<p>Olá</p>".into());
+            }
+            if i == 2 {
+                content.whatsapp = Some(WhatsappTemplate {
+                    name: "promo".into(),
+                    language: "pt_BR".into(),
+                    body: vec!["Ana".into()],
+                });
+            }
+            let mut env = Outgoing {
+                message_id: "m-1",
+                campaign: "bf",
+                recipient: "r1",
+                channel: "hook",
+                address: "+5511999990000",
+                locale: (i > 0).then_some("pt-BR"),
+                content: &content,
+                vars: Vars::Raw(&vars),
+                scheduled_at: "2026-11-27T12:00:00Z".parse().unwrap(),
+                attempt: 3,
+                attempt_at: "2026-11-27T12:00:01.25Z".parse().unwrap(),
+                prepared: None,
+            };
+            let whole = serde_json::to_vec(&MessageDoc::new(&env)).unwrap();
+            assert_eq!(message_json(&env), whole);
+            let head = message_head(&env);
+            env.prepared = Some(&head);
+            assert_eq!(
+                String::from_utf8(message_json(&env)).unwrap(),
+                String::from_utf8(whole).unwrap()
+            );
+        }
+    }
 
     #[derive(Debug)]
     struct E(&'static str, Option<Box<E>>);

@@ -15,8 +15,10 @@
 //! A 2xx answer is success; its JSON `id`, if any, is the provider id. 408/429/5xx are
 //! transient (honouring `Retry-After`), 401/403 break the circuit, other 4xx are permanent.
 
+use bytes::Bytes;
 use hmac::{KeyInit, Mac};
-use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use http_body_util::Full;
+use reqwest::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue, USER_AGENT};
 use reqwest::{Method, Url};
 use sha2::Sha256;
 
@@ -29,25 +31,21 @@ use super::{
 pub const SIGNATURE_HEADER: &str = "X-Disparo-Signature";
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+const SIGNATURE: HeaderName = HeaderName::from_static("x-disparo-signature");
 
 /// The `id` of a JSON object answer (a string, or a number as its text), if there is one.
 /// Only that field is decoded; the rest of the answer is skipped.
 fn provider_id(body: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum Id {
-        S(String),
-        N(serde_json::Number),
-        Other(serde::de::IgnoredAny),
+    struct Answer<'a> {
+        #[serde(borrow)]
+        id: Option<&'a serde_json::value::RawValue>,
     }
-    #[derive(serde::Deserialize)]
-    struct Answer {
-        id: Option<Id>,
-    }
-    match serde_json::from_slice::<Answer>(body).ok()?.id? {
-        Id::S(s) => Some(s),
-        Id::N(n) => Some(n.to_string()),
-        Id::Other(_) => None,
+    let id = serde_json::from_slice::<Answer>(body).ok()?.id?.get();
+    match id.as_bytes().first()? {
+        b'"' => serde_json::from_str(id).ok(),
+        b'-' | b'0'..=b'9' => Some(id.to_owned()),
+        _ => None,
     }
 }
 
@@ -55,12 +53,20 @@ fn provider_id(body: &[u8]) -> Option<String> {
 pub struct Webhook {
     name: String,
     url: String,
-    /// `url`, parsed once (not per request).
-    parsed: Url,
     method: Method,
     headers: Vec<(HeaderName, HeaderValue)>,
     secret: Option<Secret>,
-    http: reqwest::Client,
+    transport: Transport,
+}
+
+/// How requests go out: the run's reqwest client (`https://`, or a proxy is configured), or
+/// this channel's own keep-alive connections for plain `http://` (see [`http::PlainHttp`]).
+/// Either way the URL is parsed once, here, not per request.
+#[derive(Debug)]
+enum Transport {
+    Reqwest(reqwest::Client, Url),
+    /// With the request target (`/path?query`) and the `Host` header, made once.
+    Plain(http::PlainHttp, hyper::Uri, HeaderValue),
 }
 
 impl Webhook {
@@ -104,25 +110,38 @@ impl Webhook {
             Some(var) => Some(ctx.secret(name, "secret_env", var)?),
             None => None,
         };
-        let parsed = Url::parse(&url).map_err(|e| {
+        let invalid = |e: &dyn std::fmt::Display| {
             ChannelBuildError::invalid(name, format!("`url: {url}` is not a URL: {e}"))
-        })?;
+        };
+        let parsed = Url::parse(&url).map_err(|e| invalid(&e))?;
+        let transport = if parsed.scheme() == "http" && !http::proxy_configured(&*ctx.env) {
+            let uri: hyper::Uri = url.parse().map_err(|e| invalid(&e))?;
+            let host = uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                .ok_or_else(|| invalid(&"no host"))?;
+            let target: hyper::Uri = uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .parse()
+                .map_err(|e| invalid(&e))?;
+            let endpoint = http::PlainHttp::new(&uri).ok_or_else(|| invalid(&"no host"))?;
+            Transport::Plain(endpoint, target, host)
+        } else {
+            Transport::Reqwest(ctx.http.clone(), parsed)
+        };
         Ok(Webhook {
             name: name.into(),
             url,
-            parsed,
             method,
             headers,
             secret,
-            http: ctx.http.clone(),
+            transport,
         })
     }
 
     fn body(env: &Outgoing<'_>) -> Vec<u8> {
-        let mut body = Vec::with_capacity(512);
-        // Serializing borrowed strings and numbers into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut body, &MessageDoc::new(env));
-        body
+        super::message_json(env)
     }
 
     /// `sha256=` and the hex HMAC-SHA256 of `body` keyed with `secret`.
@@ -149,40 +168,72 @@ impl Webhook {
                 self.name, env.message_id
             ))
         })?;
-        let mut request = self
-            .http
-            .request(self.method.clone(), self.parsed.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(IDEMPOTENCY_KEY, key);
-        for (k, v) in &self.headers {
-            request = request.header(k, v);
-        }
-        if let Some(secret) = &self.secret {
-            request = request.header(
-                SIGNATURE_HEADER,
-                Self::signature(secret.expose().as_bytes(), &body),
-            );
-        }
-        let response = request
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| transport_error(&format!("channel `{}`", self.name), e))?;
-        let status = response.status();
-        let wait = retry_after(response.headers());
-        let bytes = response.bytes().await.unwrap_or_default();
+        let signature = self.secret.as_ref().map(|secret| {
+            HeaderValue::try_from(Self::signature(secret.expose().as_bytes(), &body))
+                .expect("hex is a valid header value")
+        });
+        let (status, headers, answer) = match &self.transport {
+            Transport::Plain(client, uri, host) => {
+                let mut request = hyper::Request::new(Full::new(Bytes::from(body)));
+                *request.method_mut() = self.method.clone();
+                *request.uri_mut() = uri.clone();
+                let h = request.headers_mut();
+                h.insert(HOST, host.clone());
+                h.insert(USER_AGENT, HeaderValue::from_static(http::USER_AGENT));
+                h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                h.insert(IDEMPOTENCY_KEY, key);
+                for (k, v) in &self.headers {
+                    h.append(k.clone(), v.clone());
+                }
+                if let Some(sig) = signature {
+                    h.insert(SIGNATURE, sig);
+                }
+                let a = client.send(&self.name, request).await?;
+                (a.status, a.headers, a.body)
+            }
+            Transport::Reqwest(client, url) => {
+                let mut request = client
+                    .request(self.method.clone(), url.clone())
+                    .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+                    .header(IDEMPOTENCY_KEY, key);
+                for (k, v) in &self.headers {
+                    request = request.header(k, v);
+                }
+                if let Some(sig) = signature {
+                    request = request.header(SIGNATURE, sig);
+                }
+                let response = request
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| transport_error(&format!("channel `{}`", self.name), e))?;
+                let status = response.status();
+                let headers = response.headers().clone();
+                (status, headers, response.bytes().await.unwrap_or_default())
+            }
+        };
         if status.is_success() {
             return Ok(Delivered {
-                provider_id: provider_id(&bytes),
+                provider_id: provider_id(&answer),
             });
         }
-        let text = String::from_utf8_lossy(&bytes);
-        let message = format!(
+        let wait = retry_after(&headers);
+        let text = String::from_utf8_lossy(&answer);
+        let mut message = format!(
             "channel `{}`: webhook answered HTTP {}: {}",
             self.name,
             status.as_u16(),
             http::excerpt(&text, 200)
         );
+        if status.is_redirection() {
+            let to = headers
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .unwrap_or("?");
+            message.push_str(&format!(
+                " (redirects are not followed: point `url` at {to})"
+            ));
+        }
         Err(SendError {
             class: status_class(status, wait),
             code: Some(format!("HTTP {}", status.as_u16())),
@@ -209,5 +260,33 @@ impl Webhook {
         }
         let body = serde_json::to_value(MessageDoc::new(env)).unwrap_or_default();
         http::preview(self.method.as_str(), &self.url, &headers, body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::provider_id;
+
+    #[test]
+    fn provider_id_is_a_string_or_a_number_id_and_nothing_else() {
+        assert_eq!(
+            provider_id(br#"{"id":"sink-1","x":[1]}"#).as_deref(),
+            Some("sink-1")
+        );
+        assert_eq!(
+            provider_id(br#"{"ok":true,"id":"a\"b"}"#).as_deref(),
+            Some("a\"b")
+        );
+        assert_eq!(provider_id(br#"{"id":-42}"#).as_deref(), Some("-42"));
+        for none in [
+            &br#"{"id":null}"#[..],
+            br#"{"id":{"v":1}}"#,
+            br#"{"id":[1]}"#,
+            br#"{"other":1}"#,
+            b"not json",
+            b"",
+        ] {
+            assert_eq!(provider_id(none), None, "{}", String::from_utf8_lossy(none));
+        }
     }
 }

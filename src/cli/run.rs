@@ -32,7 +32,8 @@ pub struct Args {
     /// How long a claim is held before another run may retry the message (e.g. 5m).
     #[arg(long, default_value = "5m")]
     pub lease: crate::units::Duration,
-    /// Messages claimed per transaction.
+    /// Messages claimed and not yet finished, at most: the next claim is made while these
+    /// are sending, once half is left.
     #[arg(long, default_value_t = 1024)]
     pub batch: usize,
     /// After SIGINT/SIGTERM, how long in-flight sends may take before they are aborted and

@@ -15,6 +15,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use futures_util::FutureExt;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::Semaphore;
 
@@ -27,10 +29,7 @@ use crate::schedule::{self, Dispatch};
 use crate::store::{
     CampaignInfo, CampaignStatus, ClaimRequest, Claimed, Completion, Outcome, Store, StoreError,
 };
-use worker::{CommitPolicy, Worker};
-
-/// The store thread's answer to a claim: the claimed messages with what the rules need.
-type ClaimReply = tokio::sync::oneshot::Receiver<Result<(Vec<Claimed>, BatchFacts), StoreError>>;
+use worker::{CommitPolicy, Spent, Worker};
 
 /// A channel ready for dispatch: the adapter and its limits.
 #[derive(Debug)]
@@ -66,7 +65,7 @@ pub struct RunOptions {
     pub limit: Option<u64>,
     /// How long a claim is held before another run may take the message over.
     pub lease: SignedDuration,
-    /// Messages claimed per transaction.
+    /// Messages claimed and not yet finished, at most (see [`Dispatcher::run`]).
     pub batch: usize,
     /// `--once`: also wait for messages that fall due (retries, deferrals) within this long,
     /// then stop. `--watch` runs until stopped.
@@ -78,8 +77,8 @@ pub struct RunOptions {
     /// After a stop signal, how long in-flight sends may take before they are aborted (and
     /// their messages given back for a later run, with the same idempotency key).
     pub grace: SignedDuration,
-    /// While sending, outcomes are written at least this often, so that a crash re-sends as
-    /// little as possible.
+    /// The longest an outcome waits for its group commit while sends go on (outcomes are
+    /// also committed with each claim), so that a crash re-sends as little as possible.
     pub flush_every: SignedDuration,
     /// Breaker errors in one run that pause a campaign.
     pub breaker_threshold: u32,
@@ -231,22 +230,22 @@ impl CampaignRt {
 /// Everything the rules need about one claimed batch, read on the store thread right after
 /// the claim, in the same round trip.
 struct BatchFacts {
-    campaigns: HashMap<String, Option<CampaignRt>>,
+    campaigns: HashMap<String, Option<CampaignRt>, FastHash>,
     /// Message ids whose address is on the suppression list.
-    suppressed: HashSet<i64>,
+    suppressed: HashSet<i64, FastHash>,
     /// Recent successful sends per (channel, address), for campaigns with frequency caps.
     recent: HashMap<(String, String), Vec<Timestamp>>,
 }
 
 impl BatchFacts {
     /// Reads campaign rules (once per campaign), suppressions (one query for the batch) and
-    /// recent sends (once per address, only for campaigns with frequency caps).
+    /// recent sends (one call for the batch, only for campaigns with frequency caps).
     fn read(
         store: &dyn Store,
         batch: &[Claimed],
         now: Timestamp,
     ) -> Result<BatchFacts, StoreError> {
-        let mut campaigns: HashMap<String, Option<CampaignRt>> = HashMap::new();
+        let mut campaigns: HashMap<String, Option<CampaignRt>, FastHash> = HashMap::default();
         for m in batch {
             if !campaigns.contains_key(&m.campaign) {
                 let rt = store.campaign(&m.campaign)?.map(CampaignRt::new);
@@ -258,31 +257,33 @@ impl BatchFacts {
             .flatten()
             .filter_map(CampaignRt::longest_cap)
             .max();
-        let mut suppressed = HashSet::new();
-        let mut recent: HashMap<(String, String), Vec<Timestamp>> = HashMap::new();
+        let mut suppressed = HashSet::default();
         let addresses: Vec<&str> = batch
             .iter()
             .map(|m| m.address.as_str())
-            .collect::<HashSet<_>>()
+            .collect::<HashSet<_, FastHash>>()
             .into_iter()
             .collect();
         let on_list = store.suppressed_among(&addresses)?;
+        let mut capped: HashSet<(&str, &str)> = HashSet::new();
         for m in batch {
             if on_list.contains(&m.address) {
                 suppressed.insert(m.id);
                 continue;
             }
-            if let (Some(longest), Some(Some(rt))) = (longest, campaigns.get(&m.campaign))
+            if let Some(Some(rt)) = campaigns.get(&m.campaign)
                 && !rt.caps.is_empty()
             {
-                let key = (rt.info.channel.clone(), m.address.clone());
-                if let std::collections::hash_map::Entry::Vacant(e) = recent.entry(key) {
-                    let (channel, address) = e.key();
-                    let sends = store.sends_since(channel, address, now - longest)?;
-                    e.insert(sends);
-                }
+                capped.insert((rt.info.channel.as_str(), m.address.as_str()));
             }
         }
+        let recent = match longest {
+            Some(longest) if !capped.is_empty() => {
+                let pairs: Vec<(&str, &str)> = capped.into_iter().collect();
+                store.sends_among(&pairs, now - longest)?
+            }
+            _ => HashMap::new(),
+        };
         Ok(BatchFacts {
             campaigns,
             suppressed,
@@ -290,6 +291,13 @@ impl BatchFacts {
         })
     }
 }
+
+/// Where a claimed batch and its facts arrive from the store thread.
+type ClaimReply =
+    tokio::sync::oneshot::Receiver<Result<(Vec<Claimed>, Vec<Head>, BatchFacts), StoreError>>;
+
+/// What [`Channel::prepare`] made of a claimed message on the store thread, if anything.
+type Head = Option<Vec<u8>>;
 
 /// A claimed batch's facts, shared by its messages while they wait for their turn.
 struct Batch {
@@ -302,6 +310,7 @@ struct Batch {
 /// A claimed message waiting for a free slot on its channel.
 struct Queued {
     m: Claimed,
+    head: Head,
     batch: Arc<Batch>,
 }
 
@@ -314,9 +323,14 @@ struct OwnSend {
     outcome: Option<u64>,
 }
 
-/// What a send task gives back.
+/// A send under way: its message back when it ends, or the message id if it panicked.
+type SendFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<SendDone, i64>> + Send>>;
+
+/// What a send gives back.
 struct SendDone {
     m: Claimed,
+    head: Head,
     ch: Arc<ChannelRuntime>,
     attempt: u32,
     started: Timestamp,
@@ -326,7 +340,6 @@ struct SendDone {
 
 /// A send in flight, remembered so that an aborted send still gets an outcome.
 struct InFlight {
-    id: i64,
     attempt: u32,
     started: Timestamp,
     capped: Option<(String, String)>,
@@ -342,12 +355,16 @@ const MAX_PENDING: usize = 8192;
 /// The mutable state of one run of the dispatch loop.
 struct Run {
     /// Claimed messages waiting for a slot, per channel (in claim order within a channel).
-    queues: HashMap<String, VecDeque<Queued>>,
+    queues: HashMap<String, VecDeque<Queued>, FastHash>,
     queued: usize,
-    sends: tokio::task::JoinSet<SendDone>,
-    in_flight: HashMap<tokio::task::Id, InFlight>,
+    /// Sends under way, polled by the dispatch loop itself (no task per send).
+    sends: FuturesUnordered<SendFuture>,
+    /// What an aborted send still needs for its outcome, by message id.
+    in_flight: HashMap<i64, InFlight, FastHash>,
     /// Outcomes not yet handed to the store thread.
     outbox: Vec<Completion>,
+    /// Finished messages, handed over with the outcomes to be freed on the store thread.
+    spent: Vec<Spent>,
     outbox_since: Option<tokio::time::Instant>,
     /// Outcomes handed to the store thread so far (the outbox included).
     handed: u64,
@@ -355,10 +372,12 @@ struct Run {
     own_sends: HashMap<(String, String), Vec<OwnSend>>,
     /// Batches with messages still queued, by their `seen`, with how many.
     live_batches: std::collections::BTreeMap<u64, usize>,
+    /// The `seen` of the claim under way.
+    claim_seen: Option<u64>,
     /// Campaigns this run's circuit breaker paused.
-    paused_here: HashSet<String>,
+    paused_here: HashSet<String, FastHash>,
     breaker_hits: HashMap<String, u32>,
-    zones: HashMap<String, jiff::tz::TimeZone>,
+    zones: HashMap<String, jiff::tz::TimeZone, FastHash>,
     paused: u64,
 }
 
@@ -373,7 +392,10 @@ impl Run {
 
     fn hand_over(&mut self, worker: &Worker) -> Result<(), StoreError> {
         self.outbox_since = None;
-        worker.complete(std::mem::take(&mut self.outbox))
+        worker.complete(
+            std::mem::take(&mut self.outbox),
+            std::mem::take(&mut self.spent),
+        )
     }
 
     /// A queued message of the batch `seen` left the queue.
@@ -383,20 +405,21 @@ impl Run {
             *e.get_mut() -= 1;
             if *e.get() == 0 {
                 e.remove();
-                self.prune_own_sends(None);
+                self.prune_own_sends();
             }
         }
     }
 
-    /// Forgets own sends that every batch still to be handled already sees in its facts.
-    fn prune_own_sends(&mut self, claim_in_flight: Option<u64>) {
+    /// Forgets own sends that every batch still to be handled (the one being claimed
+    /// included) already sees in its facts.
+    fn prune_own_sends(&mut self) {
         let oldest = self
             .live_batches
             .keys()
             .next()
             .copied()
             .into_iter()
-            .chain(claim_in_flight)
+            .chain(self.claim_seen)
             .min()
             .unwrap_or(self.handed);
         self.own_sends.retain(|_, v| {
@@ -429,6 +452,32 @@ impl Run {
         let tz = crate::model::zone(name).unwrap_or(jiff::tz::TimeZone::UTC);
         self.zones.insert(name.to_owned(), tz.clone());
         tz
+    }
+}
+
+/// A multiply-rotate hasher (FxHash) for the run's per-message maps, keyed by message ids,
+/// campaign, channel and zone names from the run's own database: nothing an outsider picks to
+/// collide, so no need for SipHash's resistance to that.
+type FastHash = std::hash::BuildHasherDefault<FxHasher>;
+
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.write_u64(u64::from_le_bytes(c.try_into().unwrap_or_default()));
+        }
+        for &b in chunks.remainder() {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -488,24 +537,26 @@ impl Dispatcher {
             },
         )?;
         let mut run = Run {
-            queues: HashMap::new(),
+            queues: HashMap::default(),
             queued: 0,
-            sends: tokio::task::JoinSet::new(),
-            in_flight: HashMap::new(),
+            sends: FuturesUnordered::new(),
+            in_flight: HashMap::default(),
             outbox: Vec::with_capacity(HAND_OVER_CHUNK),
+            spent: Vec::with_capacity(HAND_OVER_CHUNK),
             outbox_since: None,
             handed: 0,
             own_sends: HashMap::new(),
             live_batches: Default::default(),
-            paused_here: HashSet::new(),
+            claim_seen: None,
+            paused_here: HashSet::default(),
             breaker_hits: HashMap::new(),
-            zones: HashMap::new(),
+            zones: HashMap::default(),
             paused: 0,
         };
         let result = self.drive(&worker, &mut run).await;
         // Whatever happened, record what is known before stopping. (After a store error the
         // in-flight sends are dropped: their leases expire and they are retried later.)
-        run.sends.abort_all();
+        run.sends.clear();
         let handed = run.hand_over(&worker);
         let finished = worker.finish().await;
         result?;
@@ -519,12 +570,18 @@ impl Dispatcher {
     async fn drive(&self, worker: &Worker, run: &mut Run) -> Result<(), RunError> {
         let max_batch = self.max_batch();
         let mut claim: Option<ClaimReply> = None;
-        let mut claim_seen: Option<u64> = None;
         // The last claim found nothing: look at `next_due` once everything is finished.
         let mut drained = false;
         let mut stopping = false;
         let mut deadline: Option<tokio::time::Instant> = None;
         let mut aborted = false;
+        // Made once, not per turn of the loop (a turn per finished send): each would register
+        // with a waiter list or the timer wheel every time.
+        let failed = worker.failed();
+        let stop = self.shutdown.wait();
+        let hand_over_timer = tokio::time::sleep(std::time::Duration::from_secs(3600));
+        tokio::pin!(failed, stop, hand_over_timer);
+        let mut hand_over_armed: Option<tokio::time::Instant> = None;
         loop {
             if !stopping && self.shutdown.is_set() {
                 stopping = true;
@@ -560,7 +617,7 @@ impl Dispatcher {
                 };
                 if want > 0 {
                     run.hand_over(worker)?;
-                    claim_seen = Some(run.handed);
+                    run.claim_seen = Some(run.handed);
                     claim = Some(self.request_claim(worker, want)?);
                 }
             }
@@ -597,36 +654,38 @@ impl Dispatcher {
                     continue;
                 }
             }
-            let hand_over_at = run
-                .outbox_since
-                .map(|t| t + HAND_OVER_AFTER)
-                .unwrap_or_else(tokio::time::Instant::now);
+            if let Some(t) = run.outbox_since.map(|t| t + HAND_OVER_AFTER)
+                && hand_over_armed != Some(t)
+            {
+                hand_over_timer.as_mut().reset(t);
+                hand_over_armed = Some(t);
+            }
             tokio::select! {
-                e = worker.failed() => return Err(e.into()),
+                e = &mut failed => return Err(e.into()),
                 r = async { claim.as_mut().expect("guarded").await }, if claim.is_some() => {
                     claim = None;
-                    let seen = claim_seen.take().unwrap_or(run.handed);
-                    let (claimed, facts) = r.map_err(|_| RunError::Internal("the store thread has stopped".into()))??;
+                    let seen = run.claim_seen.take().unwrap_or(run.handed);
+                    let (claimed, heads, facts) = r.map_err(|_| RunError::Internal("the store thread has stopped".into()))??;
                     if claimed.is_empty() {
                         drained = true;
                     }
-                    self.accept(run, claimed, facts, seen, stopping);
+                    self.accept(run, claimed, heads, facts, seen, stopping);
                 }
-                j = run.sends.join_next_with_id(), if !run.sends.is_empty() => {
-                    if let Some(j) = j {
-                        self.finished(worker, run, j).await?;
+                done = run.sends.next(), if !run.sends.is_empty() => {
+                    if let Some(done) = done {
+                        self.finished(worker, run, done).await?;
                     }
                 }
-                _ = tokio::time::sleep_until(hand_over_at), if run.outbox_since.is_some() => {
+                _ = &mut hand_over_timer, if run.outbox_since.is_some() => {
                     run.hand_over(worker)?;
                 }
-                _ = self.shutdown.wait(), if !stopping => {}
+                _ = &mut stop, if !stopping => {}
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() && !aborted && !run.sends.is_empty() => {
                     tracing::warn!(
                         in_flight = run.sends.len(),
                         "grace period over: aborting sends still in flight; they will be retried with the same idempotency key"
                     );
-                    run.sends.abort_all();
+                    self.abort_sends(run);
                     aborted = true;
                 }
             }
@@ -644,6 +703,7 @@ impl Dispatcher {
             now + self.opts.lease,
             self.opts.campaign.clone(),
         );
+        let channels = self.channels.clone();
         worker.with_pending(move |s, pending| {
             let (recorded, claimed) = s.complete_and_claim(
                 pending,
@@ -656,7 +716,16 @@ impl Dispatcher {
                 },
             )?;
             let facts = BatchFacts::read(s, &claimed, clock.now())?;
-            Ok((recorded, (claimed, facts)))
+            // Off the network thread: what each channel can make of its messages already.
+            let heads = claimed
+                .iter()
+                .map(|m| {
+                    let ch = channels.get(&m.channel)?;
+                    ch.channel
+                        .prepare(&outgoing(m, m.attempts + 1, m.due_at, None))
+                })
+                .collect();
+            Ok((recorded, (claimed, heads, facts)))
         })
     }
 
@@ -666,6 +735,7 @@ impl Dispatcher {
         &self,
         run: &mut Run,
         claimed: Vec<Claimed>,
+        heads: Vec<Head>,
         facts: BatchFacts,
         seen: u64,
         stopping: bool,
@@ -673,7 +743,7 @@ impl Dispatcher {
         let batch = Arc::new(Batch { facts, seen });
         let now = self.clock.now();
         let mut queued = 0;
-        for m in claimed {
+        for (m, head) in claimed.into_iter().zip(heads) {
             let settle = |outcome| Completion {
                 id: m.id,
                 attempt: m.attempts + 1,
@@ -711,6 +781,7 @@ impl Dispatcher {
             let q = run.queues.entry(rt.info.channel.clone()).or_default();
             q.push_back(Queued {
                 m,
+                head,
                 batch: batch.clone(),
             });
         }
@@ -725,7 +796,7 @@ impl Dispatcher {
         let now = self.clock.now();
         let queues = std::mem::take(&mut run.queues);
         for q in queues.into_values() {
-            for Queued { m, batch } in q {
+            for Queued { m, batch, .. } in q {
                 run.push(Completion {
                     id: m.id,
                     attempt: m.attempts + 1,
@@ -753,11 +824,12 @@ impl Dispatcher {
                 let Ok(permit) = ch.in_flight.clone().try_acquire_owned() else {
                     break;
                 };
-                let Some(Queued { m, batch }) = q.pop_front() else {
+                let Some(Queued { m, head, batch }) = q.pop_front() else {
                     break;
                 };
+                self.start(run, ch, permit, m, head, &batch);
+                // After the start: the batch's facts stay whole while its messages are judged.
                 run.dequeued(batch.seen);
-                self.start(run, ch, permit, m, &batch);
                 if run.outbox.len() >= HAND_OVER_CHUNK {
                     run.hand_over(worker)?;
                 }
@@ -774,6 +846,7 @@ impl Dispatcher {
         ch: &Arc<ChannelRuntime>,
         permit: tokio::sync::OwnedSemaphorePermit,
         m: Claimed,
+        head: Head,
         batch: &Batch,
     ) {
         let now = self.clock.now();
@@ -831,39 +904,31 @@ impl Dispatcher {
         let clock = self.clock.clone();
         let ch = ch.clone();
         let id = m.id;
-        let handle = run.sends.spawn(async move {
-            let _permit = permit;
-            if let Some(limiter) = &ch.limiter {
-                limiter.acquire().await;
-            }
-            let message = Outgoing {
-                message_id: &m.key,
-                campaign: &m.campaign,
-                recipient: &m.recipient,
-                channel: &m.channel,
-                address: &m.address,
-                locale: m.locale.as_deref(),
-                content: &m.content,
-                vars: Vars::Raw(&m.vars),
-                scheduled_at: m.planned_at,
-                attempt,
-                attempt_at: now,
-            };
-            let result = ch.channel.send_outgoing(&message).await;
-            let finished = clock.now();
-            SendDone {
-                m,
-                ch,
-                attempt,
-                started: now,
-                finished,
-                result,
-            }
-        });
+        run.sends.push(Box::pin(
+            std::panic::AssertUnwindSafe(async move {
+                let _permit = permit;
+                if let Some(limiter) = &ch.limiter {
+                    limiter.acquire().await;
+                }
+                let message = outgoing(&m, attempt, now, head.as_deref());
+                let result = ch.channel.send_outgoing(&message).await;
+                let finished = clock.now();
+                SendDone {
+                    m,
+                    head,
+                    ch,
+                    attempt,
+                    started: now,
+                    finished,
+                    result,
+                }
+            })
+            .catch_unwind()
+            .map(move |r| r.map_err(|_| id)),
+        ));
         run.in_flight.insert(
-            handle.id(),
+            id,
             InFlight {
-                id,
                 attempt,
                 started: now,
                 capped: key,
@@ -871,42 +936,49 @@ impl Dispatcher {
         );
     }
 
-    /// A send task ended (or was aborted): turn its result into an outcome.
+    /// The grace period is over: every send still under way is dropped (cancelled). Each may
+    /// or may not have reached the provider: pending again, due now, retried later with the
+    /// same idempotency key.
+    fn abort_sends(&self, run: &mut Run) {
+        run.sends.clear();
+        let at = self.clock.now();
+        for (id, f) in std::mem::take(&mut run.in_flight) {
+            if let Some(key) = &f.capped {
+                run.own_send_done(key, id, false);
+            }
+            run.push(Completion {
+                id,
+                attempt: f.attempt,
+                started_at: f.started,
+                finished_at: at,
+                outcome: Outcome::Retry {
+                    due_at: at,
+                    code: Some("aborted".into()),
+                    error: "send aborted at shutdown after the grace period; the provider may or may not have received it".into(),
+                },
+            });
+        }
+    }
+
+    /// A send ended: turn its result into an outcome.
     async fn finished(
         &self,
         worker: &Worker,
         run: &mut Run,
-        joined: Result<(tokio::task::Id, SendDone), tokio::task::JoinError>,
+        done: Result<SendDone, i64>,
     ) -> Result<(), RunError> {
-        let (task, done) = match joined {
-            Ok(v) => v,
-            Err(e) if e.is_cancelled() => {
-                if let Some(f) = run.in_flight.remove(&e.id()) {
-                    if let Some(key) = &f.capped {
-                        run.own_send_done(key, f.id, false);
-                    }
-                    // It may or may not have reached the provider: pending again, due now,
-                    // retried later with the same idempotency key.
-                    let at = self.clock.now();
-                    run.push(Completion {
-                        id: f.id,
-                        attempt: f.attempt,
-                        started_at: f.started,
-                        finished_at: at,
-                        outcome: Outcome::Retry {
-                            due_at: at,
-                            code: Some("aborted".into()),
-                            error: "send aborted at shutdown after the grace period; the provider may or may not have received it".into(),
-                        },
-                    });
-                }
-                return Ok(());
+        let done = match done {
+            Ok(done) => done,
+            Err(id) => {
+                return Err(RunError::Internal(format!(
+                    "the send of message {id} panicked"
+                )));
             }
-            Err(e) => return Err(RunError::Internal(format!("a send task failed: {e}"))),
         };
-        let capped = run.in_flight.remove(&task).and_then(|f| f.capped);
+        let capped = run.in_flight.remove(&done.m.id).and_then(|f| f.capped);
         let SendDone {
             m,
+            head,
             ch,
             attempt,
             started,
@@ -985,7 +1057,31 @@ impl Dispatcher {
             finished_at: finished,
             outcome,
         });
+        run.spent.push((m, head));
         Ok(())
+    }
+}
+
+/// A claimed message as its channel sends it.
+fn outgoing<'a>(
+    m: &'a Claimed,
+    attempt: u32,
+    attempt_at: Timestamp,
+    prepared: Option<&'a [u8]>,
+) -> Outgoing<'a> {
+    Outgoing {
+        message_id: &m.key,
+        campaign: &m.campaign,
+        recipient: &m.recipient,
+        channel: &m.channel,
+        address: &m.address,
+        locale: m.locale.as_deref(),
+        content: &m.content,
+        vars: Vars::Raw(&m.vars),
+        scheduled_at: m.planned_at,
+        attempt,
+        attempt_at,
+        prepared,
     }
 }
 

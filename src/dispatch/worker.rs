@@ -17,16 +17,21 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use super::Summary;
-use crate::store::{Completion, Store, StoreError};
+use crate::store::{Claimed, Completion, Store, StoreError};
 
 type Call = Box<dyn FnOnce(&dyn Store) + Send>;
+
+/// A finished message and what was prepared for its channel, to be freed here.
+pub(super) type Spent = (Claimed, Option<Vec<u8>>);
 /// Runs with the outcomes not committed yet, which it must record (in the same transaction
 /// as whatever else it does); returns how many of them were recorded, `None` if it failed
 /// (and reported the failure itself).
 type WithPending = Box<dyn FnOnce(&dyn Store, &[Completion]) -> Option<usize> + Send>;
 
 enum Msg {
-    Complete(Vec<Completion>),
+    /// Outcomes, and the messages they are about, dropped here: they were allocated on this
+    /// thread, and freeing them is work the network thread need not do.
+    Complete(Vec<Completion>, Vec<Spent>),
     Call(Call),
     WithPending(WithPending),
     Flush(oneshot::Sender<Result<Summary, StoreError>>),
@@ -78,6 +83,7 @@ impl Worker {
                         failure,
                         commits: 0,
                         claims: 0,
+                        busy: Duration::ZERO,
                     }
                     .run(rx)
                 })
@@ -97,12 +103,16 @@ impl Worker {
             .ok_or_else(|| StoreError::Other("the store thread has stopped".into()))
     }
 
-    /// Hands outcomes over for the next group commit.
-    pub(super) fn complete(&self, completions: Vec<Completion>) -> Result<(), StoreError> {
-        if completions.is_empty() {
+    /// Hands outcomes over for the next group commit, with the finished messages to drop.
+    pub(super) fn complete(
+        &self,
+        completions: Vec<Completion>,
+        spent: Vec<Spent>,
+    ) -> Result<(), StoreError> {
+        if completions.is_empty() && spent.is_empty() {
             return Ok(());
         }
-        self.send(Msg::Complete(completions))
+        self.send(Msg::Complete(completions, spent))
     }
 
     /// Runs `f` on the store thread, after every call made before it.
@@ -187,8 +197,10 @@ struct Thread {
     oldest: Option<Instant>,
     summary: Summary,
     failure: Arc<Failure>,
+    /// For the debug log: group commits, claims, time spent in store calls.
     commits: u64,
     claims: u64,
+    busy: Duration,
 }
 
 impl Thread {
@@ -213,8 +225,9 @@ impl Thread {
                 }
             };
             match msg {
-                Msg::Complete(c) => {
-                    if self.pending.is_empty() {
+                Msg::Complete(c, spent) => {
+                    drop(spent);
+                    if self.pending.is_empty() && !c.is_empty() {
                         self.oldest = Some(Instant::now());
                     }
                     self.pending.extend(c);
@@ -229,7 +242,10 @@ impl Thread {
                     // On failure the transaction rolled back: those outcomes are lost like
                     // after a crash, and the caller has the error.
                     self.claims += 1;
-                    if let Some(recorded) = f(self.store.as_ref(), &done) {
+                    let t0 = Instant::now();
+                    let r = f(self.store.as_ref(), &done);
+                    self.busy += t0.elapsed();
+                    if let Some(recorded) = r {
                         self.count(&done, recorded);
                     }
                 }
@@ -240,9 +256,12 @@ impl Thread {
             }
         }
         self.commit_or_report();
-        if std::env::var_os("DISPARO_DEBUG_WORKER").is_some() {
-            eprintln!("worker: {} commits, {} claims", self.commits, self.claims);
-        }
+        tracing::debug!(
+            group_commits = self.commits,
+            claims = self.claims,
+            busy_ms = self.busy.as_millis() as u64,
+            "store thread done"
+        );
     }
 
     fn count(&mut self, done: &[Completion], recorded: usize) {
@@ -268,7 +287,10 @@ impl Thread {
         }
         let done = std::mem::take(&mut self.pending);
         self.commits += 1;
-        let recorded = self.store.complete(&self.owner, &done)?;
+        let t0 = Instant::now();
+        let recorded = self.store.complete(&self.owner, &done);
+        self.busy += t0.elapsed();
+        let recorded = recorded?;
         self.count(&done, recorded);
         Ok(())
     }

@@ -389,6 +389,22 @@ pub trait Store: Send + Sync {
         address: &str,
         since: Timestamp,
     ) -> Result<Vec<Timestamp>, StoreError>;
+    /// [`sends_since`](Self::sends_since) for several (channel, address) pairs at once: one
+    /// call for a whole claimed batch. Pairs without sends are left out of the map.
+    fn sends_among(
+        &self,
+        pairs: &[(&str, &str)],
+        since: Timestamp,
+    ) -> Result<std::collections::HashMap<(String, String), Vec<Timestamp>>, StoreError> {
+        let mut out = std::collections::HashMap::new();
+        for &(channel, address) in pairs {
+            let sends = self.sends_since(channel, address, since)?;
+            if !sends.is_empty() {
+                out.insert((channel.to_owned(), address.to_owned()), sends);
+            }
+        }
+        Ok(out)
+    }
     fn suppress(
         &self,
         address: &str,

@@ -24,6 +24,84 @@ const BUSY_TIMEOUT_MS: u64 = 60_000;
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// Recent sends for frequency caps, built on first use.
+    sends: Mutex<SendWindow>,
+}
+
+/// Recent successful sends by (channel, address), for frequency caps. `sends` is kept in the
+/// order rows were recorded, without an address index (see migrations/V3): the window is
+/// read once for the longest span asked for, then brought up to date with the rows appended
+/// since. `id` only grows and writers are serialised, so `id > last_id` finds exactly the
+/// rows committed since the last look, by this process or any other.
+#[derive(Debug, Default)]
+struct SendWindow {
+    /// Every send with `at > floor` is in `sends`; `None` before the first use.
+    floor: Option<i64>,
+    last_id: i64,
+    sends: HashMap<(String, String), Vec<i64>>,
+}
+
+/// How far the window's floor may lag behind what callers ask for before old sends are
+/// dropped from memory.
+const SEND_WINDOW_SLACK_MS: i64 = 60_000;
+
+impl SendWindow {
+    /// Makes the window hold every send with `at > since`, as committed now.
+    fn update(&mut self, conn: &Connection, since: i64) -> Result<(), StoreError> {
+        match self.floor {
+            Some(floor) if floor <= since => {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT id, at, channel, address FROM sends WHERE id > ?1 ORDER BY id",
+                    )
+                    .map_err(other)?;
+                let mut rows = stmt.query([self.last_id]).map_err(other)?;
+                while let Some(r) = rows.next().map_err(other)? {
+                    self.last_id = r.get(0).map_err(other)?;
+                    let at: i64 = r.get(1).map_err(other)?;
+                    if at > floor {
+                        let key = (r.get(2).map_err(other)?, r.get(3).map_err(other)?);
+                        self.sends.entry(key).or_default().push(at);
+                    }
+                }
+                if since - floor > SEND_WINDOW_SLACK_MS {
+                    self.sends.retain(|_, v| {
+                        v.retain(|&a| a > since);
+                        !v.is_empty()
+                    });
+                    self.floor = Some(since);
+                }
+            }
+            _ => {
+                // (Re)built in one read transaction, so that `last_id` matches the rows read.
+                let tx = conn.unchecked_transaction().map_err(other)?;
+                let last_id: i64 = tx
+                    .query_row("SELECT COALESCE(MAX(id), 0) FROM sends", [], |r| r.get(0))
+                    .map_err(other)?;
+                let mut sends: HashMap<(String, String), Vec<i64>> = HashMap::new();
+                {
+                    let mut stmt = tx
+                        .prepare_cached(
+                            "SELECT at, channel, address FROM sends WHERE at > ?1 AND id <= ?2",
+                        )
+                        .map_err(other)?;
+                    let mut rows = stmt.query([since, last_id]).map_err(other)?;
+                    while let Some(r) = rows.next().map_err(other)? {
+                        let at: i64 = r.get(0).map_err(other)?;
+                        let key = (r.get(1).map_err(other)?, r.get(2).map_err(other)?);
+                        sends.entry(key).or_default().push(at);
+                    }
+                }
+                tx.commit().map_err(other)?;
+                *self = SendWindow {
+                    floor: Some(since),
+                    last_id,
+                    sends,
+                };
+            }
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -102,13 +180,6 @@ impl SqliteStore {
             // on an existing file, whose page size is fixed).
             conn.pragma_update(None, "page_size", 16384)?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
-            // 64 MiB of page cache (the default is 2 MB, 125 pages of 16 KiB): a dispatch
-            // transaction that dirties more pages than the cache holds spills them to the WAL
-            // and writes them again at commit (measured: ~100 KB written per message sent).
-            conn.pragma_update(None, "cache_size", -65536)?;
-            // Statement journals (the pages a statement inside a transaction changes, kept
-            // to undo just that statement) stay in memory instead of temporary files.
-            conn.pragma_update(None, "temp_store", "MEMORY")?;
             conn.pragma_update(None, "synchronous", "FULL")?;
             conn.pragma_update(None, "foreign_keys", "ON")?;
             // A hard cap on the file's size, in pages (documented in docs/delivery.md): lets
@@ -160,6 +231,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
+            sends: Mutex::new(SendWindow::default()),
         })
     }
 
@@ -297,7 +369,7 @@ fn claim_in(
     {
         let mut due = tx
             .prepare_cached(
-                "UPDATE queue SET state = 'sending', lease_owner = ?4, lease_until = ?5, updated_at = ?1
+                "UPDATE OR FAIL queue SET state = 'sending', lease_owner = ?4, lease_until = ?5, updated_at = ?1
                  WHERE message_id IN (
                      SELECT q.message_id FROM queue q JOIN campaigns c ON c.id = q.campaign_id
                      WHERE q.state = 'pending' AND q.due_at <= ?1 AND c.status = 'active' AND (?3 IS NULL OR c.name = ?3)
@@ -377,13 +449,13 @@ fn claim_in(
     let mut campaigns: HashMap<i64, (String, String)> = HashMap::new();
     let mut out = Vec::with_capacity(leased.len());
     for (id, cid, planned_at, due_at, attempts) in leased {
-        if let std::collections::hash_map::Entry::Vacant(slot) = campaigns.entry(cid) {
-            slot.insert(
+        let (name, channel) = match campaigns.entry(cid) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(
                 camp.query_row([cid], |r| Ok((r.get(0)?, r.get(1)?)))
                     .map_err(other)?,
-            );
-        }
-        let (name, channel) = &campaigns[&cid];
+            ),
+        };
         let bad = |i, e: serde_json::Error| {
             rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
         };
@@ -419,31 +491,99 @@ fn claim_in(
 
 /// Records outcomes inside `tx` (see [`Store::complete`]); returns how many were recorded.
 ///
-/// Set-based: one `UPDATE … FROM json_each(?)` for all the queue rows, one `INSERT … SELECT`
-/// each for `attempts` and `sends`. A statement inside a transaction keeps a journal of the
-/// pages it changes (to undo just that statement), so one statement per row would copy
-/// every page it touches once per row; one statement per table copies each page once. (The
-/// `+` keeps SQLite from driving the UPDATE from the `queue_due` index and scanning the JSON
-/// for every row: the JSON drives, and each queue row is found by its id.)
+/// Sends, nearly all outcomes of a run, are written set-based: one `UPDATE` of their queue
+/// rows and one `INSERT … SELECT` into `sends`, after one `INSERT` per attempt. The queue's
+/// `CHECK` on `state` is compiled into a lookup table SQLite builds on every run of a
+/// statement, which costs more than the rest of a one-row `UPDATE`; set-based, it is built
+/// once per batch. Every write is `OR FAIL`: none can violate a constraint, and with the
+/// default (ABORT) SQLite keeps a statement journal, a copy of every page a statement
+/// changes, so that the statement alone can be undone.
 fn complete_in(
     tx: &rusqlite::Transaction,
     owner: &str,
     completions: &[Completion],
 ) -> Result<usize, StoreError> {
-    use serde_json::json;
     if completions.is_empty() {
         return Ok(0);
     }
-    let rows: Vec<serde_json::Value> = completions
-        .iter()
-        .map(|c| {
+    let ids = |cs: &mut dyn Iterator<Item = &Completion>| -> Result<String, StoreError> {
+        serde_json::to_string(&cs.map(|c| c.id).collect::<Vec<_>>()).map_err(other)
+    };
+    // The messages whose lease this run still holds; another run took the others over after
+    // our lease expired, and its outcome wins.
+    let held: HashSet<i64> = {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT message_id FROM queue WHERE message_id IN (SELECT value FROM json_each(?1))
+                 AND +state = 'sending' AND +lease_owner = ?2",
+            )
+            .map_err(other)?;
+        stmt.query_map(params![ids(&mut completions.iter())?, owner], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(other)?
+        .collect::<Result<_, _>>()
+        .map_err(other)?
+    };
+    let mine = || completions.iter().filter(|c| held.contains(&c.id));
+    {
+        let mut attempt = tx.prepare_cached("INSERT OR FAIL INTO attempts (message_id, attempt, started_at, finished_at, outcome, provider_id, code, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)").map_err(other)?;
+        for c in mine().filter(|c| c.outcome.attempted()) {
+            let r = RecordedOutcome::of(&c.outcome);
+            attempt
+                .execute(params![
+                    c.id,
+                    c.attempt,
+                    ms(c.started_at),
+                    ms(c.finished_at),
+                    r.outcome,
+                    r.provider,
+                    r.code,
+                    r.error
+                ])
+                .map_err(other)?;
+        }
+    }
+    let is_sent = |c: &&Completion| matches!(c.outcome, Outcome::Sent { .. });
+    if mine().any(|c| is_sent(&c)) {
+        // The attempt just recorded carries what differs per message.
+        let sent = ids(&mut mine().filter(is_sent))?;
+        tx.prepare_cached(
+            "UPDATE OR FAIL queue SET state = 'sent', last_error = NULL, lease_owner = NULL, lease_until = NULL,
+                (attempts, provider_id, updated_at) = (
+                    SELECT a.attempt, COALESCE(a.provider_id, queue.provider_id), a.finished_at FROM attempts a
+                    WHERE a.message_id = queue.message_id ORDER BY a.id DESC LIMIT 1)
+             WHERE message_id IN (SELECT value FROM json_each(?1))",
+        )
+        .map_err(other)?
+        .execute([&sent])
+        .map_err(other)?;
+        tx.prepare_cached(
+            "INSERT OR FAIL INTO sends (at, channel, address)
+             SELECT q.updated_at, c.channel, m.address
+             FROM json_each(?1) AS j JOIN queue q ON q.message_id = j.value
+                JOIN messages m ON m.id = j.value JOIN campaigns c ON c.id = m.campaign_id",
+        )
+        .map_err(other)?
+        .execute([&sent])
+        .map_err(other)?;
+    }
+    {
+        let mut set = tx
+            .prepare_cached(
+                "UPDATE OR FAIL queue SET state = ?2, due_at = COALESCE(?3, due_at), attempts = ?4, provider_id = COALESCE(?5, provider_id),
+                    last_error = ?6, lease_owner = NULL, lease_until = NULL, updated_at = ?7
+                 WHERE message_id = ?1",
+            )
+            .map_err(other)?;
+        for c in mine().filter(|c| !is_sent(c)) {
             let r = RecordedOutcome::of(&c.outcome);
             let attempts_after = if c.outcome.attempted() {
                 c.attempt
             } else {
                 c.attempt.saturating_sub(1)
             };
-            json!([
+            set.execute(params![
                 c.id,
                 r.state.as_str(),
                 r.due,
@@ -452,71 +592,8 @@ fn complete_in(
                 r.error,
                 ms(c.finished_at)
             ])
-        })
-        .collect();
-    let rows = serde_json::to_string(&rows).map_err(other)?;
-    let mut recorded: HashSet<i64> = HashSet::with_capacity(completions.len());
-    {
-        let mut set = tx
-            .prepare_cached(
-                "UPDATE queue SET state = j.value ->> 1, due_at = COALESCE(j.value ->> 2, due_at), attempts = j.value ->> 3,
-                    provider_id = COALESCE(j.value ->> 4, provider_id), last_error = j.value ->> 5,
-                    lease_owner = NULL, lease_until = NULL, updated_at = j.value ->> 6
-                 FROM json_each(?2) AS j
-                 WHERE queue.message_id = j.value ->> 0 AND +queue.state = 'sending' AND +queue.lease_owner = ?1
-                 RETURNING queue.message_id",
-            )
             .map_err(other)?;
-        let ids = set
-            .query_map(params![owner, rows], |r| r.get::<_, i64>(0))
-            .map_err(other)?;
-        for id in ids {
-            recorded.insert(id.map_err(other)?);
         }
-    }
-    // The lease was lost to another run for the others: its outcome wins.
-    let mine = || completions.iter().filter(|c| recorded.contains(&c.id));
-    let attempts: Vec<serde_json::Value> = mine()
-        .filter(|c| c.outcome.attempted())
-        .map(|c| {
-            let r = RecordedOutcome::of(&c.outcome);
-            json!([
-                c.id,
-                c.attempt,
-                ms(c.started_at),
-                ms(c.finished_at),
-                r.outcome,
-                r.provider,
-                r.code,
-                r.error
-            ])
-        })
-        .collect();
-    if !attempts.is_empty() {
-        let attempts = serde_json::to_string(&attempts).map_err(other)?;
-        tx.prepare_cached(
-            "INSERT INTO attempts (message_id, attempt, started_at, finished_at, outcome, provider_id, code, error)
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7
-             FROM json_each(?1)",
-        )
-        .map_err(other)?
-        .execute([attempts])
-        .map_err(other)?;
-    }
-    let sends: Vec<serde_json::Value> = mine()
-        .filter(|c| matches!(c.outcome, Outcome::Sent { .. }))
-        .map(|c| json!([c.id, ms(c.finished_at)]))
-        .collect();
-    if !sends.is_empty() {
-        let sends = serde_json::to_string(&sends).map_err(other)?;
-        tx.prepare_cached(
-            "INSERT INTO sends (channel, address, at)
-             SELECT c.channel, m.address, j.value ->> 1
-             FROM json_each(?1) AS j JOIN messages m ON m.id = j.value ->> 0 JOIN campaigns c ON c.id = m.campaign_id",
-        )
-        .map_err(other)?
-        .execute([sends])
-        .map_err(other)?;
     }
     let mut suppress = None;
     let mut reasons = None;
@@ -547,7 +624,7 @@ fn complete_in(
             _ => {}
         }
     }
-    Ok(recorded.len())
+    Ok(held.len())
 }
 
 impl Store for SqliteStore {
@@ -828,16 +905,38 @@ impl Store for SqliteStore {
         address: &str,
         since: Timestamp,
     ) -> Result<Vec<Timestamp>, StoreError> {
+        Ok(self
+            .sends_among(&[(channel, address)], since)?
+            .into_values()
+            .next()
+            .unwrap_or_default())
+    }
+
+    fn sends_among(
+        &self,
+        pairs: &[(&str, &str)],
+        since: Timestamp,
+    ) -> Result<HashMap<(String, String), Vec<Timestamp>>, StoreError> {
+        let mut out = HashMap::new();
+        if pairs.is_empty() {
+            return Ok(out);
+        }
         let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT at FROM sends WHERE channel = ?1 AND address = ?2 AND at > ?3 ORDER BY at",
-            )
-            .map_err(other)?;
-        let rows = stmt
-            .query_map(params![channel, address, ms(since)], |r| r.get::<_, i64>(0))
-            .map_err(other)?;
-        rows.map(|r| r.map(ts).map_err(other)).collect()
+        let mut window = self.sends.lock().map_err(|_| {
+            StoreError::Other("the send window was poisoned by an earlier panic".into())
+        })?;
+        window.update(&conn, ms(since))?;
+        for &(channel, address) in pairs {
+            let key = (channel.to_owned(), address.to_owned());
+            if let Some(v) = window.sends.get(&key) {
+                let mut at: Vec<i64> = v.iter().copied().filter(|&a| a > ms(since)).collect();
+                if !at.is_empty() {
+                    at.sort_unstable();
+                    out.insert(key, at.into_iter().map(ts).collect());
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn suppress(
