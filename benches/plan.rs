@@ -10,6 +10,7 @@ use std::path::Path;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use disparo::model::{Campaign, Project};
 use disparo::plan::{PlanOptions, Planner};
+use disparo::store::PlanBatch;
 use disparo::template::TemplateSet;
 use serde_json::json;
 
@@ -103,12 +104,14 @@ fn plan(c: &mut Criterion) {
             planner.templates.disable_fast_path();
         }
         g.bench_function(name, |b| {
+            let mut batch = PlanBatch::default();
             b.iter(|| {
                 let mut n = 0u64;
                 planner
                     .run(&mut |item| {
-                        let row = item.unwrap().into_new_message();
-                        n += black_box(row.content.len() + row.vars.len()) as u64;
+                        batch.clear();
+                        item.unwrap().pack_into(&mut batch).unwrap();
+                        n += black_box(batch.len()) as u64;
                         ControlFlow::Continue(())
                     })
                     .unwrap();

@@ -19,7 +19,7 @@ use crate::diag::Problem;
 use crate::message::Content;
 use crate::model::{Campaign, Project, Recipient, ScheduleKind, Vars, audience};
 use crate::schedule::{self, OneShot, Placement, Reasons};
-use crate::store::{CampaignRecord, DispatchRules, NewMessage};
+use crate::store::{CampaignRecord, DispatchRules, PackedText, PlanBatch};
 use crate::template::TemplateSet;
 
 /// How far ahead recurring occurrences are materialised when the campaign sets no end.
@@ -52,28 +52,23 @@ impl PlannedRow {
         self.reasons.names().collect::<Vec<_>>().join(",")
     }
 
-    /// The row as the store takes it: content and vars encoded as JSON here, on the planning
-    /// thread, so the store's single writer thread only copies bytes.
-    pub fn into_new_message(self) -> NewMessage {
-        let reasons = self.reasons_text();
-        NewMessage {
-            recipient: self.recipient,
-            occurrence: self.occurrence,
-            address: self.address,
-            zone: self.zone,
-            locale: self.locale,
-            at: self.at,
-            reasons,
-            content: json_text(&self.content),
-            vars: json_text(&self.vars),
-            skipped: self.skipped,
-        }
+    /// Packs the row into `batch` as the store takes it: content and vars encoded as JSON
+    /// here, on the planning thread, straight into the batch's buffer, so the store's single
+    /// writer thread only copies bytes.
+    pub fn pack_into(&self, batch: &mut PlanBatch) -> Result<(), serde_json::Error> {
+        batch.push_with(self.occurrence, self.at, |w| {
+            Ok(PackedText {
+                recipient: w.str(&self.recipient),
+                address: w.str(&self.address),
+                zone: w.str(&self.zone),
+                locale: self.locale.as_deref().map(|l| w.str(l)),
+                reasons: w.join(self.reasons.names(), ","),
+                content: w.json(&self.content)?,
+                vars: w.json(&self.vars)?,
+                skipped: self.skipped.as_deref().map(|s| w.str(s)),
+            })
+        })
     }
-}
-
-/// JSON text of a value that always serializes (strings and maps of JSON values).
-fn json_text(v: &impl serde::Serialize) -> String {
-    serde_json::to_string(v).unwrap_or_else(|e| unreachable!("JSON of plain data: {e}"))
 }
 
 /// Hashes the `u64` keys of the duplicate-id set as themselves: they are already hashes.

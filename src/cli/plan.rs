@@ -13,7 +13,7 @@ use super::{CliError, CliResult, Ctx, Exit, Format, output::say};
 use crate::diag::Problem;
 use crate::model::Campaign;
 use crate::plan::{PlanOptions, Planner};
-use crate::store::{NewMessage, Store};
+use crate::store::{MessageRef, PackedText, PlanBatch, PlanSource, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -31,88 +31,78 @@ pub struct Args {
     pub skip_invalid: bool,
 }
 
-/// What the pipeline thread sends the store thread: a planned message or a problem.
-type Planned = Result<NewMessage, (Option<String>, Problem)>;
+/// What the planning thread sends the store thread.
+enum Planned {
+    /// Messages ready to store; the batch comes back through [`Feed::spent`] to be refilled.
+    Rows(PlanBatch),
+    /// The audience had this many problems (without `--skip-invalid`): store nothing.
+    Failed(usize),
+}
 
-/// Rows per channel message: large enough that the channel costs nothing per row, small enough
-/// that the bounded queue ([`QUEUED_BATCHES`] of them) holds a few MB at most.
+/// Rows per batch: large enough that the channel costs nothing per row, small enough that
+/// the bounded queue ([`QUEUED_BATCHES`] of them) holds a few MB at most.
 const BATCH: usize = 512;
 const QUEUED_BATCHES: usize = 16;
+/// Text bytes a batch starts with (about 500 per message on a typical campaign).
+const BATCH_TEXT: usize = BATCH * 512;
 
-/// Feeds planned rows from the pipeline thread to the store, holding back problems: at the
-/// end, any problem (without `--skip-invalid`) becomes an error so the transaction rolls back.
+/// Feeds the planning thread's batches to the store, one message at a time, and hands each
+/// finished batch back for reuse.
 struct Feed {
-    rx: Option<mpsc::Receiver<Vec<Planned>>>,
-    current: std::vec::IntoIter<Planned>,
-    skip_invalid: bool,
-    problems: Vec<Problem>,
-    failed: bool,
-    done: bool,
+    rx: Option<mpsc::Receiver<Planned>>,
+    spent: mpsc::Sender<PlanBatch>,
+    current: PlanBatch,
+    next: usize,
     progress: Progress,
 }
 
-impl Iterator for Feed {
-    type Item = Result<NewMessage, String>;
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if self.done {
-                return None;
-            }
-            let next = match self.current.next() {
-                Some(item) => Ok(item),
-                None => {
-                    let Some(rx) = &self.rx else { return None };
-                    match rx.recv() {
-                        Ok(batch) => {
-                            self.progress.advance(batch.len() as u64);
-                            self.current = batch.into_iter();
-                            continue;
-                        }
-                        Err(e) => Err(e),
-                    }
+impl PlanSource for Feed {
+    fn next_message(&mut self) -> Option<Result<MessageRef<'_>, String>> {
+        while self.next >= self.current.len() {
+            let rx = self.rx.as_ref()?;
+            match rx.recv() {
+                Ok(Planned::Rows(batch)) => {
+                    self.progress.advance(batch.len() as u64);
+                    let spent = std::mem::replace(&mut self.current, batch);
+                    self.next = 0;
+                    // The planning thread may have finished: then the batch is just dropped.
+                    let _ = self.spent.send(spent);
                 }
-            };
-            match next {
-                Ok(Ok(row)) => return Some(Ok(row)),
-                Ok(Err((id, p))) => {
-                    if self.skip_invalid
-                        && let Some(id) = id
-                    {
-                        let reason = format!("invalid: {p}");
-                        self.problems.push(p);
-                        return Some(Ok(skipped_row(id, reason)));
-                    }
-                    self.failed = true;
-                    self.problems.push(p);
+                Ok(Planned::Failed(problems)) => {
+                    self.rx = None;
+                    return Some(Err(format!(
+                        "{problems} problem(s) in the campaign; nothing was stored"
+                    )));
                 }
-                Err(_) => {
-                    self.done = true;
-                    if self.failed {
-                        return Some(Err(format!(
-                            "{} problem(s) in the campaign; nothing was stored",
-                            self.problems.len()
-                        )));
-                    }
+                Err(mpsc::RecvError) => {
+                    self.rx = None;
                     return None;
                 }
             }
         }
+        let m = self.current.get(self.next)?;
+        self.next += 1;
+        Some(Ok(m))
     }
 }
 
-fn skipped_row(recipient: String, reason: String) -> NewMessage {
-    NewMessage {
-        recipient,
-        occurrence: 0,
-        address: String::new(),
-        zone: String::new(),
-        locale: None,
-        at: jiff::Timestamp::UNIX_EPOCH,
-        reasons: String::new(),
-        content: r#"{"body":""}"#.into(),
-        vars: "{}".into(),
-        skipped: Some(reason),
-    }
+/// Packs a recipient that could not be planned as a `skipped` message (`--skip-invalid`).
+fn pack_invalid(batch: &mut PlanBatch, recipient: &str, problem: &Problem) {
+    let packed: Result<(), std::convert::Infallible> =
+        batch.push_with(0, jiff::Timestamp::UNIX_EPOCH, |w| {
+            let skipped = w.join(["invalid: ", &problem.to_string()], "");
+            Ok(PackedText {
+                recipient: w.str(recipient),
+                address: w.str(""),
+                zone: w.str(""),
+                locale: None,
+                reasons: w.str(""),
+                content: w.str(r#"{"body":""}"#),
+                vars: w.str("{}"),
+                skipped: Some(skipped),
+            })
+        });
+    let Ok(()) = packed;
 }
 
 /// A progress bar on stderr while a plan runs: the share of the audience file read, and the
@@ -226,57 +216,83 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
         let store = store
             .as_ref()
             .ok_or_else(|| CliError::Internal("no store".into()))?;
-        let (tx, rx) = mpsc::sync_channel::<Vec<Planned>>(QUEUED_BATCHES);
+        let (tx, rx) = mpsc::sync_channel::<Planned>(QUEUED_BATCHES);
+        let (spent_tx, spent_rx) = mpsc::channel::<PlanBatch>();
         let mut feed = Feed {
             rx: Some(rx),
-            current: Vec::new().into_iter(),
-            skip_invalid: args.skip_invalid,
-            problems: Vec::new(),
-            failed: false,
-            done: false,
+            spent: spent_tx,
+            current: PlanBatch::default(),
+            next: 0,
             progress,
         };
-        let (audience, saved) = std::thread::scope(|s| {
+        let skip_invalid = args.skip_invalid;
+        let (planned, saved) = std::thread::scope(|s| {
             let producer = s.spawn(move || {
-                let mut batch = Vec::with_capacity(BATCH);
+                let fresh = || PlanBatch::with_capacity(BATCH, BATCH_TEXT);
+                let mut batch = fresh();
+                let mut problems = Vec::new();
+                let mut failed = false;
+                let mut stopped = false;
                 let ran = planner.run(&mut |item| {
-                    // The conversion (local time text, reasons) happens here, off the store's thread.
-                    batch.push(item.map(crate::plan::PlannedRow::into_new_message));
+                    // The conversion (JSON text, reasons) happens here, off the store's thread.
+                    match item {
+                        Ok(row) => {
+                            if let Err(e) = row.pack_into(&mut batch) {
+                                problems.push(Problem::new(format!(
+                                    "recipient {}: could not encode its message as JSON: {e}",
+                                    row.recipient
+                                )));
+                                failed = true;
+                            }
+                        }
+                        Err((Some(id), p)) if skip_invalid => {
+                            pack_invalid(&mut batch, &id, &p);
+                            problems.push(p);
+                        }
+                        Err((_, p)) => {
+                            failed = true;
+                            problems.push(p);
+                        }
+                    }
                     if batch.len() < BATCH {
                         return std::ops::ControlFlow::Continue(());
                     }
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-                    if tx.send(full).is_ok() {
+                    let mut next = spent_rx.try_recv().unwrap_or_else(|_| fresh());
+                    next.clear();
+                    let full = std::mem::replace(&mut batch, next);
+                    if tx.send(Planned::Rows(full)).is_ok() {
                         std::ops::ControlFlow::Continue(())
                     } else {
+                        stopped = true;
                         std::ops::ControlFlow::Break(())
                     }
                 });
-                if !batch.is_empty() {
-                    let _ = tx.send(batch);
+                if !stopped && !batch.is_empty() {
+                    let _ = tx.send(Planned::Rows(batch));
                 }
-                ran
+                // A problem, or an audience that could not be read to its end: roll back.
+                if failed || ran.is_err() {
+                    let _ = tx.send(Planned::Failed(problems.len().max(1)));
+                }
+                (ran, problems, failed)
             });
             let saved = store.save_plan(&record, &mut feed);
             // Unblock the producer if the store stopped early.
             feed.rx = None;
-            feed.current = Vec::new().into_iter();
             (producer.join(), saved)
         });
         feed.progress.finish();
-        let audience =
-            audience.map_err(|_| CliError::Internal("the planning thread panicked".into()))?;
+        let (audience, problems, failed) =
+            planned.map_err(|_| CliError::Internal("the planning thread panicked".into()))?;
         if let Err(p) = audience {
             return Err(CliError::Invalid(vec![p]));
         }
-        if feed.failed {
-            return Err(CliError::Invalid(feed.problems));
+        if failed {
+            return Err(CliError::Invalid(problems));
         }
         let stats = saved?;
-        if !feed.problems.is_empty() {
-            for p in &feed.problems {
-                eprintln!("warning: skipped: {p}");
-            }
+        for p in &problems {
+            eprintln!("warning: skipped: {p}");
         }
         if ctx.format == Format::Json {
             println!(

@@ -5,6 +5,7 @@
 //! several machines, `FOR UPDATE SKIP LOCKED`) can slot in without touching plan or dispatch.
 //! Calls are synchronous; async callers run them on a blocking thread.
 
+mod plan_batch;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+pub use plan_batch::{BatchSource, MessageRef, PackedText, PlanBatch, PlanSource, RowWriter};
 pub use sqlite::SqliteStore;
 
 use crate::message::Content;
@@ -114,25 +116,6 @@ pub struct CampaignRecord {
     /// First local instant of a recurring schedule, fixed at the first plan so occurrence
     /// numbers stay stable across re-plans.
     pub recurrence_start: Option<String>,
-}
-
-/// One planned message handed to [`Store::save_plan`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewMessage {
-    pub recipient: String,
-    pub occurrence: u32,
-    pub address: String,
-    pub zone: String,
-    pub locale: Option<String>,
-    pub at: Timestamp,
-    /// Comma-separated reasons it moved (`quiet_hours,weekday`).
-    pub reasons: String,
-    /// The rendered [`Content`] as JSON text, and the template variables as a JSON object:
-    /// encoded by the planning thread so that the store's writer only copies bytes.
-    pub content: String,
-    pub vars: String,
-    /// `Some(reason)` to store it as `skipped` (suppressed, invalid with `--skip-invalid`).
-    pub skipped: Option<String>,
 }
 
 /// What a plan changed.
@@ -334,7 +317,7 @@ pub trait Store: Send + Sync {
     fn save_plan(
         &self,
         campaign: &CampaignRecord,
-        messages: &mut dyn Iterator<Item = Result<NewMessage, String>>,
+        messages: &mut dyn PlanSource,
     ) -> Result<PlanStats, StoreError>;
     /// The stored start of a recurring campaign, if it was planned before.
     fn recurrence_start(&self, campaign: &str) -> Result<Option<String>, StoreError>;

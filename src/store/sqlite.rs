@@ -631,7 +631,7 @@ impl Store for SqliteStore {
     fn save_plan(
         &self,
         campaign: &CampaignRecord,
-        messages: &mut dyn Iterator<Item = Result<NewMessage, String>>,
+        messages: &mut dyn PlanSource,
     ) -> Result<PlanStats, StoreError> {
         let mut conn = self.conn()?;
         // For the plan's bulk writes: no foreign-key checks (every id written here was assigned
@@ -1148,7 +1148,7 @@ impl SqliteStore {
         &self,
         conn: &mut Connection,
         campaign: &CampaignRecord,
-        messages: &mut dyn Iterator<Item = Result<NewMessage, String>>,
+        messages: &mut dyn PlanSource,
     ) -> Result<PlanStats, StoreError> {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -1184,8 +1184,10 @@ impl SqliteStore {
             // more CPU than these.
             let mut insert_msg = tx.prepare_cached("INSERT INTO messages (id, campaign_id, recipient, occurrence, address, zone, locale, reasons, content, vars, generation) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)").map_err(other)?;
             let mut insert_q = tx.prepare_cached("INSERT INTO queue (message_id, campaign_id, state, due_at, planned_at, updated_at, last_error) VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)").map_err(other)?;
-            for (id, item) in (first_id..).zip(messages) {
+            let mut id = first_id - 1;
+            while let Some(item) = messages.next_message() {
                 let m = item.map_err(StoreError::Other)?;
+                id += 1;
                 let state = if m.skipped.is_some() {
                     stats.skipped += 1;
                     State::Skipped
@@ -1225,7 +1227,7 @@ impl SqliteStore {
             let mut touch = tx
                 .prepare_cached("UPDATE messages SET generation = ?2 WHERE id = ?1")
                 .map_err(other)?;
-            for item in messages {
+            while let Some(item) = messages.next_message() {
                 let m = item.map_err(StoreError::Other)?;
                 let state = if m.skipped.is_some() {
                     State::Skipped
