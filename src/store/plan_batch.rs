@@ -56,11 +56,14 @@ struct Packed {
 pub struct PlanBatch {
     text: String,
     rows: Vec<Packed>,
+    /// Where [`RowWriter::json`] serializes before copying into `text`.
+    scratch: Vec<u8>,
 }
 
 /// Writes one message's fields into a [`PlanBatch`]; see [`PlanBatch::push_with`].
 pub struct RowWriter<'b> {
     text: &'b mut String,
+    scratch: &'b mut Vec<u8>,
 }
 
 impl RowWriter<'_> {
@@ -87,31 +90,17 @@ impl RowWriter<'_> {
         start..self.text.len()
     }
 
-    /// Appends the JSON text of `v` as the next field.
+    /// Appends the JSON text of `v` as the next field. serde_json writes small pieces (a
+    /// quote, a colon): they go to a byte buffer, then into the text as one checked copy.
     pub fn json(&mut self, v: &impl serde::Serialize) -> Result<Range<usize>, serde_json::Error> {
+        self.scratch.clear();
+        serde_json::to_writer(&mut *self.scratch, v)?;
+        let json = std::str::from_utf8(self.scratch).map_err(|e| {
+            serde_json::Error::io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        })?;
         let start = self.text.len();
-        let written = serde_json::to_writer(Utf8Sink(self.text), v);
-        if written.is_err() {
-            self.text.truncate(start);
-        }
-        written.map(|()| start..self.text.len())
-    }
-}
-
-/// `io::Write` into a `String`. serde_json writes whole UTF-8 sequences per call (it splits
-/// strings only at the ASCII characters it escapes), so a chunk that is not UTF-8 is a bug:
-/// it is refused as an error, never stored.
-struct Utf8Sink<'s>(&'s mut String);
-
-impl std::io::Write for Utf8Sink<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let s = std::str::from_utf8(buf)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        self.0.push_str(s);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        self.text.push_str(json);
+        Ok(start..self.text.len())
     }
 }
 
@@ -132,6 +121,7 @@ impl PlanBatch {
         PlanBatch {
             text: String::with_capacity(text_bytes),
             rows: Vec::with_capacity(rows),
+            scratch: Vec::new(),
         }
     }
 
@@ -160,6 +150,7 @@ impl PlanBatch {
         let mark = self.text.len();
         let mut w = RowWriter {
             text: &mut self.text,
+            scratch: &mut self.scratch,
         };
         match write(&mut w) {
             Ok(t) => {
