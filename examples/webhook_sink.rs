@@ -37,7 +37,7 @@ OPTIONS:
     --until-stdin-eof    also shut down when stdin reaches EOF
     --delay-ms N         wait N ms before answering each request (slow provider)
     --fail-every N       answer every Nth request with 503 + `Retry-After: 1`
-    --threads N          runtime worker threads (default: available cores)
+    --threads N          runtime threads (default 1: one thread serves every connection)
     -h, --help           print this help
 
 Shutdown: SIGTERM or SIGINT (or stdin EOF with --until-stdin-eof).
@@ -64,7 +64,7 @@ fn parse_args() -> Result<Option<Config>, String> {
         until_stdin_eof: false,
         delay: None,
         fail_every: 0,
-        threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        threads: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -590,11 +590,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cfg.threads)
-        .enable_all()
-        .build()
-    {
+    // One thread by default: on a machine it shares with the sender, a second worker thread
+    // mostly adds wake-ups and work stealing between the two (measured: ~70k futex calls per
+    // 200k requests) without serving requests any faster.
+    let built = if cfg.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cfg.threads)
+            .enable_all()
+            .build()
+    };
+    let rt = match built {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("webhook_sink: error: runtime: {e}");

@@ -170,9 +170,16 @@ fn generated_audience_is_realistic_and_deterministic() {
 
 #[test]
 fn webhook_sink_counts_requests_and_idempotency_keys() {
+    // One thread (the default), and a multi-threaded runtime.
+    sink_counts(&[]);
+    sink_counts(&["--threads", "2"]);
+}
+
+fn sink_counts(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let stats_path = dir.path().join("sink.json");
     let mut child = Command::new(&examples()["webhook_sink"])
+        .args(extra)
         .args(["--listen", "127.0.0.1:0", "--until-stdin-eof", "--stats"])
         .arg(&stats_path)
         .stdin(Stdio::piped())

@@ -599,6 +599,117 @@ async fn webhook_opens_a_new_connection_when_the_server_closed_the_last() {
     assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 3);
 }
 
+/// A plain-http webhook reads answers the way servers write them: in pieces, after a
+/// `100 Continue`, chunked (with extensions and trailers), with an error status, or as an
+/// HTTP/1.0 body that ends when the server closes; a connection is used again only when its
+/// last answer left it usable.
+#[tokio::test]
+async fn webhook_reads_chunked_informational_and_close_delimited_answers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    // Per request, in order: the pieces of its answer, and whether the server closes after.
+    let script: Vec<(Vec<&'static str>, bool)> = vec![
+        (
+            vec![
+                "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "7\r\n{\"id\":\"\r\n5;ext=1\r\nch",
+                "unk\r\n",
+                "2\r\n\"}\r\n0\r\nX-Trailer: t\r\n",
+                "\r\n",
+            ],
+            false,
+        ),
+        (
+            vec![
+                "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 3\r\nContent-Length: 4\r\n\r\nbu",
+                "sy",
+            ],
+            false,
+        ),
+        (vec!["HTTP/1.0 200 OK\r\n\r\n{\"id\":", "\"old\"}"], true),
+        (
+            vec!["HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n{\"id\":\"new\"}"],
+            false,
+        ),
+    ];
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = connections.clone();
+    let script = std::sync::Arc::new(script);
+    tokio::spawn(async move {
+        let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let (script, next) = (script.clone(), next.clone());
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    // One whole request: head, and a body of the announced length.
+                    let request_end = loop {
+                        let text = String::from_utf8_lossy(&seen).to_string();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let len: usize = text[..end]
+                                .lines()
+                                .find_map(|l| {
+                                    l.to_ascii_lowercase()
+                                        .strip_prefix("content-length:")
+                                        .map(|v| v.trim().parse().unwrap())
+                                })
+                                .unwrap();
+                            assert!(
+                                text[..end]
+                                    .to_ascii_lowercase()
+                                    .contains("idempotency-key: ")
+                            );
+                            if seen.len() >= end + 4 + len {
+                                break end + 4 + len;
+                            }
+                        }
+                        let k = conn.read(&mut buf).await.unwrap();
+                        if k == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buf[..k]);
+                    };
+                    seen.drain(..request_end);
+                    let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let (pieces, close) = &script[n];
+                    for piece in pieces {
+                        conn.write_all(piece.as_bytes()).await.unwrap();
+                        conn.flush().await.unwrap();
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    if *close {
+                        conn.shutdown().await.unwrap();
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let channel = build(
+        &format!("{{ type: webhook, url: '{url}' }}"),
+        &context(&root(), &[]),
+    );
+    let env = envelope("+5511987654321");
+    let first = channel.send(&env).await.unwrap();
+    assert_eq!(first.provider_id.as_deref(), Some("chunk"));
+    let busy = channel.send(&env).await.unwrap_err();
+    assert_eq!(busy.class, transient(Some(3)), "{busy}");
+    assert!(
+        busy.message.contains("HTTP 503") && busy.message.contains("busy"),
+        "{busy}"
+    );
+    let old = channel.send(&env).await.unwrap();
+    assert_eq!(old.provider_id.as_deref(), Some("old"));
+    let new = channel.send(&env).await.unwrap();
+    assert_eq!(new.provider_id.as_deref(), Some("new"));
+    // The first three on one connection; the HTTP/1.0 answer ended it.
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
 /// With a proxy named in the environment, a plain-http webhook goes through reqwest (which
 /// honours it) instead of its own connections: the request is the same either way.
 #[tokio::test]

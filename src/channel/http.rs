@@ -6,11 +6,9 @@ use std::time::Duration;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{ChannelBuildError, ErrorClass, SendError};
@@ -21,13 +19,18 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const USER_AGENT: &str = concat!("disparo/", env!("CARGO_PKG_VERSION"));
 
-/// Keep-alive HTTP/1.1 connections to one plain `http://` endpoint, on hyper's connection
-/// API. reqwest (and the pooled client it wraps) parses the request URL again per request,
-/// keys its pool by scheme and host, and runs redirect, retry and proxy layers; on a fast
-/// endpoint that costs more than the request itself. Here a request takes an idle connection
-/// (or opens one), and gives it back once the answer is read. Same timeouts and user agent as
-/// the shared reqwest client, and, like it, no redirect is followed. Used only when the
-/// environment names no proxy for `http://` (see [`proxy_configured`]).
+/// Keep-alive HTTP/1.1 connections to one plain `http://` endpoint, one request at a time on
+/// each (no pipelining). reqwest (and the pooled client it wraps) parses the request URL again
+/// per request, keys its pool by scheme and host, and runs redirect, retry and proxy layers;
+/// hyper's own connection API still drives each connection from a task of its own, with
+/// channels between it and the request. On a fast endpoint all that cost more than the
+/// request itself. Here a send takes an idle connection (or opens one), writes the request it
+/// was given as bytes, reads the answer itself (`httparse` for the head; `Content-Length`,
+/// chunked or close-delimited bodies; informational 1xx answers skipped) and gives the
+/// connection back once the answer is read in full, unless either side said `close`. Same
+/// timeouts and user agent as the shared reqwest client, and, like it, no redirect is
+/// followed. Used only when the environment names no proxy for `http://` (see
+/// [`proxy_configured`]).
 #[derive(Debug, Clone)]
 pub(crate) struct PlainHttp {
     inner: Arc<Endpoint>,
@@ -37,7 +40,14 @@ pub(crate) struct PlainHttp {
 struct Endpoint {
     /// `host:port`, to connect to.
     authority: String,
-    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    idle: Mutex<Vec<Conn>>,
+}
+
+/// One kept-alive connection and its read buffer.
+#[derive(Debug)]
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
 }
 
 /// An answer read in full.
@@ -52,6 +62,12 @@ type Failure = (ErrorClass, String);
 fn transient(text: String) -> Failure {
     (ErrorClass::Transient { retry_after: None }, text)
 }
+
+/// The longest answer head, and body, read from an endpoint.
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_BODY: usize = 16 * 1024 * 1024;
+/// Header lines of an answer, at most.
+const MAX_HEADERS: usize = 64;
 
 impl PlainHttp {
     /// Connections to `uri`'s host and port (80 when the URL names none).
@@ -71,13 +87,10 @@ impl PlainHttp {
         })
     }
 
-    /// Sends `request` (origin-form URI, `Host` header set) and reads the whole answer, within
-    /// [`REQUEST_TIMEOUT`]. `channel` names the sender in error messages.
-    pub(crate) async fn send(
-        &self,
-        channel: &str,
-        request: hyper::Request<Full<Bytes>>,
-    ) -> Result<Answer, SendError> {
+    /// Sends `request` (a whole HTTP/1.1 request: head, with `Host` and `Content-Length`, and
+    /// body) and reads the whole answer, within [`REQUEST_TIMEOUT`]. `channel` names the
+    /// sender in error messages.
+    pub(crate) async fn send(&self, channel: &str, request: &[u8]) -> Result<Answer, SendError> {
         match tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(request)).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err((class, text))) => Err(SendError {
@@ -96,68 +109,58 @@ impl PlainHttp {
         }
     }
 
-    async fn exchange(&self, mut request: hyper::Request<Full<Bytes>>) -> Result<Answer, Failure> {
-        // A kept-alive connection the server has closed meanwhile gives the request back
-        // unsent: it goes out on the next connection (at most a few times).
+    async fn exchange(&self, request: &[u8]) -> Result<Answer, Failure> {
+        // A request that could not be written whole was not received: it goes out on the next
+        // connection (at most a few times). Kept-alive connections the server closed while
+        // idle are left out before that (see `idle`).
+        let mut last = String::new();
         for _ in 0..4 {
-            let mut sender = match self.idle() {
-                Some(s) => s,
+            let mut conn = match self.idle() {
+                Some(c) => c,
                 None => self.connect().await?,
             };
-            if sender.ready().await.is_err() {
-                continue; // closed while idle
+            if let Err(e) = conn.stream.write_all(request).await {
+                last = format!("writing the request: {e}");
+                continue;
             }
-            match sender.try_send_request(request).await {
-                Ok(response) => {
-                    let (parts, body) = response.into_parts();
-                    let body = body
-                        .collect()
-                        .await
-                        .map_err(|e| {
-                            transient(format!("reading the answer: {}", super::error_chain(&e)))
-                        })?
-                        .to_bytes();
-                    if !sender.is_closed() {
-                        self.give_back(sender);
-                    }
-                    return Ok(Answer {
-                        status: parts.status,
-                        headers: parts.headers,
-                        body,
-                    });
-                }
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) => request = unsent,
-                    // It may have reached the server: the dispatcher retries it later, with
-                    // the same idempotency key.
-                    None => return Err(transient(super::error_chain(e.error()))),
-                },
+            // From here on the request may have reached the server: any failure is a
+            // transient error, and the dispatcher retries later with the same idempotency key.
+            let (answer, keep) = conn.read_answer().await.map_err(transient)?;
+            if keep {
+                self.give_back(conn);
             }
+            return Ok(answer);
         }
-        Err(transient(
-            "the connection kept closing before the request was sent".into(),
-        ))
+        Err(transient(format!(
+            "the connection kept closing before the request was sent ({last})"
+        )))
     }
 
-    fn idle(&self) -> Option<SendRequest<Full<Bytes>>> {
+    /// An idle connection the server has not closed, if any. Whether it did is read from the
+    /// readiness the runtime last saw: without a syscall when nothing arrived since the last
+    /// answer was read.
+    fn idle(&self) -> Option<Conn> {
         let mut idle = self.inner.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(s) = idle.pop() {
-            if !s.is_closed() {
-                return Some(s);
+        while let Some(c) = idle.pop() {
+            let mut probe = [0u8; 1];
+            match c.stream.try_read(&mut probe) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Some(c),
+                // End of stream (closed), bytes nobody asked for, or an error: not reusable.
+                _ => {}
             }
         }
         None
     }
 
-    fn give_back(&self, sender: SendRequest<Full<Bytes>>) {
+    fn give_back(&self, conn: Conn) {
         self.inner
             .idle
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(sender);
+            .push(conn);
     }
 
-    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, Failure> {
+    async fn connect(&self) -> Result<Conn, Failure> {
         let authority = &self.inner.authority;
         let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(authority))
             .await
@@ -169,14 +172,281 @@ impl PlainHttp {
             })?
             .map_err(|e| transient(format!("tcp connect error: {e}")))?;
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| transient(super::error_chain(&e)))?;
-        // The connection is driven by its own task until either side closes it.
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(sender)
+        Ok(Conn {
+            stream,
+            buf: Vec::with_capacity(4096),
+        })
+    }
+}
+
+/// How an answer's body is delimited (RFC 9112 §6.3).
+enum Framing {
+    None,
+    Length(usize),
+    Chunked,
+    /// Until the server closes the connection.
+    Close,
+}
+
+/// What the head of an answer says.
+struct Head {
+    len: usize,
+    status: StatusCode,
+    headers: HeaderMap,
+    framing: Framing,
+    keep_alive: bool,
+}
+
+impl Conn {
+    /// Reads more of the answer; `Ok(false)` at the end of the stream.
+    async fn fill(&mut self) -> Result<bool, String> {
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(self.buf.capacity().max(4096));
+        }
+        match self.stream.read_buf(&mut self.buf).await {
+            Ok(0) => Ok(false),
+            Ok(_) => Ok(true),
+            Err(e) => Err(format!("reading the answer: {e}")),
+        }
+    }
+
+    /// Reads one whole answer; says whether the connection can carry another request.
+    async fn read_answer(&mut self) -> Result<(Answer, bool), String> {
+        self.buf.clear();
+        let mut start = 0;
+        let head = loop {
+            match parse_head(&self.buf[start..])? {
+                // 100 Continue and other informational answers precede the real one.
+                Some(h)
+                    if h.status.is_informational()
+                        && h.status != StatusCode::SWITCHING_PROTOCOLS =>
+                {
+                    start += h.len;
+                }
+                Some(h) => break h,
+                None => {
+                    if self.buf.len() - start > MAX_HEAD {
+                        return Err(format!("the answer's head is over {MAX_HEAD} bytes"));
+                    }
+                    if !self.fill().await? {
+                        return Err(if self.buf.is_empty() {
+                            "the server closed the connection without answering".into()
+                        } else {
+                            "the server closed the connection in the middle of its answer".into()
+                        });
+                    }
+                }
+            }
+        };
+        let at = start + head.len;
+        let cut_short =
+            || "the server closed the connection in the middle of its answer".to_string();
+        let too_large = || format!("the answer's body is over {MAX_BODY} bytes");
+        let (body, end, mut keep) = match head.framing {
+            Framing::None => (Bytes::new(), at, head.keep_alive),
+            Framing::Length(n) => {
+                if n > MAX_BODY {
+                    return Err(too_large());
+                }
+                while self.buf.len() < at + n {
+                    if !self.fill().await? {
+                        return Err(cut_short());
+                    }
+                }
+                (
+                    Bytes::copy_from_slice(&self.buf[at..at + n]),
+                    at + n,
+                    head.keep_alive,
+                )
+            }
+            Framing::Chunked => {
+                let mut chunks = Chunked::default();
+                loop {
+                    if let Some(used) = chunks.step(&self.buf[at..])? {
+                        break (Bytes::from(chunks.body), at + used, head.keep_alive);
+                    }
+                    if chunks.body.len() > MAX_BODY || self.buf.len() - at > 2 * MAX_BODY {
+                        return Err(too_large());
+                    }
+                    if !self.fill().await? {
+                        return Err(cut_short());
+                    }
+                }
+            }
+            Framing::Close => {
+                while self.fill().await? {
+                    if self.buf.len() - at > MAX_BODY {
+                        return Err(too_large());
+                    }
+                }
+                let end = self.buf.len();
+                (Bytes::copy_from_slice(&self.buf[at..]), end, false)
+            }
+        };
+        // Bytes after the answer were not asked for (no request is pipelined): the
+        // connection's state is unknown, so it is not used again.
+        if end != self.buf.len() {
+            keep = false;
+        }
+        self.buf.clear();
+        Ok((
+            Answer {
+                status: head.status,
+                headers: head.headers,
+                body,
+            },
+            keep,
+        ))
+    }
+}
+
+/// Parses an answer's head at the start of `buf`: `None` until it is complete.
+fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
+    let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut answer = httparse::Response::new(&mut lines);
+    let len = match answer.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(format!("the server's answer is not HTTP/1.1: {e}")),
+    };
+    let status = answer
+        .code
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or("the server's answer has no valid status")?;
+    let mut headers = HeaderMap::with_capacity(answer.headers.len());
+    let mut length: Option<usize> = None;
+    let mut chunked = false;
+    let mut encoded = false;
+    let (mut close, mut keep_alive) = (false, false);
+    for h in answer.headers.iter() {
+        let name = reqwest::header::HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| {
+            format!(
+                "the server's answer has an invalid header name {:?}",
+                h.name
+            )
+        })?;
+        let value = reqwest::header::HeaderValue::from_bytes(h.value).map_err(|_| {
+            format!(
+                "the server's answer has an invalid value for the header {}",
+                h.name
+            )
+        })?;
+        if name == reqwest::header::CONTENT_LENGTH {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or("the server's answer has an invalid Content-Length")?;
+            if length.is_some_and(|l| l != n) {
+                return Err("the server's answer has conflicting Content-Length headers".into());
+            }
+            length = Some(n);
+        } else if name == reqwest::header::TRANSFER_ENCODING {
+            encoded = true;
+            // Chunked must be the last coding applied.
+            chunked = h
+                .value
+                .rsplit(|&b| b == b',')
+                .next()
+                .is_some_and(|c| trim(c).eq_ignore_ascii_case(b"chunked"));
+        } else if name == reqwest::header::CONNECTION {
+            for token in h.value.split(|&b| b == b',').map(trim) {
+                close |= token.eq_ignore_ascii_case(b"close");
+                keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+        headers.append(name, value);
+    }
+    let keep_alive = match answer.version {
+        Some(1) => !close,
+        _ => keep_alive && !close,
+    };
+    let code = status.as_u16();
+    let framing = if status.is_informational() || code == 204 || code == 304 {
+        Framing::None
+    } else if encoded {
+        if chunked {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        }
+    } else {
+        match length {
+            Some(0) => Framing::None,
+            Some(n) => Framing::Length(n),
+            None => Framing::Close,
+        }
+    };
+    Ok(Some(Head {
+        len,
+        status,
+        headers,
+        framing,
+        keep_alive,
+    }))
+}
+
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// A chunked body (RFC 9112 §7.1) decoded as it arrives.
+#[derive(Default)]
+struct Chunked {
+    body: Vec<u8>,
+    /// Where the next chunk's size line starts.
+    next: usize,
+}
+
+impl Chunked {
+    /// Decodes what `data` (the bytes after the head) holds; `Some(bytes used)` once the last
+    /// chunk and the trailer section are in.
+    fn step(&mut self, data: &[u8]) -> Result<Option<usize>, String> {
+        let bad = || "the server's answer has a malformed chunked body".to_string();
+        let line_end = |from: usize| data[from..].windows(2).position(|w| w == b"\r\n");
+        loop {
+            let Some(eol) = line_end(self.next) else {
+                return Ok(None);
+            };
+            let line = &data[self.next..self.next + eol];
+            let size = line
+                .split(|&b| b == b';')
+                .next()
+                .map(trim)
+                .unwrap_or_default();
+            if size.is_empty() || size.len() > 15 {
+                return Err(bad());
+            }
+            let size = usize::from_str_radix(std::str::from_utf8(size).map_err(|_| bad())?, 16)
+                .map_err(|_| bad())?;
+            let from = self.next + eol + 2;
+            if size == 0 {
+                // Trailer fields, then an empty line.
+                let mut at = from;
+                loop {
+                    let Some(end) = line_end(at) else {
+                        return Ok(None);
+                    };
+                    if end == 0 {
+                        return Ok(Some(at + 2));
+                    }
+                    at += end + 2;
+                }
+            }
+            if data.len() < from + size + 2 {
+                return Ok(None);
+            }
+            if &data[from + size..from + size + 2] != b"\r\n" {
+                return Err(bad());
+            }
+            self.body.extend_from_slice(&data[from..from + size]);
+            self.next = from + size + 2;
+        }
     }
 }
 
@@ -261,5 +531,94 @@ pub(crate) fn excerpt(body: &str, max: usize) -> String {
     match body.char_indices().nth(max) {
         Some((i, _)) => format!("{}…", &body[..i]),
         None => body.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Chunked, Framing, parse_head};
+
+    fn head(text: &str) -> super::Head {
+        parse_head(text.as_bytes())
+            .expect("valid")
+            .expect("complete")
+    }
+
+    #[test]
+    fn answer_heads_say_how_the_body_ends_and_whether_the_connection_stays() {
+        let h = head("HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nrest");
+        assert!(matches!(h.framing, Framing::Length(12)) && h.keep_alive);
+        assert_eq!(h.len, "HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n".len());
+        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n");
+        assert!(matches!(h.framing, Framing::Chunked));
+        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n");
+        assert!(matches!(h.framing, Framing::Close));
+        // Transfer-Encoding wins over Content-Length.
+        let h = head("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert!(matches!(h.framing, Framing::Chunked));
+        let h = head("HTTP/1.1 200 OK\r\nConnection: Keep-Alive, close\r\n\r\n");
+        assert!(matches!(h.framing, Framing::Close) && !h.keep_alive);
+        let h = head("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n");
+        assert!(matches!(h.framing, Framing::None) && h.keep_alive);
+        let h = head("HTTP/1.1 100 Continue\r\n\r\n");
+        assert!(matches!(h.framing, Framing::None) && h.status.is_informational());
+        // HTTP/1.0 keeps the connection only when asked to.
+        assert!(!head("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").keep_alive);
+        assert!(
+            head("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n")
+                .keep_alive
+        );
+        let h =
+            head("HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!(h.status.as_u16(), 429);
+        assert_eq!(
+            super::retry_after(&h.headers),
+            Some(std::time::Duration::from_secs(7))
+        );
+        // Incomplete, and not HTTP.
+        assert!(
+            parse_head(b"HTTP/1.1 200 OK\r\nContent-Le")
+                .unwrap()
+                .is_none()
+        );
+        for bad in [
+            &b"SSH-2.0-OpenSSH\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+        ] {
+            assert!(parse_head(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_decode_however_they_are_split() {
+        let wire = b"4;name=v\r\nWiki\r\n6\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n0\r\nExpires: never\r\n\r\nNEXT";
+        let whole = wire.len() - 4;
+        // Fed as it would arrive, a byte more each time.
+        let mut c = Chunked::default();
+        let mut done = None;
+        for end in 0..=wire.len() {
+            if let Some(used) = c.step(&wire[..end]).unwrap() {
+                done = Some((end, used));
+                break;
+            }
+        }
+        assert_eq!(done, Some((whole, whole)));
+        assert_eq!(c.body, b"Wikipedia in \r\n\r\nchunks.");
+        let mut c = Chunked::default();
+        assert_eq!(c.step(b"0\r\n\r\n").unwrap(), Some(5));
+        assert!(c.body.is_empty());
+        for bad in [
+            &b"zz\r\n"[..],
+            b"\r\n",
+            b"3\r\nabcX\r\n",
+            b"1234567890abcdef0\r\n",
+        ] {
+            assert!(
+                Chunked::default().step(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 }

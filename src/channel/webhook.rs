@@ -15,10 +15,8 @@
 //! A 2xx answer is success; its JSON `id`, if any, is the provider id. 408/429/5xx are
 //! transient (honouring `Retry-After`), 401/403 break the circuit, other 4xx are permanent.
 
-use bytes::Bytes;
 use hmac::{KeyInit, Mac};
-use http_body_util::Full;
-use reqwest::header::{CONTENT_TYPE, HOST, HeaderName, HeaderValue, USER_AGENT};
+use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 use sha2::Sha256;
 
@@ -49,6 +47,14 @@ fn provider_id(body: &[u8]) -> Option<String> {
     }
 }
 
+/// `name: value` and CRLF, both checked already (`HeaderName`, `HeaderValue`).
+fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
 #[derive(Debug)]
 pub struct Webhook {
     name: String,
@@ -65,8 +71,9 @@ pub struct Webhook {
 #[derive(Debug)]
 enum Transport {
     Reqwest(reqwest::Client, Url),
-    /// With the request target (`/path?query`) and the `Host` header, made once.
-    Plain(http::PlainHttp, hyper::Uri, HeaderValue),
+    /// With the head of every request up to its per-message headers (request line, `Host`,
+    /// `User-Agent`, `Content-Type`, the configured headers), made once.
+    Plain(http::PlainHttp, Vec<u8>),
 }
 
 impl Webhook {
@@ -126,7 +133,23 @@ impl Webhook {
                 .parse()
                 .map_err(|e| invalid(&e))?;
             let endpoint = http::PlainHttp::new(&uri).ok_or_else(|| invalid(&"no host"))?;
-            Transport::Plain(endpoint, target, host)
+            let mut head = Vec::new();
+            for part in [
+                method.as_str().as_bytes(),
+                b" ",
+                target.to_string().as_bytes(),
+                b" HTTP/1.1\r\nHost: ",
+                host.as_bytes(),
+                b"\r\nUser-Agent: ",
+                http::USER_AGENT.as_bytes(),
+                b"\r\nContent-Type: application/json\r\n",
+            ] {
+                head.extend_from_slice(part);
+            }
+            for (k, v) in &headers {
+                push_header(&mut head, k.as_str().as_bytes(), v.as_bytes());
+            }
+            Transport::Plain(endpoint, head)
         } else {
             Transport::Reqwest(ctx.http.clone(), parsed)
         };
@@ -173,22 +196,19 @@ impl Webhook {
                 .expect("hex is a valid header value")
         });
         let (status, headers, answer) = match &self.transport {
-            Transport::Plain(client, uri, host) => {
-                let mut request = hyper::Request::new(Full::new(Bytes::from(body)));
-                *request.method_mut() = self.method.clone();
-                *request.uri_mut() = uri.clone();
-                let h = request.headers_mut();
-                h.insert(HOST, host.clone());
-                h.insert(USER_AGENT, HeaderValue::from_static(http::USER_AGENT));
-                h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                h.insert(IDEMPOTENCY_KEY, key);
-                for (k, v) in &self.headers {
-                    h.append(k.clone(), v.clone());
+            Transport::Plain(client, head) => {
+                // The whole request in one buffer: one write.
+                let mut request = Vec::with_capacity(head.len() + 160 + body.len());
+                request.extend_from_slice(head);
+                push_header(&mut request, b"Idempotency-Key", key.as_bytes());
+                if let Some(sig) = &signature {
+                    push_header(&mut request, b"X-Disparo-Signature", sig.as_bytes());
                 }
-                if let Some(sig) = signature {
-                    h.insert(SIGNATURE, sig);
-                }
-                let a = client.send(&self.name, request).await?;
+                request.extend_from_slice(b"Content-Length: ");
+                request.extend_from_slice(body.len().to_string().as_bytes());
+                request.extend_from_slice(b"\r\n\r\n");
+                request.extend_from_slice(&body);
+                let a = client.send(&self.name, &request).await?;
                 (a.status, a.headers, a.body)
             }
             Transport::Reqwest(client, url) => {

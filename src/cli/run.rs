@@ -33,8 +33,9 @@ pub struct Args {
     #[arg(long, default_value = "5m")]
     pub lease: crate::units::Duration,
     /// Messages claimed and not yet finished, at most: the next claim is made while these
-    /// are sending, once half is left.
-    #[arg(long, default_value_t = 1024)]
+    /// are sending, once half is left. A rate-limited channel claims at most what it sends in
+    /// 2 s (and in half a lease).
+    #[arg(long, default_value_t = 8192)]
     pub batch: usize,
     /// After SIGINT/SIGTERM, how long in-flight sends may take before they are aborted and
     /// their messages given back (retried later with the same idempotency key).

@@ -92,7 +92,7 @@ impl Default for RunOptions {
             campaign: None,
             limit: None,
             lease: SignedDuration::from_mins(5),
-            batch: 1024,
+            batch: 8192,
             linger: SignedDuration::from_secs(60),
             watch: false,
             watch_poll: SignedDuration::from_secs(1),
@@ -507,18 +507,13 @@ impl Dispatcher {
         }
     }
 
-    /// Messages claimed and not yet finished, at most: `--batch`, but never more than the
-    /// slowest rate-limited channel can send in half a lease, so that a claim is not taken
-    /// over by another run (and sent twice) while it still waits for its turn under the rate
-    /// limit.
+    /// Messages claimed and not yet finished, at most: see [`claim_bound`].
     fn max_batch(&self) -> usize {
-        let lease = self.opts.lease.as_secs_f64().max(1.0);
-        self.channels
-            .values()
-            .filter_map(|c| c.settings.rate)
-            .map(|r| ((r.as_per_second() * lease / 2.0).floor() as usize).max(1))
-            .fold(self.opts.batch, usize::min)
-            .max(1)
+        claim_bound(
+            self.opts.batch,
+            self.opts.lease,
+            self.channels.values().filter_map(|c| c.settings.rate),
+        )
     }
 
     /// Runs until nothing is due (`--once`, after lingering for near-due messages) or until
@@ -1062,6 +1057,30 @@ impl Dispatcher {
     }
 }
 
+/// How far ahead a run claims for a rate-limited channel, at most: what it sends in this
+/// long. A claimed batch's facts (campaign paused or cancelled, suppressions) are read when it
+/// is claimed, so this bounds how late a change made meanwhile is noticed.
+const CLAIM_AHEAD: SignedDuration = SignedDuration::from_secs(2);
+
+/// Messages claimed and not yet finished, at most: `batch`, but never more than the slowest
+/// rate-limited channel sends in half a lease (so that a claim is not taken over by another
+/// run, and sent twice, while it still waits for its turn under the rate limit), nor in
+/// [`CLAIM_AHEAD`]. Without a rate limit a batch is sent in a fraction of a second, so large
+/// batches cost nothing in freshness and save commits.
+fn claim_bound(
+    batch: usize,
+    lease: SignedDuration,
+    rates: impl Iterator<Item = crate::units::Rate>,
+) -> usize {
+    let ahead = (lease.as_secs_f64() / 2.0)
+        .min(CLAIM_AHEAD.as_secs_f64())
+        .max(0.5);
+    rates
+        .map(|r| ((r.as_per_second() * ahead).floor() as usize).max(1))
+        .fold(batch, usize::min)
+        .max(1)
+}
+
 /// A claimed message as its channel sends it.
 fn outgoing<'a>(
     m: &'a Claimed,
@@ -1120,5 +1139,49 @@ fn hold_back(
             reason: "no allowed send time remains (days, blackout dates or caps allow nothing)"
                 .into(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::claim_bound;
+    use crate::units::Rate;
+    use jiff::SignedDuration;
+
+    #[test]
+    fn claims_are_bounded_by_the_slowest_rate_within_half_a_lease_and_two_seconds() {
+        let mins = SignedDuration::from_mins;
+        let none = std::iter::empty::<Rate>;
+        // No rate limit: the batch as given (at least 1).
+        assert_eq!(claim_bound(8192, mins(5), none()), 8192);
+        assert_eq!(claim_bound(0, mins(5), none()), 1);
+        // A rate limit: at most two seconds of sending, whatever the lease.
+        assert_eq!(
+            claim_bound(8192, mins(5), [Rate::per_second(500.0)].into_iter()),
+            1000
+        );
+        assert_eq!(
+            claim_bound(100, mins(5), [Rate::per_second(500.0)].into_iter()),
+            100
+        );
+        // The slowest channel decides.
+        let rates = [Rate::per_second(500.0), Rate::per_second(80.0)];
+        assert_eq!(claim_bound(8192, mins(5), rates.into_iter()), 160);
+        // A short lease: half of it (at least half a second), so a claim is sent before
+        // another run may take it over.
+        let secs = SignedDuration::from_secs;
+        assert_eq!(
+            claim_bound(8192, secs(2), [Rate::per_second(80.0)].into_iter()),
+            80
+        );
+        assert_eq!(
+            claim_bound(8192, secs(0), [Rate::per_second(80.0)].into_iter()),
+            40
+        );
+        // At least one message, however slow the channel.
+        assert_eq!(
+            claim_bound(8192, mins(5), [Rate::per_second(0.01)].into_iter()),
+            1
+        );
     }
 }
