@@ -327,7 +327,11 @@ fn read_csv(
         } else {
             let mut values = Vec::with_capacity(names.len());
             let mut err = None;
-            for (name, cell) in names.iter().zip(record.iter()) {
+            // One UTF-8 check for the whole record; a cell of valid text is valid text when
+            // it starts and ends on character boundaries (`str::get`). A record with invalid
+            // bytes is checked cell by cell to name the cell.
+            let text = std::str::from_utf8(record.as_slice()).ok();
+            for (i, (name, cell)) in names.iter().zip(record.iter()).enumerate() {
                 if cell.len() > MAX_FIELD_BYTES {
                     err = Some(here(
                         Problem::new(format!(
@@ -339,7 +343,11 @@ fn read_csv(
                     ));
                     break;
                 }
-                match std::str::from_utf8(cell) {
+                let valid = match (text, record.range(i)) {
+                    (Some(t), Some(r)) => t.get(r),
+                    _ => std::str::from_utf8(cell).ok(),
+                };
+                match valid.ok_or(()) {
                     Ok(s) => values.push(Value::String(s.to_owned())),
                     Err(_) => {
                         err = Some(here(
@@ -522,6 +530,15 @@ mod tests {
         let (_, rows) = collect("a.csv", b"id,first_name\n1,Jo\xe3o\n");
         let p = rows[0].as_ref().unwrap_err();
         assert_eq!(p.field.as_deref(), Some("first_name"));
+    }
+
+    #[test]
+    fn csv_character_split_between_cells_is_not_utf8() {
+        // The record's bytes run together are valid ("x\u{e3}y"), each cell alone is not.
+        let (_, rows) = collect("a.csv", b"id,f,g\n1,x\xc3,\xa3y\n2,\xc3\xa3,ok\n");
+        let p = rows[0].as_ref().unwrap_err();
+        assert_eq!(p.field.as_deref(), Some("f"), "{p}");
+        assert_eq!(rows[1].as_ref().unwrap().text("f"), Some("\u{e3}"));
     }
 
     #[test]
