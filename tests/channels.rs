@@ -1234,3 +1234,116 @@ async fn secrets_never_appear_in_debug_previews_or_errors() {
     assert!(matches!(err.class, ErrorClass::Transient { .. }));
     check("network error", &err.to_string());
 }
+
+// ───────────────────────────── review: PlainHttp ─────────────────────────────
+
+/// Review: a server that answers each request in full and then closes the connection (here
+/// without `Connection: close`; the same race exists when a server's keep-alive timeout fires
+/// just as a request goes out). The request written to the dead connection never reached
+/// the server: nothing was processed, yet the send fails as a transient error, burning one
+/// of the message's attempts. `PlainHttp::idle` probes with `try_read`, which answers from
+/// the readiness tokio last saw (no syscall): a FIN that arrived after the answer was read
+/// goes unnoticed, and `exchange` retries only when the *write* fails (it does not, on a
+/// peer-closed socket). The reqwest client, asked the same way, is the comparison.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_webhook_send_does_not_fail_when_the_server_closed_after_its_last_answer() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = served.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let count = count.clone();
+            std::thread::spawn(move || {
+                // One request (head and announced body), one answer, then close.
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let k = match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => k,
+                    };
+                    seen.extend_from_slice(&buf[..k]);
+                    let text = String::from_utf8_lossy(&seen).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len: usize = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap())
+                            })
+                            .unwrap_or(0);
+                        if seen.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = format!("{{\"id\":\"c{n}\"}}");
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(reply.as_bytes());
+                // Dropped: closed.
+            });
+        }
+    });
+    const SENDS: usize = 1000;
+    let channel = build(
+        &format!("{{ type: webhook, url: '{url}' }}"),
+        &context(&root(), &[]),
+    );
+    let env = envelope("+5511987654321");
+    let mut own_failures = Vec::new();
+    for i in 0..SENDS {
+        if let Err(e) = channel.send(&env).await {
+            own_failures.push(format!("send {i}: {e}"));
+        }
+    }
+    let client = reqwest::Client::new();
+    let mut reqwest_failures = 0;
+    for _ in 0..SENDS {
+        let r = client
+            .post(&url)
+            .header("Idempotency-Key", "k")
+            .body("{}")
+            .send()
+            .await;
+        if r.is_err() {
+            reqwest_failures += 1;
+        }
+    }
+    assert!(
+        own_failures.is_empty(),
+        "{} of {SENDS} sends failed on connections the server had closed (reqwest: {reqwest_failures} of {SENDS}); first: {:?}",
+        own_failures.len(),
+        own_failures.first()
+    );
+}
+
+/// Review: credentials in a plain-http webhook URL (`http://user:pass@host/...`). Through
+/// reqwest they become `Authorization: Basic ...` and `Host` is the host alone; the own
+/// connections put `user:pass@host:port` into `Host` (hyper's `Authority` keeps the userinfo)
+/// and send no `Authorization` at all.
+#[tokio::test]
+async fn review_webhook_url_credentials_become_basic_auth_not_part_of_host() {
+    let server = TestServer::start(vec![Reply::json(200, json!({"id": "ok"}))]).await;
+    let url = server.url("/hook").replacen("http://", "http://hook:s3cret@", 1);
+    let channel = build(
+        &format!("{{ type: webhook, url: '{url}' }}"),
+        &context(&root(), &[]),
+    );
+    let _ = channel.send(&envelope("+5511987654321")).await;
+    let r = &server.requests()[0];
+    let host = r.header("host").unwrap_or_default().to_string();
+    assert!(!host.contains('@'), "Host header carries the credentials: {host:?}");
+    assert_eq!(
+        r.header("authorization"),
+        Some(&*basic("hook", "s3cret")),
+        "no basic auth; Host was {host:?}"
+    );
+}

@@ -310,3 +310,77 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     }
     Ok(Exit::Ok)
 }
+
+#[cfg(test)]
+mod review_tests {
+    use super::*;
+    use crate::store::{BatchSource, CampaignRecord, MessageFilter, SqliteStore};
+
+    fn message(recipient: &str) -> MessageRef<'_> {
+        MessageRef {
+            recipient,
+            occurrence: 0,
+            address: "+5511999990000",
+            zone: "America/Sao_Paulo",
+            locale: None,
+            at: jiff::Timestamp::from_second(1_795_784_400).unwrap(),
+            reasons: "",
+            content: r#"{"body":"Oi"}"#,
+            vars: "{}",
+            skipped: None,
+        }
+    }
+
+    /// Review: the store treats the planning thread's channel closing as the end of the plan.
+    /// A planning thread that dies mid-plan (a panic: it never sends `Planned::Failed`) closes
+    /// it too, so the store commits what it got, and on a re-plan cancels every pending
+    /// message of the recipients it never got to. `run` then reports "the planning thread
+    /// panicked", with the database already changed.
+    #[test]
+    fn review_a_planning_thread_that_dies_mid_plan_does_not_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("d.db")).unwrap();
+        let record = CampaignRecord {
+            name: "c".into(),
+            channel: "outbox".into(),
+            rules: Default::default(),
+            recurrence_start: None,
+        };
+        // First plan: three recipients pending.
+        let mut first = PlanBatch::default();
+        for r in ["r1", "r2", "r3"] {
+            first.push(message(r));
+        }
+        store
+            .save_plan(&record, &mut BatchSource::new(&first))
+            .unwrap();
+        // Re-plan, wired as `run` wires it; the planning thread sends r1 and then panics.
+        let (tx, rx) = mpsc::sync_channel::<Planned>(QUEUED_BATCHES);
+        let (spent_tx, _spent_rx) = mpsc::channel::<PlanBatch>();
+        let mut feed = Feed {
+            rx: Some(rx),
+            spent: spent_tx,
+            current: PlanBatch::default(),
+            next: 0,
+            progress: Progress::new(true, "c", std::path::Path::new("a.csv")),
+        };
+        let producer = std::thread::spawn(move || {
+            let mut batch = PlanBatch::default();
+            batch.push(message("r1"));
+            tx.send(Planned::Rows(batch)).unwrap();
+            panic!("a bug while rendering r2");
+        });
+        let saved = store.save_plan(&record, &mut feed);
+        assert!(producer.join().is_err());
+        let states: Vec<(String, String)> = store
+            .messages(&MessageFilter::default())
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.recipient, format!("{:?}", m.state)))
+            .collect();
+        assert!(
+            saved.is_err(),
+            "the plan was committed after the planning thread died: {saved:?}; now {states:?}"
+        );
+    }
+}
