@@ -964,3 +964,37 @@ fn validate_warns_about_a_channel_secret_missing_from_the_environment() {
         o.stderr
     );
 }
+
+/// Review (older than the two changes reviewed: `skipped_row` used occurrence 0 before them
+/// too): a repeated recipient id under `--skip-invalid` is packed as a skipped message with
+/// the same (campaign, recipient, occurrence 0) identity as the first, valid one. On a first
+/// plan that is a UNIQUE constraint error (exit 4, nothing stored); on a re-plan it
+/// overwrites the first recipient's pending message as `skipped`, and that recipient is
+/// never sent to.
+#[test]
+fn review_a_repeated_id_with_skip_invalid_keeps_the_first_recipients_message() {
+    let p = Project::empty();
+    p.file(
+        "campaigns/c.yaml",
+        "channel: console\ntemplate: t\naudience: a.csv\n",
+    )
+    .file("templates/t.hbs", "Oi {{first_name}}")
+    .file(
+        "a.csv",
+        "id,first_name,phone\n1,Ana,+5511999990000\n2,Caio,+5511999990002\n",
+    );
+    p.ok(&["--now", PLAN_NOW, "plan", "c"]);
+    p.file(
+        "a.csv",
+        "id,first_name,phone\n1,Ana,+5511999990000\n1,Bia,+5511999990001\n2,Caio,+5511999990002\n",
+    );
+    let o = p.run(&["--now", PLAN_NOW, "plan", "c", "--skip-invalid"]);
+    let msgs = p.messages();
+    let ana: Vec<_> = msgs.iter().filter(|m| m["recipient"] == "1").collect();
+    assert!(
+        ana.iter().any(|m| m["state"] == "pending" && m["address"] == "+5511999990000"),
+        "exit {}: recipient 1 (Ana, valid) is no longer pending: {ana:?}\n{}",
+        o.code,
+        o.stderr
+    );
+}
