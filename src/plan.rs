@@ -142,8 +142,30 @@ impl SeenIds {
 }
 
 /// What the pipeline yields per recipient occurrence: a planned message or a problem with
-/// the recipient (its id when known).
-pub type Item = Result<PlannedRow, (Option<String>, Problem)>;
+/// the recipient.
+pub type Item = Result<PlannedRow, Unplanned>;
+
+/// A recipient that could not be planned.
+#[derive(Debug, Clone)]
+pub struct Unplanned {
+    /// Its id, when the row has one.
+    pub recipient: Option<String>,
+    pub problem: Problem,
+    /// Whether `plan --skip-invalid` may store it as `skipped` under its id: not when the id
+    /// repeats an earlier recipient's, whose message that would overwrite.
+    pub storable: bool,
+}
+
+impl Unplanned {
+    fn new(recipient: Option<String>, problem: Problem) -> Unplanned {
+        let storable = recipient.is_some();
+        Unplanned {
+            recipient,
+            problem,
+            storable,
+        }
+    }
+}
 
 /// Options a command sets on the pipeline.
 #[derive(Debug, Clone)]
@@ -367,7 +389,7 @@ impl Planner {
         let rows = audience::read_counting(&path, progress.as_deref(), &mut |row| {
             let mut r = match row {
                 Ok(r) => r,
-                Err(p) => return each(Err((None, p))),
+                Err(p) => return each(Err(Unplanned::new(None, p))),
             };
             if !seen.first_time(&r.id) {
                 let p = Problem::new(format!("duplicate recipient id {:?}", r.id))
@@ -376,14 +398,18 @@ impl Planner {
                     .row(r.row)
                     .field("id")
                     .hint("every recipient needs a unique id; remove or rename the repeated one");
-                return each(Err((Some(r.id), p)));
+                return each(Err(Unplanned {
+                    recipient: Some(r.id),
+                    problem: p,
+                    storable: false,
+                }));
             }
             match self.plan_recipient(&mut r) {
                 Ok(rows) => rows.into_iter().try_for_each(|row| each(Ok(row))),
                 Err(p) => {
                     let p = p.in_file(&path).row(r.row);
                     let p = if r.line > 0 { p.at_line(r.line) } else { p };
-                    each(Err((Some(r.id.clone()), p)))
+                    each(Err(Unplanned::new(Some(r.id.clone()), p)))
                 }
             }
         })?;

@@ -1246,7 +1246,7 @@ async fn secrets_never_appear_in_debug_previews_or_errors() {
 /// goes unnoticed, and `exchange` retries only when the *write* fails (it does not, on a
 /// peer-closed socket). The reqwest client, asked the same way, is the comparison.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn review_webhook_send_does_not_fail_when_the_server_closed_after_its_last_answer() {
+async fn webhook_send_does_not_fail_when_the_server_closed_after_its_last_answer() {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
@@ -1330,9 +1330,11 @@ async fn review_webhook_send_does_not_fail_when_the_server_closed_after_its_last
 /// connections put `user:pass@host:port` into `Host` (hyper's `Authority` keeps the userinfo)
 /// and send no `Authorization` at all.
 #[tokio::test]
-async fn review_webhook_url_credentials_become_basic_auth_not_part_of_host() {
+async fn webhook_url_credentials_become_basic_auth_not_part_of_host() {
     let server = TestServer::start(vec![Reply::json(200, json!({"id": "ok"}))]).await;
-    let url = server.url("/hook").replacen("http://", "http://hook:s3cret@", 1);
+    let url = server
+        .url("/hook")
+        .replacen("http://", "http://hook:s3cret@", 1);
     let channel = build(
         &format!("{{ type: webhook, url: '{url}' }}"),
         &context(&root(), &[]),
@@ -1340,7 +1342,10 @@ async fn review_webhook_url_credentials_become_basic_auth_not_part_of_host() {
     let _ = channel.send(&envelope("+5511987654321")).await;
     let r = &server.requests()[0];
     let host = r.header("host").unwrap_or_default().to_string();
-    assert!(!host.contains('@'), "Host header carries the credentials: {host:?}");
+    assert!(
+        !host.contains('@'),
+        "Host header carries the credentials: {host:?}"
+    );
     assert_eq!(
         r.header("authorization"),
         Some(&*basic("hook", "s3cret")),

@@ -972,7 +972,7 @@ fn validate_warns_about_a_channel_secret_missing_from_the_environment() {
 /// overwrites the first recipient's pending message as `skipped`, and that recipient is
 /// never sent to.
 #[test]
-fn review_a_repeated_id_with_skip_invalid_keeps_the_first_recipients_message() {
+fn a_repeated_id_with_skip_invalid_keeps_the_first_recipients_message() {
     let p = Project::empty();
     p.file(
         "campaigns/c.yaml",
@@ -992,7 +992,8 @@ fn review_a_repeated_id_with_skip_invalid_keeps_the_first_recipients_message() {
     let msgs = p.messages();
     let ana: Vec<_> = msgs.iter().filter(|m| m["recipient"] == "1").collect();
     assert!(
-        ana.iter().any(|m| m["state"] == "pending" && m["address"] == "+5511999990000"),
+        ana.iter()
+            .any(|m| m["state"] == "pending" && m["address"] == "+5511999990000"),
         "exit {}: recipient 1 (Ana, valid) is no longer pending: {ana:?}\n{}",
         o.code,
         o.stderr

@@ -114,8 +114,11 @@ impl PlainHttp {
         // connection (at most a few times). Kept-alive connections the server closed while
         // idle are left out before that (see `idle`).
         let mut last = String::new();
+        let mut fresh_only = false;
         for _ in 0..4 {
-            let mut conn = match self.idle() {
+            let pooled = if fresh_only { None } else { self.idle() };
+            let reused = pooled.is_some();
+            let mut conn = match pooled {
                 Some(c) => c,
                 None => self.connect().await?,
             };
@@ -123,13 +126,26 @@ impl PlainHttp {
                 last = format!("writing the request: {e}");
                 continue;
             }
-            // From here on the request may have reached the server: any failure is a
-            // transient error, and the dispatcher retries later with the same idempotency key.
-            let (answer, keep) = conn.read_answer().await.map_err(transient)?;
-            if keep {
-                self.give_back(conn);
+            // From here on the request may have reached the server: a failure is a transient
+            // error, and the dispatcher retries later with the same idempotency key.
+            match conn.read_answer().await {
+                Ok((answer, keep)) => {
+                    if keep {
+                        self.give_back(conn);
+                    }
+                    return Ok(answer);
+                }
+                // A kept-alive connection the server closed (its keep-alive timeout, or it
+                // closes after every answer) just as the request went out: not a byte of an
+                // answer came. The close was not yet visible to `idle`. The same bytes go out
+                // once more, on a new connection: what the dispatcher's retry would send,
+                // with the same idempotency key, without spending one of the attempts.
+                Err(e) if reused && conn.buf.is_empty() => {
+                    last = e;
+                    fresh_only = true;
+                }
+                Err(e) => return Err(transient(e)),
             }
-            return Ok(answer);
         }
         Err(transient(format!(
             "the connection kept closing before the request was sent ({last})"

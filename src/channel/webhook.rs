@@ -121,38 +121,42 @@ impl Webhook {
             ChannelBuildError::invalid(name, format!("`url: {url}` is not a URL: {e}"))
         };
         let parsed = Url::parse(&url).map_err(|e| invalid(&e))?;
-        let transport = if parsed.scheme() == "http" && !http::proxy_configured(&*ctx.env) {
-            let uri: hyper::Uri = url.parse().map_err(|e| invalid(&e))?;
-            let host = uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-                .ok_or_else(|| invalid(&"no host"))?;
-            let target: hyper::Uri = uri
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .parse()
-                .map_err(|e| invalid(&e))?;
-            let endpoint = http::PlainHttp::new(&uri).ok_or_else(|| invalid(&"no host"))?;
-            let mut head = Vec::new();
-            for part in [
-                method.as_str().as_bytes(),
-                b" ",
-                target.to_string().as_bytes(),
-                b" HTTP/1.1\r\nHost: ",
-                host.as_bytes(),
-                b"\r\nUser-Agent: ",
-                http::USER_AGENT.as_bytes(),
-                b"\r\nContent-Type: application/json\r\n",
-            ] {
-                head.extend_from_slice(part);
-            }
-            for (k, v) in &headers {
-                push_header(&mut head, k.as_str().as_bytes(), v.as_bytes());
-            }
-            Transport::Plain(endpoint, head)
-        } else {
-            Transport::Reqwest(ctx.http.clone(), parsed)
-        };
+        // Credentials in the URL (`http://user:pass@host/`) become Basic auth, which reqwest
+        // does; the plain path would put them in `Host`.
+        let credentials = !parsed.username().is_empty() || parsed.password().is_some();
+        let transport =
+            if parsed.scheme() == "http" && !credentials && !http::proxy_configured(&*ctx.env) {
+                let uri: hyper::Uri = url.parse().map_err(|e| invalid(&e))?;
+                let host = uri
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+                    .ok_or_else(|| invalid(&"no host"))?;
+                let target: hyper::Uri = uri
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .parse()
+                    .map_err(|e| invalid(&e))?;
+                let endpoint = http::PlainHttp::new(&uri).ok_or_else(|| invalid(&"no host"))?;
+                let mut head = Vec::new();
+                for part in [
+                    method.as_str().as_bytes(),
+                    b" ",
+                    target.to_string().as_bytes(),
+                    b" HTTP/1.1\r\nHost: ",
+                    host.as_bytes(),
+                    b"\r\nUser-Agent: ",
+                    http::USER_AGENT.as_bytes(),
+                    b"\r\nContent-Type: application/json\r\n",
+                ] {
+                    head.extend_from_slice(part);
+                }
+                for (k, v) in &headers {
+                    push_header(&mut head, k.as_str().as_bytes(), v.as_bytes());
+                }
+                Transport::Plain(endpoint, head)
+            } else {
+                Transport::Reqwest(ctx.http.clone(), parsed)
+            };
         Ok(Webhook {
             name: name.into(),
             url,

@@ -12,7 +12,7 @@ use jiff::SignedDuration;
 use super::{CliError, CliResult, Ctx, Exit, Format, output::say};
 use crate::diag::Problem;
 use crate::model::Campaign;
-use crate::plan::{PlanOptions, Planner};
+use crate::plan::{PlanOptions, Planner, Unplanned};
 use crate::store::{MessageRef, PackedText, PlanBatch, PlanSource, Store};
 
 #[derive(Debug, clap::Args)]
@@ -37,6 +37,9 @@ enum Planned {
     Rows(PlanBatch),
     /// The audience had this many problems (without `--skip-invalid`): store nothing.
     Failed(usize),
+    /// Every message was sent. Without it, a closed channel means the planning thread died
+    /// (a bug): the plan must not be committed with only the messages that came before.
+    Done,
 }
 
 /// Rows per batch: large enough that the channel costs nothing per row, small enough that
@@ -74,9 +77,15 @@ impl PlanSource for Feed {
                         "{problems} problem(s) in the campaign; nothing was stored"
                     )));
                 }
-                Err(mpsc::RecvError) => {
+                Ok(Planned::Done) => {
                     self.rx = None;
                     return None;
+                }
+                Err(mpsc::RecvError) => {
+                    self.rx = None;
+                    return Some(Err(
+                        "the planning thread stopped before the end of the audience; nothing was stored".into(),
+                    ));
                 }
             }
         }
@@ -190,7 +199,7 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
                 match item {
                     Ok(r) if r.skipped.is_some() => skipped += 1,
                     Ok(_) => messages += 1,
-                    Err((_, p)) => problems.push(p),
+                    Err(u) => problems.push(u.problem),
                 }
                 since += 1;
                 if since == BATCH as u64 {
@@ -218,7 +227,7 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
             .ok_or_else(|| CliError::Internal("no store".into()))?;
         let (tx, rx) = mpsc::sync_channel::<Planned>(QUEUED_BATCHES);
         let (spent_tx, spent_rx) = mpsc::channel::<PlanBatch>();
-        let mut feed = Feed {
+        let feed = Feed {
             rx: Some(rx),
             spent: spent_tx,
             current: PlanBatch::default(),
@@ -226,7 +235,11 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
             progress,
         };
         let skip_invalid = args.skip_invalid;
-        let (planned, saved) = std::thread::scope(|s| {
+        // `feed` (and with it the receiving end) is owned by the scope's closure: if the
+        // store panics, unwinding drops it, so a producer blocked on a full queue wakes up
+        // and the scope can join it.
+        let (planned, saved, feed) = std::thread::scope(move |s| {
+            let mut feed = feed;
             let producer = s.spawn(move || {
                 let fresh = || PlanBatch::with_capacity(BATCH, BATCH_TEXT);
                 let mut batch = fresh();
@@ -245,13 +258,21 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
                                 failed = true;
                             }
                         }
-                        Err((Some(id), p)) if skip_invalid => {
-                            pack_invalid(&mut batch, &id, &p);
-                            problems.push(p);
+                        Err(Unplanned {
+                            recipient: Some(id),
+                            problem,
+                            storable,
+                        }) if skip_invalid => {
+                            // A repeated id is only reported: its identity (and message)
+                            // belongs to the recipient that came first.
+                            if storable {
+                                pack_invalid(&mut batch, &id, &problem);
+                            }
+                            problems.push(problem);
                         }
-                        Err((_, p)) => {
+                        Err(u) => {
                             failed = true;
-                            problems.push(p);
+                            problems.push(u.problem);
                         }
                     }
                     if batch.len() < BATCH {
@@ -271,15 +292,17 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
                     let _ = tx.send(Planned::Rows(batch));
                 }
                 // A problem, or an audience that could not be read to its end: roll back.
-                if failed || ran.is_err() {
-                    let _ = tx.send(Planned::Failed(problems.len().max(1)));
-                }
+                let _ = tx.send(if failed || ran.is_err() {
+                    Planned::Failed(problems.len().max(1))
+                } else {
+                    Planned::Done
+                });
                 (ran, problems, failed)
             });
             let saved = store.save_plan(&record, &mut feed);
             // Unblock the producer if the store stopped early.
             feed.rx = None;
-            (producer.join(), saved)
+            (producer.join(), saved, feed)
         });
         feed.progress.finish();
         let (audience, problems, failed) =
@@ -312,7 +335,7 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
 }
 
 #[cfg(test)]
-mod review_tests {
+mod tests {
     use super::*;
     use crate::store::{BatchSource, CampaignRecord, MessageFilter, SqliteStore};
 
@@ -331,13 +354,13 @@ mod review_tests {
         }
     }
 
-    /// Review: the store treats the planning thread's channel closing as the end of the plan.
+    /// The store used to treat the planning thread's channel closing as the end of the plan.
     /// A planning thread that dies mid-plan (a panic: it never sends `Planned::Failed`) closes
     /// it too, so the store commits what it got, and on a re-plan cancels every pending
     /// message of the recipients it never got to. `run` then reports "the planning thread
     /// panicked", with the database already changed.
     #[test]
-    fn review_a_planning_thread_that_dies_mid_plan_does_not_commit() {
+    fn a_planning_thread_that_dies_mid_plan_does_not_commit() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("d.db")).unwrap();
         let record = CampaignRecord {

@@ -682,7 +682,11 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
                     Format::Table => write_message(&mut out, &row, &campaign, &checks, request.as_ref(), args.show_request),
                 }
             }
-            Err((id, problem)) => {
+            Err(crate::plan::Unplanned {
+                recipient: id,
+                problem,
+                ..
+            }) => {
                 forecast.errors += 1;
                 if !wanted(id.as_deref()) {
                     return ControlFlow::Continue(());

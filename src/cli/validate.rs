@@ -72,7 +72,7 @@ pub fn check_campaign(
     let result = planner.run(&mut |item| {
         match item {
             Ok(_) => out.messages += 1,
-            Err((_, p)) => {
+            Err(crate::plan::Unplanned { problem: p, .. }) => {
                 if out.problems.len() < max_problems {
                     out.problems.push(p);
                 } else {
