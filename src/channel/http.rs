@@ -66,8 +66,8 @@ fn transient(text: String) -> Failure {
 /// The longest answer head, and body, read from an endpoint.
 const MAX_HEAD: usize = 64 * 1024;
 const MAX_BODY: usize = 16 * 1024 * 1024;
-/// Header lines of an answer, at most.
-const MAX_HEADERS: usize = 64;
+/// Header lines of an answer, at most (hyper's and reqwest's limit).
+const MAX_HEADERS: usize = 100;
 
 impl PlainHttp {
     /// Connections to `uri`'s host and port (80 when the URL names none).
@@ -239,9 +239,15 @@ impl Conn {
                 {
                     start += h.len;
                 }
+                Some(h) if h.status == StatusCode::SWITCHING_PROTOCOLS => {
+                    return Err(
+                        "the server switched protocols (101), which a webhook does not do".into(),
+                    );
+                }
                 Some(h) => break h,
                 None => {
-                    if self.buf.len() - start > MAX_HEAD {
+                    // Counted from the first byte: endless 1xx answers are refused too.
+                    if self.buf.len() > MAX_HEAD {
                         return Err(format!("the answer's head is over {MAX_HEAD} bytes"));
                     }
                     if !self.fill().await? {
@@ -348,9 +354,9 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
             )
         })?;
         if name == reqwest::header::CONTENT_LENGTH {
-            let n = std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<usize>().ok())
+            let n = Some(trim(h.value))
+                .filter(|v| !v.is_empty() && v.iter().all(u8::is_ascii_digit))
+                .and_then(|v| std::str::from_utf8(v).ok()?.parse::<usize>().ok())
                 .ok_or("the server's answer has an invalid Content-Length")?;
             if length.is_some_and(|l| l != n) {
                 return Err("the server's answer has conflicting Content-Length headers".into());
@@ -375,7 +381,9 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
     let keep_alive = match answer.version {
         Some(1) => !close,
         _ => keep_alive && !close,
-    };
+    } && !(encoded && (length.is_some() || answer.version != Some(1)));
+    // Transfer-Encoding beside Content-Length, or in an HTTP/1.0 answer, may be a smuggling
+    // attempt or a broken proxy (RFC 9112 §6.1, §6.3): read this answer, then close.
     let code = status.as_u16();
     let framing = if status.is_informational() || code == 204 || code == 304 {
         Framing::None
@@ -435,7 +443,7 @@ impl Chunked {
                 .next()
                 .map(trim)
                 .unwrap_or_default();
-            if size.is_empty() || size.len() > 15 {
+            if size.is_empty() || size.len() > 15 || !size.iter().all(u8::is_ascii_hexdigit) {
                 return Err(bad());
             }
             let size = usize::from_str_radix(std::str::from_utf8(size).map_err(|_| bad())?, 16)
@@ -569,9 +577,20 @@ mod tests {
         assert!(matches!(h.framing, Framing::Chunked));
         let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n");
         assert!(matches!(h.framing, Framing::Close));
-        // Transfer-Encoding wins over Content-Length.
+        // Transfer-Encoding wins over Content-Length; the connection is not used again.
         let h = head("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n");
-        assert!(matches!(h.framing, Framing::Chunked));
+        assert!(matches!(h.framing, Framing::Chunked) && !h.keep_alive);
+        let h =
+            head("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert!(matches!(h.framing, Framing::Chunked) && !h.keep_alive);
+        // As many header lines as hyper takes.
+        let many: String = (0..99).map(|i| format!("X-H{i}: v\r\n")).collect();
+        assert!(
+            head(&format!(
+                "HTTP/1.1 200 OK\r\n{many}Content-Length: 0\r\n\r\n"
+            ))
+            .keep_alive
+        );
         let h = head("HTTP/1.1 200 OK\r\nConnection: Keep-Alive, close\r\n\r\n");
         assert!(matches!(h.framing, Framing::Close) && !h.keep_alive);
         let h = head("HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n");
@@ -601,6 +620,7 @@ mod tests {
             &b"SSH-2.0-OpenSSH\r\n\r\n"[..],
             b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
         ] {
             assert!(parse_head(bad).is_err(), "{}", String::from_utf8_lossy(bad));
         }
@@ -629,6 +649,7 @@ mod tests {
             b"\r\n",
             b"3\r\nabcX\r\n",
             b"1234567890abcdef0\r\n",
+            b"+3\r\nabc\r\n",
         ] {
             assert!(
                 Chunked::default().step(bad).is_err(),
