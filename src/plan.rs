@@ -141,9 +141,9 @@ impl SeenIds {
     }
 }
 
-/// What the pipeline yields per recipient occurrence: a planned message or a problem with
-/// the recipient.
-pub type Item = Result<PlannedRow, Unplanned>;
+/// What the pipeline yields per recipient occurrence: a planned message (lent: the pipeline
+/// reuses its buffers for the next recipient) or a problem with the recipient.
+pub type Item<'a> = Result<&'a PlannedRow, Unplanned>;
 
 /// A recipient that could not be planned.
 #[derive(Debug, Clone)]
@@ -379,40 +379,53 @@ impl Planner {
 
     /// Streams the audience through the pipeline. Returns the number of recipients read; a
     /// problem with the audience as a whole is the `Err`.
-    pub fn run(&mut self, each: &mut dyn FnMut(Item) -> ControlFlow<()>) -> Result<u64, Problem> {
+    pub fn run(
+        &mut self,
+        each: &mut dyn FnMut(Item<'_>) -> ControlFlow<()>,
+    ) -> Result<u64, Problem> {
         // One thread reads and plans: a reader thread handing recipients over (tried) doubled
         // the CPU per recipient (values allocated on one thread and freed on the other) and was
         // slower on two cores, where `plan`'s store thread needs the second one.
         let path = self.campaign.audience.clone();
         let mut seen = SeenIds::new(&path);
         let progress = self.progress.clone();
-        let rows = audience::read_counting(&path, progress.as_deref(), &mut |row| {
-            let mut r = match row {
-                Ok(r) => r,
-                Err(p) => return each(Err(Unplanned::new(None, p))),
-            };
-            if !seen.first_time(&r.id) {
-                let p = Problem::new(format!("duplicate recipient id {:?}", r.id))
-                    .in_file(&path)
-                    .at_line(r.line)
-                    .row(r.row)
-                    .field("id")
-                    .hint("every recipient needs a unique id; remove or rename the repeated one");
-                return each(Err(Unplanned {
-                    recipient: Some(r.id),
-                    problem: p,
-                    storable: false,
-                }));
-            }
-            match self.plan_recipient(&mut r) {
-                Ok(rows) => rows.into_iter().try_for_each(|row| each(Ok(row))),
-                Err(p) => {
-                    let p = p.in_file(&path).row(r.row);
-                    let p = if r.line > 0 { p.at_line(r.line) } else { p };
-                    each(Err(Unplanned::new(Some(r.id.clone()), p)))
+        let spares = audience::Spares::default();
+        let rows =
+            audience::read_counting(&path, progress.as_deref(), Some(&spares), &mut |row| {
+                let mut r = match row {
+                    Ok(r) => r,
+                    Err(p) => return each(Err(Unplanned::new(None, p))),
+                };
+                if !seen.first_time(&r.id) {
+                    let p = Problem::new(format!("duplicate recipient id {:?}", r.id))
+                        .in_file(&path)
+                        .at_line(r.line)
+                        .row(r.row)
+                        .field("id")
+                        .hint(
+                            "every recipient needs a unique id; remove or rename the repeated one",
+                        );
+                    return each(Err(Unplanned {
+                        recipient: Some(r.id),
+                        problem: p,
+                        storable: false,
+                    }));
                 }
-            }
-        })?;
+                match self.plan_recipient(&mut r) {
+                    Ok(mut rows) => {
+                        let flow = rows.iter().try_for_each(|row| each(Ok(row)));
+                        if let Some(last) = rows.pop() {
+                            spares.give(last.vars.into_fields().into_values());
+                        }
+                        flow
+                    }
+                    Err(p) => {
+                        let p = p.in_file(&path).row(r.row);
+                        let p = if r.line > 0 { p.at_line(r.line) } else { p };
+                        each(Err(Unplanned::new(Some(r.id.clone()), p)))
+                    }
+                }
+            })?;
         if rows == 0 {
             return Err(Problem::new("the audience has no recipients")
                 .in_file(&path)

@@ -660,7 +660,7 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
         let res = match item {
             Ok(row) => {
                 let checks = check(kind, &row.content);
-                forecast.add(&row, &checks, &zone);
+                forecast.add(row, &checks, &zone);
                 if !wanted(Some(&row.recipient)) {
                     return ControlFlow::Continue(());
                 }
@@ -670,16 +670,16 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
                 }
                 shown += 1;
                 let request = if args.show_request || ctx.format == Format::Json {
-                    channel.as_ref().map(|c| c.preview_request(&envelope(&name, &channel_name, &row, ctx.now())))
+                    channel.as_ref().map(|c| c.preview_request(&envelope(&name, &channel_name, row, ctx.now())))
                 } else {
                     None
                 };
-                let mut v = message_json(&name, &channel_name, &row, request.as_ref());
+                let mut v = message_json(&name, &channel_name, row, request.as_ref());
                 add_checks(&mut v, &checks);
                 match ctx.format {
                     Format::Json => writeln!(out, "{v}"),
                     Format::Csv => write_csv(&mut out, &mut csv_started, &v, args.show_request),
-                    Format::Table => write_message(&mut out, &row, &campaign, &checks, request.as_ref(), args.show_request),
+                    Format::Table => write_message(&mut out, row, &campaign, &checks, request.as_ref(), args.show_request),
                 }
             }
             Err(crate::plan::Unplanned {

@@ -50,6 +50,11 @@ impl Vars {
         campaign.chain(own)
     }
 
+    /// The recipient's own fields, taken back (to reuse their buffers).
+    pub fn into_fields(self) -> Fields {
+        self.fields
+    }
+
     pub fn to_map(&self) -> Map<String, Value> {
         self.iter()
             .map(|(k, v)| (k.to_owned(), v.clone()))
