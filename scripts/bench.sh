@@ -18,11 +18,14 @@
 # VmHWM in /proc/PID/status every 20 ms (Linux only; without /proc the RSS column says n/a).
 #
 # Usage:  scripts/bench.sh [--quick] [--keep]
-#   --quick   small sizes (100k plan/preview, 20k dispatch, 5k messages at 500/s)
+#   --quick   small sizes (100k plan/preview, 20k dispatch, 5k messages at 500/s), one run each
 #   --keep    keep the work directory (audiences, databases, sink stats, logs); its path is printed
 # Env:      CARGO_TARGET_DIR (default ./target), BENCH_DIR (work dir; default a new mktemp -d),
 #           BENCH_SEED (default 42), BENCH_NO_GNU_TIME=1 forces the /proc fallback,
-#           BENCH_NOW (the --now of every command; default 2026-11-26T12:00:00Z).
+#           BENCH_NOW (the --now of every command; default 2026-11-26T12:00:00Z),
+#           BENCH_REPEAT (runs of each plan, preview and dispatch step; default 3, 1 with
+#           --quick): the table shows the median and lists every run, since a shared VM's
+#           speed drifts by tens of percent within minutes.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -50,6 +53,9 @@ for arg in "$@"; do
             ;;
     esac
 done
+
+REPEAT=${BENCH_REPEAT:-$((QUICK ? 1 : 3))}
+[[ $REPEAT =~ ^[1-9][0-9]*$ ]] || { echo "bench.sh: BENCH_REPEAT must be a positive number" >&2; exit 2; }
 
 WORK=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/disparo-bench.XXXXXX")}
 mkdir -p "$WORK"
@@ -79,6 +85,11 @@ row() { printf '| %s | %s | %s | %s |\n' "$1" "$2" "$3" "${4:-}"; }
 
 # Arithmetic on decimals without bc: awk is POSIX.
 per_second() { awk -v n="$1" -v s="$2" 'BEGIN { if (s > 0) printf "%.0f", n / s; else print "inf" }'; }
+# median_of V...: the middle value (the lower middle of an even count); max_of V...: the largest.
+median_of() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+max_of() { printf '%s\n' "$@" | sort -g | tail -n1; }
+# runs_note V...: "median of 3: 1.2 1.3 1.5" (empty for a single run).
+runs_note() { if (($# > 1)); then printf 'median of %d runs (%s); ' "$#" "$*"; fi; }
 kb_to_mb() { if [[ $1 == n/a ]]; then echo n/a; else awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; fi; }
 
 GNU_TIME=""
@@ -234,11 +245,19 @@ bench_plan() {
     local rows=$1 name=$2
     local dir=$WORK/plan-$name
     make_project "$dir" "$WORK/$name.csv" "{ type: console }" "$PLAN_SCHEDULE"
-    measure "$dir/plan.out" env -C "$dir" "$DISPARO" -q --db "$dir/disparo.db" --now "$NOW" \
-        --format json plan bench
-    grep -q "\"inserted\":$rows" "$dir/plan.out" || { log "plan $name: unexpected result: $(cat "$dir/plan.out")"; exit 1; }
-    row "plan $name recipients" "$LAST_WALL" "s" \
-        "$(per_second "$rows" "$LAST_WALL") rows/s, peak RSS $(kb_to_mb "$LAST_RSS_KB") MB, db $(($(stat -c %s "$dir/disparo.db") / 1048576)) MiB"
+    local walls=() rss=()
+    for _ in $(seq 1 "$REPEAT"); do
+        rm -f "$dir/disparo.db" "$dir/disparo.db-wal" "$dir/disparo.db-shm"
+        measure "$dir/plan.out" env -C "$dir" "$DISPARO" -q --db "$dir/disparo.db" --now "$NOW" \
+            --format json plan bench
+        grep -q "\"inserted\":$rows" "$dir/plan.out" || { log "plan $name: unexpected result: $(cat "$dir/plan.out")"; exit 1; }
+        walls+=("$LAST_WALL")
+        rss+=("$LAST_RSS_KB")
+    done
+    local wall
+    wall=$(median_of "${walls[@]}")
+    row "plan $name recipients" "$wall" "s" \
+        "$(runs_note "${walls[@]}")$(per_second "$rows" "$wall") rows/s, peak RSS $(kb_to_mb "$(max_of "${rss[@]}")") MB, db $(($(stat -c %s "$dir/disparo.db") / 1048576)) MiB"
 }
 
 # bench_preview ROWS NAME: `disparo preview --limit 0` (forecast over everyone, no database).
@@ -246,11 +265,18 @@ bench_preview() {
     local rows=$1 name=$2
     local dir=$WORK/preview-$name
     make_project "$dir" "$WORK/$name.csv" "{ type: console }" "$PLAN_SCHEDULE"
-    measure /dev/null env -C "$dir" "$DISPARO" --db "$dir/none.db" --now "$NOW" \
-        preview bench --limit 0 2>"$dir/preview.err"
-    [[ ! -e $dir/none.db ]] || { log "preview created a database"; exit 1; }
-    row "preview forecast $name recipients" "$LAST_WALL" "s" \
-        "$(per_second "$rows" "$LAST_WALL") rows/s, peak RSS $(kb_to_mb "$LAST_RSS_KB") MB"
+    local walls=() rss=()
+    for _ in $(seq 1 "$REPEAT"); do
+        measure /dev/null env -C "$dir" "$DISPARO" --db "$dir/none.db" --now "$NOW" \
+            preview bench --limit 0 2>"$dir/preview.err"
+        [[ ! -e $dir/none.db ]] || { log "preview created a database"; exit 1; }
+        walls+=("$LAST_WALL")
+        rss+=("$LAST_RSS_KB")
+    done
+    local wall
+    wall=$(median_of "${walls[@]}")
+    row "preview forecast $name recipients" "$wall" "s" \
+        "$(runs_note "${walls[@]}")$(per_second "$rows" "$wall") rows/s, peak RSS $(kb_to_mb "$(max_of "${rss[@]}")") MB"
 }
 
 # run_webhook ROWS NAME CHANNEL_EXTRA: plan ROWS due-now messages on a webhook channel into a
@@ -261,6 +287,7 @@ run_webhook() {
     start_sink
     local dir=$WORK/run-$name
     make_project "$dir" "$WORK/$name.csv" "{ type: webhook, url: \"http://$SINK_ADDR/hook\"$extra }"
+    rm -f "$dir/disparo.db" "$dir/disparo.db-wal" "$dir/disparo.db-shm"
     (cd "$dir" && "$DISPARO" -q --db "$dir/disparo.db" --now "$NOW" plan bench)
     measure "$dir/run.out" env -C "$dir" "$DISPARO" --db "$dir/disparo.db" --now "$NOW" run --once \
         2>"$dir/run.err"
@@ -276,9 +303,15 @@ run_webhook() {
 # bench_dispatch ROWS NAME: no rate limit.
 bench_dispatch() {
     local rows=$1 name=$2
-    run_webhook "$rows" "$name" ""
-    row "dispatch $name messages via webhook, no limit" "$(per_second "$rows" "$RUN_WALL")" "msg/s" \
-        "wall $RUN_WALL s, peak RSS $(kb_to_mb "$RUN_RSS_KB") MB, sink duplicates 0; every state change durable (synchronous=FULL)"
+    local rates=() walls=() rss=()
+    for _ in $(seq 1 "$REPEAT"); do
+        run_webhook "$rows" "$name" ""
+        rates+=("$(per_second "$rows" "$RUN_WALL")")
+        walls+=("$RUN_WALL")
+        rss+=("$RUN_RSS_KB")
+    done
+    row "dispatch $name messages via webhook, no limit" "$(median_of "${rates[@]}")" "msg/s" \
+        "$(runs_note "${rates[@]}")wall $(median_of "${walls[@]}") s, peak RSS $(kb_to_mb "$(max_of "${rss[@]}")") MB, sink duplicates 0; every state change durable (synchronous=FULL)"
 }
 
 # bench_rate ROWS: `rate: 500/s` on the channel.
