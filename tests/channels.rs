@@ -537,6 +537,23 @@ async fn webhook_errors_are_classified_by_status() {
 
 /// Plain-http webhooks keep connections alive between sends; a connection the server closes
 /// (saying so, or silently once idle) is not used again: the next send opens a new one.
+/// Whether `seen` holds a whole request: its head and a body of the announced length.
+fn request_complete(seen: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(seen);
+    let Some(end) = text.find("\r\n\r\n") else {
+        return false;
+    };
+    let len: usize = text[..end]
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    seen.len() >= end + 4 + len
+}
+
 #[tokio::test]
 async fn webhook_opens_a_new_connection_when_the_server_closed_the_last() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -560,19 +577,8 @@ async fn webhook_opens_a_new_connection_when_the_server_closed_the_last() {
                         return;
                     }
                     seen.extend_from_slice(&buf[..k]);
-                    let text = String::from_utf8_lossy(&seen).to_string();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let len: usize = text
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse().unwrap())
-                            })
-                            .unwrap_or(0);
-                        if seen.len() >= end + 4 + len {
-                            break;
-                        }
+                    if request_complete(&seen) {
+                        break;
                     }
                 }
                 let close = if n == 0 { "Connection: close\r\n" } else { "" };
@@ -1235,16 +1241,12 @@ async fn secrets_never_appear_in_debug_previews_or_errors() {
     check("network error", &err.to_string());
 }
 
-// ───────────────────────────── review: PlainHttp ─────────────────────────────
-
-/// Review: a server that answers each request in full and then closes the connection (here
-/// without `Connection: close`; the same race exists when a server's keep-alive timeout fires
-/// just as a request goes out). The request written to the dead connection never reached
-/// the server: nothing was processed, yet the send fails as a transient error, burning one
-/// of the message's attempts. `PlainHttp::idle` probes with `try_read`, which answers from
-/// the readiness tokio last saw (no syscall): a FIN that arrived after the answer was read
-/// goes unnoticed, and `exchange` retries only when the *write* fails (it does not, on a
-/// peer-closed socket). The reqwest client, asked the same way, is the comparison.
+/// A server that answers each request in full and then closes the connection (here without
+/// `Connection: close`; the same race exists when a server's keep-alive timeout fires just as a
+/// request goes out). `PlainHttp::idle` cannot always see the close (tokio's cached readiness),
+/// so a request may be written to a connection the server already closed: it never reached the
+/// server, and must not fail the send (and burn an attempt). The reqwest client, asked the
+/// same way, is the comparison.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_send_does_not_fail_when_the_server_closed_after_its_last_answer() {
     use std::io::{Read, Write};
@@ -1266,19 +1268,8 @@ async fn webhook_send_does_not_fail_when_the_server_closed_after_its_last_answer
                         Ok(k) => k,
                     };
                     seen.extend_from_slice(&buf[..k]);
-                    let text = String::from_utf8_lossy(&seen).to_string();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let len: usize = text[..end]
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse().unwrap())
-                            })
-                            .unwrap_or(0);
-                        if seen.len() >= end + 4 + len {
-                            break;
-                        }
+                    if request_complete(&seen) {
+                        break;
                     }
                 }
                 let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -1325,10 +1316,9 @@ async fn webhook_send_does_not_fail_when_the_server_closed_after_its_last_answer
     );
 }
 
-/// Review: credentials in a plain-http webhook URL (`http://user:pass@host/...`). Through
-/// reqwest they become `Authorization: Basic ...` and `Host` is the host alone; the own
-/// connections put `user:pass@host:port` into `Host` (hyper's `Authority` keeps the userinfo)
-/// and send no `Authorization` at all.
+/// Credentials in a plain-http webhook URL (`http://user:pass@host/...`) become
+/// `Authorization: Basic ...`, and `Host` is the host alone (the own connections once put
+/// `user:pass@host:port` into `Host`: hyper's `Authority` keeps the userinfo).
 #[tokio::test]
 async fn webhook_url_credentials_become_basic_auth_not_part_of_host() {
     let server = TestServer::start(vec![Reply::json(200, json!({"id": "ok"}))]).await;

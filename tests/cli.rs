@@ -965,12 +965,10 @@ fn validate_warns_about_a_channel_secret_missing_from_the_environment() {
     );
 }
 
-/// Review (older than the two changes reviewed: `skipped_row` used occurrence 0 before them
-/// too): a repeated recipient id under `--skip-invalid` is packed as a skipped message with
-/// the same (campaign, recipient, occurrence 0) identity as the first, valid one. On a first
-/// plan that is a UNIQUE constraint error (exit 4, nothing stored); on a re-plan it
-/// overwrites the first recipient's pending message as `skipped`, and that recipient is
-/// never sent to.
+/// A repeated recipient id under `--skip-invalid` is reported and stores nothing: a skipped
+/// row would have the first, valid recipient's identity (campaign, recipient, occurrence 0),
+/// which failed a first plan on the UNIQUE constraint and, on a re-plan, overwrote the first
+/// recipient's pending message as `skipped`.
 #[test]
 fn a_repeated_id_with_skip_invalid_keeps_the_first_recipients_message() {
     let p = Project::empty();
