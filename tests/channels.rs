@@ -537,21 +537,17 @@ async fn webhook_errors_are_classified_by_status() {
 
 /// Plain-http webhooks keep connections alive between sends; a connection the server closes
 /// (saying so, or silently once idle) is not used again: the next send opens a new one.
-/// Whether `seen` holds a whole request: its head and a body of the announced length.
-fn request_complete(seen: &[u8]) -> bool {
+/// Where the first request in `seen` ends (its head, and a body of the announced length), and
+/// its head in lower case; `None` until it is all there.
+fn request_end(seen: &[u8]) -> Option<(usize, String)> {
     let text = String::from_utf8_lossy(seen);
-    let Some(end) = text.find("\r\n\r\n") else {
-        return false;
-    };
-    let len: usize = text[..end]
+    let end = text.find("\r\n\r\n")?;
+    let head = text[..end].to_ascii_lowercase();
+    let len: usize = head
         .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse().unwrap())
-        })
-        .unwrap_or(0);
-    seen.len() >= end + 4 + len
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .map_or(0, |v| v.trim().parse().unwrap());
+    (seen.len() >= end + 4 + len).then_some((end + 4 + len, head))
 }
 
 #[tokio::test]
@@ -577,7 +573,7 @@ async fn webhook_opens_a_new_connection_when_the_server_closed_the_last() {
                         return;
                     }
                     seen.extend_from_slice(&buf[..k]);
-                    if request_complete(&seen) {
+                    if request_end(&seen).is_some() {
                         break;
                     }
                 }
@@ -653,25 +649,11 @@ async fn webhook_reads_chunked_informational_and_close_delimited_answers() {
                 let mut buf = [0u8; 4096];
                 loop {
                     // One whole request: head, and a body of the announced length.
-                    let request_end = loop {
-                        let text = String::from_utf8_lossy(&seen).to_string();
-                        if let Some(end) = text.find("\r\n\r\n") {
-                            let len: usize = text[..end]
-                                .lines()
-                                .find_map(|l| {
-                                    l.to_ascii_lowercase()
-                                        .strip_prefix("content-length:")
-                                        .map(|v| v.trim().parse().unwrap())
-                                })
-                                .unwrap();
-                            assert!(
-                                text[..end]
-                                    .to_ascii_lowercase()
-                                    .contains("idempotency-key: ")
-                            );
-                            if seen.len() >= end + 4 + len {
-                                break end + 4 + len;
-                            }
+                    let used = loop {
+                        if let Some((end, head)) = request_end(&seen) {
+                            assert!(head.contains("\r\ncontent-length: "), "{head}");
+                            assert!(head.contains("\r\nidempotency-key: "), "{head}");
+                            break end;
                         }
                         let k = conn.read(&mut buf).await.unwrap();
                         if k == 0 {
@@ -679,7 +661,7 @@ async fn webhook_reads_chunked_informational_and_close_delimited_answers() {
                         }
                         seen.extend_from_slice(&buf[..k]);
                     };
-                    seen.drain(..request_end);
+                    seen.drain(..used);
                     let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let (pieces, close) = &script[n];
                     for piece in pieces {
@@ -1268,7 +1250,7 @@ async fn webhook_send_does_not_fail_when_the_server_closed_after_its_last_answer
                         Ok(k) => k,
                     };
                     seen.extend_from_slice(&buf[..k]);
-                    if request_complete(&seen) {
+                    if request_end(&seen).is_some() {
                         break;
                     }
                 }

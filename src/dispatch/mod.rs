@@ -292,6 +292,18 @@ impl BatchFacts {
     }
 }
 
+/// The outcome of a claimed message settled without a send (released, skipped, held back),
+/// as its next attempt, at `now`.
+fn settled_unsent(m: &Claimed, now: Timestamp, outcome: Outcome) -> Completion {
+    Completion {
+        id: m.id,
+        attempt: m.attempts + 1,
+        started_at: now,
+        finished_at: now,
+        outcome,
+    }
+}
+
 /// Where a claimed batch and its facts arrive from the store thread.
 type ClaimReply =
     tokio::sync::oneshot::Receiver<Result<(Vec<Claimed>, Vec<Head>, BatchFacts), StoreError>>;
@@ -739,13 +751,7 @@ impl Dispatcher {
         let now = self.clock.now();
         let mut queued = 0;
         for (m, head) in claimed.into_iter().zip(heads) {
-            let settle = |outcome| Completion {
-                id: m.id,
-                attempt: m.attempts + 1,
-                started_at: now,
-                finished_at: now,
-                outcome,
-            };
+            let settle = |outcome| settled_unsent(&m, now, outcome);
             let rt = batch
                 .facts
                 .campaigns
@@ -846,13 +852,7 @@ impl Dispatcher {
     ) {
         let now = self.clock.now();
         let attempt = m.attempts + 1;
-        let settle = |outcome| Completion {
-            id: m.id,
-            attempt,
-            started_at: now,
-            finished_at: now,
-            outcome,
-        };
+        let settle = |outcome| settled_unsent(&m, now, outcome);
         let rt = batch
             .facts
             .campaigns
