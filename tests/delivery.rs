@@ -177,6 +177,7 @@ fn spawn(p: &Project, args: &[&str]) -> Child {
         .env_remove("DISPARO_DB")
         .env_remove("DISPARO_CONFIG")
         .env_remove("DISPARO_NOW")
+        .env("DISPARO_SIMULATE", "1")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -787,6 +788,7 @@ fn read_only_database_is_a_clear_error_and_unchanged() {
         .env_remove("DISPARO_DB")
         .env_remove("DISPARO_CONFIG")
         .env_remove("DISPARO_NOW")
+        .env("DISPARO_SIMULATE", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let Ok(child) = cmd.spawn() else {
@@ -844,6 +846,7 @@ fn full_database_rolls_the_plan_back_with_a_clear_error() {
         .env_remove("DISPARO_DB")
         .env_remove("DISPARO_CONFIG")
         .env_remove("DISPARO_NOW")
+        .env("DISPARO_SIMULATE", "1")
         .env("DISPARO_DB_MAX_PAGES", (pages + 4).to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

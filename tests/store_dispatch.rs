@@ -56,6 +56,7 @@ fn claim(
             &ClaimRequest {
                 owner,
                 now,
+                lease_now: now,
                 lease_until: now + SignedDuration::from_secs(60),
                 limit,
                 campaign: None,
@@ -150,6 +151,7 @@ fn outcomes_of_a_lease_taken_over_are_dropped_and_the_others_recorded() {
             &ClaimRequest {
                 owner: "a",
                 now: ts("2026-11-30T12:02:01Z"),
+                lease_now: ts("2026-11-30T12:02:01Z"),
                 lease_until: ts("2026-11-30T12:03:01Z"),
                 limit: 10,
                 campaign: None,
