@@ -271,7 +271,7 @@ mod tests {
     /// `ready_at`/`take` keep the same promise as `acquire`: never more than `n` starts in
     /// any window of `period` (plus the headroom), spaced evenly, on paused time.
     #[tokio::test(start_paused = true)]
-    fn ready_at_and_take_space_starts_and_hold_the_window() {
+    async fn ready_at_and_take_space_starts_and_hold_the_window() {
         let limiter = RateLimiter::new(Rate::per_second(4.0));
         let t0 = Instant::now();
         let mut starts = Vec::new();
