@@ -660,13 +660,20 @@ impl Dispatcher {
                     run.hand_over(worker)?;
                     worker.flush().await?;
                     let campaign = self.opts.campaign.clone();
-                    let next = worker
-                        .call(move |s| s.next_due(campaign.as_deref()))
+                    let (due, lease) = worker
+                        .call(move |s| {
+                            let c = campaign.as_deref();
+                            Ok((s.next_due(c)?, s.next_lease_expiry(c)?))
+                        })
                         .await?;
-                    let now = self.clock.now();
+                    // How long until the next due message (on the run's clock) or the next
+                    // lease another run may have left behind (on the real clock).
+                    let until_due = due.map(|d| self.clock.now().duration_until(d));
+                    let until_lease = lease.map(|l| self.lease_clock.now().duration_until(l));
+                    let next = until_due.into_iter().chain(until_lease).min();
                     let wait = match next {
-                        Some(due) if self.opts.watch || due <= now + self.opts.linger => {
-                            now.duration_until(due).max(SignedDuration::from_millis(50))
+                        Some(w) if self.opts.watch || w <= self.opts.linger => {
+                            w.max(SignedDuration::from_millis(50))
                         }
                         None if self.opts.watch => self.opts.watch_poll,
                         _ => break,

@@ -863,6 +863,11 @@ impl Store for SqliteStore {
                 |r| r.get(0),
             )
             .map_err(other)?;
+        Ok(pending.map(ts))
+    }
+
+    fn next_lease_expiry(&self, campaign: Option<&str>) -> Result<Option<Timestamp>, StoreError> {
+        let conn = self.conn()?;
         let lease: Option<i64> = conn
             .query_row(
                 "SELECT MIN(q.lease_until) FROM queue q JOIN campaigns c ON c.id = q.campaign_id WHERE q.state = 'sending' AND c.status = 'active' AND (?1 IS NULL OR c.name = ?1)",
@@ -870,10 +875,7 @@ impl Store for SqliteStore {
                 |r| r.get(0),
             )
             .map_err(other)?;
-        Ok(match (pending, lease) {
-            (Some(a), Some(b)) => Some(ts(a.min(b))),
-            (a, b) => a.or(b).map(ts),
-        })
+        Ok(lease.map(ts))
     }
 
     fn campaign(&self, name: &str) -> Result<Option<CampaignInfo>, StoreError> {
