@@ -12,3 +12,8 @@ INSERT INTO control (name, value) VALUES ('gate', 0);
 -- `attempts`: a dead run's claims were mostly never started, so a lost lease must not spend one
 -- of the message's delivery attempts; a message whose runs keep dying still ends `failed`.
 ALTER TABLE queue ADD COLUMN lease_losses INTEGER NOT NULL DEFAULT 0;
+
+-- The run that started a send of this message and has not recorded its outcome yet (written
+-- with the group commits, only for sends still under way at the commit). When a dead run's
+-- lease is taken over, a message it never started leaves no attempt on record.
+ALTER TABLE queue ADD COLUMN started_by TEXT;

@@ -262,18 +262,36 @@ fn heartbeats_renew_only_own_leases_and_lost_leases_spend_no_attempt() {
     assert_eq!(s.renew_leases("nobody", ts("2026-11-30T13:00:00Z")).unwrap(), 0);
     let b = claim(&s, "b", "2026-11-30T12:02:00Z", 10, &[]);
     assert_eq!(b.len(), 1, "only the unclaimed message: {b:?}");
-    // "a" and "b" die; "c" takes the three over once the leases expired: no attempt spent.
+    // "a" and "b" die before starting anything; "c" takes the three over once the leases
+    // expired: nothing on record, no attempt spent.
     let c = claim(&s, "c", "2026-11-30T13:00:01Z", 10, &[]);
     assert_eq!(c.len(), 3);
     assert!(c.iter().all(|&(_, next)| next == 1), "{c:?}");
-    // The runs keep dying with them: losses 2, 3 and 4 are retried, the 5th fails each.
+    assert_eq!(lease_expired_rows(&s), 0);
+    // From now on every run dies while sending them: each loss is on record, none spends an
+    // attempt; losses 1 to 4 are retried, the 5th fails the message.
+    let started = |ids: &[(i64, u32)], at: &str| -> Vec<Completion> {
+        ids.iter()
+            .map(|&(id, attempt)| Completion {
+                id,
+                attempt,
+                started_at: ts(at),
+                finished_at: ts(at),
+                outcome: Outcome::Started,
+            })
+            .collect()
+    };
+    assert_eq!(s.complete("c", &started(&c, "2026-11-30T13:00:02Z")).unwrap(), 0);
     let mut at = ts("2026-11-30T13:00:01Z");
     let mut retried = 0;
     for _ in 0..6 {
         at += SignedDuration::from_mins(2);
-        retried += claim(&s, "d", &at.to_string(), 10, &[]).len();
+        let got = claim(&s, "d", &at.to_string(), 10, &[]);
+        retried += got.len();
+        s.complete("d", &started(&got, &at.to_string())).unwrap();
     }
-    assert_eq!(retried, 3 * 3);
+    assert_eq!(retried, 3 * 4);
+    assert_eq!(lease_expired_rows(&s), 3 * 5);
     let rows = s.messages(&Default::default()).unwrap();
     for m in &rows {
         assert_eq!(m.state, disparo::store::State::Failed, "{m:?}");
@@ -281,6 +299,16 @@ fn heartbeats_renew_only_own_leases_and_lost_leases_spend_no_attempt() {
         let e = m.last_error.as_deref().unwrap_or_default();
         assert!(e.contains("died 5 times"), "{e}");
     }
+}
+
+fn lease_expired_rows(s: &SqliteStore) -> usize {
+    let mut n = 0;
+    s.report_attempts("c", &mut |a| {
+        n += usize::from(a.outcome == "lease_expired");
+        Ok(())
+    })
+    .unwrap();
+    n
 }
 
 /// A database file deleted or replaced under an open store is noticed at the next call,

@@ -168,6 +168,7 @@ impl Summary {
             Outcome::Skipped { .. } => self.skipped += 1,
             Outcome::Released => self.released += 1,
             Outcome::Cancelled { .. } => self.cancelled += 1,
+            Outcome::Started => {}
         }
     }
     fn handled(&self) -> u64 {
@@ -366,6 +367,15 @@ impl Run {
         }
         self.outbox.push(c);
         self.handed += 1;
+    }
+
+    /// Marks a send as under way for the next group commit (not an outcome: not counted
+    /// in `handed`).
+    fn push_started(&mut self, m: &Claimed, at: Timestamp) {
+        if self.outbox.is_empty() {
+            self.outbox_since = Some(tokio::time::Instant::now());
+        }
+        self.outbox.push(settled_unsent(m, at, Outcome::Started));
     }
 
     fn hand_over(&mut self, worker: &Worker) -> Result<(), StoreError> {
@@ -1114,6 +1124,7 @@ impl Dispatcher {
                 outcome: None,
             });
         }
+        run.push_started(&m, now);
         let clock = self.clock.clone();
         let ch = ch.clone();
         let abort = run.abort_for(&m.campaign);

@@ -278,11 +278,13 @@ impl Thread {
     }
 
     fn count(&mut self, done: &[Completion], recorded: usize) {
-        for c in done {
+        let mut finals = 0;
+        for c in done.iter().filter(|c| c.outcome.is_final()) {
             self.summary.add(&c.outcome);
+            finals += 1;
         }
-        if recorded < done.len() {
-            let lost = (done.len() - recorded) as u64;
+        if recorded < finals {
+            let lost = (finals - recorded) as u64;
             self.summary.lost += lost;
             tracing::warn!(
                 lost,

@@ -207,6 +207,10 @@ pub enum Outcome {
     Cancelled {
         reason: String,
     },
+    /// Not an outcome: a send of the message is under way. Recorded with the group commits
+    /// for sends not finished by then, so that when a dead run's lease is taken over, only
+    /// the messages it really started are on record as possibly sent.
+    Started,
 }
 
 /// One outcome for [`Store::complete`]. `attempted` outcomes are recorded in `attempts`.
@@ -221,6 +225,10 @@ pub struct Completion {
 }
 
 impl Outcome {
+    /// Everything but [`Outcome::Started`].
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Outcome::Started)
+    }
     pub fn attempted(&self) -> bool {
         matches!(
             self,

@@ -424,6 +424,8 @@ impl<'a> RecordedOutcome<'a> {
                 None,
             ),
             Outcome::Released => r(State::Pending, None, None, None, "released", None),
+            // Never recorded as an outcome (see `complete_in`).
+            Outcome::Started => r(State::Sending, None, None, None, "started", None),
             Outcome::Cancelled { reason } => r(
                 State::Cancelled,
                 None,
@@ -450,7 +452,7 @@ fn claim_in(
     {
         let mut due = tx
             .prepare_cached(
-                "UPDATE OR FAIL queue SET state = 'sending', lease_owner = ?4, lease_until = ?5, updated_at = ?1
+                "UPDATE OR FAIL queue SET state = 'sending', lease_owner = ?4, lease_until = ?5, updated_at = ?1, started_by = NULL
                  WHERE message_id IN (
                      SELECT q.message_id FROM queue q JOIN campaigns c ON c.id = q.campaign_id
                      WHERE q.state = 'pending' AND q.due_at <= ?1 AND c.status = 'active' AND (?3 IS NULL OR c.name = ?3)
@@ -472,53 +474,56 @@ fn claim_in(
     leased.sort_unstable_by_key(|&(id, _, _, due, _)| (due, id));
     if leased.len() < limit {
         // Then messages whose lease expired (the run holding them crashed or was killed).
-        let stale: Vec<(i64, String, i64)> = {
+        let stale: Vec<(i64, String, i64, bool)> = {
             let mut stale = tx
                 .prepare_cached(
-                    "SELECT q.message_id, COALESCE(q.lease_owner, '?'), q.updated_at FROM queue q JOIN campaigns c ON c.id = q.campaign_id
+                    "SELECT q.message_id, COALESCE(q.lease_owner, '?'), q.updated_at, q.started_by IS NOT NULL AND q.started_by = q.lease_owner FROM queue q JOIN campaigns c ON c.id = q.campaign_id
                      WHERE q.state = 'sending' AND q.lease_until < ?1 AND c.status = 'active' AND (?3 IS NULL OR c.name = ?3)
                      ORDER BY q.due_at LIMIT ?2",
                 )
                 .map_err(other)?;
             stale
                 .query_map(params![lease_now, (limit - leased.len()) as i64, campaign], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })
                 .map_err(other)?
                 .collect::<Result<_, _>>()
                 .map_err(other)?
         };
-        // A lost lease is recorded (`attempts` row with outcome `lease_expired`, so that
-        // `messages`/`export` show it) but spends none of the message's delivery attempts:
-        // most of a dead run's claims were never started. It is counted apart, and a message
-        // whose runs keep dying with it fails after MAX_LEASE_LOSSES instead of looping.
+        // A lost lease of a message whose send had started is recorded (`attempts` row with
+        // outcome `lease_expired`: it may or may not have reached the provider) but spends
+        // none of the message's delivery attempts; it is counted apart, and a message whose
+        // runs keep dying while sending it fails after MAX_LEASE_LOSSES instead of looping.
+        // A message the dead run never started is simply taken over.
         let mut lost = tx.prepare_cached("UPDATE queue SET lease_losses = lease_losses + 1, last_error = ?2 WHERE message_id = ?1 RETURNING attempts, lease_losses").map_err(other)?;
         let mut lost_attempt = tx.prepare_cached("INSERT INTO attempts (message_id, attempt, started_at, finished_at, outcome, provider_id, code, error) VALUES (?1, ?2, ?3, ?4, 'lease_expired', NULL, 'lease_expired', ?5)").map_err(other)?;
-        let mut give_up = tx.prepare_cached("UPDATE OR FAIL queue SET state = 'failed', lease_owner = NULL, lease_until = NULL, updated_at = ?2, last_error = ?3 WHERE message_id = ?1").map_err(other)?;
+        let mut give_up = tx.prepare_cached("UPDATE OR FAIL queue SET state = 'failed', lease_owner = NULL, lease_until = NULL, started_by = NULL, updated_at = ?2, last_error = ?3 WHERE message_id = ?1").map_err(other)?;
         let mut lease = tx
             .prepare_cached(
-                "UPDATE queue SET state = 'sending', lease_owner = ?2, lease_until = ?3, updated_at = ?4 WHERE message_id = ?1
+                "UPDATE queue SET state = 'sending', lease_owner = ?2, lease_until = ?3, updated_at = ?4, started_by = NULL WHERE message_id = ?1
                  RETURNING message_id, campaign_id, planned_at, due_at, attempts",
             )
             .map_err(other)?;
-        for (id, holder, claimed_at) in stale {
-            let error = format!(
-                "the run {holder} claimed it and stopped renewing its lease (crashed or killed?); it may or may not have sent it, so it is sent again with the same idempotency key"
-            );
-            let (attempts, losses): (u32, i64) = lost
-                .query_row(params![id, error], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(other)?;
-            lost_attempt
-                .execute(params![id, attempts + 1, claimed_at, now, error])
-                .map_err(other)?;
-            if losses >= MAX_LEASE_LOSSES {
-                let reason = format!(
-                    "failed: the run holding it died {losses} times while holding it (the last: {holder}); look for what kills `disparo run` on this message, then re-plan it"
+        for (id, holder, claimed_at, was_started) in stale {
+            if was_started {
+                let error = format!(
+                    "the run {holder} was sending it when it stopped renewing its lease (crashed or killed?); it may or may not have reached the provider, so it is sent again with the same idempotency key"
                 );
-                give_up
-                    .execute(params![id, now, reason])
+                let (attempts, losses): (u32, i64) = lost
+                    .query_row(params![id, error], |r| Ok((r.get(0)?, r.get(1)?)))
                     .map_err(other)?;
-                continue;
+                lost_attempt
+                    .execute(params![id, attempts + 1, claimed_at, now, error])
+                    .map_err(other)?;
+                if losses >= MAX_LEASE_LOSSES {
+                    let reason = format!(
+                        "failed: the run sending it died {losses} times while holding it (the last: {holder}); look for what kills `disparo run` on this message, then re-plan it"
+                    );
+                    give_up
+                        .execute(params![id, now, reason])
+                        .map_err(other)?;
+                    continue;
+                }
             }
             leased.push(
                 lease
@@ -617,7 +622,22 @@ fn complete_in(
         .collect::<Result<_, _>>()
         .map_err(other)?
     };
-    let mine = || completions.iter().filter(|c| held.contains(&c.id));
+    let finals = || completions.iter().filter(|c| c.outcome.is_final());
+    let mine = || finals().filter(|c| held.contains(&c.id));
+    let done: HashSet<i64> = finals().map(|c| c.id).collect();
+    let started: Vec<i64> = completions
+        .iter()
+        .filter(|c| !c.outcome.is_final() && held.contains(&c.id) && !done.contains(&c.id))
+        .map(|c| c.id)
+        .collect();
+    if !started.is_empty() {
+        tx.prepare_cached(
+            "UPDATE OR FAIL queue SET started_by = ?2 WHERE message_id IN (SELECT value FROM json_each(?1))",
+        )
+        .map_err(other)?
+        .execute(params![serde_json::to_string(&started).map_err(other)?, owner])
+        .map_err(other)?;
+    }
     {
         let mut attempt = tx.prepare_cached("INSERT OR FAIL INTO attempts (message_id, attempt, started_at, finished_at, outcome, provider_id, code, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)").map_err(other)?;
         for c in mine().filter(|c| c.outcome.attempted()) {
@@ -722,7 +742,7 @@ fn complete_in(
             _ => {}
         }
     }
-    Ok(held.len())
+    Ok(mine().count())
 }
 
 impl Store for SqliteStore {
