@@ -143,10 +143,7 @@ impl RateLimiter {
             Some(&oldest) if st.starts.len() >= self.n => Some(oldest + self.guarded),
             _ => None,
         };
-        slot.into_iter()
-            .chain(window)
-            .max()
-            .filter(|&at| at > now)
+        slot.into_iter().chain(window).max().filter(|&at| at > now)
     }
 
     /// Counts a start now: call it only when [`ready_at`](Self::ready_at) said `None`.

@@ -32,9 +32,7 @@ pub use rules::window_of;
 use crate::channel::limits::{RateLimiter, RetryPolicy};
 use crate::channel::{Channel, ChannelSettings, ErrorClass, Outgoing, SendError, Vars};
 use crate::schedule::{self, Dispatch};
-use crate::store::{
-    CampaignStatus, ClaimRequest, Claimed, Completion, Outcome, Store, StoreError,
-};
+use crate::store::{CampaignStatus, ClaimRequest, Claimed, Completion, Outcome, Store, StoreError};
 use facts::{CampaignFacts, CampaignRt, Facts, Held};
 use worker::{CommitPolicy, Spent, Worker};
 
@@ -461,10 +459,7 @@ impl Run {
     }
 
     fn abort_for(&mut self, campaign: &str) -> Arc<Shutdown> {
-        self.aborts
-            .entry(campaign.to_owned())
-            .or_insert_with(Shutdown::new)
-            .clone()
+        self.aborts.entry(campaign.to_owned()).or_default().clone()
     }
 
     /// Messages held: queued, or being sent.
@@ -805,8 +800,13 @@ impl Dispatcher {
                     .iter()
                     .map(|m| (m.id, m.campaign.as_str(), m.address.as_str())),
             )?;
-            let recent =
-                facts::recent_sends(s, &claimed, &facts.campaigns, &facts.suppressed, clock.now())?;
+            let recent = facts::recent_sends(
+                s,
+                &claimed,
+                &facts.campaigns,
+                &facts.suppressed,
+                clock.now(),
+            )?;
             // Off the network thread: what each channel can make of its messages already.
             let heads = claimed
                 .iter()
@@ -905,9 +905,7 @@ impl Dispatcher {
             if !self.channels.contains_key(&channel) {
                 run.push(settle(Outcome::Failed {
                     code: None,
-                    error: format!(
-                        "channel {channel:?} is not configured in disparo.yaml"
-                    ),
+                    error: format!("channel {channel:?} is not configured in disparo.yaml"),
                 }));
                 continue;
             }
@@ -1025,10 +1023,18 @@ impl Dispatcher {
                     if at - tnow > CLAIM_AHEAD.unsigned_abs() {
                         // Not its turn for a while: back to pending until then, so that
                         // nothing is held long and a later claim judges it afresh.
-                        let due = self.clock.now() + SignedDuration::try_from(at - tnow).unwrap_or(CLAIM_AHEAD);
+                        let due = self.clock.now()
+                            + SignedDuration::try_from(at - tnow).unwrap_or(CLAIM_AHEAD);
                         let now = self.clock.now();
                         for Queued { m, batch, .. } in q.drain(..) {
-                            run.push(settled_unsent(&m, now, Outcome::Deferred { due_at: due, reasons: String::new() }));
+                            run.push(settled_unsent(
+                                &m,
+                                now,
+                                Outcome::Deferred {
+                                    due_at: due,
+                                    reasons: String::new(),
+                                },
+                            ));
                             run.dequeued(batch.seen);
                         }
                     } else {
@@ -1261,7 +1267,8 @@ impl Dispatcher {
                     suppress,
                 },
                 ErrorClass::Breaker => {
-                    self.breaker_hit(worker, run, &m.campaign, &e.message).await?;
+                    self.breaker_hit(worker, run, &m.campaign, &e.message)
+                        .await?;
                     // Not the message's fault: keep it for when the campaign resumes.
                     Outcome::Retry {
                         due_at: finished,

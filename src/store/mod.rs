@@ -380,8 +380,7 @@ pub trait Store: Send + Sync {
     fn next_due(&self, campaign: Option<&str>) -> Result<Option<Timestamp>, StoreError>;
     /// The earliest lease expiry (real clock) of a message another run holds, in an active
     /// campaign: when it may be taken over.
-    fn next_lease_expiry(&self, campaign: Option<&str>)
-    -> Result<Option<Timestamp>, StoreError>;
+    fn next_lease_expiry(&self, campaign: Option<&str>) -> Result<Option<Timestamp>, StoreError>;
     fn campaign(&self, name: &str) -> Result<Option<CampaignInfo>, StoreError>;
     fn set_campaign_status(
         &self,

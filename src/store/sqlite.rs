@@ -483,9 +483,10 @@ fn claim_in(
                 )
                 .map_err(other)?;
             stale
-                .query_map(params![lease_now, (limit - leased.len()) as i64, campaign], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })
+                .query_map(
+                    params![lease_now, (limit - leased.len()) as i64, campaign],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
                 .map_err(other)?
                 .collect::<Result<_, _>>()
                 .map_err(other)?
@@ -519,9 +520,7 @@ fn claim_in(
                     let reason = format!(
                         "failed: the run sending it died {losses} times while holding it (the last: {holder}); look for what kills `disparo run` on this message, then re-plan it"
                     );
-                    give_up
-                        .execute(params![id, now, reason])
-                        .map_err(other)?;
+                    give_up.execute(params![id, now, reason]).map_err(other)?;
                     continue;
                 }
             }
