@@ -661,3 +661,335 @@ fn cancel_during_a_batch_stops_it_after_the_send_in_flight() {
         assert_eq!(m["state"], want, "{}", table(&msgs));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// 3. Rules judged at the moment of the send; the campaign throttle; `--now` only simulated.
+
+fn ts(s: &str) -> jiff::Timestamp {
+    s.parse()
+        .unwrap_or_else(|e| panic!("not an instant: {s:?}: {e}"))
+}
+
+/// `rate: 30/m` (a send every 2 s) and quiet hours from 21:00 São Paulo, 3 s after the
+/// simulated start: the third message's turn comes inside quiet hours, so it and the fourth
+/// are deferred to 08:00 (reason `quiet_hours`), never sent; a sent message's recorded
+/// `started_at` is the instant it reached the provider (within a second), not when it began
+/// waiting for the rate limiter.
+#[test]
+fn quiet_hours_are_judged_after_the_rate_limiter_wait() {
+    let provider = Provider::ok();
+    let p = project(
+        &provider.url,
+        "rate: 30/m, concurrency: 1",
+        4,
+        "schedule: { quiet_hours: { start: \"21:00\", end: \"08:00\" } }\n",
+    );
+    // 20:59:50 in São Paulo: due at once.
+    p.ok(&["-q", "--now", "2026-12-01T23:59:50Z", "plan", "c"]);
+    let quiet = ts("2026-12-02T00:00:00Z"); // 21:00 local
+    let morning = ts("2026-12-02T11:00:00Z"); // 08:00 local
+    let o = run(
+        &p,
+        true,
+        &["--now", "2026-12-01T23:59:57Z", "run", "--once"],
+        2 * MINUTE,
+    );
+    assert_no_panic(&o);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let hits = provider.hits();
+    let msgs = p.messages();
+    let sent_attempts: BTreeMap<String, jiff::Timestamp> = attempts(&p)
+        .iter()
+        .filter(|a| a["outcome"] == "sent")
+        .map(|a| {
+            (
+                a["message_id"].as_str().unwrap().to_owned(),
+                ts(a["started_at"].as_str().unwrap()),
+            )
+        })
+        .collect();
+    let first = hits
+        .first()
+        .expect("the first message was sent before 21:00");
+    // The simulated clock runs at real speed from `--now`: the first send (no wait in the
+    // limiter) fixes its offset from the wall clock.
+    let offset = sent_attempts[&first.key].duration_since(first.wall);
+    let context = format!("{}{}\n{}", table(&msgs), log(&hits), o.stderr);
+    let simulated = |h: &Hit| h.wall.checked_add(offset).unwrap();
+    let margin = jiff::SignedDuration::from_millis(50);
+    for h in &hits {
+        assert!(
+            simulated(h) < quiet.checked_add(margin).unwrap(),
+            "{} reached the provider at {} (simulated), inside quiet hours\n{context}",
+            h.recipient,
+            simulated(h)
+        );
+    }
+    for h in &hits {
+        let at = simulated(h);
+        let started = sent_attempts
+            .get(&h.key)
+            .unwrap_or_else(|| panic!("no sent attempt for {}\n{context}", h.key));
+        let gap = started.duration_since(at).abs();
+        assert!(
+            gap <= jiff::SignedDuration::from_secs(1),
+            "{}: attempt recorded at {started}, reached the provider at {at}\n{context}",
+            h.recipient
+        );
+    }
+    let sent = keys_in(&msgs, "sent");
+    assert!(!sent.is_empty() && sent.len() < 4, "{context}");
+    for m in msgs.iter().filter(|m| m["state"] != "sent") {
+        assert_eq!(m["state"], "pending", "{context}");
+        assert!(
+            m["reasons"].as_str().unwrap_or("").contains("quiet_hours"),
+            "{context}"
+        );
+        assert!(ts(m["due_at"].as_str().unwrap()) >= morning, "{context}");
+    }
+}
+
+/// Campaign `throttle: 2/s` on a channel without a rate: the provider never sees more than 2
+/// of its requests in any second (a 0.9 s window: arrival times jitter by a few ms around
+/// the send starts the limiter spaces).
+#[test]
+fn campaign_throttle_is_enforced_at_dispatch() {
+    let provider = Provider::ok();
+    let p = project(&provider.url, "", 8, "throttle: 2/s\n");
+    p.ok(&["-q", "plan", "c"]);
+    let o = run(&p, false, &["run", "--once"], 2 * MINUTE);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let hits = provider.hits();
+    assert_eq!(provider.accepted().len(), 8, "{}", log(&hits));
+    let window = Duration::from_millis(900);
+    for (i, h) in hits.iter().enumerate() {
+        let within: Vec<&Hit> = hits[i..]
+            .iter()
+            .filter(|x| x.at.duration_since(h.at) < window)
+            .collect();
+        assert!(
+            within.len() <= 2,
+            "{} requests within {window:?} of #{} (throttle 2/s): {:?}",
+            within.len(),
+            h.n,
+            within
+                .iter()
+                .map(|x| x.at.duration_since(h.at))
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
+/// `run --now X` sends for real while judging quiet hours at X: refused (exit 2, naming
+/// `--now` and `DISPARO_SIMULATE`) unless `DISPARO_SIMULATE=1`; `--dry-run --now X` (which
+/// sends nothing) still works.
+#[test]
+fn run_with_a_fake_now_is_refused_unless_simulating() {
+    let provider = Provider::ok();
+    let p = project(&provider.url, "", 2, "");
+    p.ok(&["-q", "plan", "c"]);
+    let later = "2026-12-24T12:00:00Z";
+    let o = run(&p, false, &["--now", later, "run", "--once"], MINUTE);
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("--now") && o.stderr.contains("DISPARO_SIMULATE"),
+        "{}",
+        o.stderr
+    );
+    let o = finish(
+        command(&p, false, &["run", "--once"])
+            .env("DISPARO_NOW", later)
+            .spawn()
+            .unwrap(),
+        MINUTE,
+    );
+    assert_eq!(o.code, 2, "DISPARO_NOW: {}", o.stderr);
+    assert!(o.stderr.contains("DISPARO_SIMULATE"), "{}", o.stderr);
+    assert!(provider.hits().is_empty(), "{}", log(&provider.hits()));
+    let o = run(&p, false, &["--now", later, "run", "--dry-run"], MINUTE);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(provider.hits().is_empty());
+    assert_eq!(by_state(&p.messages()).get("pending"), Some(&2));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. The database file replaced under `run --watch`.
+
+/// A watching run whose database file is deleted and recreated by a new `plan` notices (exit 4,
+/// saying the file was replaced or removed) before it sends anything from the file it still has
+/// open. Here the provider answers each message's first request with 503 and `Retry-After: 5`:
+/// the watcher holds two retries in the old file; meanwhile the file is replaced, the messages
+/// planned again and sent by a `run --once` on the new file. Today the watcher goes on with the
+/// old file and delivers both a second time 5 s later.
+#[test]
+fn a_database_replaced_under_watch_stops_the_run_before_a_second_send() {
+    let provider = Provider::scripted(|hit, before| {
+        if before.iter().any(|b| b.key == hit.key) {
+            Answer::ok()
+        } else {
+            Answer::status(503).header("Retry-After", "5")
+        }
+    });
+    let p = project(&provider.url, "", 2, "");
+    p.ok(&["-q", "plan", "c"]);
+    let mut watcher = spawn(&p, false, &["run", "--watch"]);
+    provider.wait_for(2, MINUTE);
+    wait_until("the two retries to be recorded", MINUTE, || {
+        p.messages().iter().all(|m| m["attempts"] == 1)
+    });
+    for f in ["disparo.db", "disparo.db-wal", "disparo.db-shm"] {
+        let _ = std::fs::remove_file(p.path().join(f));
+    }
+    p.ok(&["-q", "plan", "c"]);
+    let o = run(&p, false, &["run", "--once"], MINUTE);
+    assert_eq!(o.code, 0, "the run on the new file: {}", o.stderr);
+    let t0 = Instant::now();
+    while watcher.try_wait().unwrap().is_none() && t0.elapsed() < Duration::from_secs(12) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if watcher.try_wait().unwrap().is_none() {
+        let _ = Command::new("kill")
+            .args(["-INT", &watcher.id().to_string()])
+            .status();
+    }
+    let o = finish(watcher, MINUTE);
+    let twice: Vec<_> = provider
+        .accepted()
+        .into_iter()
+        .filter(|(_, c)| *c > 1)
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "delivered twice: {twice:?}\n{}\n{}",
+        log(&provider.hits()),
+        o.stderr
+    );
+    assert_eq!(
+        o.code, 4,
+        "the watching run did not stop on the replaced database\n{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains("replaced") || o.stderr.contains("removed"),
+        "{}",
+        o.stderr
+    );
+    assert_no_panic(&o);
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. The circuit breaker stops what is queued.
+
+/// Every request refused with 401, 300 messages, concurrency 4, `rate: 5/s`: the sends that
+/// hold a concurrency slot wait their turn in the rate limiter. Once the breaker trips (the
+/// third 401) none of them may go out: at most threshold + concurrency - 1 = 6 requests in all,
+/// and none reaching the provider after the third answer (today they all do: 6, the last three
+/// after the trip). The campaign is paused with the reason; every message is still pending.
+#[test]
+fn after_the_breaker_trips_no_queued_send_goes_out() {
+    let provider = Provider::scripted(|_, _| Answer::status(401));
+    let p = project(&provider.url, "concurrency: 4, rate: 5/s", 300, "");
+    p.ok(&["-q", "plan", "c"]);
+    let o = run(&p, false, &["run", "--once"], 2 * MINUTE);
+    assert_no_panic(&o);
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    let hits = provider.hits();
+    assert!(
+        (3..=6).contains(&hits.len()),
+        "{} requests reached the provider after 401s (at most 6):\n{}",
+        hits.len(),
+        log(&hits)
+    );
+    // Answers are immediate: the third one tripped the breaker about when it arrived. The
+    // limiter spaces sends 200 ms apart, so a send started before the trip arrives well
+    // within 100 ms of it.
+    let tripped = hits[2].at + Duration::from_millis(100);
+    let late: Vec<String> = hits
+        .iter()
+        .filter(|h| h.at > tripped)
+        .map(|h| {
+            format!(
+                "#{} {:?} after the trip",
+                h.n,
+                h.at.duration_since(hits[2].at)
+            )
+        })
+        .collect();
+    assert!(late.is_empty(), "sent after the breaker tripped: {late:?}");
+    let st = p.ok(&["--format", "json", "status", "c"]).json_lines();
+    assert_eq!(st[0]["status"], "paused", "{st:?}");
+    assert!(
+        st[0]["status_reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("circuit breaker"),
+        "{st:?}"
+    );
+    assert_eq!(by_state(&p.messages()).get("pending"), Some(&300));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. A provider's absurd Retry-After.
+
+/// A provider asking to be retried in 3,000 years (`Retry-After: 99999999999`) or in 300,000
+/// (beyond the calendar's end), under `run --once` and `run --watch` (which sleeps until the next
+/// due instant): no panic; the message waits (pending, far in the future) or fails with a
+/// reason; the run's exit code is a documented one (0 or 1; 3 for the stopped watcher), never 4
+/// or 101.
+#[test]
+fn a_huge_retry_after_does_not_panic_the_run() {
+    for (retry_after, watch) in [
+        ("99999999999", true),
+        ("99999999999", false),
+        ("9999999999999", false),
+    ] {
+        let provider =
+            Provider::scripted(move |_, _| Answer::status(503).header("Retry-After", retry_after));
+        let p = project(&provider.url, "", 1, "");
+        p.ok(&["-q", "plan", "c"]);
+        let what = format!("Retry-After: {retry_after}, watch: {watch}");
+        let o = if watch {
+            let child = spawn(&p, false, &["run", "--watch"]);
+            provider.wait_for(1, MINUTE);
+            let mut child = child;
+            wait_until("the retry to be recorded", MINUTE, || {
+                child.try_wait().unwrap().is_some() || p.messages()[0]["attempts"] == 1
+            });
+            // Give the watcher its turn to compute its next wake-up.
+            std::thread::sleep(Duration::from_millis(1500));
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let o = finish(child, MINUTE);
+            assert_no_panic(&o);
+            assert_eq!(o.code, 3, "{what}: {}", o.stderr);
+            o
+        } else {
+            let o = run(&p, false, &["run", "--once"], 2 * MINUTE);
+            assert_no_panic(&o);
+            assert!(
+                o.code == 0 || o.code == 1,
+                "{what}: exit {}: {}",
+                o.code,
+                o.stderr
+            );
+            o
+        };
+        let msgs = p.messages();
+        let m = &msgs[0];
+        match m["state"].as_str() {
+            Some("pending") => assert!(
+                ts(m["due_at"].as_str().unwrap()) > jiff::Timestamp::now(),
+                "{what}: {}{}",
+                table(&msgs),
+                o.stderr
+            ),
+            Some("failed") => assert!(
+                m["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+                "{what}: {}",
+                table(&msgs)
+            ),
+            _ => panic!("{what}: {}{}", table(&msgs), o.stderr),
+        }
+    }
+}
