@@ -759,7 +759,11 @@ fn campaign_throttle_is_enforced_at_dispatch() {
     p.ok(&["-q", "plan", "c"]);
     let o = run(&p, false, &["run", "--once"], 2 * MINUTE);
     assert_eq!(o.code, 0, "{}", o.stderr);
-    let hits = provider.hits();
+    let hits: Vec<Hit> = provider
+        .hits()
+        .into_iter()
+        .filter(|h| h.campaign == "c")
+        .collect();
     assert_eq!(provider.accepted().len(), 8, "{}", log(&hits));
     let window = Duration::from_millis(900);
     for (i, h) in hits.iter().enumerate() {
