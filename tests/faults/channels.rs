@@ -1,0 +1,1 @@
+//! Channels against the lying provider (issue #12): accepted answers, secrets.
