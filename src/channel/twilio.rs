@@ -118,15 +118,21 @@ impl Twilio {
             .send()
             .await
             .map_err(|e| transport_error(&format!("channel `{}`", self.name), e))?;
-        let status = response.status();
-        let wait = retry_after(response.headers());
-        let text = response.text().await.unwrap_or_default();
+        let answer = http::read_response(response).await;
+        let status = answer.status;
+        let wait = retry_after(&answer.headers);
         if status.is_success() {
-            let provider_id = serde_json::from_str::<Created>(&text)
+            let provider_id = serde_json::from_slice::<Created>(&answer.body)
                 .ok()
                 .and_then(|c| c.sid);
-            return Ok(Delivered { provider_id });
+            return Ok(http::accepted(
+                &self.name,
+                &answer,
+                provider_id,
+                Some("its body has no `sid`"),
+            ));
         }
+        let text = String::from_utf8_lossy(&answer.body);
         let err = serde_json::from_str::<TwilioError>(&text).ok();
         let code = err.as_ref().and_then(|e| e.code);
         let class = match code {

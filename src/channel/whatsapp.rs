@@ -165,17 +165,23 @@ impl WhatsappCloud {
             .send()
             .await
             .map_err(|e| transport_error(&format!("channel `{}`", self.name), e))?;
-        let status = response.status();
-        let wait = retry_after(response.headers());
-        let text = response.text().await.unwrap_or_default();
+        let answer = http::read_response(response).await;
+        let status = answer.status;
+        let wait = retry_after(&answer.headers);
         if status.is_success() {
             // Accepted: an unreadable body must not turn into a retry (that would send twice).
-            let provider_id = serde_json::from_str::<Accepted>(&text)
+            let provider_id = serde_json::from_slice::<Accepted>(&answer.body)
                 .ok()
                 .and_then(|a| a.messages.into_iter().next())
                 .map(|m| m.id);
-            return Ok(Delivered { provider_id });
+            return Ok(http::accepted(
+                &self.name,
+                &answer,
+                provider_id,
+                Some("its body has no `messages[0].id`"),
+            ));
         }
+        let text = String::from_utf8_lossy(&answer.body);
         Err(self.error(status, wait, &text))
     }
 

@@ -1,1 +1,230 @@
-//! Channels against the lying provider (issue #12): accepted answers, secrets.
+//! Channels against the lying provider (issue #12): an answer the provider accepted is never
+//! counted as a failure (class 3); secrets never reach errors, stored text or outputs
+//! (class 4); an outbox append is all-or-nothing (class 8).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+use std::sync::{Arc, Mutex};
+
+use disparo::channel::{Channel, Delivered, SendError};
+use disparo::message::Envelope;
+
+use crate::provider::{Behaviour, Provider};
+use support::{build, context, envelope};
+
+const WA_TOKEN: &str = "EAAGwaSecretToken7Qx";
+const TW_SID: &str = "AC0123456789abcdef0123456789abcdef";
+const TW_TOKEN: &str = "twSecretAuthTok5678z";
+
+fn root() -> std::path::PathBuf {
+    support::manifest_dir()
+}
+
+/// What `tracing` wrote (at warn and above) while `f` ran, on this thread: the tests here run
+/// on a current-thread runtime, so the adapter's code runs on it.
+async fn with_warnings<T>(f: impl std::future::Future<Output = T>) -> (T, String) {
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    let out = f.await;
+    drop(guard);
+    let text = String::from_utf8_lossy(&buf.0.lock().unwrap()).into_owned();
+    (out, text)
+}
+
+/// Sends once and expects the provider's acceptance to be a success, with a warning that
+/// says the id is missing when it could not be read.
+async fn accepted(channel: &Channel, env: &Envelope, id: Option<&str>) -> String {
+    let (r, warnings): (Result<Delivered, SendError>, String) =
+        with_warnings(channel.send(env)).await;
+    let d = r.unwrap_or_else(|e| panic!("an accepted answer counted as a failure: {e:?}"));
+    assert_eq!(d.provider_id.as_deref(), id);
+    if id.is_none() {
+        assert!(
+            warnings.contains("WARN") && warnings.contains("without a provider id"),
+            "no warning says why the id is missing: {warnings:?}"
+        );
+    }
+    warnings
+}
+
+/// The 2xx answers a provider can get wrong, with the id an adapter can still read.
+fn bad_2xx() -> Vec<(Behaviour, &'static str)> {
+    vec![
+        (
+            Behaviour::Huge {
+                status: 200,
+                size: 20 << 20,
+            },
+            "20 MiB body",
+        ),
+        (
+            Behaviour::Truncated {
+                status: 200,
+                declared: 4096,
+                body: br#"{"id":"p-cut","#.to_vec(),
+            },
+            "Content-Length larger than the body, then close",
+        ),
+        (
+            Behaviour::Answer {
+                status: 200,
+                headers: vec![("Content-Type".into(), "application/json".into())],
+                body: b"<html>not json".to_vec(),
+            },
+            "not JSON",
+        ),
+        (
+            Behaviour::Answer {
+                status: 200,
+                headers: vec![("Transfer-Encoding".into(), "chunked".into())],
+                body: b"zz\r\nbroken".to_vec(),
+            },
+            "malformed chunked body",
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn a_webhook_2xx_with_an_unreadable_body_is_sent_once_on_both_transports() {
+    let p = Provider::start();
+    let yaml = format!("{{ type: webhook, url: '{}' }}", p.url("/hook"));
+    let plain = build(&yaml, &context(&root(), &[]));
+    // A proxy named in the environment sends plain http through reqwest (the variable only
+    // steers the choice: reqwest reads the real environment).
+    let through_reqwest = build(
+        &yaml,
+        &context(&root(), &[("HTTP_PROXY", "http://proxy.invalid:3128")]),
+    );
+    let mut sent = 0;
+    for (channel, transport) in [(&plain, "plain"), (&through_reqwest, "reqwest")] {
+        for (b, what) in bad_2xx() {
+            p.push(b);
+            let mut env = envelope("+5511987654321");
+            env.message_id = format!("{transport}-{what}");
+            eprintln!("{transport}: {what}");
+            accepted(channel, &env, None).await;
+            sent += 1;
+        }
+    }
+    let d = p.deliveries();
+    assert_eq!(d.len(), sent);
+    assert!(d.values().all(|&n| n == 1), "{d:?}");
+    // A normal answer after them still works on both (the broken connections were dropped).
+    for channel in [&plain, &through_reqwest] {
+        let r = channel.send(&envelope("+5511987654321")).await.unwrap();
+        assert!(r.provider_id.is_some_and(|id| id.starts_with("p-")));
+    }
+}
+
+#[tokio::test]
+async fn whatsapp_and_twilio_2xx_answers_that_cannot_be_read_are_sent_with_a_warning() {
+    let p = Provider::start();
+    let ctx = context(
+        &root(),
+        &[
+            ("WA_TOKEN", WA_TOKEN),
+            ("TW_SID", TW_SID),
+            ("TW_TOKEN", TW_TOKEN),
+        ],
+    );
+    let wa = build(
+        &format!(
+            "{{ type: whatsapp_cloud, phone_number_id: '10987', token_env: WA_TOKEN, base_url: '{}' }}",
+            p.url("/v23.0")
+        ),
+        &ctx,
+    );
+    let tw = build(
+        &format!(
+            "{{ type: twilio, account_sid_env: TW_SID, auth_token_env: TW_TOKEN, from: '+15005550006', base_url: '{}' }}",
+            p.url("")
+        ),
+        &ctx,
+    );
+    for channel in [&wa, &tw] {
+        for (b, what) in bad_2xx() {
+            p.push(b);
+            eprintln!("{what}");
+            accepted(channel, &envelope("+5511987654321"), None).await;
+        }
+    }
+    assert_eq!(p.requests().len(), 8);
+}
+
+/// A program that exits 0 is a success even when a child it left behind holds its stdout
+/// open (reading to EOF would wait for the child), and when it writes far more than an
+/// outcome line before that line.
+#[tokio::test]
+async fn a_command_that_exits_0_is_sent_whatever_its_stdout_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("bg.pid");
+    let background = dir.path().join("background.sh");
+    std::fs::write(
+        &background,
+        format!(
+            "#!/bin/sh\ncat >/dev/null\nsleep 60 &\necho $! > '{}'\necho '{{\"id\":\"bg-1\"}}'\nexit 0\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    let chatty = dir.path().join("chatty.sh");
+    std::fs::write(
+        &chatty,
+        "#!/bin/sh\ncat >/dev/null\nhead -c 50000000 /dev/zero | tr '\\0' 'x'\necho\necho '{\"id\":\"chatty-1\"}'\n",
+    )
+    .unwrap();
+    for f in [&background, &chatty] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let ctx = context(dir.path(), &[]);
+    let bg = build(
+        &format!(
+            "{{ type: command, program: '{}', timeout: 5s }}",
+            background.display()
+        ),
+        &ctx,
+    );
+    let started = std::time::Instant::now();
+    let r = bg.send(&envelope("+5511987654321")).await;
+    let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+    if let Ok(pid) = pid.trim().parse::<i32>() {
+        // The child left behind, not something of ours by name.
+        let _ = std::process::Command::new("kill")
+            .arg(pid.to_string())
+            .status();
+    }
+    assert_eq!(
+        r.map(|d| d.provider_id),
+        Ok(Some("bg-1".to_string())),
+        "after {:?}",
+        started.elapsed()
+    );
+    let chatty = build(
+        &format!(
+            "{{ type: command, program: '{}', timeout: 60s }}",
+            chatty.display()
+        ),
+        &ctx,
+    );
+    let r = chatty.send(&envelope("+5511987654321")).await.unwrap();
+    assert_eq!(r.provider_id.as_deref(), Some("chatty-1"));
+}
