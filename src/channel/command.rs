@@ -181,10 +181,7 @@ impl Command {
         if exit == 0 {
             return Ok(Delivered { provider_id: id });
         }
-        let retry_after = outcome
-            .retry_after
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64);
+        let retry_after = outcome.retry_after.and_then(super::retry_after_secs);
         let class = if exit == EXIT_TEMPFAIL || outcome.retry == Some(true) {
             ErrorClass::Transient { retry_after }
         } else {

@@ -597,15 +597,51 @@ pub(crate) fn accepted(
     super::Delivered { provider_id }
 }
 
-/// The provider's `Retry-After`: delta-seconds, or an HTTP date (RFC 9110 §10.2.3).
+/// The provider's `Retry-After`: delta-seconds, or an HTTP date (RFC 9110 §10.2.3); see
+/// [`parse_retry_after`].
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    parse_retry_after(value, jiff::Timestamp::now())
+}
+
+/// A `Retry-After` value read at `now`: whole seconds (any number of digits), fractional
+/// seconds (leniently), or an HTTP date (a date in the past is "now"). Never more than
+/// [`super::MAX_RETRY_AFTER`] (longer waits are taken as that); `None` when it is none of
+/// these (negative numbers included).
+pub(crate) fn parse_retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Twenty digits do not fit a u64: as long as the longest wait, not an error.
+        return Some(
+            value
+                .parse::<u64>()
+                .map_or(super::MAX_RETRY_AFTER, Duration::from_secs)
+                .min(super::MAX_RETRY_AFTER),
+        );
     }
-    let when = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
-    let delta = when.duration_since(jiff::Timestamp::now());
-    Some(Duration::try_from(delta).unwrap_or(Duration::ZERO))
+    if value.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return super::retry_after_secs(value.parse::<f64>().ok()?);
+    }
+    const DATES: jiff::fmt::rfc2822::DateTimeParser =
+        jiff::fmt::rfc2822::DateTimeParser::new().relaxed_weekday(true);
+    let when = match DATES.parse_timestamp(value) {
+        Ok(when) => when,
+        // A date past the last instant jiff represents (9999-12-30): far in the future.
+        Err(_)
+            if value
+                .split_whitespace()
+                .any(|t| t.parse::<u32>().is_ok_and(|y| y >= 9999)) =>
+        {
+            return Some(super::MAX_RETRY_AFTER);
+        }
+        Err(_) => return None,
+    };
+    let delta = when.duration_since(now);
+    Some(
+        Duration::try_from(delta)
+            .unwrap_or(Duration::ZERO)
+            .min(super::MAX_RETRY_AFTER),
+    )
 }
 
 /// The class an HTTP status gives when the body says nothing more specific:
@@ -738,6 +774,62 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
         ] {
             assert!(parse_head(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn retry_after_saturates_at_the_longest_wait_and_never_panics() {
+        use super::parse_retry_after as parse;
+        use crate::channel::MAX_RETRY_AFTER as MAX;
+        use std::time::Duration;
+        let now: jiff::Timestamp = "2026-11-30T12:00:00Z".parse().unwrap();
+        let s = Duration::from_secs;
+        assert_eq!(parse("7", now), Some(s(7)));
+        assert_eq!(parse(" 0 ", now), Some(s(0)));
+        assert_eq!(parse("1.5", now), Some(Duration::from_millis(1500)));
+        assert_eq!(parse("604800", now), Some(MAX));
+        for huge in [
+            "604801",
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999",
+            "1e300",
+            "99999999999999999999999999999999999999999.5",
+            &"9".repeat(400),
+        ] {
+            assert_eq!(
+                parse(huge, now),
+                if huge == "1e300" { None } else { Some(MAX) },
+                "{huge}"
+            );
+        }
+        assert_eq!(
+            parse("Mon, 30 Nov 2026 12:00:30 GMT", now),
+            Some(s(30)),
+            "an HTTP date"
+        );
+        assert_eq!(parse("Fri, 31 Dec 9999 23:59:59 GMT", now), Some(MAX));
+        assert_eq!(
+            parse("Mon, 01 Jan 3000 00:00:00 GMT", now),
+            Some(MAX),
+            "wrong weekday"
+        );
+        assert_eq!(
+            parse("Thu, 01 Jan 1970 00:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        for bad in [
+            "",
+            "-1",
+            "-0.5",
+            "soon",
+            "1.2.3",
+            ".",
+            "NaN",
+            "inf",
+            "Mon, 99 Nov 2026",
+        ] {
+            assert_eq!(parse(bad, now), None, "{bad:?}");
         }
     }
 

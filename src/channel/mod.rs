@@ -57,6 +57,24 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// The longest wait a provider can ask for before a retry (`Retry-After`, a command's
+/// `retry_after`): longer ones, up to absurd values, are taken as this; never a panic or an
+/// overflow further on.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// `secs` seconds as a retry delay, at most [`MAX_RETRY_AFTER`]; `None` unless finite and
+/// not negative.
+pub(crate) fn retry_after_secs(secs: f64) -> Option<Duration> {
+    if !secs.is_finite() || secs < 0.0 {
+        return None;
+    }
+    Some(if secs >= MAX_RETRY_AFTER.as_secs_f64() {
+        MAX_RETRY_AFTER
+    } else {
+        Duration::from_secs_f64(secs)
+    })
+}
+
 /// A successful hand-over to the provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivered {

@@ -228,3 +228,45 @@ async fn a_command_that_exits_0_is_sent_whatever_its_stdout_does() {
     let r = chatty.send(&envelope("+5511987654321")).await.unwrap();
     assert_eq!(r.provider_id.as_deref(), Some("chatty-1"));
 }
+
+/// A program asking for an absurd `retry_after` (and a provider's absurd `Retry-After`) gets
+/// the longest wait, never a panic (`Duration::from_secs_f64(1e300)` panicked).
+#[tokio::test]
+async fn an_absurd_retry_after_is_the_longest_wait_and_never_a_panic() {
+    use disparo::channel::{ErrorClass, MAX_RETRY_AFTER};
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("later.sh");
+    std::fs::write(
+        &program,
+        "#!/bin/sh\ncat >/dev/null\necho '{\"retry\":true,\"retry_after\":1e300}'\nexit 75\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ctx = context(dir.path(), &[]);
+    let c = build(
+        &format!("{{ type: command, program: '{}' }}", program.display()),
+        &ctx,
+    );
+    let e = c.send(&envelope("+5511987654321")).await.unwrap_err();
+    assert_eq!(
+        e.class,
+        ErrorClass::Transient {
+            retry_after: Some(MAX_RETRY_AFTER)
+        }
+    );
+    let p = Provider::start();
+    let hook = build(
+        &format!("{{ type: webhook, url: '{}' }}", p.url("/h")),
+        &ctx,
+    );
+    for value in [
+        "18446744073709551615",
+        "99999999999999999999",
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+    ] {
+        p.push(Behaviour::status(503).header("Retry-After", value));
+        let e = hook.send(&envelope("+5511987654321")).await.unwrap_err();
+        assert_eq!(e.retry_after(), Some(MAX_RETRY_AFTER), "{value}");
+    }
+}
