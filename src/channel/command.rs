@@ -30,6 +30,8 @@ use super::{
 /// The exit status a program uses to say "try again later".
 pub const EXIT_TEMPFAIL: i32 = 75;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a program killed at its timeout is waited for.
+const KILL_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub struct Command {
@@ -147,7 +149,7 @@ impl Command {
         let status = match tokio::time::timeout(self.timeout, io).await {
             Ok(status) => status,
             Err(_) => {
-                let _ = child.kill().await;
+                let _ = tokio::time::timeout(KILL_WAIT, child.kill()).await;
                 return Err(SendError::transient(format!(
                     "channel `{}`: {} did not finish within {:?} and was killed",
                     self.name,
@@ -197,6 +199,11 @@ impl Command {
                 self.program.display()
             ),
         })
+    }
+
+    /// The longest one send takes: the program's `timeout`, then its kill.
+    pub fn send_timeout(&self) -> Duration {
+        self.timeout + KILL_WAIT
     }
 
     pub fn preview_request(&self, env: &Outgoing<'_>) -> serde_json::Value {

@@ -538,15 +538,32 @@ pub(crate) fn proxy_configured(env: &dyn Fn(&str) -> Option<String>) -> bool {
         .any(|v| env(v).is_some_and(|v| !v.is_empty()))
 }
 
-/// Reads a reqwest answer: its body up to [`MAX_BODY`] (the rest is not read: dropping the
-/// response closes the connection), within the client's request timeout.
-pub(crate) async fn read_response(mut response: reqwest::Response) -> Answer {
+/// Sends a reqwest request and reads its answer, all within [`REQUEST_TIMEOUT`] whatever
+/// client built it: the head must arrive in that time (else a transient error); the body is
+/// read up to [`MAX_BODY`] (the rest is not read: dropping the response closes the
+/// connection) until then. `what` names the sender in errors.
+pub(crate) async fn exchange(
+    what: &str,
+    request: reqwest::RequestBuilder,
+) -> Result<Answer, SendError> {
+    let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+    let mut response = match tokio::time::timeout_at(deadline, request.send()).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Err(transport_error(what, e)),
+        Err(_) => {
+            return Err(SendError {
+                class: ErrorClass::Transient { retry_after: None },
+                code: Some("network".into()),
+                message: format!("{what}: no answer within {} s", REQUEST_TIMEOUT.as_secs()),
+            });
+        }
+    };
     let status = response.status();
     let headers = std::mem::take(response.headers_mut());
     let mut body = Vec::new();
     let unread = loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
+        match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => {
                 let room = MAX_BODY - body.len();
                 if chunk.len() > room {
                     body.extend_from_slice(&chunk[..room]);
@@ -554,21 +571,27 @@ pub(crate) async fn read_response(mut response: reqwest::Response) -> Answer {
                 }
                 body.extend_from_slice(&chunk);
             }
-            Ok(None) => break None,
-            Err(e) => {
+            Ok(Ok(None)) => break None,
+            Ok(Err(e)) => {
                 break Some(format!(
                     "could not be read: {}",
                     super::error_chain(&e.without_url())
                 ));
             }
+            Err(_) => {
+                break Some(format!(
+                    "did not arrive within {} s",
+                    REQUEST_TIMEOUT.as_secs()
+                ));
+            }
         }
     };
-    Answer {
+    Ok(Answer {
         status,
         headers,
         body: Bytes::from(body),
         unread,
-    }
+    })
 }
 
 /// A 2xx answer: the provider took the message, so it is sent, whatever became of the body

@@ -6,7 +6,7 @@ use reqwest::header::CONTENT_TYPE;
 use serde::Deserialize;
 
 use super::Outgoing;
-use super::http::{self, retry_after, status_class, transport_error};
+use super::http::{self, retry_after, status_class};
 use super::{
     BuildContext, ChannelBuildError, Delivered, ErrorClass, Secret, SendError, TwilioConfig,
 };
@@ -108,17 +108,14 @@ impl Twilio {
             self.base,
             self.account_sid.expose()
         );
-        let response = self
+        let request = self
             .http
             .post(url)
             .basic_auth(self.account_sid.expose(), Some(self.auth_token.expose()))
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header("I-Twilio-Idempotency-Token", env.message_id)
-            .body(self.body(env))
-            .send()
-            .await
-            .map_err(|e| transport_error(&format!("channel `{}`", self.name), e))?;
-        let answer = http::read_response(response).await;
+            .body(self.body(env));
+        let answer = http::exchange(&format!("channel `{}`", self.name), request).await?;
         let status = answer.status;
         let wait = retry_after(&answer.headers);
         if status.is_success() {

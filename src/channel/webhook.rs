@@ -21,7 +21,7 @@ use reqwest::{Method, Url};
 use sha2::Sha256;
 
 use super::Outgoing;
-use super::http::{self, retry_after, status_class, transport_error};
+use super::http::{self, retry_after, status_class};
 use super::{
     BuildContext, ChannelBuildError, Delivered, MessageDoc, Secret, SendError, WebhookConfig,
 };
@@ -225,12 +225,7 @@ impl Webhook {
                 if let Some(sig) = signature {
                     request = request.header(SIGNATURE, sig);
                 }
-                let response = request
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(|e| transport_error(&format!("channel `{}`", self.name), e))?;
-                http::read_response(response).await
+                http::exchange(&format!("channel `{}`", self.name), request.body(body)).await?
             }
         };
         let status = answer.status;

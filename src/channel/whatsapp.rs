@@ -5,7 +5,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde::{Deserialize, Serialize};
 
 use super::Outgoing;
-use super::http::{self, retry_after, status_class, transport_error};
+use super::http::{self, retry_after, status_class};
 use super::{
     BuildContext, ChannelBuildError, Delivered, ErrorClass, Secret, SendError, WhatsappCloudConfig,
 };
@@ -156,16 +156,13 @@ impl WhatsappCloud {
     pub async fn send(&self, env: &Outgoing<'_>) -> Result<Delivered, SendError> {
         let body = serde_json::to_vec(&self.payload(env)?)
             .map_err(|e| SendError::permanent(format!("cannot encode the request: {e}")))?;
-        let response = self
+        let request = self
             .http
             .post(&self.endpoint)
             .header(AUTHORIZATION, format!("Bearer {}", self.token.expose()))
             .header(CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| transport_error(&format!("channel `{}`", self.name), e))?;
-        let answer = http::read_response(response).await;
+            .body(body);
+        let answer = http::exchange(&format!("channel `{}`", self.name), request).await?;
         let status = answer.status;
         let wait = retry_after(&answer.headers);
         if status.is_success() {
