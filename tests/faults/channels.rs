@@ -270,3 +270,109 @@ async fn an_absurd_retry_after_is_the_longest_wait_and_never_a_panic() {
         assert_eq!(e.retry_after(), Some(MAX_RETRY_AFTER), "{value}");
     }
 }
+
+/// Runs the real binary with a file size limit of `limit` bytes and SIGXFSZ ignored (so a
+/// write past it fails with EFBIG, after writing what fits: what a full disk does to an
+/// append), through python3 (setrlimit, then exec).
+fn run_with_file_size_limit(p: &crate::harness::Project, limit: u64, args: &[&str]) -> i32 {
+    let script = "import os, resource, signal, sys\n\
+                  signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n\
+                  n = int(sys.argv[1])\n\
+                  resource.setrlimit(resource.RLIMIT_FSIZE, (n, n))\n\
+                  os.execv(sys.argv[2], sys.argv[2:])\n";
+    std::process::Command::new("python3")
+        .args([
+            "-c",
+            script,
+            &limit.to_string(),
+            env!("CARGO_BIN_EXE_disparo"),
+        ])
+        .args(args)
+        .current_dir(p.path())
+        .env_remove("DISPARO_DB")
+        .env_remove("DISPARO_CONFIG")
+        .env_remove("DISPARO_NOW")
+        .env("NO_COLOR", "1")
+        .env("DISPARO_SIMULATE", "1")
+        .status()
+        .expect("python3")
+        .code()
+        .unwrap_or(-1)
+}
+
+/// An append that does not fit (a full disk) leaves nothing behind: the next message's line
+/// is whole. Before, the part that fitted stayed and the next append joined it into one
+/// corrupted line.
+#[test]
+fn a_failed_outbox_append_leaves_no_partial_line() {
+    let p = crate::harness::Project::empty().env("DISPARO_SIMULATE", "1");
+    let mut csv = String::from("id,first_name,phone\n");
+    for i in 0..3 {
+        csv.push_str(&format!("r{i},Ana {i},+55119{:08}\n", 20_000_000 + i));
+    }
+    p.file(
+        "disparo.yaml",
+        "timezone: America/Sao_Paulo\nchannels:\n  out: { type: outbox, path: outbox.jsonl }\n",
+    )
+    .file(
+        "campaigns/c.yaml",
+        "channel: out\ntemplate: t\naudience: a.csv\nschedule: { at: 2026-11-30T09:00 }\n",
+    )
+    .file("templates/t.hbs", "Oi {{first_name}}")
+    .file("a.csv", &csv);
+    p.ok(&["-q", "--now", crate::harness::PLAN_NOW_MONDAY, "plan", "c"]);
+    // Earlier lines, so that the limit falls in the outbox and far above the database's size.
+    let earlier: String = (0..8000)
+        .map(|i| format!("{{\"earlier\":{i},\"pad\":\"{}\"}}\n", "x".repeat(1000)))
+        .collect();
+    p.file("outbox.jsonl", &earlier);
+    let limit = earlier.len() as u64 + 40;
+    let now = [
+        "--now",
+        "2026-11-30T12:00:00Z",
+        "run",
+        "--once",
+        "--limit",
+        "1",
+    ];
+    // (Retries in this run fail alike; some messages may run out of attempts.)
+    let code = run_with_file_size_limit(&p, limit, &now);
+    assert_ne!(code, 0, "the appends should have failed");
+    assert_eq!(
+        std::fs::metadata(p.path().join("outbox.jsonl"))
+            .unwrap()
+            .len(),
+        earlier.len() as u64,
+        "a failed append left part of its line"
+    );
+    // Room again: every message goes out, each line whole.
+    let later = ["--now", "2026-11-30T13:00:00Z", "run", "--once"];
+    p.ok(&later);
+    let text = p.read("outbox.jsonl");
+    let lines: Vec<&str> = text.lines().skip(8000).collect();
+    for l in &lines {
+        serde_json::from_str::<serde_json::Value>(l)
+            .unwrap_or_else(|e| panic!("a corrupted outbox line ({e}): {l}"));
+    }
+    let sent = p.messages().iter().filter(|m| m["state"] == "sent").count();
+    assert!(sent >= 1 && lines.len() == sent, "{sent} sent: {lines:#?}");
+}
+
+/// A line torn before the outbox was opened (a crash mid-write, another program) stays
+/// apart: the next line appended starts on a line of its own.
+#[tokio::test]
+async fn an_outbox_ending_in_a_torn_line_gets_whole_lines_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("o.jsonl"), "{\"id\":\"torn").unwrap();
+    let ctx = context(dir.path(), &[]);
+    let out = build("{ type: outbox, path: o.jsonl }", &ctx);
+    out.send(&envelope("+5511987654321")).await.unwrap();
+    out.send(&envelope("+5511987654322")).await.unwrap();
+    let text = std::fs::read_to_string(dir.path().join("o.jsonl")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "{\"id\":\"torn");
+    for l in &lines[1..] {
+        serde_json::from_str::<serde_json::Value>(l).unwrap();
+    }
+    assert_eq!(lines.len(), 3);
+}
