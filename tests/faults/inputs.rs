@@ -1,1 +1,1 @@
-//! owned by h-inputs
+//! owned by another helper (issue #12)
