@@ -21,7 +21,7 @@
 //! No assertion is about speed; every wait has a generous deadline.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -200,39 +200,49 @@ impl Drop for Provider {
     }
 }
 
-fn serve(conn: TcpStream, shared: &Shared) {
-    let Ok(mut w) = conn.try_clone() else { return };
-    let mut r = BufReader::new(conn);
+/// Reads one request (head parsed by `httparse`, body by its `Content-Length`): its
+/// `Idempotency-Key` and body, or `None` at the end of the connection.
+fn read_request(r: &mut impl Read, buf: &mut Vec<u8>) -> Option<(Option<String>, Vec<u8>)> {
     loop {
-        let mut key = None;
-        let mut len = 0usize;
-        let mut line = String::new();
-        // The request line; EOF ends the connection.
-        if r.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        loop {
-            line.clear();
-            if r.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        if let httparse::Status::Complete(head) = req.parse(buf).ok()? {
+            let value = |name: &str| {
+                req.headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case(name))
+                    .and_then(|h| std::str::from_utf8(h.value).ok())
+                    .map(str::to_owned)
+            };
+            let len: usize = value("content-length")?.parse().ok()?;
+            let key = value("idempotency-key");
+            while buf.len() < head + len {
+                fill(r, buf)?;
             }
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = l.split_once(':') {
-                let value = value.trim();
-                if name.eq_ignore_ascii_case("content-length") {
-                    len = value.parse().unwrap_or(0);
-                } else if name.eq_ignore_ascii_case("idempotency-key") {
-                    key = Some(value.to_owned());
-                }
-            }
+            let body = buf[head..head + len].to_vec();
+            buf.drain(..head + len);
+            return Some((key, body));
         }
-        let mut body = vec![0; len];
-        if r.read_exact(&mut body).is_err() {
-            return;
+        fill(r, buf)?;
+    }
+}
+
+/// Appends what the connection has next; `None` at its end.
+fn fill(r: &mut impl Read, buf: &mut Vec<u8>) -> Option<()> {
+    let mut chunk = [0u8; 4096];
+    match r.read(&mut chunk) {
+        Ok(0) | Err(_) => None,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            Some(())
         }
+    }
+}
+
+fn serve(mut conn: TcpStream, shared: &Shared) {
+    let Ok(mut w) = conn.try_clone() else { return };
+    let mut buf = Vec::new();
+    while let Some((key, body)) = read_request(&mut conn, &mut buf) {
         let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         let field = |k: &str| body[k].as_str().unwrap_or_default().to_owned();
         let key = key.unwrap_or_else(|| "<no Idempotency-Key>".into());
@@ -620,46 +630,38 @@ fn suppress_add_during_a_batch_is_honoured_before_the_next_send() {
     }
 }
 
-#[test]
-fn pause_during_a_batch_stops_it_after_the_send_in_flight() {
+/// `disparo <command> c` while the first request of the batch is held: nothing more reaches
+/// the provider, the held message is `sent`, the rest `rest`.
+fn stop_during_a_batch(command: &'static str, rest: &str) {
     let (provider, _p, held, o, msgs) = change_mid_batch(|p, _| {
-        p.ok(&["pause", "c"]);
+        p.ok(&[command, "c"]);
     });
     assert_eq!(o.code, 0, "{}", o.stderr);
+    let hits = provider.hits();
     assert_eq!(
-        provider.hits().len(),
+        hits.len(),
         1,
-        "sent after the pause was committed"
+        "sent after `{command}` was committed:\n{}",
+        log(&hits)
     );
     for m in &msgs {
         let want = if m["key"] == held.key.as_str() {
             "sent"
         } else {
-            "pending"
+            rest
         };
         assert_eq!(m["state"], want, "{}", table(&msgs));
     }
 }
 
 #[test]
+fn pause_during_a_batch_stops_it_after_the_send_in_flight() {
+    stop_during_a_batch("pause", "pending");
+}
+
+#[test]
 fn cancel_during_a_batch_stops_it_after_the_send_in_flight() {
-    let (provider, _p, held, o, msgs) = change_mid_batch(|p, _| {
-        p.ok(&["cancel", "c"]);
-    });
-    assert_eq!(o.code, 0, "{}", o.stderr);
-    assert_eq!(
-        provider.hits().len(),
-        1,
-        "sent after the cancel was committed"
-    );
-    for m in &msgs {
-        let want = if m["key"] == held.key.as_str() {
-            "sent"
-        } else {
-            "cancelled"
-        };
-        assert_eq!(m["state"], want, "{}", table(&msgs));
-    }
+    stop_during_a_batch("cancel", "cancelled");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -470,7 +470,7 @@ impl Case {
         }
         // 3. Nothing at night.
         for h in hits.iter().filter(|h| h.accepted()) {
-            let i: usize = h.recipient.trim_start_matches('r').parse().unwrap();
+            let i = index(&h.recipient);
             let at = h
                 .wall
                 .checked_add(self.offset)
@@ -494,12 +494,7 @@ impl Case {
         let accepted = self.provider.accepted();
         for msg in &msgs {
             let key = msg["key"].as_str().unwrap();
-            let i: usize = msg["recipient"]
-                .as_str()
-                .unwrap()
-                .trim_start_matches('r')
-                .parse()
-                .unwrap();
+            let i = index(msg["recipient"].as_str().unwrap());
             let state = msg["state"].as_str().unwrap();
             let ok = match state {
                 "sent" => accepted.get(key).is_some_and(|n| *n >= 1),
@@ -526,12 +521,7 @@ impl Case {
         let now = Timestamp::now().checked_add(self.offset).unwrap();
         let m = &self.model;
         for msg in &msgs {
-            let i: usize = msg["recipient"]
-                .as_str()
-                .unwrap()
-                .trim_start_matches('r')
-                .parse()
-                .unwrap();
+            let i = index(msg["recipient"].as_str().unwrap());
             let state = msg["state"].as_str().unwrap();
             if state == "sending" {
                 self.fail(format!("r{i} left sending"), &msgs);
@@ -559,6 +549,11 @@ impl Case {
             }
         }
     }
+}
+
+/// `3` for recipient `r3`.
+fn index(recipient: &str) -> usize {
+    recipient.trim_start_matches('r').parse().unwrap()
 }
 
 fn cases() -> u32 {
