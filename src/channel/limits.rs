@@ -237,7 +237,7 @@ impl RetryPolicy {
         let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
         let jittered = Duration::from_nanos(rng.u64(0..=nanos));
         Some(match retry_after {
-            Some(provider) if provider > jittered => provider,
+            Some(provider) if provider > jittered => provider.min(super::MAX_RETRY_AFTER),
             _ => jittered,
         })
     }
