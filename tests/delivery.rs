@@ -357,19 +357,24 @@ fn killed_run_is_recovered_after_the_lease_with_the_same_keys_and_no_other_repea
                 assert_eq!(*c, 2, "{percent}%: {key} sent {c} times");
             }
         }
-        // The lost lease is on record (an attempts row, `lease_expired`) but spends none of the
-        // message's attempts: the dead run may never have started it.
+        // Claimed but never started by the dead run: no attempt spent. Started (the run writes
+        // that with its group commits, so a send started in the last quarter second before
+        // the kill may not be on record): the lost lease is an attempt, then the retry.
         for m in after
             .iter()
             .filter(|m| in_flight.contains(m["key"].as_str().unwrap()))
         {
-            assert_eq!(m["attempts"], 1, "{percent}%: {m}");
+            let n = m["attempts"].as_u64().unwrap();
+            assert!(n == 1 || n == 2, "{percent}%: {m}");
+            if counts.get(m["key"].as_str().unwrap()) == Some(&1) {
+                assert_eq!(n, 1, "{percent}%: never sent by the dead run: {m}");
+            }
         }
         let lost: Vec<&Value> = after
             .iter()
             .filter(|m| in_flight.contains(m["key"].as_str().unwrap()))
             .collect();
-        if let Some(m) = lost.first() {
+        if let Some(m) = lost.iter().find(|m| m["attempts"] == 2) {
             let st = p.ok(&["status", "c"]);
             assert!(
                 st.stdout.contains("stopped renewing its lease")

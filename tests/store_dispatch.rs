@@ -244,9 +244,10 @@ fn the_gate_moves_with_every_change_that_must_stop_a_send() {
     assert_eq!(other.gate().unwrap(), last, "reads moved the gate");
 }
 
-/// The heartbeat extends exactly the leases its run holds; an expired lease taken over is
-/// recorded (`lease_expired`) without spending an attempt, and a message whose runs keep
-/// dying with it ends `failed` after five such losses.
+/// The heartbeat extends exactly the leases its run holds; an expired lease of a message the
+/// dead run never started is taken over with nothing on record and no attempt spent; one
+/// whose send had started is an attempt (`lease_expired`), and a message whose runs keep dying
+/// while sending it ends `failed` after five such losses.
 #[test]
 fn heartbeats_renew_only_own_leases_and_lost_leases_spend_no_attempt() {
     let p = planned(3);
@@ -269,8 +270,8 @@ fn heartbeats_renew_only_own_leases_and_lost_leases_spend_no_attempt() {
     assert_eq!(c.len(), 3);
     assert!(c.iter().all(|&(_, next)| next == 1), "{c:?}");
     assert_eq!(lease_expired_rows(&s), 0);
-    // From now on every run dies while sending them: each loss is on record, none spends an
-    // attempt; losses 1 to 4 are retried, the 5th fails the message.
+    // From now on every run dies while sending them: each loss is on record as an attempt of
+    // unknown outcome; losses 1 to 4 are retried, the 5th fails the message.
     let started = |ids: &[(i64, u32)], at: &str| -> Vec<Completion> {
         ids.iter()
             .map(|&(id, attempt)| Completion {
@@ -300,7 +301,7 @@ fn heartbeats_renew_only_own_leases_and_lost_leases_spend_no_attempt() {
     let rows = s.messages(&Default::default()).unwrap();
     for m in &rows {
         assert_eq!(m.state, disparo::store::State::Failed, "{m:?}");
-        assert_eq!(m.attempts, 0, "{m:?}");
+        assert_eq!(m.attempts, 5, "{m:?}");
         let e = m.last_error.as_deref().unwrap_or_default();
         assert!(e.contains("died 5 times"), "{e}");
     }

@@ -491,12 +491,12 @@ fn claim_in(
                 .collect::<Result<_, _>>()
                 .map_err(other)?
         };
-        // A lost lease of a message whose send had started is recorded (`attempts` row with
-        // outcome `lease_expired`: it may or may not have reached the provider) but spends
-        // none of the message's delivery attempts; it is counted apart, and a message whose
-        // runs keep dying while sending it fails after MAX_LEASE_LOSSES instead of looping.
-        // A message the dead run never started is simply taken over.
-        let mut lost = tx.prepare_cached("UPDATE queue SET lease_losses = lease_losses + 1, last_error = ?2 WHERE message_id = ?1 RETURNING attempts, lease_losses").map_err(other)?;
+        // A lost lease of a message whose send had started is an attempt of unknown outcome
+        // (`attempts` row `lease_expired`: it may or may not have reached the provider), and
+        // a message whose runs keep dying while sending it fails after MAX_LEASE_LOSSES
+        // instead of looping. A message the dead run never started is simply taken over: it
+        // spends no attempt and leaves nothing on record.
+        let mut lost = tx.prepare_cached("UPDATE queue SET attempts = attempts + 1, lease_losses = lease_losses + 1, last_error = ?2 WHERE message_id = ?1 RETURNING attempts, lease_losses").map_err(other)?;
         let mut lost_attempt = tx.prepare_cached("INSERT INTO attempts (message_id, attempt, started_at, finished_at, outcome, provider_id, code, error) VALUES (?1, ?2, ?3, ?4, 'lease_expired', NULL, 'lease_expired', ?5)").map_err(other)?;
         let mut give_up = tx.prepare_cached("UPDATE OR FAIL queue SET state = 'failed', lease_owner = NULL, lease_until = NULL, started_by = NULL, updated_at = ?2, last_error = ?3 WHERE message_id = ?1").map_err(other)?;
         let mut lease = tx
@@ -514,7 +514,7 @@ fn claim_in(
                     .query_row(params![id, error], |r| Ok((r.get(0)?, r.get(1)?)))
                     .map_err(other)?;
                 lost_attempt
-                    .execute(params![id, attempts + 1, claimed_at, now, error])
+                    .execute(params![id, attempts, claimed_at, now, error])
                     .map_err(other)?;
                 if losses >= MAX_LEASE_LOSSES {
                     let reason = format!(

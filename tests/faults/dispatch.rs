@@ -508,6 +508,9 @@ fn a_killed_runs_claims_are_retried_after_its_short_lease_without_using_up_attem
     p.ok(&["-q", "plan", "c"]);
     let mut child = spawn(&p, false, &["run", "--once", "--lease", "2s"]);
     provider.wait_for(1, MINUTE);
+    // The run writes "started" for sends still under way with its group commits (every
+    // 250 ms): give it one before the kill, so the hung send is on record as possibly sent.
+    std::thread::sleep(Duration::from_millis(800));
     child.kill().unwrap(); // SIGKILL: nothing released, nothing recorded
     child.wait().unwrap();
     let killed_at = Instant::now();
