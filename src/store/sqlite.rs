@@ -472,6 +472,16 @@ fn claim_in(
     }
     // Most due first (RETURNING gives no order).
     leased.sort_unstable_by_key(|&(id, _, _, due, _)| (due, id));
+    // A cancelled campaign's messages that a dead run left `sending` are cancelled once
+    // their lease expired (nobody may send them; a live run cancels its own on the gate).
+    tx.prepare_cached(
+        "UPDATE OR FAIL queue SET state = 'cancelled', last_error = 'campaign cancelled (the run holding it had died)', lease_owner = NULL, lease_until = NULL, updated_at = ?2
+         WHERE state = 'sending' AND lease_until < ?1
+           AND campaign_id IN (SELECT id FROM campaigns WHERE status = 'cancelled')",
+    )
+    .map_err(other)?
+    .execute(params![lease_now, now])
+    .map_err(other)?;
     if leased.len() < limit {
         // Then messages whose lease expired (the run holding them crashed or was killed).
         let stale: Vec<(i64, String, i64, bool)> = {
