@@ -1,0 +1,1 @@
+//! owned by another engineer (placeholder so the target compiles)
