@@ -5,7 +5,7 @@ mod admin;
 mod completions;
 mod export;
 mod init;
-mod output;
+pub mod output;
 mod plan;
 mod preview;
 mod run;

@@ -106,3 +106,191 @@ fn a_cancelled_campaign_stays_cancelled_through_replans() {
         ]
     );
 }
+
+// ------------------------------------------------- class 6: what spreadsheets and terminals do
+
+/// An OSC 8 hyperlink, a screen clear, an 8-bit CSI and a right-to-left override.
+const LINK: &str = "\u{1b}]8;;http://evil\u{7}click\u{1b}]8;;\u{7}";
+const LINK_SHOWN: &str = "␛]8;;http://evil␇click␛]8;;␇";
+const NOTE: &str = "\u{1b}[2J\u{9b}6n\u{202e}gnp.exe";
+const NOTE_SHOWN: &str = "␛[2J\\u{9b}6n\\u{202e}gnp.exe";
+
+/// Recipients whose ids and names are what a hostile tester types: formulas, a plain negative
+/// number, a leading tab, terminal control sequences. `c` goes to the console, `f` to a program
+/// that fails with a control-laden error.
+fn hostile_project() -> Project {
+    let p = Project::empty()
+        .env("DISPARO_SIMULATE", "1")
+        // Colours on, as on a terminal: nothing is stripped on the way out.
+        .env("NO_COLOR", "")
+        .env("CLICOLOR_FORCE", "1");
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["id", "first_name", "note", "phone"]).unwrap();
+    let rows = [
+        ("=HYPERLINK(\"http://evil\",\"x\")", "=1+1", "n"),
+        ("+cmd|' /C calc'!A0", "+cmd|' /C calc'!A0", "n"),
+        ("@SUM(A1)", "\tTab", "n"),
+        ("-2+3", "-42", "n"),
+        ("-42", "Ana", "n"),
+        ("esc", LINK, NOTE),
+    ];
+    for (i, (id, name, note)) in rows.iter().enumerate() {
+        w.write_record([*id, *name, *note, &format!("+551199000000{i}")])
+            .unwrap();
+    }
+    let csv = String::from_utf8(w.into_inner().unwrap()).unwrap();
+    p.file(
+        "disparo.yaml",
+        "timezone: America/Sao_Paulo\nchannels:\n  fails: { type: command, program: ./fail.sh }\n",
+    )
+    .file(
+        "campaigns/c.yaml",
+        "channel: console\ntemplate: t\naudience: a.csv\n",
+    )
+    .file("campaigns/f.yaml", "channel: fails\ntemplate: t\naudience: a.csv\n")
+    .file("templates/t.hbs", "{{first_name}} | {{note}}\nfim")
+    .file("a.csv", &csv)
+    .file(
+        "fail.sh",
+        "#!/bin/sh\ncat >/dev/null\nprintf '{\"error\":\"denied \\\\u001b]8;;http://evil\\\\u0007x\\\\u001b]8;;\\\\u0007 \\\\u001b[2J\"}'\nexit 1\n",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        p.path().join("fail.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    p
+}
+
+/// The output with disparo's own colour sequences (`ESC [ digits ; m`) removed.
+fn without_colours(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(at) = rest.find("\u{1b}[") {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at + 2..];
+        let n = tail
+            .find(|c: char| !(c.is_ascii_digit() || c == ';'))
+            .unwrap_or(tail.len());
+        if tail[n..].starts_with('m') {
+            rest = &tail[n + 1..];
+        } else {
+            out.push_str("\u{1b}[");
+            rest = tail;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// No control character a terminal acts on is left (newlines and tabs of bodies aside).
+fn assert_inert(what: &str, s: &str) {
+    let plain = without_colours(s);
+    for c in plain.chars() {
+        let bad = (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        assert!(!bad, "{what}: raw {c:?} in\n{plain}");
+    }
+}
+
+#[test]
+fn terminal_controls_from_recipients_are_shown_inert_in_preview_and_console() {
+    let p = hostile_project();
+    let o = p.ok(&["preview", "c"]);
+    assert_inert("preview", &o.stdout);
+    let plain = without_colours(&o.stdout);
+    assert!(
+        plain.contains(&format!("   │ {LINK_SHOWN} | {NOTE_SHOWN}\n   │ fim\n")),
+        "{plain}"
+    );
+    // A tab inside a body is only a tab.
+    assert!(plain.contains("   │ \tTab | n\n"), "{plain}");
+
+    p.ok(&["-q", "plan", "c"]);
+    let o = p.ok(&["-q", "run", "--once"]);
+    assert_inert("console", &o.stdout);
+    // The body keeps its line break; the header line names the recipient inert too.
+    assert!(
+        o.stdout.contains(&format!("{LINK_SHOWN} | {NOTE_SHOWN}\nfim\n")),
+        "{}",
+        o.stdout
+    );
+    assert!(o.stdout.contains("── c → esc (+5511990000005)"), "{}", o.stdout);
+}
+
+#[test]
+fn terminal_controls_in_stored_text_are_shown_inert_by_status_messages_and_export() {
+    let p = hostile_project();
+    p.ok(&["-q", "plan", "f"]);
+    p.expect(1, &["-q", "run", "--once"]);
+    let shown_error = "denied ␛]8;;http://evil␇x␛]8;;␇ ␛[2J";
+    for args in [
+        &["status"][..],
+        &["messages"],
+        &["messages", "--recipient", "esc"],
+        &["export", "f"],
+        &["export", "f", "--attempts"],
+    ] {
+        let o = p.ok(args);
+        assert_inert(&format!("{args:?}"), &o.stdout);
+        assert!(
+            without_colours(&o.stdout).contains(shown_error),
+            "{args:?}:\n{}",
+            o.stdout
+        );
+    }
+    // JSON carries the exact text, escaped by JSON itself.
+    let o = p.ok(&["--format", "json", "messages", "--recipient", "esc"]);
+    assert!(!o.stdout.contains('\u{1b}'), "{}", o.stdout);
+    let m = &o.json_lines()[0];
+    assert!(
+        m["last_error"].as_str().unwrap().contains("denied \u{1b}]8;;http://evil\u{7}x"),
+        "{m}"
+    );
+}
+
+/// Every CSV output quotes a cell a spreadsheet would run as a formula (OWASP: a leading
+/// `'`), and leaves plain numbers (E.164 phones, negative amounts) exact.
+#[test]
+fn csv_cells_that_spreadsheets_would_run_are_defused() {
+    let p = hostile_project();
+    p.ok(&["-q", "plan", "c"]);
+    p.ok(&["-q", "run", "--once"]);
+    let column = |o: &Output, name: &str| -> Vec<String> {
+        let mut r = csv::Reader::from_reader(o.stdout.as_bytes());
+        let at = r.headers().unwrap().iter().position(|h| h == name).unwrap();
+        let mut v: Vec<String> = r.records().map(|x| x.unwrap()[at].to_owned()).collect();
+        v.sort();
+        v
+    };
+    let ids = vec![
+        "'+cmd|' /C calc'!A0",
+        "'-2+3",
+        "'=HYPERLINK(\"http://evil\",\"x\")",
+        "'@SUM(A1)",
+        "-42",
+        "esc",
+    ];
+    let messages = p.ok(&["--format", "csv", "messages"]);
+    assert_eq!(column(&messages, "recipient"), ids);
+    assert_eq!(
+        column(&messages, "address"),
+        (0..6).map(|i| format!("+551199000000{i}")).collect::<Vec<_>>()
+    );
+    let export = p.ok(&["--format", "csv", "export", "c"]);
+    assert_eq!(column(&export, "recipient"), ids);
+    p.ok(&["export", "c", "-o", "report.csv"]);
+    let file = Output {
+        code: 0,
+        stdout: p.read("report.csv"),
+        stderr: String::new(),
+    };
+    assert_eq!(column(&file, "recipient"), ids);
+    let preview = p.ok(&["--format", "csv", "preview", "c"]);
+    assert_eq!(column(&preview, "recipient"), ids);
+    let bodies = column(&preview, "body");
+    for b in ["'=1+1 | n\nfim", "'+cmd|' /C calc'!A0 | n\nfim", "'\tTab | n\nfim", "'-42 | n\nfim"] {
+        assert!(bodies.iter().any(|x| x == b), "{b:?} not in {bodies:?}");
+    }
+}
