@@ -304,9 +304,7 @@ pub fn inert_text(s: &str) -> Cow<'_, str> {
 }
 
 fn shown(s: &str, lines: bool) -> Cow<'_, str> {
-    let special = |c: char| {
-        matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
+    let special = |c: char| matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
     if !s.chars().any(special) {
         return Cow::Borrowed(s);
     }
@@ -444,8 +442,14 @@ mod tests {
     fn controls_are_shown_inert() {
         assert_eq!(inert("plain é"), Cow::Borrowed("plain é"));
         assert_eq!(inert("\u{1b}[2J\u{7}\r\n\t\u{7f}"), "␛[2J␇␍␤␉␡");
-        assert_eq!(inert("a\u{9b}b\u{202e}c\u{2066}"), "a\\u{9b}b\\u{202e}c\\u{2066}");
-        assert_eq!(inert_text("l1\r\nl2\n\tx\ry\u{1b}]8;;"), "l1\r\nl2\n\tx␍y␛]8;;");
+        assert_eq!(
+            inert("a\u{9b}b\u{202e}c\u{2066}"),
+            "a\\u{9b}b\\u{202e}c\\u{2066}"
+        );
+        assert_eq!(
+            inert_text("l1\r\nl2\n\tx\ry\u{1b}]8;;"),
+            "l1\r\nl2\n\tx␍y␛]8;;"
+        );
     }
 
     #[test]
@@ -459,7 +463,17 @@ mod tests {
         assert_eq!(c("\rx"), "'\rx");
         assert_eq!(c("-"), "'-");
         assert_eq!(c("+55 11 99999-0000"), "'+55 11 99999-0000");
-        for n in ["-42", "+5511999990000", "-0.5", "-.5", "+1e5", "42", "", "Ana", "a=b"] {
+        for n in [
+            "-42",
+            "+5511999990000",
+            "-0.5",
+            "-.5",
+            "+1e5",
+            "42",
+            "",
+            "Ana",
+            "a=b",
+        ] {
             assert_eq!(c(n), n);
         }
     }

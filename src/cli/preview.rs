@@ -602,7 +602,7 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     }
     let project = ctx.project()?;
     let file = project.find_campaign(&args.campaign)?;
-    let campaign = Campaign::load(&file, &project.root)?;
+    let campaign = project.load_campaign(&file)?;
     let mut opts = PlanOptions::new(ctx.now());
     // Preview touches no database: suppressions are read only if the database already exists.
     if ctx.db_exists(Some(&project)) {
@@ -981,8 +981,7 @@ fn write_message(
         writeln!(
             out,
             "   request: {}",
-            inert_text(&serde_json::to_string_pretty(r).unwrap_or_default())
-                .replace('\n', "\n   ")
+            inert_text(&serde_json::to_string_pretty(r).unwrap_or_default()).replace('\n', "\n   ")
         )?;
     }
     writeln!(out)

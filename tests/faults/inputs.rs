@@ -26,11 +26,7 @@ fn assert_located_error(o: &Output, code: i32, needles: &[&str]) {
         o.code, o.stdout, o.stderr
     );
     for n in needles {
-        assert!(
-            o.stderr.contains(n),
-            "stderr lacks {n:?}:\n{}",
-            o.stderr
-        );
+        assert!(o.stderr.contains(n), "stderr lacks {n:?}:\n{}", o.stderr);
     }
 }
 
@@ -125,7 +121,8 @@ fn hostile_project() -> Project {
         .env("NO_COLOR", "")
         .env("CLICOLOR_FORCE", "1");
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(["id", "first_name", "note", "phone"]).unwrap();
+    w.write_record(["id", "first_name", "note", "phone"])
+        .unwrap();
     let rows = [
         ("=HYPERLINK(\"http://evil\",\"x\")", "=1+1", "n"),
         ("+cmd|' /C calc'!A0", "+cmd|' /C calc'!A0", "n"),
@@ -212,11 +209,16 @@ fn terminal_controls_from_recipients_are_shown_inert_in_preview_and_console() {
     assert_inert("console", &o.stdout);
     // The body keeps its line break; the header line names the recipient inert too.
     assert!(
-        o.stdout.contains(&format!("{LINK_SHOWN} | {NOTE_SHOWN}\nfim\n")),
+        o.stdout
+            .contains(&format!("{LINK_SHOWN} | {NOTE_SHOWN}\nfim\n")),
         "{}",
         o.stdout
     );
-    assert!(o.stdout.contains("── c → esc (+5511990000005)"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("── c → esc (+5511990000005)"),
+        "{}",
+        o.stdout
+    );
 }
 
 #[test]
@@ -245,7 +247,10 @@ fn terminal_controls_in_stored_text_are_shown_inert_by_status_messages_and_expor
     assert!(!o.stdout.contains('\u{1b}'), "{}", o.stdout);
     let m = &o.json_lines()[0];
     assert!(
-        m["last_error"].as_str().unwrap().contains("denied \u{1b}]8;;http://evil\u{7}x"),
+        m["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("denied \u{1b}]8;;http://evil\u{7}x"),
         "{m}"
     );
 }
@@ -276,7 +281,9 @@ fn csv_cells_that_spreadsheets_would_run_are_defused() {
     assert_eq!(column(&messages, "recipient"), ids);
     assert_eq!(
         column(&messages, "address"),
-        (0..6).map(|i| format!("+551199000000{i}")).collect::<Vec<_>>()
+        (0..6)
+            .map(|i| format!("+551199000000{i}"))
+            .collect::<Vec<_>>()
     );
     let export = p.ok(&["--format", "csv", "export", "c"]);
     assert_eq!(column(&export, "recipient"), ids);
@@ -290,7 +297,178 @@ fn csv_cells_that_spreadsheets_would_run_are_defused() {
     let preview = p.ok(&["--format", "csv", "preview", "c"]);
     assert_eq!(column(&preview, "recipient"), ids);
     let bodies = column(&preview, "body");
-    for b in ["'=1+1 | n\nfim", "'+cmd|' /C calc'!A0 | n\nfim", "'\tTab | n\nfim", "'-42 | n\nfim"] {
+    for b in [
+        "'=1+1 | n\nfim",
+        "'+cmd|' /C calc'!A0 | n\nfim",
+        "'\tTab | n\nfim",
+        "'-42 | n\nfim",
+    ] {
         assert!(bodies.iter().any(|x| x == b), "{b:?} not in {bodies:?}");
     }
+}
+
+// ------------------------------------------------------ class 7: at with an offset, same name
+
+fn small_project() -> Project {
+    let p = Project::empty();
+    p.file("disparo.yaml", "timezone: America/Sao_Paulo\n")
+        .file("templates/t.hbs", "Oi {{first_name}}")
+        .file("a.csv", "id,first_name,phone\na,Ana,+5511990000001\n");
+    p
+}
+
+/// `at` is the recipient's wall time; an offset in it was silently dropped (10:00-03:00 sent at
+/// 10:00 in Tokyo too). Refused at validate, preview and plan, with the key's position.
+#[test]
+fn schedule_at_with_an_explicit_offset_is_refused_with_its_position() {
+    for at in [
+        "2026-11-27T10:00-03:00",
+        "2026-11-27T10:00Z",
+        "2026-11-27T10:00:00+05:30",
+    ] {
+        let p = small_project();
+        p.file(
+            "campaigns/c.yaml",
+            &format!("channel: outbox\ntemplate: t\naudience: a.csv\nschedule:\n  at: {at}\n"),
+        );
+        for args in [&["validate"][..], &["preview", "c"], &["plan", "c"]] {
+            let o = p.run(args);
+            assert_located_error(
+                &o,
+                2,
+                &[
+                    "campaigns/c.yaml:5:7",
+                    "schedule.at",
+                    "recipient's local wall time",
+                    "remove the offset",
+                    "timezone",
+                ],
+            );
+        }
+        assert!(!p.path().join("disparo.db").exists(), "{at}: plan stored");
+    }
+    // `start` of a recurring schedule is a wall time too.
+    let p = small_project();
+    p.file(
+        "campaigns/c.yaml",
+        "channel: outbox\ntemplate: t\naudience: a.csv\nschedule:\n  cron: \"0 10 * * *\"\n  start: 2026-11-27T00:00Z\n",
+    );
+    assert_located_error(
+        &p.run(&["validate"]),
+        2,
+        &["campaigns/c.yaml:6:10", "schedule.start"],
+    );
+}
+
+/// Two files naming the same campaign (or a file whose stem is another's name) were both
+/// accepted: `plan` stored one over the other. Refused naming both files.
+#[test]
+fn two_campaign_files_with_one_name_are_refused_naming_both() {
+    let body = "channel: outbox\ntemplate: t\naudience: a.csv\n";
+    // Same `name:`.
+    let p = small_project();
+    p.file("campaigns/a.yaml", &format!("name: promo\n{body}"))
+        .file("campaigns/b.yaml", &format!("name: promo\n{body}"))
+        .file("campaigns/ok.yaml", body);
+    for args in [
+        &["validate"][..],
+        &["preview", "a"],
+        &["plan", "b"],
+        &["plan", "promo"],
+    ] {
+        assert_located_error(
+            &p.run(args),
+            2,
+            &["campaigns/a.yaml", "campaigns/b.yaml", "\"promo\""],
+        );
+    }
+    // Unrelated campaigns are still planned.
+    p.ok(&["-q", "plan", "ok"]);
+    // A stem that is another file's name: `plan promo` would pick the file by its stem.
+    let p = small_project();
+    p.file("campaigns/promo.yaml", &format!("name: first\n{body}"))
+        .file("campaigns/x.yaml", &format!("name: promo\n{body}"));
+    for args in [&["validate"][..], &["preview", "promo"], &["plan", "x"]] {
+        assert_located_error(
+            &p.run(args),
+            2,
+            &["campaigns/promo.yaml", "campaigns/x.yaml", "\"promo\""],
+        );
+    }
+}
+
+// ------------------------------------------------------ class 8: `plan a b` half done
+
+fn two_campaigns(b_rows: usize) -> Project {
+    let p = small_project();
+    let mut big = String::from("id,first_name,phone\n");
+    for i in 0..b_rows {
+        big.push_str(&format!("b{i},{},+55119{:08}\n", "B".repeat(200), i));
+    }
+    p.file(
+        "campaigns/a.yaml",
+        "channel: outbox\ntemplate: t\naudience: a.csv\nschedule: { at: 2026-12-01T09:00 }\n",
+    )
+    .file(
+        "campaigns/b.yaml",
+        "channel: outbox\ntemplate: t\naudience: b.csv\nschedule: { at: 2026-12-01T09:00 }\n",
+    )
+    .file("b.csv", &big);
+    p
+}
+
+/// Bad input in the second campaign named stores nothing at all, the first included.
+/// Before: `a` was committed, then `b` refused.
+#[test]
+fn plan_of_several_campaigns_checks_them_all_before_storing_any() {
+    let p = two_campaigns(3);
+    // b's last recipient lacks the variable the template uses.
+    p.file(
+        "b.csv",
+        "id,first_name,phone\nb0,Bia,+5511990000010\nb1,,+5511990000011\nb2,Caio,+5511990000012\n",
+    );
+    p.file(
+        "templates/t.hbs",
+        "Oi {{first_name}}{{#unless first_name}}{{missing}}{{/unless}}",
+    );
+    let o = p.run(&["--now", NOW, "plan", "a", "b"]);
+    assert_located_error(&o, 2, &["b.csv", "row 2", "missing", "nothing was stored"]);
+    assert!(!o.stderr.contains("planned a"), "{}", o.stderr);
+    assert_eq!(states(&p), vec![]);
+    // An unknown template in b: the same.
+    let p = two_campaigns(3);
+    p.file(
+        "campaigns/b.yaml",
+        "channel: outbox\ntemplate: nope\naudience: b.csv\n",
+    );
+    let o = p.run(&["--now", NOW, "plan", "a", "b"]);
+    assert_located_error(&o, 2, &["nope"]);
+    assert_eq!(states(&p), vec![]);
+}
+
+/// A store that fails half-way (the disk fills up while `b` is written) leaves `a` stored and
+/// says exactly which campaigns were stored and which were not.
+#[test]
+fn plan_that_fills_the_disk_says_what_was_stored() {
+    // How many pages the database takes with `a` alone.
+    let probe = two_campaigns(0);
+    probe.ok(&["-q", "--now", NOW, "plan", "a"]);
+    let pages: i64 = rusqlite::Connection::open(probe.path().join("disparo.db"))
+        .unwrap()
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .unwrap();
+    let p = two_campaigns(3000).env("DISPARO_DB_MAX_PAGES", &(pages + 4).to_string());
+    p.file(
+        "campaigns/c.yaml",
+        "channel: outbox\ntemplate: t\naudience: a.csv\nschedule: { at: 2026-12-01T09:00 }\n",
+    );
+    let o = p.run(&["--now", NOW, "plan", "a", "b", "c"]);
+    assert_located_error(
+        &o,
+        4,
+        &["full", "stored: a", "not stored: b (rolled back), c"],
+    );
+    let s = states(&p);
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(s[0].0, "a");
 }
