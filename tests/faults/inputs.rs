@@ -472,3 +472,103 @@ fn plan_that_fills_the_disk_says_what_was_stored() {
     assert_eq!(s.len(), 1, "{s:?}");
     assert_eq!(s[0].0, "a");
 }
+
+// ------------------------------------------------------ class 9: input sized to exhaust
+
+fn template_project(template: &str, partials: &[(&str, &str)]) -> Project {
+    let p = small_project();
+    p.file(
+        "campaigns/c.yaml",
+        "channel: outbox\ntemplate: t\naudience: a.csv\n",
+    )
+    .file("templates/t.hbs", template);
+    for (name, text) in partials {
+        p.file(&format!("templates/partials/{name}.hbs"), text);
+    }
+    p
+}
+
+/// Each of validate, preview and plan refuses with `needles` in its error (exit 2): a stack
+/// overflow would abort the process instead (SIGABRT, no exit code).
+fn refused_everywhere(p: &Project, needles: &[&str]) {
+    for args in [&["validate"][..], &["preview", "c"], &["plan", "c"]] {
+        assert_located_error(&p.run(args), 2, needles);
+    }
+    assert_eq!(states(p), vec![]);
+}
+
+#[test]
+fn partials_that_include_each_other_are_refused_before_rendering() {
+    let p = template_project(
+        "Oi {{> a}}",
+        &[
+            ("a", "A {{> b}}"),
+            ("b", "\nB {{#if first_name}}{{> a}}{{/if}}"),
+        ],
+    );
+    refused_everywhere(
+        &p,
+        &["templates/partials/", "a → b → a", "include each other"],
+    );
+    let p = template_project("Oi {{> a}}", &[("a", "{{first_name}} {{> a}}")]);
+    refused_everywhere(&p, &["templates/partials/a.hbs:1", "a → a"]);
+    // A partial chosen at render time (`{{> (lookup ...)}}`) inside a partial could be any,
+    // itself included.
+    let p = template_project("Oi {{> a}}", &[("a", "{{> (lookup . \"which\")}}")]);
+    refused_everywhere(&p, &["templates/partials/a.hbs:1", "chosen when rendered"]);
+}
+
+#[test]
+fn blocks_nested_too_deep_are_refused_before_the_parser() {
+    let n = 10_000;
+    let t = format!("{}x{}", "{{#if first_name}}".repeat(n), "{{/if}}".repeat(n));
+    let p = template_project(&t, &[]);
+    refused_everywhere(&p, &["templates/t.hbs:1:", "nested", "deeper than 64"]);
+    // Through partials: each level within the limit, the sum not.
+    let level = format!(
+        "{}{{{{> p2}}}}{}",
+        "{{#if first_name}}".repeat(40),
+        "{{/if}}".repeat(40)
+    );
+    let p = template_project(
+        &level.replace("p2", "p1"),
+        &[("p1", &level), ("p2", &level.replace("{{> p2}}", "end"))],
+    );
+    refused_everywhere(&p, &["nested", "deeper than 64", "partials"]);
+    // Deep but within the limit renders.
+    let t = format!(
+        "{}x{}",
+        "{{#if first_name}}".repeat(60),
+        "{{/if}}".repeat(60)
+    );
+    let p = template_project(&t, &[]);
+    p.ok(&["-q", "validate"]);
+}
+
+/// A 200,000-column header: one located error, at once (before: a quadratic check of
+/// repeated names, minutes of CPU).
+#[test]
+fn a_very_wide_csv_header_is_refused_with_its_limit() {
+    let p = small_project();
+    let mut header = String::from("id,first_name,phone");
+    for i in 0..200_000 {
+        header.push_str(&format!(",c{i}"));
+    }
+    p.file(
+        "campaigns/c.yaml",
+        "channel: outbox\ntemplate: t\naudience: wide.csv\n",
+    )
+    .file(
+        "wide.csv",
+        &format!("{header}\na,Ana,+5511990000001{}\n", ",x".repeat(200_000)),
+    );
+    refused_everywhere(&p, &["wide.csv:1", "200003 columns", "16384"]);
+    // Wide but within the limit: a repeated name at the end is still found.
+    let mut header = String::from("id,first_name,phone");
+    for i in 0..16_000 {
+        header.push_str(&format!(",c{i}"));
+    }
+    header.push_str(",c15999");
+    p.file("wide.csv", &format!("{header}\n"));
+    refused_everywhere(&p, &["wide.csv:1", "\"c15999\" twice"]);
+}
