@@ -47,19 +47,22 @@ pub struct Scan {
 pub fn scan(src: &str) -> Scan {
     let b = src.as_bytes();
     let mut out = Scan::default();
-    let (mut line, mut line_start, mut counted) = (1u64, 0usize, 0usize);
+    // Line and column (in characters) of the byte `counted`, advanced as tags are found: one
+    // pass over the text however long its lines.
+    let (mut line, mut column, mut counted) = (1u64, 1u64, 0usize);
     let mut depth = 0usize;
     let mut i = 0usize;
     while let Some(at) = find(b, i, b"{{") {
-        // Line and column of `at`, counting only the bytes not counted yet.
-        for (k, &c) in b[counted..at].iter().enumerate() {
-            if c == b'\n' {
+        for c in src[counted..at].chars() {
+            if c == '\n' {
                 line += 1;
-                line_start = counted + k + 1;
+                column = 1;
+            } else {
+                column += 1;
             }
         }
         counted = at;
-        let pos = (line, (src[line_start..at].chars().count() + 1) as u64);
+        let pos = (line, column);
         if at > 0 && b[at - 1] == b'\\' {
             i = at + 2;
             continue;
