@@ -154,12 +154,13 @@ struct NameOnly {
 }
 
 impl Campaign {
-    /// The name a campaign file declares (`None`: it takes its file's stem) and the line of
-    /// the `name` key; `Err` if the file cannot be read as YAML at all.
-    pub fn declared_name(path: &Path) -> Result<Option<(String, u64)>, ()> {
-        let text = std::fs::read_to_string(path).map_err(|_| ())?;
-        let n: NameOnly = serde_saphyr::from_str(&text).map_err(|_| ())?;
-        Ok(n.name.map(|n| (n.value, n.referenced.line())))
+    /// The name a campaign file declares and the line of its `name` key; `None` when it
+    /// declares none (it takes its file's stem) or cannot be read as YAML at all (then
+    /// `validate` reports it, and only its stem can be compared).
+    pub fn declared_name(path: &Path) -> Option<(String, u64)> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let n: NameOnly = serde_saphyr::from_str(&text).ok()?;
+        n.name.map(|n| (n.value, n.referenced.line()))
     }
 
     /// Loads a campaign file; `root` resolves the audience path.

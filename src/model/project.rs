@@ -105,14 +105,11 @@ impl Project {
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default()
         };
-        let line = Campaign::declared_name(file).ok().flatten().map(|(_, l)| l);
+        let line = Campaign::declared_name(file).map(|(_, l)| l);
         let mut problems = Vec::new();
         for other in files.iter().filter(|f| !same(f, file)) {
-            let (declared, other_stem) = match Campaign::declared_name(other) {
-                Ok(d) => (d.map(|(n, _)| n), stem(other)),
-                // Unreadable: `validate` reports it; only its stem can be compared.
-                Err(()) => (None, stem(other)),
-            };
+            let declared = Campaign::declared_name(other).map(|(n, _)| n);
+            let other_stem = stem(other);
             let other_name = declared.clone().unwrap_or_else(|| other_stem.clone());
             let why = if other_name == name {
                 format!(

@@ -88,8 +88,8 @@ pub fn scan(src: &str) -> Scan {
                 continue;
             }
             Some(b'#') | Some(b'^') => {
-                let bare_else = b[j] == b'^' && b[j + 1..].starts_with(b"}}")
-                    || b[j] == b'^' && b[j + 1..].starts_with(b"~}}");
+                let bare_else = b[j] == b'^'
+                    && (b[j + 1..].starts_with(b"}}") || b[j + 1..].starts_with(b"~}}"));
                 if !bare_else {
                     depth += 1;
                     if depth > out.depth {
