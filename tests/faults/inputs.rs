@@ -46,15 +46,22 @@ fn replan_project(audience: &str, at: &str) -> Project {
     p
 }
 
+const BOTH: &str = "id,first_name,phone\na,Ana,+5511990000001\nb,Bia,+5511990000002\n";
+
+/// `a` and `b` planned, then re-planned without `b` (its message cancelled by the re-plan).
+fn planned_then_b_removed() -> Project {
+    let p = replan_project(BOTH, "2026-12-01T09:00");
+    p.ok(&["-q", "--now", NOW, "plan", "c"]);
+    p.file("a.csv", "id,first_name,phone\na,Ana,+5511990000001\n");
+    p.ok(&["-q", "--now", NOW, "plan", "c"]);
+    p
+}
+
 /// A recipient removed from the audience (its pending message cancelled by the re-plan) and
 /// added back is planned again, with the new content and time. Before: it stayed `cancelled`.
 #[test]
 fn a_recipient_removed_and_added_back_is_planned_again() {
-    let both = "id,first_name,phone\na,Ana,+5511990000001\nb,Bia,+5511990000002\n";
-    let p = replan_project(both, "2026-12-01T09:00");
-    p.ok(&["-q", "--now", NOW, "plan", "c"]);
-    p.file("a.csv", "id,first_name,phone\na,Ana,+5511990000001\n");
-    p.ok(&["-q", "--now", NOW, "plan", "c"]);
+    let p = planned_then_b_removed();
     assert_eq!(states(&p)[1].1, "cancelled", "{:?}", states(&p));
     // Back, with a new name and a new time.
     p.file(
@@ -85,13 +92,9 @@ fn a_recipient_removed_and_added_back_is_planned_again() {
 /// re-plan had cancelled before the campaign was.
 #[test]
 fn a_cancelled_campaign_stays_cancelled_through_replans() {
-    let both = "id,first_name,phone\na,Ana,+5511990000001\nb,Bia,+5511990000002\n";
-    let p = replan_project(both, "2026-12-01T09:00");
-    p.ok(&["-q", "--now", NOW, "plan", "c"]);
-    p.file("a.csv", "id,first_name,phone\na,Ana,+5511990000001\n");
-    p.ok(&["-q", "--now", NOW, "plan", "c"]);
+    let p = planned_then_b_removed();
     p.ok(&["-q", "cancel", "c"]);
-    p.file("a.csv", both);
+    p.file("a.csv", BOTH);
     p.ok(&["-q", "--now", NOW, "plan", "c"]);
     let s: Vec<(String, String)> = states(&p).into_iter().map(|(r, s, _)| (r, s)).collect();
     assert_eq!(
