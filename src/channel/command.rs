@@ -30,6 +30,8 @@ use super::{
 /// The exit status a program uses to say "try again later".
 pub const EXIT_TEMPFAIL: i32 = 75;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a program killed at its timeout is waited for.
+const KILL_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub struct Command {
@@ -107,24 +109,47 @@ impl Command {
             })?;
         let mut stdin = child.stdin.take();
         let mut stdout = child.stdout.take();
+        // The exit status decides, not the end of stdout: a child the program left behind may
+        // hold stdout open long after the program exited 0. Stdout is read meanwhile (its last
+        // MAX_STDOUT bytes kept, the rest read and dropped, so a chatty program never blocks
+        // on a full pipe), and after the exit only what is already there is taken.
+        let mut out = Tail::default();
         let io = async {
-            if let Some(mut s) = stdin.take() {
-                // A program that exits without reading its input is not an error.
-                let _ = s.write_all(&input).await;
-                let _ = s.shutdown().await;
+            let write = async {
+                if let Some(mut s) = stdin.take() {
+                    // A program that exits without reading its input is not an error.
+                    let _ = s.write_all(&input).await;
+                    let _ = s.shutdown().await;
+                }
+            };
+            let exit = async { tokio::join!(child.wait(), write).0 };
+            tokio::pin!(exit);
+            let mut chunk = vec![0u8; 16 * 1024];
+            let mut open = stdout.is_some();
+            let status = loop {
+                tokio::select! {
+                    status = &mut exit => break status,
+                    n = read_some(&mut stdout, &mut chunk), if open => match n {
+                        Some(n) => out.push(&chunk[..n]),
+                        None => open = false,
+                    },
+                }
+            };
+            // What the program wrote before it exited is in the pipe already.
+            if open {
+                let drain = async {
+                    while let Some(n) = read_some(&mut stdout, &mut chunk).await {
+                        out.push(&chunk[..n]);
+                    }
+                };
+                let _ = tokio::time::timeout(DRAIN, drain).await;
             }
-            let mut out = Vec::new();
-            if let Some(s) = stdout.as_mut() {
-                let _ = s.read_to_end(&mut out).await;
-            }
-            let status = child.wait().await;
-            (status, out)
+            status
         };
-        let finished = tokio::time::timeout(self.timeout, io).await;
-        let (status, out) = match finished {
-            Ok(r) => r,
+        let status = match tokio::time::timeout(self.timeout, io).await {
+            Ok(status) => status,
             Err(_) => {
-                let _ = child.kill().await;
+                let _ = tokio::time::timeout(KILL_WAIT, child.kill()).await;
                 return Err(SendError::transient(format!(
                     "channel `{}`: {} did not finish within {:?} and was killed",
                     self.name,
@@ -134,6 +159,7 @@ impl Command {
                 .with_code("timeout"));
             }
         };
+        let out = out.bytes;
         let status = status.map_err(|e| {
             SendError::transient(format!(
                 "channel `{}`: waiting for the program: {e}",
@@ -157,10 +183,7 @@ impl Command {
         if exit == 0 {
             return Ok(Delivered { provider_id: id });
         }
-        let retry_after = outcome
-            .retry_after
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64);
+        let retry_after = outcome.retry_after.and_then(super::retry_after_secs);
         let class = if exit == EXIT_TEMPFAIL || outcome.retry == Some(true) {
             ErrorClass::Transient { retry_after }
         } else {
@@ -178,6 +201,11 @@ impl Command {
         })
     }
 
+    /// The longest one send takes: the program's `timeout`, then its kill.
+    pub fn send_timeout(&self) -> Duration {
+        self.timeout + KILL_WAIT
+    }
+
     pub fn preview_request(&self, env: &Outgoing<'_>) -> serde_json::Value {
         serde_json::json!({
             "program": self.program.display().to_string(),
@@ -185,6 +213,40 @@ impl Command {
             "timeout_seconds": self.timeout.as_secs_f64(),
             "stdin": serde_json::to_value(MessageDoc::new(env)).unwrap_or_default(),
         })
+    }
+}
+
+/// The most of a program's stdout that is kept (its end: the outcome is the last line).
+const MAX_STDOUT: usize = 64 * 1024;
+/// How long, after the program exited, stdout is read for what it wrote before (a child it
+/// left behind may keep writing).
+const DRAIN: Duration = Duration::from_millis(100);
+
+/// The last [`MAX_STDOUT`] bytes written.
+#[derive(Default)]
+struct Tail {
+    bytes: Vec<u8>,
+}
+
+impl Tail {
+    fn push(&mut self, data: &[u8]) {
+        if data.len() >= MAX_STDOUT {
+            self.bytes.clear();
+            self.bytes
+                .extend_from_slice(&data[data.len() - MAX_STDOUT..]);
+            return;
+        }
+        let over = (self.bytes.len() + data.len()).saturating_sub(MAX_STDOUT);
+        self.bytes.drain(..over);
+        self.bytes.extend_from_slice(data);
+    }
+}
+
+/// Reads what is there; `None` at the end of the stream (or on an error, or without one).
+async fn read_some(s: &mut Option<tokio::process::ChildStdout>, buf: &mut [u8]) -> Option<usize> {
+    match s.as_mut()?.read(buf).await {
+        Ok(0) | Err(_) => None,
+        Ok(n) => Some(n),
     }
 }
 

@@ -50,11 +50,15 @@ struct Conn {
     buf: Vec<u8>,
 }
 
-/// An answer read in full.
+/// An answer: its status and headers, and what was read of its body.
 pub(crate) struct Answer {
     pub status: StatusCode,
     pub headers: HeaderMap,
+    /// At most [`MAX_BODY`] bytes of the body.
     pub body: Bytes,
+    /// Why `body` is not the whole body, when it is not (too large, cut short, too slow,
+    /// malformed): after a 2xx status the message is sent all the same (see [`accepted`]).
+    pub unread: Option<String>,
 }
 
 type Failure = (ErrorClass, String);
@@ -63,9 +67,11 @@ fn transient(text: String) -> Failure {
     (ErrorClass::Transient { retry_after: None }, text)
 }
 
-/// The longest answer head, and body, read from an endpoint.
+/// The longest answer head read from an endpoint, and the most of a body that is read: enough
+/// for any provider id or error message. The rest of a longer body is not read (the
+/// connection is closed): a 20 MiB answer is not buffered to find an id.
 const MAX_HEAD: usize = 64 * 1024;
-const MAX_BODY: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 /// Header lines of an answer, at most (hyper's and reqwest's limit).
 const MAX_HEADERS: usize = 100;
 
@@ -90,8 +96,11 @@ impl PlainHttp {
     /// Sends `request` (a whole HTTP/1.1 request: head, with `Host` and `Content-Length`, and
     /// body) and reads the whole answer, within [`REQUEST_TIMEOUT`]. `channel` names the
     /// sender in error messages.
+    /// The head must arrive within that time; a body still arriving then is cut there (the
+    /// status is known: see [`Answer::unread`]).
     pub(crate) async fn send(&self, channel: &str, request: &[u8]) -> Result<Answer, SendError> {
-        match tokio::time::timeout(REQUEST_TIMEOUT, self.exchange(request)).await {
+        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+        match tokio::time::timeout_at(deadline, self.exchange(request, deadline)).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err((class, text))) => Err(SendError {
                 class,
@@ -109,7 +118,11 @@ impl PlainHttp {
         }
     }
 
-    async fn exchange(&self, request: &[u8]) -> Result<Answer, Failure> {
+    async fn exchange(
+        &self,
+        request: &[u8],
+        deadline: tokio::time::Instant,
+    ) -> Result<Answer, Failure> {
         // A request that could not be written whole was not received: it goes out on the next
         // connection (at most a few times). Kept-alive connections the server closed while
         // idle are left out before that (see `idle`).
@@ -128,7 +141,7 @@ impl PlainHttp {
             }
             // From here on the request may have reached the server: a failure is a transient
             // error, and the dispatcher retries later with the same idempotency key.
-            match conn.read_answer().await {
+            match conn.read_answer(deadline).await {
                 Ok((answer, keep)) => {
                     if keep {
                         self.give_back(conn);
@@ -226,8 +239,12 @@ impl Conn {
         }
     }
 
-    /// Reads one whole answer; says whether the connection can carry another request.
-    async fn read_answer(&mut self) -> Result<(Answer, bool), String> {
+    /// Reads one answer (its body up to [`MAX_BODY`], until `deadline`); says whether the
+    /// connection can carry another request. An error means no complete head arrived.
+    async fn read_answer(
+        &mut self,
+        deadline: tokio::time::Instant,
+    ) -> Result<(Answer, bool), String> {
         self.buf.clear();
         let mut start = 0;
         let head = loop {
@@ -261,64 +278,103 @@ impl Conn {
             }
         };
         let at = start + head.len;
-        let cut_short =
-            || "the server closed the connection in the middle of its answer".to_string();
-        let too_large = || format!("the answer's body is over {MAX_BODY} bytes");
-        let (body, end, mut keep) = match head.framing {
-            Framing::None => (Bytes::new(), at, head.keep_alive),
-            Framing::Length(n) => {
-                if n > MAX_BODY {
-                    return Err(too_large());
-                }
-                while self.buf.len() < at + n {
-                    if !self.fill().await? {
-                        return Err(cut_short());
-                    }
-                }
-                (
-                    Bytes::copy_from_slice(&self.buf[at..at + n]),
-                    at + n,
-                    head.keep_alive,
-                )
-            }
-            Framing::Chunked => {
-                let mut chunks = Chunked::default();
-                loop {
-                    if let Some(used) = chunks.step(&self.buf[at..])? {
-                        break (Bytes::from(chunks.body), at + used, head.keep_alive);
-                    }
-                    if chunks.body.len() > MAX_BODY || self.buf.len() - at > 2 * MAX_BODY {
-                        return Err(too_large());
-                    }
-                    if !self.fill().await? {
-                        return Err(cut_short());
-                    }
-                }
-            }
-            Framing::Close => {
-                while self.fill().await? {
-                    if self.buf.len() - at > MAX_BODY {
-                        return Err(too_large());
-                    }
-                }
-                let end = self.buf.len();
-                (Bytes::copy_from_slice(&self.buf[at..]), end, false)
-            }
-        };
-        // Bytes after the answer were not asked for (no request is pipelined): the
-        // connection's state is unknown, so it is not used again.
-        if end != self.buf.len() {
-            keep = false;
-        }
+        // From here on the status is known: whatever happens to the body, the answer stands.
+        let (body, unread) =
+            match tokio::time::timeout_at(deadline, self.read_body(at, &head.framing)).await {
+                Ok(Ok(body)) => (body, None),
+                Ok(Err((body, why))) => (body, Some(why)),
+                Err(_) => (
+                    Bytes::copy_from_slice(&self.buf[at.min(self.buf.len())..]),
+                    Some(format!(
+                        "did not arrive within {} s",
+                        REQUEST_TIMEOUT.as_secs()
+                    )),
+                ),
+            };
+        // Bytes after the answer were not asked for (no request is pipelined), and a body not
+        // read to its end leaves the connection in an unknown state: it is not used again.
+        let keep = head.keep_alive
+            && unread.is_none()
+            && self.buf.is_empty()
+            && !matches!(head.framing, Framing::Close);
         self.buf.clear();
         Ok((
             Answer {
                 status: head.status,
                 headers: head.headers,
                 body,
+                unread,
             },
             keep,
         ))
+    }
+
+    /// Reads the body that starts at `at` in the buffer; consumes it from the buffer (what
+    /// stays there was sent after the answer). `Err` holds what was read and why the rest
+    /// was not.
+    async fn read_body(&mut self, at: usize, framing: &Framing) -> Result<Bytes, (Bytes, String)> {
+        let cut_short = "was cut short (the server closed the connection)".to_string();
+        let too_large = format!("is over {MAX_BODY} bytes (the rest was not read)");
+        let prefix =
+            |buf: &[u8], n: usize| Bytes::copy_from_slice(&buf[at..(at + n).min(buf.len())]);
+        match framing {
+            Framing::None => {
+                self.buf.drain(..at);
+                Ok(Bytes::new())
+            }
+            Framing::Length(n) => {
+                let want = (*n).min(MAX_BODY);
+                while self.buf.len() < at + want {
+                    match self.fill().await {
+                        Ok(true) => {}
+                        Ok(false) => return Err((prefix(&self.buf, want), cut_short)),
+                        Err(e) => return Err((prefix(&self.buf, want), e)),
+                    }
+                }
+                let body = prefix(&self.buf, want);
+                if *n > MAX_BODY {
+                    return Err((body, too_large));
+                }
+                self.buf.drain(..at + n);
+                Ok(body)
+            }
+            Framing::Chunked => {
+                let mut chunks = Chunked::default();
+                loop {
+                    match chunks.step(&self.buf[at..]) {
+                        Ok(Some(used)) => {
+                            self.buf.drain(..at + used);
+                            return Ok(Bytes::from(chunks.body));
+                        }
+                        Ok(None) => {}
+                        Err(e) => return Err((Bytes::from(chunks.body), e)),
+                    }
+                    if chunks.body.len() > MAX_BODY || self.buf.len() - at > 2 * MAX_BODY {
+                        chunks.body.truncate(MAX_BODY);
+                        return Err((Bytes::from(chunks.body), too_large));
+                    }
+                    match self.fill().await {
+                        Ok(true) => {}
+                        Ok(false) => return Err((Bytes::from(chunks.body), cut_short)),
+                        Err(e) => return Err((Bytes::from(chunks.body), e)),
+                    }
+                }
+            }
+            Framing::Close => loop {
+                if self.buf.len() - at > MAX_BODY {
+                    return Err((prefix(&self.buf, MAX_BODY), too_large));
+                }
+                match self.fill().await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let body = prefix(&self.buf, usize::MAX - at);
+                        self.buf.clear();
+                        return Ok(body);
+                    }
+                    Err(e) => return Err((prefix(&self.buf, MAX_BODY), e)),
+                }
+            },
+        }
     }
 }
 
@@ -482,15 +538,133 @@ pub(crate) fn proxy_configured(env: &dyn Fn(&str) -> Option<String>) -> bool {
         .any(|v| env(v).is_some_and(|v| !v.is_empty()))
 }
 
-/// The provider's `Retry-After`: delta-seconds, or an HTTP date (RFC 9110 §10.2.3).
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+/// Sends a reqwest request and reads its answer, all within [`REQUEST_TIMEOUT`] whatever
+/// client built it: the head must arrive in that time (else a transient error); the body is
+/// read up to [`MAX_BODY`] (the rest is not read: dropping the response closes the
+/// connection) until then. `what` names the sender in errors.
+pub(crate) async fn exchange(
+    what: &str,
+    request: reqwest::RequestBuilder,
+) -> Result<Answer, SendError> {
+    let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+    let mut response = match tokio::time::timeout_at(deadline, request.send()).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return Err(transport_error(what, e)),
+        Err(_) => {
+            return Err(SendError {
+                class: ErrorClass::Transient { retry_after: None },
+                code: Some("network".into()),
+                message: format!("{what}: no answer within {} s", REQUEST_TIMEOUT.as_secs()),
+            });
+        }
+    };
+    let status = response.status();
+    let headers = std::mem::take(response.headers_mut());
+    let mut body = Vec::new();
+    let unread = loop {
+        match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => {
+                let room = MAX_BODY - body.len();
+                if chunk.len() > room {
+                    body.extend_from_slice(&chunk[..room]);
+                    break Some(format!("is over {MAX_BODY} bytes (the rest was not read)"));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(Ok(None)) => break None,
+            Ok(Err(e)) => {
+                break Some(format!(
+                    "could not be read: {}",
+                    super::error_chain(&e.without_url())
+                ));
+            }
+            Err(_) => {
+                break Some(format!(
+                    "did not arrive within {} s",
+                    REQUEST_TIMEOUT.as_secs()
+                ));
+            }
+        }
+    };
+    Ok(Answer {
+        status,
+        headers,
+        body: Bytes::from(body),
+        unread,
+    })
+}
+
+/// A 2xx answer: the provider took the message, so it is sent, whatever became of the body
+/// (retrying would send it twice). When the provider id is missing and `why` says why (the
+/// body was not read whole, or could not be understood), a warning says so.
+pub(crate) fn accepted(
+    channel: &str,
+    answer: &Answer,
+    provider_id: Option<String>,
+    why: Option<&str>,
+) -> super::Delivered {
+    if provider_id.is_none()
+        && let Some(why) = answer
+            .unread
+            .as_deref()
+            .map(|u| format!("its body {u}"))
+            .or(why.map(str::to_string))
+    {
+        tracing::warn!(
+            channel,
+            status = answer.status.as_u16(),
+            "channel `{channel}`: the provider accepted the message (HTTP {}), but {why}: recorded as sent without a provider id",
+            answer.status.as_u16()
+        );
     }
-    let when = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
-    let delta = when.duration_since(jiff::Timestamp::now());
-    Some(Duration::try_from(delta).unwrap_or(Duration::ZERO))
+    super::Delivered { provider_id }
+}
+
+/// The provider's `Retry-After`: delta-seconds, or an HTTP date (RFC 9110 §10.2.3); see
+/// [`parse_retry_after`].
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    parse_retry_after(value, jiff::Timestamp::now())
+}
+
+/// A `Retry-After` value read at `now`: whole seconds (any number of digits), fractional
+/// seconds (leniently), or an HTTP date (a date in the past is "now"). Never more than
+/// [`super::MAX_RETRY_AFTER`] (longer waits are taken as that); `None` when it is none of
+/// these (negative numbers included).
+pub(crate) fn parse_retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Twenty digits do not fit a u64: as long as the longest wait, not an error.
+        return Some(
+            value
+                .parse::<u64>()
+                .map_or(super::MAX_RETRY_AFTER, Duration::from_secs)
+                .min(super::MAX_RETRY_AFTER),
+        );
+    }
+    if value.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return super::retry_after_secs(value.parse::<f64>().ok()?);
+    }
+    const DATES: jiff::fmt::rfc2822::DateTimeParser =
+        jiff::fmt::rfc2822::DateTimeParser::new().relaxed_weekday(true);
+    let when = match DATES.parse_timestamp(value) {
+        Ok(when) => when,
+        // A date past the last instant jiff represents (9999-12-30): far in the future.
+        Err(_)
+            if value
+                .split_whitespace()
+                .any(|t| t.parse::<u32>().is_ok_and(|y| y >= 9999)) =>
+        {
+            return Some(super::MAX_RETRY_AFTER);
+        }
+        Err(_) => return None,
+    };
+    let delta = when.duration_since(now);
+    Some(
+        Duration::try_from(delta)
+            .unwrap_or(Duration::ZERO)
+            .min(super::MAX_RETRY_AFTER),
+    )
 }
 
 /// The class an HTTP status gives when the body says nothing more specific:
@@ -623,6 +797,62 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n",
         ] {
             assert!(parse_head(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn retry_after_saturates_at_the_longest_wait_and_never_panics() {
+        use super::parse_retry_after as parse;
+        use crate::channel::MAX_RETRY_AFTER as MAX;
+        use std::time::Duration;
+        let now: jiff::Timestamp = "2026-11-30T12:00:00Z".parse().unwrap();
+        let s = Duration::from_secs;
+        assert_eq!(parse("7", now), Some(s(7)));
+        assert_eq!(parse(" 0 ", now), Some(s(0)));
+        assert_eq!(parse("1.5", now), Some(Duration::from_millis(1500)));
+        assert_eq!(parse("604800", now), Some(MAX));
+        for huge in [
+            "604801",
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999",
+            "1e300",
+            "99999999999999999999999999999999999999999.5",
+            &"9".repeat(400),
+        ] {
+            assert_eq!(
+                parse(huge, now),
+                if huge == "1e300" { None } else { Some(MAX) },
+                "{huge}"
+            );
+        }
+        assert_eq!(
+            parse("Mon, 30 Nov 2026 12:00:30 GMT", now),
+            Some(s(30)),
+            "an HTTP date"
+        );
+        assert_eq!(parse("Fri, 31 Dec 9999 23:59:59 GMT", now), Some(MAX));
+        assert_eq!(
+            parse("Mon, 01 Jan 3000 00:00:00 GMT", now),
+            Some(MAX),
+            "wrong weekday"
+        );
+        assert_eq!(
+            parse("Thu, 01 Jan 1970 00:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        for bad in [
+            "",
+            "-1",
+            "-0.5",
+            "soon",
+            "1.2.3",
+            ".",
+            "NaN",
+            "inf",
+            "Mon, 99 Nov 2026",
+        ] {
+            assert_eq!(parse(bad, now), None, "{bad:?}");
         }
     }
 

@@ -57,6 +57,27 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// The longest wait a provider can ask for before a retry (`Retry-After`, a command's
+/// `retry_after`): longer ones, up to absurd values, are taken as this; never a panic or an
+/// overflow further on.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// `secs` seconds as a retry delay, at most [`MAX_RETRY_AFTER`]; `None` unless finite and
+/// not negative.
+pub(crate) fn retry_after_secs(secs: f64) -> Option<Duration> {
+    if !secs.is_finite() || secs < 0.0 {
+        return None;
+    }
+    Some(if secs >= MAX_RETRY_AFTER.as_secs_f64() {
+        MAX_RETRY_AFTER
+    } else {
+        Duration::from_secs_f64(secs)
+    })
+}
+
+/// What [`Channel::send_timeout`] says for the local channels (`console`, `outbox`).
+pub const LOCAL_SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A successful hand-over to the provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivered {
@@ -305,6 +326,23 @@ impl Channel {
         }
     }
 
+    /// The longest one send of this channel can take before the adapter gives up (and
+    /// returns a transient error): HTTP adapters [`REQUEST_TIMEOUT`](http::REQUEST_TIMEOUT)
+    /// for connecting, the request and the answer together (whatever client they were given);
+    /// `command` its `timeout` and the kill; `smtp` its `timeout` for the whole session;
+    /// `console` and `outbox` a nominal [`LOCAL_SEND_TIMEOUT`] (a local write, not timed). A
+    /// dispatcher keeps every send shorter than its lease with it.
+    pub fn send_timeout(&self) -> Duration {
+        match self {
+            Channel::Console(_) | Channel::Outbox(_) => LOCAL_SEND_TIMEOUT,
+            Channel::WhatsappCloud(_) | Channel::Twilio(_) | Channel::Webhook(_) => {
+                http::REQUEST_TIMEOUT
+            }
+            Channel::Smtp(c) => c.send_timeout(),
+            Channel::Command(c) => c.send_timeout(),
+        }
+    }
+
     /// What can be made of a message before its send starts: the dispatcher calls this on
     /// the store thread as the message is claimed, off the network thread, and passes the
     /// result back in [`Outgoing::prepared`]. For the webhook, the JSON body up to its
@@ -527,6 +565,55 @@ mod tests {
                 String::from_utf8(message_json(&env)).unwrap(),
                 String::from_utf8(whole).unwrap()
             );
+        }
+    }
+
+    /// Every channel says how long one of its sends can take, from its configuration.
+    #[test]
+    fn send_timeout_is_the_adapters_own_bound() {
+        use super::{BuildContext, Channel, ChannelConfig, LOCAL_SEND_TIMEOUT};
+        use std::time::Duration;
+        let program = std::env::current_exe().unwrap();
+        let ctx = BuildContext::new(".", reqwest::Client::new()).with_env(|k| {
+            ["TOKEN", "SID", "USER", "PASS"]
+                .contains(&k)
+                .then(|| "AC0123456789abcdef".to_string())
+        });
+        let cases = [
+            ("{ type: console }".to_string(), LOCAL_SEND_TIMEOUT),
+            ("{ type: outbox }".to_string(), LOCAL_SEND_TIMEOUT),
+            ("{ type: webhook, url: 'http://127.0.0.1:9/h' }".to_string(), Duration::from_secs(30)),
+            ("{ type: webhook, url: 'https://example.com/h' }".to_string(), Duration::from_secs(30)),
+            (
+                "{ type: whatsapp_cloud, phone_number_id: '1', token_env: TOKEN }".to_string(),
+                Duration::from_secs(30),
+            ),
+            (
+                "{ type: twilio, account_sid_env: SID, auth_token_env: TOKEN, from: '+15005550006' }"
+                    .to_string(),
+                Duration::from_secs(30),
+            ),
+            (
+                "{ type: smtp, host: 127.0.0.1, tls: none, from: a@example.com }".to_string(),
+                Duration::from_secs(30),
+            ),
+            (
+                "{ type: smtp, host: 127.0.0.1, tls: none, from: a@example.com, timeout: 7s, username_env: USER, password_env: PASS }".to_string(),
+                Duration::from_secs(7),
+            ),
+            (
+                format!("{{ type: command, program: '{}' }}", program.display()),
+                Duration::from_secs(31),
+            ),
+            (
+                format!("{{ type: command, program: '{}', timeout: 2s }}", program.display()),
+                Duration::from_secs(3),
+            ),
+        ];
+        for (yaml, want) in cases {
+            let config: ChannelConfig = serde_saphyr::from_str(&yaml).unwrap();
+            let channel = Channel::build("c", &config, &ctx).unwrap();
+            assert_eq!(channel.send_timeout(), want, "{yaml}");
         }
     }
 

@@ -31,6 +31,9 @@ pub struct Smtp {
     /// lettre's `Credentials` debug-prints nothing.
     secrets: Vec<Secret>,
     transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// The longest a whole send (connect, every command, the message) may take. lettre's own
+    /// timeout, set to the same, bounds each read and write of the session.
+    timeout: Duration,
 }
 
 impl Smtp {
@@ -50,9 +53,10 @@ impl Smtp {
             SmtpTls::Tls => 465,
             SmtpTls::None => 25,
         });
+        let timeout = c.timeout.map_or(DEFAULT_TIMEOUT, |t| t.to_std());
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.host)
             .port(port)
-            .timeout(Some(c.timeout.map_or(DEFAULT_TIMEOUT, |t| t.to_std())));
+            .timeout(Some(timeout));
         if c.tls != SmtpTls::None {
             let mut params = TlsParameters::builder(c.host.clone());
             if let Some(path) = &c.ca_cert {
@@ -114,6 +118,7 @@ impl Smtp {
             from,
             secrets,
             transport: builder.build(),
+            timeout,
         })
     }
 
@@ -170,12 +175,24 @@ impl Smtp {
 
     pub async fn send(&self, env: &Outgoing<'_>) -> Result<Delivered, SendError> {
         let message = self.message(env)?;
-        match self.transport.send(message).await {
-            Ok(_) => Ok(Delivered {
+        match tokio::time::timeout(self.timeout, self.transport.send(message)).await {
+            Ok(Ok(_)) => Ok(Delivered {
                 provider_id: Some(self.message_id(env)),
             }),
-            Err(e) => Err(self.error(e)),
+            Ok(Err(e)) => Err(self.error(e)),
+            // The relay may have taken it (if it stalled after the message): the retry carries
+            // the same Message-ID.
+            Err(_) => Err(SendError::transient(format!(
+                "channel `{}`: SMTP {}:{}: the session did not finish within {:?}",
+                self.name, self.host, self.port, self.timeout
+            ))
+            .with_code("timeout")),
         }
+    }
+
+    /// The longest one send takes: its `timeout`, for the whole session.
+    pub fn send_timeout(&self) -> Duration {
+        self.timeout
     }
 
     fn error(&self, e: lettre::transport::smtp::Error) -> SendError {

@@ -6,7 +6,7 @@ use reqwest::header::CONTENT_TYPE;
 use serde::Deserialize;
 
 use super::Outgoing;
-use super::http::{self, retry_after, status_class, transport_error};
+use super::http::{self, retry_after, status_class};
 use super::{
     BuildContext, ChannelBuildError, Delivered, ErrorClass, Secret, SendError, TwilioConfig,
 };
@@ -108,25 +108,28 @@ impl Twilio {
             self.base,
             self.account_sid.expose()
         );
-        let response = self
+        let request = self
             .http
             .post(url)
             .basic_auth(self.account_sid.expose(), Some(self.auth_token.expose()))
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header("I-Twilio-Idempotency-Token", env.message_id)
-            .body(self.body(env))
-            .send()
-            .await
-            .map_err(|e| transport_error(&format!("channel `{}`", self.name), e))?;
-        let status = response.status();
-        let wait = retry_after(response.headers());
-        let text = response.text().await.unwrap_or_default();
+            .body(self.body(env));
+        let answer = http::exchange(&format!("channel `{}`", self.name), request).await?;
+        let status = answer.status;
+        let wait = retry_after(&answer.headers);
         if status.is_success() {
-            let provider_id = serde_json::from_str::<Created>(&text)
+            let provider_id = serde_json::from_slice::<Created>(&answer.body)
                 .ok()
                 .and_then(|c| c.sid);
-            return Ok(Delivered { provider_id });
+            return Ok(http::accepted(
+                &self.name,
+                &answer,
+                provider_id,
+                Some("its body has no `sid`"),
+            ));
         }
+        let text = String::from_utf8_lossy(&answer.body);
         let err = serde_json::from_str::<TwilioError>(&text).ok();
         let code = err.as_ref().and_then(|e| e.code);
         let class = match code {

@@ -21,7 +21,7 @@ use reqwest::{Method, Url};
 use sha2::Sha256;
 
 use super::Outgoing;
-use super::http::{self, retry_after, status_class, transport_error};
+use super::http::{self, retry_after, status_class};
 use super::{
     BuildContext, ChannelBuildError, Delivered, MessageDoc, Secret, SendError, WebhookConfig,
 };
@@ -199,7 +199,7 @@ impl Webhook {
             HeaderValue::try_from(Self::signature(secret.expose().as_bytes(), &body))
                 .expect("hex is a valid header value")
         });
-        let (status, headers, answer) = match &self.transport {
+        let answer = match &self.transport {
             Transport::Plain(client, head) => {
                 // The whole request in one buffer: one write.
                 let mut request = Vec::with_capacity(head.len() + 160 + body.len());
@@ -212,8 +212,7 @@ impl Webhook {
                 request.extend_from_slice(body.len().to_string().as_bytes());
                 request.extend_from_slice(b"\r\n\r\n");
                 request.extend_from_slice(&body);
-                let a = client.send(&self.name, &request).await?;
-                (a.status, a.headers, a.body)
+                client.send(&self.name, &request).await?
             }
             Transport::Reqwest(client, url) => {
                 let mut request = client
@@ -226,23 +225,22 @@ impl Webhook {
                 if let Some(sig) = signature {
                     request = request.header(SIGNATURE, sig);
                 }
-                let response = request
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(|e| transport_error(&format!("channel `{}`", self.name), e))?;
-                let status = response.status();
-                let headers = response.headers().clone();
-                (status, headers, response.bytes().await.unwrap_or_default())
+                http::exchange(&format!("channel `{}`", self.name), request.body(body)).await?
             }
         };
+        let status = answer.status;
         if status.is_success() {
-            return Ok(Delivered {
-                provider_id: provider_id(&answer),
-            });
+            // An id is optional here; a body that is not JSON cannot hold one.
+            let id = provider_id(&answer.body);
+            let why = (id.is_none()
+                && !answer.body.trim_ascii().is_empty()
+                && serde_json::from_slice::<serde::de::IgnoredAny>(&answer.body).is_err())
+            .then_some("its body is not JSON");
+            return Ok(http::accepted(&self.name, &answer, id, why));
         }
-        let wait = retry_after(&headers);
-        let text = String::from_utf8_lossy(&answer);
+        let headers = &answer.headers;
+        let wait = retry_after(headers);
+        let text = String::from_utf8_lossy(&answer.body);
         let mut message = format!(
             "channel `{}`: webhook answered HTTP {}: {}",
             self.name,

@@ -5,7 +5,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde::{Deserialize, Serialize};
 
 use super::Outgoing;
-use super::http::{self, retry_after, status_class, transport_error};
+use super::http::{self, retry_after, status_class};
 use super::{
     BuildContext, ChannelBuildError, Delivered, ErrorClass, Secret, SendError, WhatsappCloudConfig,
 };
@@ -156,26 +156,29 @@ impl WhatsappCloud {
     pub async fn send(&self, env: &Outgoing<'_>) -> Result<Delivered, SendError> {
         let body = serde_json::to_vec(&self.payload(env)?)
             .map_err(|e| SendError::permanent(format!("cannot encode the request: {e}")))?;
-        let response = self
+        let request = self
             .http
             .post(&self.endpoint)
             .header(AUTHORIZATION, format!("Bearer {}", self.token.expose()))
             .header(CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| transport_error(&format!("channel `{}`", self.name), e))?;
-        let status = response.status();
-        let wait = retry_after(response.headers());
-        let text = response.text().await.unwrap_or_default();
+            .body(body);
+        let answer = http::exchange(&format!("channel `{}`", self.name), request).await?;
+        let status = answer.status;
+        let wait = retry_after(&answer.headers);
         if status.is_success() {
             // Accepted: an unreadable body must not turn into a retry (that would send twice).
-            let provider_id = serde_json::from_str::<Accepted>(&text)
+            let provider_id = serde_json::from_slice::<Accepted>(&answer.body)
                 .ok()
                 .and_then(|a| a.messages.into_iter().next())
                 .map(|m| m.id);
-            return Ok(Delivered { provider_id });
+            return Ok(http::accepted(
+                &self.name,
+                &answer,
+                provider_id,
+                Some("its body has no `messages[0].id`"),
+            ));
         }
+        let text = String::from_utf8_lossy(&answer.body);
         Err(self.error(status, wait, &text))
     }
 
