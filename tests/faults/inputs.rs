@@ -575,3 +575,49 @@ fn a_very_wide_csv_header_is_refused_with_its_limit() {
     p.file("wide.csv", &format!("{header}\n"));
     refused_everywhere(&p, &["wide.csv:1", "\"c15999\" twice"]);
 }
+
+/// A database whose re-plans cancelled messages before `queue.cancelled_by` existed (schema
+/// V4) brings them back too: migration V5 marks them from the re-plan's own wording, and only
+/// them (a message `disparo cancel` cancelled in another campaign stays cancelled).
+#[test]
+fn a_database_from_before_v5_brings_back_what_its_replans_cancelled() {
+    let p = planned_then_b_removed();
+    p.file(
+        "campaigns/d.yaml",
+        "channel: outbox\ntemplate: t\naudience: a.csv\n",
+    );
+    p.ok(&["-q", "plan", "d"]);
+    p.ok(&["-q", "cancel", "d"]);
+    // Back to V4: no column, no record of V5.
+    {
+        let db = rusqlite::Connection::open(p.path().join("disparo.db")).unwrap();
+        db.execute_batch(
+            "ALTER TABLE queue DROP COLUMN cancelled_by;
+             DELETE FROM refinery_schema_history WHERE version = 5;",
+        )
+        .unwrap();
+    }
+    p.file("a.csv", BOTH);
+    p.ok(&["-q", "--now", NOW, "plan", "c"]);
+    p.ok(&["-q", "--now", NOW, "plan", "d"]);
+    let s: Vec<(String, String)> = p
+        .messages()
+        .iter()
+        .map(|m| {
+            let s = |k: &str| m[k].as_str().unwrap_or_default().to_owned();
+            (format!("{}/{}", s("campaign"), s("recipient")), s("state"))
+        })
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into_iter()
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("c/a", "pending"),
+        ("c/b", "pending"),
+        ("d/a", "cancelled"),
+        ("d/b", "pending"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(s, want);
+}
