@@ -9,7 +9,10 @@ use std::sync::{Arc, mpsc};
 
 use jiff::SignedDuration;
 
-use super::{CliError, CliResult, Ctx, Exit, Format, output::say};
+use super::{
+    CliError, CliResult, Ctx, Exit, Format,
+    output::{inert_text, say},
+};
 use crate::diag::Problem;
 use crate::model::Campaign;
 use crate::plan::{PlanOptions, Planner, Unplanned};
@@ -423,7 +426,7 @@ fn store_one(
     }
     let stats = saved?;
     for p in &problems {
-        eprintln!("warning: skipped: {p}");
+        eprintln!("warning: skipped: {}", inert_text(&p.to_string()));
     }
     if ctx.format == Format::Json {
         println!(

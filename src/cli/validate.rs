@@ -138,7 +138,7 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
         }
         if !ctx.quiet {
             for w in &c.warnings {
-                eprintln!("warning: {w}");
+                eprintln!("warning: {}", super::output::inert_text(&w.to_string()));
             }
         }
         if c.problems.is_empty() {

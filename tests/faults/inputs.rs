@@ -621,3 +621,22 @@ fn a_database_from_before_v5_brings_back_what_its_replans_cancelled() {
     .collect();
     assert_eq!(s, want);
 }
+
+/// Errors quote names from the input (a column, a field): on stderr they are inert too.
+#[test]
+fn problems_quoting_hostile_names_are_shown_inert() {
+    let p = small_project();
+    p.file(
+        "campaigns/c.yaml",
+        "channel: outbox\ntemplate: t\naudience: h.csv\n",
+    )
+    .file(
+        "h.csv",
+        "id,phone,\"x\u{1b}[2J\",\"x\u{1b}[2J\"\na,+5511990000001,1,2\n",
+    );
+    for args in [&["validate"][..], &["preview", "c"], &["plan", "c"]] {
+        let o = p.run(args);
+        assert_located_error(&o, 2, &["h.csv:1", "field `x␛[2J`"]);
+        assert_inert(&format!("{args:?}"), &o.stderr);
+    }
+}
