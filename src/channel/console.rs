@@ -4,6 +4,7 @@ use std::io::Write;
 
 use super::Outgoing;
 use super::{Delivered, SendError};
+use crate::cli::output::{inert, inert_text};
 
 /// Error code of a send that found standard output closed (`disparo run | head`): the run
 /// stops and gives the message back instead of counting it as a failure.
@@ -15,22 +16,27 @@ pub struct Console;
 impl Console {
     pub async fn send(&self, env: &Outgoing<'_>) -> Result<Delivered, SendError> {
         let mut out = std::io::stdout().lock();
+        // Recipient data is shown inert: an escape sequence in a name must not drive the
+        // terminal (docs/output.md).
         let mut text = format!(
             "── {} → {} ({}) · {}\n",
-            env.campaign, env.recipient, env.address, env.scheduled_at
+            inert(env.campaign),
+            inert(env.recipient),
+            inert(env.address),
+            env.scheduled_at
         );
         if let Some(subject) = &env.content.subject {
-            text.push_str(&format!("Subject: {subject}\n"));
+            text.push_str(&format!("Subject: {}\n", inert(subject)));
         }
         if let Some(wa) = &env.content.whatsapp {
             text.push_str(&format!(
                 "[template {} ({}) params: {}]\n",
-                wa.name,
-                wa.language,
-                wa.body.join(" | ")
+                inert(&wa.name),
+                inert(&wa.language),
+                inert(&wa.body.join(" | "))
             ));
         }
-        text.push_str(&env.content.body);
+        text.push_str(&inert_text(&env.content.body));
         if !text.ends_with('\n') {
             text.push('\n');
         }

@@ -5,7 +5,7 @@ mod admin;
 mod completions;
 mod export;
 mod init;
-mod output;
+pub mod output;
 mod plan;
 mod preview;
 mod run;
@@ -255,6 +255,10 @@ pub fn print_problems(problems: &[Problem]) {
             }
             p.file = Some(rel.to_path_buf());
         }
-        let _ = std::io::Write::write_fmt(&mut err, format_args!("error: {p}\n"));
+        // Problems quote names and values from the input: shown inert (docs/output.md).
+        let _ = std::io::Write::write_fmt(
+            &mut err,
+            format_args!("error: {}\n", output::inert_text(&p.to_string())),
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! when the stream is not a terminal, when `NO_COLOR` is set (to anything) or `TERM=dumb`;
 //! `CLICOLOR_FORCE=1` forces them.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use anstyle::{AnsiColor, Style};
@@ -108,7 +109,7 @@ impl Rows {
                 let mut w = csv::Writer::from_writer(out);
                 w.write_record(&self.columns)?;
                 for r in &self.rows {
-                    w.write_record(self.columns.iter().map(|c| cell(r.get(*c))))?;
+                    w.write_record(self.columns.iter().map(|c| csv_cell(cell(r.get(*c)))))?;
                 }
                 w.flush()?;
                 Ok(())
@@ -125,7 +126,7 @@ impl Rows {
             .map(|r| {
                 columns
                     .iter()
-                    .map(|c| to_seconds(cell(r.get(*c))))
+                    .map(|c| inert(&to_seconds(cell(r.get(*c)))).into_owned())
                     .collect()
             })
             .collect();
@@ -224,7 +225,7 @@ impl<'a> RowStream<'a> {
                     w.write_record(&self.columns)?;
                     self.csv_started = true;
                 }
-                w.write_record(self.columns.iter().map(|c| cell(row.get(*c))))?;
+                w.write_record(self.columns.iter().map(|c| csv_cell(cell(row.get(*c)))))?;
                 w.flush()?;
                 Ok(())
             }
@@ -284,6 +285,86 @@ pub fn cell(v: Option<&Value>) -> String {
             .join(","),
         Some(other) => other.to_string(),
     }
+}
+
+/// Text from recipients, templates or providers, made inert for a terminal and kept readable:
+/// every C0 control (ESC, BEL, CR, ...) and DEL becomes its Unicode control picture (`␛`,
+/// `␇`, `␍`, `␡`), a C1 control (U+0080-U+009F: an 8-bit CSI or OSC) or a bidi override or
+/// isolate (U+202A-U+202E, U+2066-U+2069, which reorder what is shown) is written out as
+/// `\u{9b}`. This is the one-line form for table cells and headers: a newline shows as `␤`
+/// and a tab as `␉`. Text with nothing to change is returned as is, without a copy.
+pub fn inert(s: &str) -> Cow<'_, str> {
+    shown(s, false)
+}
+
+/// [`inert`] for message bodies: line breaks (`\n`, `\r\n`) and tabs stay what they are; a
+/// carriage return not ending a line (which would let the rest overwrite the line) is `␍`.
+pub fn inert_text(s: &str) -> Cow<'_, str> {
+    shown(s, true)
+}
+
+fn shown(s: &str, lines: bool) -> Cow<'_, str> {
+    let special = |c: char| matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !s.chars().any(special) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\n' | '\t' if lines => out.push(c),
+            '\r' if lines && chars.peek() == Some(&'\n') => out.push(c),
+            '\n' => out.push('␤'),
+            '\u{0}'..='\u{1f}' => out.push(char::from_u32(0x2400 + c as u32).unwrap_or('�')),
+            '\u{7f}' => out.push('␡'),
+            c if special(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A CSV cell a spreadsheet would not run. A cell starting with `=`, `+`, `-`, `@`, a tab or a
+/// carriage return is a formula to Excel, LibreOffice and Google Sheets (OWASP "CSV
+/// injection"): it gets a leading `'`, which they show as text. A cell that is only a number
+/// (`-42`, `+5511999990000`, `-0.5`) cannot hold a formula and stays exact, so E.164 phones
+/// and negative amounts read back as written (docs/output.md).
+pub fn csv_cell(s: String) -> String {
+    match s.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') if !plain_number(&s) => format!("'{s}"),
+        _ => s,
+    }
+}
+
+/// `[+-]digits[.digits][e[+-]digits]` (or `.5`): a number and nothing else.
+fn plain_number(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = usize::from(matches!(b.first(), Some(b'+' | b'-')));
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i - start
+    };
+    let mut n = digits(&mut i);
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        n += digits(&mut i);
+    }
+    if n == 0 {
+        return false;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    i == b.len()
 }
 
 /// Builds a row map from `(key, value)` pairs in order.
@@ -355,6 +436,46 @@ mod tests {
         assert_eq!(human_duration(75.0), "1 min 15 s");
         assert_eq!(human_duration(7200.0), "2 h");
         assert_eq!(human_duration(90_000.0), "1 d 1 h");
+    }
+
+    #[test]
+    fn controls_are_shown_inert() {
+        assert_eq!(inert("plain é"), Cow::Borrowed("plain é"));
+        assert_eq!(inert("\u{1b}[2J\u{7}\r\n\t\u{7f}"), "␛[2J␇␍␤␉␡");
+        assert_eq!(
+            inert("a\u{9b}b\u{202e}c\u{2066}"),
+            "a\\u{9b}b\\u{202e}c\\u{2066}"
+        );
+        assert_eq!(
+            inert_text("l1\r\nl2\n\tx\ry\u{1b}]8;;"),
+            "l1\r\nl2\n\tx␍y␛]8;;"
+        );
+    }
+
+    #[test]
+    fn csv_cells_that_are_formulas_are_quoted_and_numbers_kept() {
+        let c = |s: &str| csv_cell(s.to_owned());
+        assert_eq!(c("=1+1"), "'=1+1");
+        assert_eq!(c("+cmd|' /C calc'!A0"), "'+cmd|' /C calc'!A0");
+        assert_eq!(c("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(c("-2+3"), "'-2+3");
+        assert_eq!(c("\tx"), "'\tx");
+        assert_eq!(c("\rx"), "'\rx");
+        assert_eq!(c("-"), "'-");
+        assert_eq!(c("+55 11 99999-0000"), "'+55 11 99999-0000");
+        for n in [
+            "-42",
+            "+5511999990000",
+            "-0.5",
+            "-.5",
+            "+1e5",
+            "42",
+            "",
+            "Ana",
+            "a=b",
+        ] {
+            assert_eq!(c(n), n);
+        }
     }
 
     #[test]

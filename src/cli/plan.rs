@@ -9,7 +9,10 @@ use std::sync::{Arc, mpsc};
 
 use jiff::SignedDuration;
 
-use super::{CliError, CliResult, Ctx, Exit, Format, output::say};
+use super::{
+    CliError, CliResult, Ctx, Exit, Format,
+    output::{inert_text, say},
+};
 use crate::diag::Problem;
 use crate::model::Campaign;
 use crate::plan::{PlanOptions, Planner, Unplanned};
@@ -168,16 +171,32 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     for name in &args.campaigns {
         files.push(project.find_campaign(name)?);
     }
-    let store = if args.dry_run && !ctx.db_exists(Some(&project)) {
-        None
-    } else {
-        Some(ctx.store(Some(&project))?)
+    // Every campaign file is read and checked before anything is stored (a bad one stores
+    // nothing, and creates no database).
+    let mut campaigns = Vec::new();
+    let mut problems = Vec::new();
+    for file in &files {
+        match project.load_campaign(file) {
+            Ok(c) => campaigns.push(c),
+            Err(mut p) => problems.append(&mut p),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(CliError::Invalid(problems));
+    }
+    let opened = |create: bool| -> Result<Option<crate::store::SqliteStore>, CliError> {
+        if create || ctx.db_exists(Some(&project)) {
+            Ok(Some(ctx.store(Some(&project))?))
+        } else {
+            Ok(None)
+        }
     };
-    for file in files {
-        let campaign = Campaign::load(&file, &project.root)?;
+    let prepare = |store: Option<&crate::store::SqliteStore>,
+                   campaign: Campaign|
+     -> Result<Planner, CliError> {
         let mut opts = PlanOptions::new(ctx.now());
         opts.horizon = SignedDuration::from_secs(args.horizon.as_secs());
-        if let Some(store) = &store {
+        if let Some(store) = store {
             opts.suppressed = store
                 .suppressions()?
                 .into_iter()
@@ -187,151 +206,242 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
                 .recurrence_start(&campaign.name)?
                 .and_then(|s| s.parse().ok());
         }
-        let mut planner = Planner::prepare(&project, campaign, opts)?;
-        let record = planner.record();
-        let name = record.name.clone();
-        let mut progress = Progress::new(ctx.quiet, &name, &planner.campaign.audience);
-        planner.set_progress(progress.bytes.clone());
-        if args.dry_run || store.is_none() {
-            let (mut messages, mut skipped, mut problems) = (0u64, 0u64, Vec::new());
-            let mut since = 0u64;
-            let ran = planner.run(&mut |item| {
-                match item {
-                    Ok(r) if r.skipped.is_some() => skipped += 1,
-                    Ok(_) => messages += 1,
-                    Err(u) => problems.push(u.problem),
-                }
-                since += 1;
-                if since == BATCH as u64 {
-                    progress.advance(since);
-                    since = 0;
-                }
-                std::ops::ControlFlow::Continue(())
-            });
-            progress.finish();
-            ran?;
-            if !problems.is_empty() && !args.skip_invalid {
-                return Err(CliError::Invalid(problems));
-            }
+        Ok(Planner::prepare(&project, campaign, opts)?)
+    };
+    if args.dry_run {
+        let store = opened(false)?;
+        for campaign in campaigns {
+            let planner = prepare(store.as_ref(), campaign)?;
+            let name = planner.record().name;
+            let (messages, skipped, invalid) = check(ctx, planner, args.skip_invalid)?;
             say(
                 ctx.quiet,
                 format!(
-                    "dry run: {name} would plan {messages} message(s), {skipped} skipped, {} invalid; nothing stored",
-                    problems.len()
+                    "dry run: {name} would plan {messages} message(s), {skipped} skipped, {invalid} invalid; nothing stored"
                 ),
             );
-            continue;
         }
-        let store = store
-            .as_ref()
-            .ok_or_else(|| CliError::Internal("no store".into()))?;
-        let (tx, rx) = mpsc::sync_channel::<Planned>(QUEUED_BATCHES);
-        let (spent_tx, spent_rx) = mpsc::channel::<PlanBatch>();
-        let feed = Feed {
-            rx: Some(rx),
-            spent: spent_tx,
-            current: PlanBatch::default(),
-            next: 0,
-            progress,
-        };
-        let skip_invalid = args.skip_invalid;
-        // `feed` (and with it the receiving end) is owned by the scope's closure: if the
-        // store panics, unwinding drops it, so a producer blocked on a full queue wakes up
-        // and the scope can join it.
-        let (planned, saved, feed) = std::thread::scope(move |s| {
-            let mut feed = feed;
-            let producer = s.spawn(move || {
-                let fresh = || PlanBatch::with_capacity(BATCH, BATCH_TEXT);
-                let mut batch = fresh();
-                let mut problems = Vec::new();
-                let mut failed = false;
-                let mut stopped = false;
-                let ran = planner.run(&mut |item| {
-                    // The conversion (JSON text, reasons) happens here, off the store's thread.
-                    match item {
-                        Ok(row) => {
-                            if let Err(e) = row.pack_into(&mut batch) {
-                                problems.push(Problem::new(format!(
-                                    "recipient {}: could not encode its message as JSON: {e}",
-                                    row.recipient
-                                )));
-                                failed = true;
-                            }
-                        }
-                        Err(Unplanned {
-                            recipient: Some(id),
-                            problem,
-                            storable,
-                        }) if skip_invalid => {
-                            // A repeated id is only reported: its identity (and message)
-                            // belongs to the recipient that came first.
-                            if storable {
-                                pack_invalid(&mut batch, &id, &problem);
-                            }
-                            problems.push(problem);
-                        }
-                        Err(u) => {
-                            failed = true;
-                            problems.push(u.problem);
-                        }
-                    }
-                    if batch.len() < BATCH {
-                        return std::ops::ControlFlow::Continue(());
-                    }
-                    let mut next = spent_rx.try_recv().unwrap_or_else(|_| fresh());
-                    next.clear();
-                    let full = std::mem::replace(&mut batch, next);
-                    if tx.send(Planned::Rows(full)).is_ok() {
-                        std::ops::ControlFlow::Continue(())
-                    } else {
-                        stopped = true;
-                        std::ops::ControlFlow::Break(())
-                    }
-                });
-                if !stopped && !batch.is_empty() {
-                    let _ = tx.send(Planned::Rows(batch));
-                }
-                // A problem, or an audience that could not be read to its end: roll back.
-                let _ = tx.send(if failed || ran.is_err() {
-                    Planned::Failed(problems.len().max(1))
-                } else {
-                    Planned::Done
-                });
-                (ran, problems, failed)
+        return Ok(Exit::Ok);
+    }
+    // Plans are one transaction per campaign. So that `plan a b` is all or nothing for bad
+    // input, every campaign but the first is planned once without storing (the first is
+    // checked as it is stored, and rolled back on any problem); only then is anything stored.
+    let store = opened(false)?;
+    for campaign in campaigns.iter().skip(1) {
+        check(
+            ctx,
+            prepare(store.as_ref(), campaign.clone())?,
+            args.skip_invalid,
+        )?;
+    }
+    let store = match store {
+        Some(s) => s,
+        None => opened(true)?.ok_or_else(|| CliError::Internal("no store".into()))?,
+    };
+    let names: Vec<String> = campaigns.iter().map(|c| c.name.clone()).collect();
+    for (i, campaign) in campaigns.into_iter().enumerate() {
+        let planned = prepare(Some(&store), campaign)
+            .and_then(|planner| store_one(ctx, &args, &store, planner));
+        if let Err(e) = planned {
+            return Err(if names.len() > 1 {
+                half_done(e, &names[..i], &names[i], &names[i + 1..])
+            } else {
+                e
             });
-            let saved = store.save_plan(&record, &mut feed);
-            // Unblock the producer if the store stopped early.
-            feed.rx = None;
-            (producer.join(), saved, feed)
-        });
-        feed.progress.finish();
-        let (audience, problems, failed) =
-            planned.map_err(|_| CliError::Internal("the planning thread panicked".into()))?;
-        if let Err(p) = audience {
-            return Err(CliError::Invalid(vec![p]));
         }
-        if failed {
-            return Err(CliError::Invalid(problems));
-        }
-        let stats = saved?;
-        for p in &problems {
-            eprintln!("warning: skipped: {p}");
-        }
-        if ctx.format == Format::Json {
-            println!(
-                "{}",
-                serde_json::json!({"campaign": name, "inserted": stats.inserted, "updated": stats.updated, "kept": stats.kept, "skipped": stats.skipped, "cancelled": stats.cancelled})
-            );
-        }
-        say(
-            ctx.quiet,
-            format!(
-                "planned {name}: {} new, {} updated, {} kept (already sent or in flight), {} skipped, {} cancelled",
-                stats.inserted, stats.updated, stats.kept, stats.skipped, stats.cancelled
-            ),
-        );
     }
     Ok(Exit::Ok)
+}
+
+/// The error of a plan that stopped at campaign `failed`, saying what is stored and what not.
+fn half_done(e: CliError, stored: &[String], failed: &str, rest: &[String]) -> CliError {
+    let mut not = vec![format!("{failed} (rolled back)")];
+    not.extend(rest.iter().cloned());
+    let summary = format!(
+        "stored: {}; not stored: {}",
+        if stored.is_empty() {
+            "none".to_owned()
+        } else {
+            stored.join(", ")
+        },
+        not.join(", ")
+    );
+    let hint = "each campaign's plan is its own transaction; fix the cause and run the same `disparo plan` again (re-planning a stored campaign changes nothing that is already right)";
+    match e {
+        CliError::Invalid(mut problems) => {
+            problems.push(Problem::new(format!("plan stopped at {failed}: {summary}")).hint(hint));
+            CliError::Invalid(problems)
+        }
+        CliError::Failed(m) => CliError::Failed(format!(
+            "{m}\nplan stopped at {failed}: {summary}\n  hint: {hint}"
+        )),
+        CliError::Internal(m) => CliError::Internal(format!(
+            "{m}\nplan stopped at {failed}: {summary}\n  hint: {hint}"
+        )),
+    }
+}
+
+/// Plans `planner`'s campaign without storing it: the counts of messages, skipped and
+/// invalid recipients, or every problem (unless `skip_invalid`).
+fn check(
+    ctx: &Ctx,
+    mut planner: Planner,
+    skip_invalid: bool,
+) -> Result<(u64, u64, usize), CliError> {
+    let name = planner.record().name;
+    let mut progress = Progress::new(ctx.quiet, &name, &planner.campaign.audience);
+    planner.set_progress(progress.bytes.clone());
+    let (mut messages, mut skipped, mut problems) = (0u64, 0u64, Vec::new());
+    let mut since = 0u64;
+    let ran = planner.run(&mut |item| {
+        match item {
+            Ok(r) if r.skipped.is_some() => skipped += 1,
+            Ok(_) => messages += 1,
+            Err(u) => problems.push(u.problem),
+        }
+        since += 1;
+        if since == BATCH as u64 {
+            progress.advance(since);
+            since = 0;
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+    progress.finish();
+    ran?;
+    if !problems.is_empty() && !skip_invalid {
+        problems.push(nothing_stored(problems.len(), &name));
+        return Err(CliError::Invalid(problems));
+    }
+    Ok((messages, skipped, problems.len()))
+}
+
+/// The last line of a refused plan.
+fn nothing_stored(problems: usize, campaign: &str) -> Problem {
+    Problem::new(format!(
+        "{problems} problem(s) in campaign {campaign}; nothing was stored"
+    ))
+    .hint("fix them, or plan with --skip-invalid to store those recipients as `skipped` with the reason")
+}
+
+/// Plans one campaign and stores it, in one transaction.
+fn store_one(
+    ctx: &Ctx,
+    args: &Args,
+    store: &crate::store::SqliteStore,
+    mut planner: Planner,
+) -> Result<(), CliError> {
+    let record = planner.record();
+    let name = record.name.clone();
+    let progress = Progress::new(ctx.quiet, &name, &planner.campaign.audience);
+    planner.set_progress(progress.bytes.clone());
+    let (tx, rx) = mpsc::sync_channel::<Planned>(QUEUED_BATCHES);
+    let (spent_tx, spent_rx) = mpsc::channel::<PlanBatch>();
+    let feed = Feed {
+        rx: Some(rx),
+        spent: spent_tx,
+        current: PlanBatch::default(),
+        next: 0,
+        progress,
+    };
+    let skip_invalid = args.skip_invalid;
+    // `feed` (and with it the receiving end) is owned by the scope's closure: if the
+    // store panics, unwinding drops it, so a producer blocked on a full queue wakes up
+    // and the scope can join it.
+    let (planned, saved, feed) = std::thread::scope(move |s| {
+        let mut feed = feed;
+        let producer = s.spawn(move || {
+            let fresh = || PlanBatch::with_capacity(BATCH, BATCH_TEXT);
+            let mut batch = fresh();
+            let mut problems = Vec::new();
+            let mut failed = false;
+            let mut stopped = false;
+            let ran = planner.run(&mut |item| {
+                // The conversion (JSON text, reasons) happens here, off the store's thread.
+                match item {
+                    Ok(row) => {
+                        if let Err(e) = row.pack_into(&mut batch) {
+                            problems.push(Problem::new(format!(
+                                "recipient {}: could not encode its message as JSON: {e}",
+                                row.recipient
+                            )));
+                            failed = true;
+                        }
+                    }
+                    Err(Unplanned {
+                        recipient: Some(id),
+                        problem,
+                        storable,
+                    }) if skip_invalid => {
+                        // A repeated id is only reported: its identity (and message)
+                        // belongs to the recipient that came first.
+                        if storable {
+                            pack_invalid(&mut batch, &id, &problem);
+                        }
+                        problems.push(problem);
+                    }
+                    Err(u) => {
+                        failed = true;
+                        problems.push(u.problem);
+                    }
+                }
+                if batch.len() < BATCH {
+                    return std::ops::ControlFlow::Continue(());
+                }
+                let mut next = spent_rx.try_recv().unwrap_or_else(|_| fresh());
+                next.clear();
+                let full = std::mem::replace(&mut batch, next);
+                if tx.send(Planned::Rows(full)).is_ok() {
+                    std::ops::ControlFlow::Continue(())
+                } else {
+                    stopped = true;
+                    std::ops::ControlFlow::Break(())
+                }
+            });
+            if !stopped && !batch.is_empty() {
+                let _ = tx.send(Planned::Rows(batch));
+            }
+            // A problem, or an audience that could not be read to its end: roll back.
+            let _ = tx.send(if failed || ran.is_err() {
+                Planned::Failed(problems.len().max(1))
+            } else {
+                Planned::Done
+            });
+            (ran, problems, failed)
+        });
+        let saved = store.save_plan(&record, &mut feed);
+        // Unblock the producer if the store stopped early.
+        feed.rx = None;
+        (producer.join(), saved, feed)
+    });
+    feed.progress.finish();
+    let (audience, problems, failed) =
+        planned.map_err(|_| CliError::Internal("the planning thread panicked".into()))?;
+    if let Err(p) = audience {
+        return Err(CliError::Invalid(vec![p]));
+    }
+    if failed {
+        let mut problems = problems;
+        problems.push(nothing_stored(problems.len(), &name));
+        return Err(CliError::Invalid(problems));
+    }
+    let stats = saved?;
+    for p in &problems {
+        eprintln!("warning: skipped: {}", inert_text(&p.to_string()));
+    }
+    if ctx.format == Format::Json {
+        println!(
+            "{}",
+            serde_json::json!({"campaign": name, "inserted": stats.inserted, "updated": stats.updated, "kept": stats.kept, "skipped": stats.skipped, "cancelled": stats.cancelled})
+        );
+    }
+    say(
+        ctx.quiet,
+        format!(
+            "planned {name}: {} new, {} updated, {} kept (already sent or in flight), {} skipped, {} cancelled",
+            stats.inserted, stats.updated, stats.kept, stats.skipped, stats.cancelled
+        ),
+    );
+    Ok(())
 }
 
 #[cfg(test)]

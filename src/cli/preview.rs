@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde_json::{Map, Value, json};
 
-use super::output::{bar, human_duration, paint};
+use super::output::{bar, human_duration, inert, inert_text, paint};
 use super::{CliError, CliResult, Ctx, Exit, Format};
 use crate::diag::Problem;
 use crate::model::Campaign;
@@ -602,7 +602,7 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     }
     let project = ctx.project()?;
     let file = project.find_campaign(&args.campaign)?;
-    let campaign = Campaign::load(&file, &project.root)?;
+    let campaign = project.load_campaign(&file)?;
     let mut opts = PlanOptions::new(ctx.now());
     // Preview touches no database: suppressions are read only if the database already exists.
     if ctx.db_exists(Some(&project)) {
@@ -697,9 +697,10 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
                     Format::Csv => write_csv(&mut out, &mut csv_started, &v, args.show_request),
                     Format::Table => writeln!(
                         out,
-                        "{} {}: {problem}\n",
+                        "{} {}: {}\n",
                         paint::p(paint::ERR, "✗"),
-                        id.as_deref().unwrap_or("?")
+                        inert(id.as_deref().unwrap_or("?")),
+                        inert_text(&problem.to_string())
                     ),
                 }
             }
@@ -891,7 +892,7 @@ fn write_csv(
         CSV_COLUMNS
             .iter()
             .filter(|c| show_request || **c != "request")
-            .map(|c| cell(c)),
+            .map(|c| super::output::csv_cell(cell(c))),
     )?;
     w.flush()?;
     Ok(())
@@ -908,12 +909,12 @@ fn write_message(
     let dim = |s: String| paint::p(paint::DIM, s);
     let mut head = format!(
         "── {} → {}  {}",
-        paint::p(paint::HEADER, &row.recipient),
-        row.address,
-        row.zone
+        paint::p(paint::HEADER, inert(&row.recipient)),
+        inert(&row.address),
+        inert(&row.zone)
     );
     if let Some(l) = &row.locale {
-        head.push_str(&format!(" · {l}"));
+        head.push_str(&format!(" · {}", inert(l)));
     }
     if row.occurrence > 0 {
         head.push_str(&format!(" · occurrence {}", row.occurrence));
@@ -941,11 +942,11 @@ fn write_message(
         writeln!(
             out,
             "   {}",
-            paint::p(paint::WARN, format!("SKIPPED: {reason}"))
+            paint::p(paint::WARN, format!("SKIPPED: {}", inert(reason)))
         )?;
     }
     if let Some(s) = &row.content.subject {
-        writeln!(out, "   Subject: {}", paint::p(paint::HEADER, s))?;
+        writeln!(out, "   Subject: {}", paint::p(paint::HEADER, inert(s)))?;
     }
     if let Some(wa) = &row.content.whatsapp {
         writeln!(
@@ -953,14 +954,14 @@ fn write_message(
             "   {}",
             dim(format!(
                 "WhatsApp template {} ({}) · params: {}",
-                wa.name,
-                wa.language,
-                wa.body.join(" | ")
+                inert(&wa.name),
+                inert(&wa.language),
+                inert(&wa.body.join(" | "))
             ))
         )?;
     }
     for line in row.content.body.lines() {
-        writeln!(out, "   {} {line}", dim("│".into()))?;
+        writeln!(out, "   {} {}", dim("│".into()), inert_text(line))?;
     }
     let size = match &checks.segments {
         Some(s) => format!(
@@ -980,9 +981,7 @@ fn write_message(
         writeln!(
             out,
             "   request: {}",
-            serde_json::to_string_pretty(r)
-                .unwrap_or_default()
-                .replace('\n', "\n   ")
+            inert_text(&serde_json::to_string_pretty(r).unwrap_or_default()).replace('\n', "\n   ")
         )?;
     }
     writeln!(out)

@@ -4,7 +4,7 @@
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
-use super::output::{Rows, human_duration, paint};
+use super::output::{Rows, human_duration, inert, paint};
 use super::{CliResult, Ctx, Exit, Format};
 use crate::store::{CampaignStatus, State, Store};
 
@@ -150,9 +150,10 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
                         paint::DIM
                     };
                     out.push_str(&format!(
-                        "\n{} is {}: {r}\n",
-                        paint::p(paint::HEADER, &s.name),
-                        paint::p(style, s.status.as_str())
+                        "\n{} is {}: {}\n",
+                        paint::p(paint::HEADER, inert(&s.name)),
+                        paint::p(style, s.status.as_str()),
+                        inert(r)
                     ));
                     if s.status == CampaignStatus::Paused {
                         out.push_str(&format!(
@@ -165,10 +166,10 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
                 if !s.top_errors.is_empty() {
                     out.push_str(&format!(
                         "\n{} — most common errors:\n",
-                        paint::p(paint::HEADER, &s.name)
+                        paint::p(paint::HEADER, inert(&s.name))
                     ));
                     for (e, n) in &s.top_errors {
-                        out.push_str(&format!("  {n:>6} × {}\n", paint::p(paint::ERR, e)));
+                        out.push_str(&format!("  {n:>6} × {}\n", paint::p(paint::ERR, inert(e))));
                     }
                 }
             }

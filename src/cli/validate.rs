@@ -4,7 +4,7 @@ use std::ops::ControlFlow;
 
 use super::{CliResult, Ctx, Exit, Format, output::say};
 use crate::diag::Problem;
-use crate::model::{Campaign, Project};
+use crate::model::Project;
 use crate::plan::{PlanOptions, Planner};
 
 #[derive(Debug, clap::Args)]
@@ -48,7 +48,7 @@ pub fn check_campaign(
         more: 0,
         warnings: Vec::new(),
     };
-    let campaign = match Campaign::load(file, &project.root) {
+    let campaign = match project.load_campaign(file) {
         Ok(c) => c,
         Err(ps) => {
             out.problems = ps;
@@ -138,7 +138,7 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
         }
         if !ctx.quiet {
             for w in &c.warnings {
-                eprintln!("warning: {w}");
+                eprintln!("warning: {}", super::output::inert_text(&w.to_string()));
             }
         }
         if c.problems.is_empty() {

@@ -17,6 +17,13 @@ use crate::diag::Problem;
 /// Largest accepted field: a cell bigger than this is a broken file, not a name.
 pub const MAX_FIELD_BYTES: usize = 64 * 1024;
 
+/// Columns (CSV) or fields (JSON, YAML) a recipient may have: a spreadsheet's own maximum
+/// (Excel: 16,384). Far beyond any audience, and it bounds the work a header costs.
+pub const MAX_COLUMNS: usize = 16_384;
+
+/// Headers wider than this look names up in a hash index instead of a linear scan.
+const INDEXED_FROM: usize = 32;
+
 /// One recipient: its `id` and every field, available to templates by name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recipient {
@@ -51,19 +58,32 @@ impl Recipient {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Header {
     names: Vec<String>,
+    /// Positions by name, for a wide header only.
+    index: Option<std::collections::HashMap<String, usize>>,
 }
 
 impl Header {
     pub fn new(names: Vec<String>) -> Header {
-        Header { names }
+        let index = (names.len() > INDEXED_FROM).then(|| {
+            let mut index = std::collections::HashMap::with_capacity(names.len());
+            for (i, n) in names.iter().enumerate() {
+                index.entry(n.clone()).or_insert(i);
+            }
+            index
+        });
+        Header { names, index }
     }
     pub fn names(&self) -> &[String] {
         &self.names
     }
-    /// The position of `key`. A linear scan: audiences have a few dozen columns at most, and
-    /// comparing short names beats hashing them.
+    /// The position of `key`: a linear scan on the usual few dozen columns (comparing short
+    /// names beats hashing them), the index on a wider header (a lookup per variable per
+    /// recipient must not cost the header's width).
     pub fn position(&self, key: &str) -> Option<usize> {
-        self.names.iter().position(|n| n == key)
+        match &self.index {
+            Some(index) => index.get(key).copied(),
+            None => self.names.iter().position(|n| n == key),
+        }
     }
 }
 
@@ -79,7 +99,7 @@ pub struct Fields {
 impl Default for Fields {
     fn default() -> Fields {
         static EMPTY: std::sync::LazyLock<std::sync::Arc<Header>> =
-            std::sync::LazyLock::new(|| std::sync::Arc::new(Header { names: Vec::new() }));
+            std::sync::LazyLock::new(|| std::sync::Arc::new(Header::new(Vec::new())));
         Fields {
             header: EMPTY.clone(),
             values: Vec::new(),
@@ -97,7 +117,7 @@ impl Fields {
     pub fn from_map(map: Map<String, Value>) -> Fields {
         let (names, values) = map.into_iter().unzip();
         Fields {
-            header: std::sync::Arc::new(Header { names }),
+            header: std::sync::Arc::new(Header::new(names)),
             values,
         }
     }
@@ -252,6 +272,15 @@ fn object_to_recipient(path: &Path, row: u64, line: u64, obj: Value) -> Row {
                 .hint("write each recipient as {\"id\": \"...\", \"phone\": \"...\", ...}"),
         ));
     };
+    if fields.len() > MAX_COLUMNS {
+        return Err(here(
+            Problem::new(format!(
+                "the recipient has {} fields; at most {MAX_COLUMNS} are read",
+                fields.len()
+            ))
+            .hint("keep only the fields the campaign uses (id, address, timezone, locale and the template's variables)"),
+        ));
+    }
     if let Some((k, _)) = fields
         .iter()
         .find(|(_, v)| v.as_str().is_some_and(|s| s.len() > MAX_FIELD_BYTES))
@@ -295,7 +324,17 @@ fn read_csv(
         .byte_headers()
         .map_err(|e| csv_problem(path, &e))?
         .clone();
+    if headers.len() > MAX_COLUMNS {
+        return Err(Problem::new(format!(
+            "the header has {} columns; at most {MAX_COLUMNS} are read",
+            headers.len()
+        ))
+        .in_file(path)
+        .at_line(1)
+        .hint("keep only the columns the campaign uses (id, address, timezone, locale and the template's variables), e.g. export fewer columns from the spreadsheet"));
+    }
     let mut names = Vec::with_capacity(headers.len());
+    let mut seen = std::collections::HashSet::with_capacity(headers.len());
     for (i, h) in headers.iter().enumerate() {
         let h = std::str::from_utf8(h).map_err(|_| {
             Problem::new(format!("column {} of the header is not UTF-8", i + 1))
@@ -312,7 +351,7 @@ fn read_csv(
                     .hint("name every column in the first row"),
             );
         }
-        if names.contains(&h) {
+        if !seen.insert(h.clone()) {
             return Err(Problem::new(format!("the header names column {h:?} twice"))
                 .in_file(path)
                 .at_line(1)

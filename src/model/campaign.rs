@@ -132,12 +132,37 @@ pub fn parse_local_datetime(s: &str) -> Option<DateTime> {
     (1970..=2200).contains(&dt.year()).then_some(dt)
 }
 
+/// The UTC offset or zone written after the time of a date-time (`Z`, `-03:00`, `+0530`,
+/// `[America/Sao_Paulo]`), if any: a wall time has none.
+fn explicit_offset(s: &str) -> Option<&str> {
+    let s = s.trim();
+    let time = s.find(['T', 't', ' ']).map(|i| i + 1)?;
+    let at = s[time..].find(['Z', 'z', '+', '-', '['])? + time;
+    Some(&s[at..])
+}
+
 fn parse_date(s: &str) -> Option<Date> {
     let d: Date = s.trim().parse().ok()?;
     (1970..=2200).contains(&d.year()).then_some(d)
 }
 
+/// Just the `name:` of a campaign file and its line, read even when the rest is invalid.
+#[derive(Debug, Deserialize)]
+struct NameOnly {
+    #[serde(default)]
+    name: Option<Spanned<String>>,
+}
+
 impl Campaign {
+    /// The name a campaign file declares and the line of its `name` key; `None` when it
+    /// declares none (it takes its file's stem) or cannot be read as YAML at all (then
+    /// `validate` reports it, and only its stem can be compared).
+    pub fn declared_name(path: &Path) -> Option<(String, u64)> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let n: NameOnly = serde_saphyr::from_str(&text).ok()?;
+        n.name.map(|n| (n.value, n.referenced.line()))
+    }
+
     /// Loads a campaign file; `root` resolves the audience path.
     pub fn load(path: &Path, root: &Path) -> Result<Campaign, Vec<Problem>> {
         let text = std::fs::read_to_string(path).map_err(|e| {
@@ -272,6 +297,20 @@ impl Campaign {
                      problems: &mut Vec<Problem>|
          -> Option<DateTime> {
             let s = s.as_ref()?;
+            if let Some(offset) = explicit_offset(&s.value) {
+                let (l, c) = pos(s);
+                problems.push(
+                    Problem::new(format!(
+                        "schedule.{key} {:?} has an explicit UTC offset ({offset}), which would be ignored",
+                        s.value
+                    ))
+                    .in_file(path)
+                    .at(l, c)
+                    .field(format!("schedule.{key}"))
+                    .hint(format!("`{key}` is the recipient's local wall time, read in each recipient's zone: remove the offset (e.g. 2026-11-27T10:00), and set `timezone` for recipients without a zone of their own")),
+                );
+                return None;
+            }
             let v = parse_local_datetime(&s.value);
             if v.is_none() {
                 let (l, c) = pos(s);

@@ -72,6 +72,81 @@ impl Project {
         Ok(files)
     }
 
+    /// Loads the campaign in `file` and checks that no other file in campaigns/ claims its
+    /// name: two files named alike (by `name:`, or one's file stem being the other's name)
+    /// would share one campaign in the database, and `plan NAME` would pick one of them.
+    pub fn load_campaign(&self, file: &Path) -> Result<Campaign, Vec<Problem>> {
+        let campaign = Campaign::load(file, &self.root)?;
+        let problems = self.name_conflicts(file, &campaign.name);
+        if problems.is_empty() {
+            Ok(campaign)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Every other campaign file whose name, or file stem, is `name` (the name of `file`).
+    pub fn name_conflicts(&self, file: &Path, name: &str) -> Vec<Problem> {
+        let Ok(files) = self.campaign_files() else {
+            return Vec::new();
+        };
+        let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => a == b,
+        };
+        let shown = |f: &Path| {
+            f.strip_prefix(&self.root)
+                .unwrap_or(f)
+                .display()
+                .to_string()
+        };
+        let stem = |f: &Path| {
+            f.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        let line = Campaign::declared_name(file).map(|(_, l)| l);
+        let mut problems = Vec::new();
+        for other in files.iter().filter(|f| !same(f, file)) {
+            let declared = Campaign::declared_name(other).map(|(n, _)| n);
+            let other_stem = stem(other);
+            let other_name = declared.clone().unwrap_or_else(|| other_stem.clone());
+            let why = if other_name == name {
+                format!(
+                    "campaign name {name:?} is used by both {} and {}",
+                    shown(file),
+                    shown(other)
+                )
+            } else if other_stem == name {
+                format!(
+                    "campaign name {name:?} of {} is also the file name of {} (named {other_name:?}): `disparo plan {name}` would pick {}",
+                    shown(file),
+                    shown(other),
+                    shown(other)
+                )
+            } else if stem(file) == other_name {
+                format!(
+                    "the file name of {} is the name {other_name:?} of {}: `disparo plan {other_name}` would pick {}, not {}",
+                    shown(file),
+                    shown(other),
+                    shown(file),
+                    shown(other)
+                )
+            } else {
+                continue;
+            };
+            let mut p = Problem::new(why)
+                .in_file(file)
+                .field("name")
+                .hint("give each campaign its own `name:` (it defaults to the file's stem): campaigns that share a name share their messages in the database");
+            if let Some(l) = line {
+                p = p.at_line(l);
+            }
+            problems.push(p);
+        }
+        problems
+    }
+
     /// Finds a campaign by file path, file stem or `name:`.
     pub fn find_campaign(&self, name: &str) -> Result<PathBuf, Problem> {
         let direct = self.root.join(name);

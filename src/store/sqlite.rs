@@ -1402,18 +1402,22 @@ impl SqliteStore {
             .map_err(other)?;
         let now = ms(Timestamp::now());
         let rules = serde_json::to_string(&campaign.rules).map_err(other)?;
-        let (cid, generation): (i64, i64) = tx
+        let (cid, generation, status): (i64, i64, String) = tx
             .query_row(
                 "INSERT INTO campaigns (name, channel, rules, recurrence_start, generation, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)
                  ON CONFLICT(name) DO UPDATE SET channel = excluded.channel, rules = excluded.rules,
                     recurrence_start = COALESCE(campaigns.recurrence_start, excluded.recurrence_start),
                     generation = campaigns.generation + 1, updated_at = excluded.updated_at
-                 RETURNING id, generation",
+                 RETURNING id, generation, status",
                 params![campaign.name, campaign.channel, rules, campaign.recurrence_start, now],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .map_err(other)?;
+        // A message a re-plan cancelled (`cancelled_by = 'plan'`) is planned again when a
+        // plan includes it; one cancelled any other way never is, and nothing of a cancelled
+        // campaign is (`disparo cancel` is final).
+        let revivable = status != CampaignStatus::Cancelled.as_str();
         let fresh = generation == 1;
         let mut stats = PlanStats::default();
         let mut new_rows = NewRows::prepare(&tx, cid, generation, now)?;
@@ -1432,9 +1436,9 @@ impl SqliteStore {
             return Ok(stats);
         }
         {
-            let mut find = tx.prepare_cached("SELECT m.id, q.state FROM messages m JOIN queue q ON q.message_id = m.id WHERE m.campaign_id = ?1 AND m.recipient = ?2 AND m.occurrence = ?3").map_err(other)?;
+            let mut find = tx.prepare_cached("SELECT m.id, CASE WHEN q.state = 'pending' OR q.state = 'skipped' THEN 1 WHEN q.state = 'cancelled' AND q.cancelled_by = 'plan' THEN 2 ELSE 0 END FROM messages m JOIN queue q ON q.message_id = m.id WHERE m.campaign_id = ?1 AND m.recipient = ?2 AND m.occurrence = ?3").map_err(other)?;
             let mut update_msg = tx.prepare_cached("UPDATE messages SET address = ?2, zone = ?3, locale = ?4, reasons = ?5, content = ?6, vars = ?7, generation = ?8 WHERE id = ?1").map_err(other)?;
-            let mut update_q = tx.prepare_cached("UPDATE queue SET state = ?2, due_at = ?3, planned_at = ?3, updated_at = ?4, last_error = ?5 WHERE message_id = ?1").map_err(other)?;
+            let mut update_q = tx.prepare_cached("UPDATE queue SET state = ?2, due_at = ?3, planned_at = ?3, updated_at = ?4, last_error = ?5, cancelled_by = NULL WHERE message_id = ?1").map_err(other)?;
             let mut touch = tx
                 .prepare_cached("UPDATE messages SET generation = ?2 WHERE id = ?1")
                 .map_err(other)?;
@@ -1448,7 +1452,9 @@ impl SqliteStore {
                 if m.skipped.is_some() {
                     stats.skipped += 1;
                 }
-                let existing: Option<(i64, String)> = find
+                // 1: pending or skipped, updated; 2: cancelled by a re-plan, planned again
+                // unless the campaign is cancelled; 0: sent, in flight or done, kept.
+                let existing: Option<(i64, u8)> = find
                     .query_row(params![cid, m.recipient, m.occurrence], |r| {
                         Ok((r.get(0)?, r.get(1)?))
                     })
@@ -1459,7 +1465,7 @@ impl SqliteStore {
                         new_rows.insert(&m)?;
                         stats.inserted += 1;
                     }
-                    Some((id, s)) if s == "pending" || s == "skipped" => {
+                    Some((id, kind)) if kind == 1 || (kind == 2 && revivable) => {
                         update_msg
                             .execute(params![
                                 id, m.address, m.zone, m.locale, m.reasons, m.content, m.vars,
@@ -1481,7 +1487,7 @@ impl SqliteStore {
         drop(new_rows);
         stats.cancelled = tx
             .execute(
-                "UPDATE queue SET state = 'cancelled', last_error = 'no longer planned (removed from the audience or the schedule)', updated_at = ?3
+                "UPDATE queue SET state = 'cancelled', cancelled_by = 'plan', last_error = 'no longer planned (removed from the audience or the schedule)', updated_at = ?3
                  WHERE campaign_id = ?1 AND state = 'pending'
                    AND message_id IN (SELECT id FROM messages WHERE campaign_id = ?1 AND generation < ?2)",
                 params![cid, generation, now],

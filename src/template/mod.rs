@@ -9,6 +9,7 @@
 
 mod fast;
 mod helpers;
+mod limits;
 
 use std::path::{Path, PathBuf};
 
@@ -81,6 +82,10 @@ struct Variant {
     subject: Option<Part>,
     html: Option<Part>,
     whatsapp: Option<(String, String, Vec<Part>)>,
+    /// Lines before the body (front matter), for positions in the file.
+    body_line: u64,
+    /// The block structure of each of its texts (body first), for the depth and partial checks.
+    scans: Vec<limits::Scan>,
 }
 
 /// All variants of one template, compiled once and rendered many times.
@@ -211,6 +216,7 @@ impl TemplateSet {
             }
         }
         let partials = templates_dir.join("partials");
+        let mut scanned = Vec::new();
         if let Ok(entries) = std::fs::read_dir(&partials) {
             for e in entries.flatten() {
                 let path = e.path();
@@ -223,17 +229,52 @@ impl TemplateSet {
                 };
                 match std::fs::read_to_string(&path) {
                     Ok(src) => {
+                        // Too deep for the parser's and renderer's recursion: never parsed.
+                        let scan = limits::scan(&src);
+                        if let Some(p) = limits::too_deep(&path, &scan, 0) {
+                            problems.push(p);
+                            continue;
+                        }
                         for reg in [&mut set.text, &mut set.html] {
                             if let Err(e) = reg.register_partial(pname, src.as_str()) {
                                 problems.push(template_problem(&path, 0, &e));
                                 break;
                             }
                         }
+                        scanned.push(limits::Partial {
+                            name: pname.to_owned(),
+                            file: path.clone(),
+                            scan,
+                        });
                     }
                     Err(e) => problems
                         .push(Problem::new(format!("cannot read partial: {e}")).in_file(&path)),
                 }
             }
+        }
+        scanned.sort_by(|a, b| a.name.cmp(&b.name));
+        match limits::partial_depths(&scanned) {
+            Ok(depths) => {
+                for v in &set.variants {
+                    let total = v
+                        .scans
+                        .iter()
+                        .map(|s| limits::total_depth(s, &depths))
+                        .max()
+                        .unwrap_or(0);
+                    if total > limits::MAX_DEPTH {
+                        problems.push(
+                            Problem::new(format!(
+                                "the template's blocks and partials are nested {total} deep with the partials it includes, deeper than {}",
+                                limits::MAX_DEPTH
+                            ))
+                            .in_file(&v.file)
+                            .hint("nest fewer blocks in the template and its partials, or include fewer partials within each other; each level costs stack when rendered"),
+                        );
+                    }
+                }
+            }
+            Err(mut ps) => problems.append(&mut ps),
         }
         if set.variants.is_empty() && problems.is_empty() {
             problems.push(Problem::new(format!("no template named {name:?}")).in_file(templates_dir.join(format!("{name}.hbs"))).hint(format!("create templates/{name}.hbs (and locale variants such as templates/{name}.pt-BR.hbs)")));
@@ -241,19 +282,23 @@ impl TemplateSet {
         // A missing partial would only show when a recipient's message is rendered; find every
         // `{{> name}}` in the source instead, so it is reported once, at load, with its line.
         for v in &set.variants {
-            let Ok(text) = std::fs::read_to_string(&v.file) else {
-                continue;
-            };
-            for (line, name) in partial_uses(&text) {
-                if !set.text.has_template(&name) {
-                    problems.push(
-                        Problem::new(format!(
-                            "the template uses partial {name:?}, which does not exist"
-                        ))
-                        .in_file(&v.file)
-                        .at_line(line)
-                        .hint(format!("create templates/partials/{name}.hbs")),
-                    );
+            for (k, scan) in v.scans.iter().enumerate() {
+                for inc in scan.includes.iter().filter(|i| !i.block) {
+                    let Some(name) = &inc.name else { continue };
+                    if set.text.has_template(name) {
+                        continue;
+                    }
+                    let p = Problem::new(format!(
+                        "the template uses partial {name:?}, which does not exist"
+                    ))
+                    .in_file(&v.file)
+                    .hint(format!("create templates/partials/{name}.hbs"));
+                    // Only the body's lines are known; the other texts sit in front matter.
+                    problems.push(if k == 0 {
+                        p.at_line(inc.line + v.body_line)
+                    } else {
+                        p.field("front matter")
+                    });
                 }
             }
         }
@@ -322,6 +367,28 @@ impl TemplateSet {
         };
         let key = locale.clone().unwrap_or_else(|| "_".into());
         let mut problems = Vec::new();
+        // Every text is scanned before the parser sees it: nesting too deep for its recursion
+        // (or the renderer's) is refused here.
+        let texts = std::iter::once(body)
+            .chain(front.subject.as_deref())
+            .chain(front.html.as_deref())
+            .chain(
+                front
+                    .whatsapp
+                    .iter()
+                    .flat_map(|w| w.body.iter().map(String::as_str)),
+            );
+        let scans: Vec<limits::Scan> = texts.map(limits::scan).collect();
+        for (i, scan) in scans.iter().enumerate() {
+            // Only the body's positions are known in the file; the rest sit in front matter.
+            let offset = if i == 0 { offset as u64 } else { 0 };
+            if let Some(p) = limits::too_deep(file, scan, offset) {
+                problems.push(if i == 0 { p } else { p.field("front matter") });
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
         let (text_reg, html_reg) = (&mut self.text, &mut self.html);
         let mut add = |html: bool, name: String, src: &str, line_offset: usize| {
             let reg = if html { &mut *html_reg } else { &mut *text_reg };
@@ -370,6 +437,8 @@ impl TemplateSet {
             subject,
             html,
             whatsapp,
+            body_line: offset as u64,
+            scans,
         });
         Ok(())
     }
@@ -562,36 +631,6 @@ fn insert_path(m: &mut serde_json::Map<String, Value>, path: &str, value: Value)
             }
         }
     }
-}
-
-/// The partials a template includes by name, with their lines: `{{> name}}` and `{{~> name}}`.
-/// Partial blocks (`{{#> name}}fallback{{/name}}`) have a fallback and dynamic partials
-/// (`{{> (expr)}}`) are only known when rendered, so neither is listed.
-fn partial_uses(src: &str) -> Vec<(u64, String)> {
-    let mut out = Vec::new();
-    for (i, line) in src.lines().enumerate() {
-        let mut rest = line;
-        while let Some(at) = rest.find("{{") {
-            let after = rest[at + 2..]
-                .trim_start_matches('{')
-                .trim_start_matches('~');
-            if let Some(tail) = after.strip_prefix('>') {
-                let name: String = tail
-                    .trim_start()
-                    .chars()
-                    .take_while(|c| !c.is_whitespace() && *c != '}' && *c != '~')
-                    .collect();
-                if !name.is_empty() && !name.starts_with('(') {
-                    out.push((
-                        i as u64 + 1,
-                        name.trim_matches(|c| c == '"' || c == '\'').to_owned(),
-                    ));
-                }
-            }
-            rest = &rest[at + 2..];
-        }
-    }
-    out
 }
 
 /// Counts the simple `{{expr}}` / `{{{expr}}}` placeholders of a body, the ones that become
