@@ -23,7 +23,8 @@ use sha2::Sha256;
 use super::Outgoing;
 use super::http::{self, retry_after, status_class};
 use super::{
-    BuildContext, ChannelBuildError, Delivered, MessageDoc, Secret, SendError, WebhookConfig,
+    BuildContext, ChannelBuildError, Delivered, MessageDoc, Redactor, Secret, SendError,
+    WebhookConfig,
 };
 
 pub const SIGNATURE_HEADER: &str = "X-Disparo-Signature";
@@ -63,6 +64,11 @@ pub struct Webhook {
     headers: Vec<(HeaderName, HeaderValue)>,
     secret: Option<Secret>,
     transport: Transport,
+    /// The HMAC secret, the URL's credentials, sensitive configured headers, proxy
+    /// credentials.
+    pub(crate) redactor: Redactor,
+    /// Whether the URL carries credentials (sent as HTTP Basic).
+    credentials: bool,
 }
 
 /// How requests go out: the run's reqwest client (`https://`, or a proxy is configured), or
@@ -155,8 +161,42 @@ impl Webhook {
                 }
                 Transport::Plain(endpoint, head)
             } else {
-                Transport::Reqwest(ctx.http.clone(), parsed)
+                Transport::Reqwest(ctx.http.clone(), parsed.clone())
             };
+        let user = super::percent_decode(parsed.username());
+        let pass = super::percent_decode(parsed.password().unwrap_or_default());
+        let mut secrets: Vec<String> = vec![
+            parsed.username().to_string(),
+            parsed.password().unwrap_or_default().to_string(),
+            user.clone(),
+            pass.clone(),
+        ];
+        secrets.extend(secret.as_ref().map(|s| s.expose().to_string()));
+        for (k, v) in &headers {
+            if sensitive_header(k.as_str()) {
+                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                // `Bearer xyz`: the credential alone too.
+                if let Some((_, cred)) = v.split_once(' ') {
+                    secrets.push(cred.trim().to_string());
+                }
+                secrets.push(v);
+            }
+        }
+        secrets.extend(ctx.proxy_credentials());
+        let pairs: Vec<(&str, &str)> = if credentials {
+            vec![(user.as_str(), pass.as_str())]
+        } else {
+            Vec::new()
+        };
+        let redactor = Redactor::new(secrets.iter().map(String::as_str), &pairs);
+        let url = if credentials {
+            let mut shown = parsed.clone();
+            let _ = shown.set_username("***");
+            let _ = shown.set_password(Some("***"));
+            shown.as_str().trim_end_matches('/').to_string()
+        } else {
+            url
+        };
         Ok(Webhook {
             name: name.into(),
             url,
@@ -164,6 +204,8 @@ impl Webhook {
             headers,
             secret,
             transport,
+            redactor,
+            credentials,
         })
     }
 
@@ -245,7 +287,7 @@ impl Webhook {
             "channel `{}`: webhook answered HTTP {}: {}",
             self.name,
             status.as_u16(),
-            http::excerpt(&text, 200)
+            self.redactor.excerpt(&text, 200)
         );
         if status.is_redirection() {
             let to = headers
@@ -259,10 +301,7 @@ impl Webhook {
         Err(SendError {
             class: status_class(status, wait),
             code: Some(format!("HTTP {}", status.as_u16())),
-            message: match &self.secret {
-                Some(s) => s.scrub(&message),
-                None => message,
-            },
+            message,
         })
     }
 
@@ -272,17 +311,32 @@ impl Webhook {
             ("Idempotency-Key", env.message_id.to_string()),
         ];
         for (k, v) in &self.headers {
-            headers.push((
-                k.as_str(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            ));
+            let v = if sensitive_header(k.as_str()) {
+                "***".into()
+            } else {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            };
+            headers.push((k.as_str(), v));
         }
         if self.secret.is_some() {
             headers.push((SIGNATURE_HEADER, "sha256=***".into()));
         }
+        if self.credentials {
+            headers.push(("Authorization", "Basic ***".into()));
+        }
+
         let body = serde_json::to_value(MessageDoc::new(env)).unwrap_or_default();
         http::preview(self.method.as_str(), &self.url, &headers, body)
     }
+}
+
+/// Whether a configured header's value is a credential (shown as `***`, removed from errors).
+fn sensitive_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["authorization", "cookie"].contains(&name.as_str())
+        || ["token", "secret", "key", "auth", "password", "session"]
+            .iter()
+            .any(|w| name.contains(w))
 }
 
 #[cfg(test)]
