@@ -334,8 +334,40 @@ const PIECE: usize = 8;
 pub(crate) struct Redactor {
     /// Forms shorter than a piece, replaced where they appear whole.
     short: Vec<String>,
-    /// Every [`PIECE`]-byte window of every longer form.
-    pieces: std::collections::HashSet<[u8; PIECE]>,
+    /// Every [`PIECE`]-byte window of every longer form, as a little-endian `u64`.
+    pieces: std::collections::HashSet<u64, PieceHash>,
+}
+
+/// One multiply for a piece's hash: pieces are not chosen by an attacker (they come from our
+/// own secrets), and a redactor looks up one per byte of every text it cleans.
+#[derive(Clone, Copy, Default)]
+struct PieceHash;
+
+impl std::hash::BuildHasher for PieceHash {
+    type Hasher = PieceHasher;
+    fn build_hasher(&self) -> PieceHasher {
+        PieceHasher(0)
+    }
+}
+
+struct PieceHasher(u64);
+
+impl std::hash::Hasher for PieceHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (n ^ (n >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+fn piece(window: &[u8]) -> u64 {
+    u64::from_le_bytes(window.try_into().expect("a window of PIECE bytes"))
 }
 
 impl fmt::Debug for Redactor {
@@ -413,8 +445,7 @@ impl Redactor {
         for f in forms {
             if f.len() >= PIECE {
                 for w in f.as_bytes().windows(PIECE) {
-                    r.pieces
-                        .insert(w.try_into().expect("a window of PIECE bytes"));
+                    r.pieces.insert(piece(w));
                 }
             } else if !f.is_empty() && !r.short.contains(&f) {
                 r.short.push(f);
@@ -438,8 +469,7 @@ impl Redactor {
         let mut marks: Vec<(usize, usize)> = Vec::new();
         if bytes.len() >= PIECE {
             for i in 0..=bytes.len() - PIECE {
-                let w: &[u8; PIECE] = bytes[i..i + PIECE].try_into().expect("PIECE bytes");
-                if self.pieces.contains(w) {
+                if self.pieces.contains(&piece(&bytes[i..i + PIECE])) {
                     marks.push((i, i + PIECE));
                 }
             }

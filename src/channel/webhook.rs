@@ -33,19 +33,37 @@ const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 const SIGNATURE: HeaderName = HeaderName::from_static("x-disparo-signature");
 
 /// The `id` of a JSON object answer (a string, or a number as its text), if there is one.
-/// Only that field is decoded; the rest of the answer is skipped.
+/// Only that field is decoded; the rest of the answer is skipped. The object is read only as
+/// far as its `id`: an answer cut after it (a body larger than what is read, or truncated by
+/// the server) still gives it.
 fn provider_id(body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Answer<'a> {
-        #[serde(borrow)]
-        id: Option<&'a serde_json::value::RawValue>,
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+    struct FirstId<'a>(&'a mut Option<String>);
+    impl<'de> Visitor<'de> for FirstId<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if key == "id" {
+                    let id = map.next_value::<&serde_json::value::RawValue>()?.get();
+                    *self.0 = match id.as_bytes().first() {
+                        Some(b'"') => serde_json::from_str(id).ok(),
+                        Some(b'-' | b'0'..=b'9') => Some(id.to_owned()),
+                        _ => None,
+                    };
+                    // The rest is not read: an error past this point changes nothing.
+                    return Err(serde::de::Error::custom("found"));
+                }
+                map.next_value::<IgnoredAny>()?;
+            }
+            Ok(())
+        }
     }
-    let id = serde_json::from_slice::<Answer>(body).ok()?.id?.get();
-    match id.as_bytes().first()? {
-        b'"' => serde_json::from_str(id).ok(),
-        b'-' | b'0'..=b'9' => Some(id.to_owned()),
-        _ => None,
-    }
+    let mut id = None;
+    let _ = serde_json::Deserializer::from_slice(body).deserialize_map(FirstId(&mut id));
+    id
 }
 
 /// `name: value` and CRLF, both checked already (`HeaderName`, `HeaderValue`).
@@ -354,11 +372,18 @@ mod tests {
             Some("a\"b")
         );
         assert_eq!(provider_id(br#"{"id":-42}"#).as_deref(), Some("-42"));
+        // Cut after the id (a body larger than what is read, or truncated).
+        assert_eq!(
+            provider_id(br#"{"x":{"id":"inner"},"id":"p-1","pad":"xxxx"#).as_deref(),
+            Some("p-1")
+        );
         for none in [
             &br#"{"id":null}"#[..],
             br#"{"id":{"v":1}}"#,
             br#"{"id":[1]}"#,
             br#"{"other":1}"#,
+            br#"{"other":1,"id""#,
+            br#"[{"id":"in an array"}]"#,
             b"not json",
             b"",
         ] {

@@ -55,7 +55,12 @@ async fn accepted(channel: &Channel, env: &Envelope, id: Option<&str>) -> String
     let (r, warnings): (Result<Delivered, SendError>, String) =
         with_warnings(channel.send(env)).await;
     let d = r.unwrap_or_else(|e| panic!("an accepted answer counted as a failure: {e:?}"));
-    assert_eq!(d.provider_id.as_deref(), id);
+    match (id, d.provider_id.as_deref()) {
+        (Some(want), Some(got)) if want.ends_with('*') => {
+            assert!(got.starts_with(want.trim_end_matches('*')), "{got}")
+        }
+        (want, got) => assert_eq!(got, want),
+    }
     if id.is_none() {
         assert!(
             warnings.contains("WARN") && warnings.contains("without a provider id"),
@@ -65,8 +70,9 @@ async fn accepted(channel: &Channel, env: &Envelope, id: Option<&str>) -> String
     warnings
 }
 
-/// The 2xx answers a provider can get wrong, with the id an adapter can still read.
-fn bad_2xx() -> Vec<(Behaviour, &'static str)> {
+/// The 2xx answers a provider can get wrong, with what they are, and the id the webhook can
+/// still read (the others cannot: their ids are nested).
+fn bad_2xx() -> Vec<(Behaviour, &'static str, Option<&'static str>)> {
     vec![
         (
             Behaviour::Huge {
@@ -74,6 +80,7 @@ fn bad_2xx() -> Vec<(Behaviour, &'static str)> {
                 size: 20 << 20,
             },
             "20 MiB body",
+            Some("p-*"),
         ),
         (
             Behaviour::Truncated {
@@ -82,6 +89,7 @@ fn bad_2xx() -> Vec<(Behaviour, &'static str)> {
                 body: br#"{"id":"p-cut","#.to_vec(),
             },
             "Content-Length larger than the body, then close",
+            Some("p-cut"),
         ),
         (
             Behaviour::Answer {
@@ -90,6 +98,7 @@ fn bad_2xx() -> Vec<(Behaviour, &'static str)> {
                 body: b"<html>not json".to_vec(),
             },
             "not JSON",
+            None,
         ),
         (
             Behaviour::Answer {
@@ -98,6 +107,7 @@ fn bad_2xx() -> Vec<(Behaviour, &'static str)> {
                 body: b"zz\r\nbroken".to_vec(),
             },
             "malformed chunked body",
+            None,
         ),
     ]
 }
@@ -115,12 +125,12 @@ async fn a_webhook_2xx_with_an_unreadable_body_is_sent_once_on_both_transports()
     );
     let mut sent = 0;
     for (channel, transport) in [(&plain, "plain"), (&through_reqwest, "reqwest")] {
-        for (b, what) in bad_2xx() {
+        for (b, what, id) in bad_2xx() {
             p.push(b);
             let mut env = envelope("+5511987654321");
             env.message_id = format!("{transport}-{what}");
             eprintln!("{transport}: {what}");
-            accepted(channel, &env, None).await;
+            accepted(channel, &env, id).await;
             sent += 1;
         }
     }
@@ -160,7 +170,7 @@ async fn whatsapp_and_twilio_2xx_answers_that_cannot_be_read_are_sent_with_a_war
         &ctx,
     );
     for channel in [&wa, &tw] {
-        for (b, what) in bad_2xx() {
+        for (b, what, _) in bad_2xx() {
             p.push(b);
             eprintln!("{what}");
             accepted(channel, &envelope("+5511987654321"), None).await;
