@@ -6,6 +6,7 @@
 mod support;
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use disparo::channel::{Channel, Delivered, SendError};
 use disparo::message::Envelope;
@@ -611,4 +612,47 @@ channels:
         leaks.len(),
         leaks.join("\n")
     );
+}
+
+/// What a provider that did not accept does (garbage, an answer cut in its head, a hang the
+/// test ends) is a transient error: the retry carries the same key; a slow 2xx is a success.
+#[tokio::test]
+async fn answers_without_an_acceptance_are_transient_and_a_slow_2xx_is_sent() {
+    use disparo::channel::ErrorClass;
+    let p = Arc::new(Provider::start());
+    let ctx = context(&root(), &[]);
+    let hook = Arc::new(build(
+        &format!("{{ type: webhook, url: '{}' }}", p.url("/h")),
+        &ctx,
+    ));
+    for b in [
+        Behaviour::Garbage(b"SSH-2.0-OpenSSH_9.6\r\n".to_vec()),
+        Behaviour::CloseMidAnswer,
+    ] {
+        p.push(b.clone());
+        let e = hook.send(&envelope("+5511987654321")).await.unwrap_err();
+        assert!(
+            matches!(e.class, ErrorClass::Transient { .. }),
+            "{b:?}: {e:?}"
+        );
+    }
+    p.push(Behaviour::Hang);
+    let send = {
+        let hook = hook.clone();
+        tokio::spawn(async move { hook.send(&envelope("+5511987654321")).await })
+    };
+    p.wait_for_requests(3, Duration::from_secs(20)).await;
+    p.release();
+    let e = send.await.unwrap().unwrap_err();
+    assert!(matches!(e.class, ErrorClass::Transient { .. }), "{e:?}");
+    p.push(Behaviour::Slow {
+        head: Duration::from_millis(20),
+        between: Duration::from_millis(1),
+        then: Box::new(Behaviour::Accept),
+    });
+    let d = hook.send(&envelope("+5511987654321")).await.unwrap();
+    assert!(d.provider_id.is_some_and(|id| id.starts_with("p-")));
+    // One key, four arrivals, one delivery.
+    assert_eq!(p.arrivals()["bf26:ana:0"], 4);
+    assert_eq!(p.deliveries()["bf26:ana:0"], 1);
 }
