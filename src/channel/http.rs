@@ -723,15 +723,6 @@ pub(crate) fn preview(
     serde_json::json!({ "method": method, "url": url, "headers": headers, "body": body })
 }
 
-/// At most `max` characters of a response body, for an error message.
-pub(crate) fn excerpt(body: &str, max: usize) -> String {
-    let body = body.trim();
-    match body.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &body[..i]),
-        None => body.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::{Chunked, Framing, parse_head};

@@ -211,6 +211,31 @@ impl BuildContext {
         }
     }
 
+    /// The user names and passwords of the proxies the environment names (reqwest's
+    /// variables), to be redacted like the channel's own secrets.
+    fn proxy_credentials(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for var in [
+            "HTTP_PROXY",
+            "http_proxy",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
+            let Some(url) = (self.env)(var).and_then(|v| reqwest::Url::parse(&v).ok()) else {
+                continue;
+            };
+            for part in [url.username(), url.password().unwrap_or_default()] {
+                if !part.is_empty() {
+                    out.push(part.to_string());
+                    out.push(percent_decode(part));
+                }
+            }
+        }
+        out
+    }
+
     /// Reads the secret in the variable that config key `key` names.
     fn secret(&self, channel: &str, key: &str, var: &str) -> Result<Secret, ChannelBuildError> {
         match (self.env)(var) {
@@ -256,20 +281,313 @@ impl Secret {
     pub(crate) fn expose(&self) -> &str {
         &self.0
     }
-    /// Replaces every occurrence of the secret in `text` (provider messages may echo input).
-    pub(crate) fn scrub(&self, text: &str) -> String {
-        if self.0.is_empty() {
-            text.to_string()
-        } else {
-            text.replace(&self.0, "***")
-        }
-    }
 }
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("***")
     }
+}
+
+/// `%XX` sequences decoded (as URLs carry user names and passwords); invalid UTF-8 is
+/// replaced.
+pub(crate) fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| char::from(c).to_digit(16);
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).and_then(|&c| hex(c)),
+                b.get(i + 2).and_then(|&c| hex(c)),
+            )
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What stands for a removed secret.
+const REDACTED: &str = "***";
+/// Pieces of a secret this long or longer are removed wherever they appear.
+const PIECE: usize = 8;
+
+/// Removes a channel's secrets from every text the channel produces: error messages and
+/// codes, provider ids, previewed requests. [`Channel::send_outgoing`] and
+/// [`Channel::preview_request`] pass everything through the channel's redactor; adapters
+/// also use [`Redactor::excerpt`] to cut a provider's answer, which redacts before it cuts.
+///
+/// For each secret it knows the forms the secret can take in a provider's answer: as is,
+/// JSON-escaped, percent-encoded (upper- and lower-case hex, `+` for spaces), and base64
+/// (standard and URL-safe) at each of the three alignments it can have inside a longer
+/// encoded text (so `base64(user:pass)` and AUTH PLAIN's `base64(\0user\0pass)` are covered,
+/// and are also added whole). Every occurrence of a form is replaced by `***`, and so is
+/// every piece of [`PIECE`] (8) or more bytes of a form: a secret cut at an excerpt boundary
+/// (by us or by the provider) leaves no fragment long enough to matter.
+#[derive(Clone, Default)]
+pub(crate) struct Redactor {
+    /// Forms shorter than a piece, replaced where they appear whole.
+    short: Vec<String>,
+    /// Every [`PIECE`]-byte window of every longer form, as a little-endian `u64`.
+    pieces: std::collections::HashSet<u64, PieceHash>,
+}
+
+/// One multiply for a piece's hash: pieces are not chosen by an attacker (they come from our
+/// own secrets), and a redactor looks up one per byte of every text it cleans.
+#[derive(Clone, Copy, Default)]
+struct PieceHash;
+
+impl std::hash::BuildHasher for PieceHash {
+    type Hasher = PieceHasher;
+    fn build_hasher(&self) -> PieceHasher {
+        PieceHasher(0)
+    }
+}
+
+struct PieceHasher(u64);
+
+impl std::hash::Hasher for PieceHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (n ^ (n >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+fn piece(window: &[u8]) -> u64 {
+    u64::from_le_bytes(window.try_into().expect("a window of PIECE bytes"))
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Redactor({} pieces)",
+            self.pieces.len() + self.short.len()
+        )
+    }
+}
+
+const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const BASE64_URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// `bytes` in base64 with `alphabet`, padded.
+fn base64(bytes: &[u8], alphabet: &[u8; 64]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(alphabet[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+impl Redactor {
+    /// A redactor for these secrets and `user:password`-like pairs (HTTP Basic, SMTP AUTH).
+    /// Empty secrets are ignored.
+    pub(crate) fn new<'a>(
+        secrets: impl IntoIterator<Item = &'a str>,
+        pairs: &[(&str, &str)],
+    ) -> Redactor {
+        let mut forms: Vec<String> = Vec::new();
+        for s in secrets.into_iter().filter(|s| !s.is_empty()) {
+            forms.push(s.to_string());
+            if let Ok(json) = serde_json::to_string(s) {
+                forms.push(json[1..json.len() - 1].to_string());
+            }
+            forms.extend(percent_forms(s));
+            for alphabet in [BASE64, BASE64_URL] {
+                forms.push(base64(s.as_bytes(), alphabet));
+                // Inside a longer encoded text the secret starts at one of three alignments:
+                // the characters only its own bytes determine (whole 3-byte groups of it).
+                for offset in 0..3usize {
+                    let mut bytes = vec![0u8; offset];
+                    bytes.extend_from_slice(s.as_bytes());
+                    let encoded = base64(&bytes, alphabet);
+                    let from = if offset == 0 { 0 } else { 4 };
+                    let to = 4 * (bytes.len() / 3);
+                    if to >= from + PIECE {
+                        forms.push(encoded[from..to].to_string());
+                    }
+                }
+            }
+        }
+        for (user, pass) in pairs {
+            for whole in [format!("{user}:{pass}"), format!("\0{user}\0{pass}")] {
+                for alphabet in [BASE64, BASE64_URL] {
+                    forms.push(base64(whole.as_bytes(), alphabet));
+                }
+            }
+        }
+        let mut r = Redactor::default();
+        for f in forms {
+            if f.len() >= PIECE {
+                for w in f.as_bytes().windows(PIECE) {
+                    r.pieces.insert(piece(w));
+                }
+            } else if !f.is_empty() && !r.short.contains(&f) {
+                r.short.push(f);
+            }
+        }
+        r.short.sort_by_key(|f| std::cmp::Reverse(f.len()));
+        r
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pieces.is_empty() && self.short.is_empty()
+    }
+
+    /// `text` with every form of every secret, and every piece of one, replaced by `***`.
+    pub(crate) fn redact(&self, text: &str) -> String {
+        if self.is_empty() {
+            return text.to_string();
+        }
+        let bytes = text.as_bytes();
+        // Byte ranges to remove, in order of their start.
+        let mut marks: Vec<(usize, usize)> = Vec::new();
+        if bytes.len() >= PIECE {
+            for i in 0..=bytes.len() - PIECE {
+                if self.pieces.contains(&piece(&bytes[i..i + PIECE])) {
+                    marks.push((i, i + PIECE));
+                }
+            }
+        }
+        for f in &self.short {
+            marks.extend(
+                text.match_indices(f.as_str())
+                    .map(|(i, m)| (i, i + m.len())),
+            );
+        }
+        if marks.is_empty() {
+            return text.to_string();
+        }
+        marks.sort_unstable();
+        let mut out = String::with_capacity(text.len());
+        let mut at = 0;
+        let mut i = 0;
+        while i < marks.len() {
+            let (mut start, mut end) = marks[i];
+            while i + 1 < marks.len() && marks[i + 1].0 <= end {
+                i += 1;
+                end = end.max(marks[i].1);
+            }
+            i += 1;
+            start = start.max(at);
+            while !text.is_char_boundary(start) {
+                start -= 1;
+            }
+            while !text.is_char_boundary(end) {
+                end += 1;
+            }
+            out.push_str(&text[at..start]);
+            if !out.ends_with(REDACTED) {
+                out.push_str(REDACTED);
+            }
+            at = end;
+        }
+        out.push_str(&text[at..]);
+        out
+    }
+
+    /// At most `max` characters of `text` (trimmed), for an error message, redacted before
+    /// the cut: a secret across the boundary is recognised whole, and no fragment of one of
+    /// [`PIECE`] bytes or more is left at either end.
+    pub(crate) fn excerpt(&self, text: &str, max: usize) -> String {
+        let text = text.trim();
+        // Redaction only shortens: what could end up in the first `max` characters.
+        let window = match text.char_indices().nth(max.saturating_mul(2) + 256) {
+            Some((i, _)) => &text[..i],
+            None => text,
+        };
+        let clean = self.redact(window);
+        let cut = match clean.char_indices().nth(max) {
+            Some((i, _)) => format!("{}…", &clean[..i]),
+            None if window.len() < text.len() => format!("{clean}…"),
+            None => clean,
+        };
+        self.redact(&cut)
+    }
+
+    /// `e` with its message and code redacted.
+    pub(crate) fn error(&self, mut e: SendError) -> SendError {
+        if !self.is_empty() {
+            e.message = self.redact(&e.message);
+            e.code = e.code.map(|c| self.redact(&c));
+        }
+        e
+    }
+
+    /// Every string in `v` (keys included) redacted, in place.
+    pub(crate) fn json(&self, v: &mut serde_json::Value) {
+        if self.is_empty() {
+            return;
+        }
+        match v {
+            serde_json::Value::String(s) => *s = self.redact(s),
+            serde_json::Value::Array(a) => a.iter_mut().for_each(|v| self.json(v)),
+            serde_json::Value::Object(o) => {
+                let old = std::mem::take(o);
+                for (k, mut v) in old {
+                    self.json(&mut v);
+                    o.insert(self.redact(&k), v);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `s` percent-encoded as URLs and forms write it (every byte but unreserved ones; hex in
+/// upper and lower case; spaces also as `+`); nothing when `s` needs no encoding.
+fn percent_forms(s: &str) -> Vec<String> {
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    {
+        return Vec::new();
+    }
+    let encode = |lower: bool, plus: bool| {
+        let mut out = String::new();
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                out.push(char::from(b));
+            } else if b == b' ' && plus {
+                out.push('+');
+            } else if lower {
+                out.push_str(&format!("%{b:02x}"));
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    };
+    vec![
+        encode(false, false),
+        encode(true, false),
+        encode(false, true),
+        encode(true, true),
+    ]
 }
 
 /// One configured channel, ready to send.
@@ -307,6 +625,18 @@ impl Channel {
         })
     }
 
+    /// This channel's redactor, when it has secrets.
+    fn redactor(&self) -> Option<&Redactor> {
+        let r = match self {
+            Channel::Console(_) | Channel::Outbox(_) | Channel::Command(_) => return None,
+            Channel::WhatsappCloud(c) => &c.redactor,
+            Channel::Twilio(c) => &c.redactor,
+            Channel::Smtp(c) => &c.redactor,
+            Channel::Webhook(c) => &c.redactor,
+        };
+        (!r.is_empty()).then_some(r)
+    }
+
     /// Sends one message once; retries are the dispatcher's business.
     pub async fn send(&self, envelope: &Envelope) -> Result<Delivered, SendError> {
         self.send_outgoing(&Outgoing::from(envelope)).await
@@ -314,7 +644,23 @@ impl Channel {
 
     /// [`send`](Self::send) for a borrowed message (what the dispatcher hands over: nothing
     /// is copied into an [`Envelope`] first).
+    /// What it returns (provider id, error message and code) has the channel's secrets
+    /// removed (see [`Redactor`]).
     pub async fn send_outgoing(&self, message: &Outgoing<'_>) -> Result<Delivered, SendError> {
+        let result = self.send_unredacted(message).await;
+        match self.redactor() {
+            None => result,
+            Some(r) => match result {
+                Ok(mut d) => {
+                    d.provider_id = d.provider_id.map(|id| r.redact(&id));
+                    Ok(d)
+                }
+                Err(e) => Err(r.error(e)),
+            },
+        }
+    }
+
+    async fn send_unredacted(&self, message: &Outgoing<'_>) -> Result<Delivered, SendError> {
         match self {
             Channel::Console(c) => c.send(message).await,
             Channel::Outbox(c) => c.send(message).await,
@@ -358,7 +704,7 @@ impl Channel {
     /// HTTP adapters give `{method, url, headers, body}`.
     pub fn preview_request(&self, envelope: &Envelope) -> serde_json::Value {
         let message = Outgoing::from(envelope);
-        match self {
+        let mut request = match self {
             Channel::Console(c) => c.preview_request(&message),
             Channel::Outbox(c) => c.preview_request(&message),
             Channel::WhatsappCloud(c) => c.preview_request(&message),
@@ -366,7 +712,11 @@ impl Channel {
             Channel::Smtp(c) => c.preview_request(&message),
             Channel::Webhook(c) => c.preview_request(&message),
             Channel::Command(c) => c.preview_request(&message),
+        };
+        if let Some(r) = self.redactor() {
+            r.json(&mut request);
         }
+        request
     }
 }
 
@@ -615,6 +965,126 @@ mod tests {
             let channel = Channel::build("c", &config, &ctx).unwrap();
             assert_eq!(channel.send_timeout(), want, "{yaml}");
         }
+    }
+
+    const USER: &str = "AC9f3kQ2mLx7";
+    const PASS: &str = "tok\"en/Pz8 Wq+Rv%4yN";
+
+    fn redactor() -> super::Redactor {
+        super::Redactor::new([USER, PASS, "s3"], &[(USER, PASS)])
+    }
+
+    /// No piece of 8 bytes of `secret` is left in `text`.
+    fn assert_clean(text: &str, secret: &str, context: &str) {
+        for w in secret.as_bytes().windows(super::PIECE) {
+            let w = String::from_utf8_lossy(w);
+            assert!(
+                !text.contains(&*w),
+                "{w:?} survived in {text:?} ({context})"
+            );
+        }
+    }
+
+    /// Every form a secret takes in an answer is removed: as is, JSON-escaped,
+    /// percent-encoded, base64 of it alone, of `user:pass`, of AUTH PLAIN's `\0user\0pass`,
+    /// and inside any longer base64 text.
+    #[test]
+    fn redaction_removes_every_encoding_of_a_secret() {
+        let r = redactor();
+        let json = serde_json::to_string(PASS).unwrap();
+        let forms = [
+            PASS.to_string(),
+            json[1..json.len() - 1].to_string(),
+            super::percent_forms(PASS)[0].clone(),
+            super::percent_forms(PASS)[1].clone(),
+            super::percent_forms(PASS)[3].clone(),
+            super::base64(PASS.as_bytes(), super::BASE64),
+            super::base64(PASS.as_bytes(), super::BASE64_URL),
+            super::base64(format!("{USER}:{PASS}").as_bytes(), super::BASE64),
+            super::base64(format!("\0{USER}\0{PASS}").as_bytes(), super::BASE64),
+            super::base64(format!("x{PASS}yz").as_bytes(), super::BASE64),
+            super::base64(format!("xy{PASS}").as_bytes(), super::BASE64_URL),
+            super::base64(format!("{{\"u\":\"{USER}\"}}").as_bytes(), super::BASE64),
+        ];
+        for (i, f) in forms.iter().enumerate() {
+            let text = format!("HTTP 500: you sent [{f}] at 12:00");
+            let clean = r.redact(&text);
+            assert!(clean.starts_with("HTTP 500: you sent [") && clean.ends_with("] at 12:00"));
+            assert!(clean.contains("***"), "{f} not redacted: {clean}");
+            assert_clean(&clean, PASS, "the secret");
+            if i < 9 {
+                // An encoding of the secret (or pair) alone: nothing of it stays.
+                assert_clean(&clean, f, "a form");
+            } else {
+                // Inside a longer base64 text: at most the groups it shares with its
+                // neighbours stay (those depend on bytes that are not the secret).
+                let left = clean.len() - "HTTP 500: you sent [] at 12:00".len() - 3;
+                assert!(left <= f.len().min(24), "{clean}");
+            }
+        }
+        // A short secret is replaced where it appears whole.
+        assert_eq!(r.redact("a s3 b"), "a *** b");
+        // Nothing else changes; non-ASCII around a removal stays valid.
+        assert_eq!(r.redact("plain text, ção"), "plain text, ção");
+        assert_eq!(r.redact(&format!("ção{PASS}ção")), "ção***ção");
+        assert_eq!(super::Redactor::default().redact(PASS), PASS);
+    }
+
+    /// Whatever prefix or suffix of a secret (or of one of its forms) is in a text, a piece
+    /// of 8 bytes or more is removed, and an excerpt cut anywhere in a secret leaves none.
+    #[test]
+    fn redaction_removes_every_prefix_and_suffix_and_excerpts_cut_nothing_open() {
+        let r = redactor();
+        let b64 = super::base64(format!("{USER}:{PASS}").as_bytes(), super::BASE64);
+        for secret in [PASS, USER, b64.as_str()] {
+            let n = secret.len();
+            for i in 1..n {
+                for piece in [&secret[..i], &secret[i..]] {
+                    let text = format!("before {piece} after");
+                    let clean = r.redact(&text);
+                    if piece.len() >= super::PIECE {
+                        // (A neighbouring space goes too when the secret has one there.)
+                        assert!(
+                            clean.starts_with("before") && clean.contains("***"),
+                            "{piece:?}: {clean}"
+                        );
+                    }
+                    assert_clean(&clean, secret, piece);
+                }
+            }
+            // An excerpt boundary at every position inside the secret.
+            for lead in 0..n + 4 {
+                let text = format!("{}{secret} and the rest of a long answer", "x".repeat(lead));
+                for max in 1..text.len() {
+                    let e = r.excerpt(&text, max);
+                    assert_clean(&e, secret, &format!("excerpt {max} of {text:?}"));
+                    assert!(e.chars().count() <= max + 3 + 1, "{e:?} longer than {max}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn redaction_reaches_every_string_of_a_previewed_request() {
+        let r = redactor();
+        let mut v = serde_json::json!({
+            "url": format!("http://{USER}:x@h/"),
+            "headers": {"Authorization": format!("Basic {}", super::base64(format!("{USER}:{PASS}").as_bytes(), super::BASE64))},
+            "list": [PASS, 1, null],
+            PASS: true,
+        });
+        r.json(&mut v);
+        let text = v.to_string();
+        assert_clean(&text, PASS, "json");
+        assert_clean(&text, USER, "json");
+        assert_eq!(v["list"][1], 1);
+    }
+
+    #[test]
+    fn percent_decode_reads_what_urls_carry() {
+        assert_eq!(super::percent_decode("p%40ss%3Aw%2frd"), "p@ss:w/rd");
+        assert_eq!(super::percent_decode("100%"), "100%");
+        assert_eq!(super::percent_decode("%zz%4"), "%zz%4");
     }
 
     #[derive(Debug)]

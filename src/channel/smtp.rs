@@ -15,7 +15,8 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::Outgoing;
 use super::{
-    BuildContext, ChannelBuildError, Delivered, ErrorClass, Secret, SendError, SmtpConfig, SmtpTls,
+    BuildContext, ChannelBuildError, Delivered, ErrorClass, Redactor, SendError, SmtpConfig,
+    SmtpTls,
 };
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -27,9 +28,11 @@ pub struct Smtp {
     port: u16,
     tls: SmtpTls,
     from: Mailbox,
-    /// Kept only to scrub them from server messages; the transport holds its own copy, and
-    /// lettre's `Credentials` debug-prints nothing.
-    secrets: Vec<Secret>,
+    /// Whether AUTH is configured. The credentials are in the transport (lettre's
+    /// `Credentials` debug-prints nothing) and in the redactor, which removes them (and AUTH
+    /// PLAIN/LOGIN's base64 of them) from server messages.
+    auth: bool,
+    pub(crate) redactor: Redactor,
     transport: AsyncSmtpTransport<Tokio1Executor>,
     /// The longest a whole send (connect, every command, the message) may take. lettre's own
     /// timeout, set to the same, bounds each read and write of the session.
@@ -90,7 +93,7 @@ impl Smtp {
         } else {
             builder = builder.tls(Tls::None);
         }
-        let mut secrets = Vec::new();
+        let mut redactor = Redactor::default();
         match (&c.username_env, &c.password_env) {
             (Some(u), Some(p)) => {
                 let user = ctx.secret(name, "username_env", u)?;
@@ -99,8 +102,10 @@ impl Smtp {
                     user.expose().to_string(),
                     pass.expose().to_string(),
                 ));
-                secrets.push(user);
-                secrets.push(pass);
+                redactor = Redactor::new(
+                    [user.expose(), pass.expose()],
+                    &[(user.expose(), pass.expose())],
+                );
             }
             (None, None) => {}
             _ => {
@@ -116,7 +121,8 @@ impl Smtp {
             port,
             tls: c.tls,
             from,
-            secrets,
+            auth: !redactor.is_empty(),
+            redactor,
             transport: builder.build(),
             timeout,
         })
@@ -208,7 +214,7 @@ impl Smtp {
             // Connection refused or reset, timeouts.
             _ => ErrorClass::Transient { retry_after: None },
         };
-        let mut text = super::error_chain(&e);
+        let text = super::error_chain(&e);
         // A certificate the client does not trust fails every message alike.
         let class = if matches!(class, ErrorClass::Transient { .. })
             && text.contains("invalid peer certificate")
@@ -217,15 +223,15 @@ impl Smtp {
         } else {
             class
         };
-        for s in &self.secrets {
-            text = s.scrub(&text);
-        }
         SendError {
             class,
             code: Some(code.unwrap_or_else(|| "smtp".into())),
             message: format!(
                 "channel `{}`: SMTP {}:{}: {text}",
-                self.name, self.host, self.port
+                self.name,
+                self.host,
+                self.port,
+                text = self.redactor.excerpt(&text, 500)
             ),
         }
     }
@@ -244,7 +250,7 @@ impl Smtp {
                 SmtpTls::Tls => "tls",
                 SmtpTls::None => "none",
             },
-            "auth": if self.secrets.is_empty() { "none" } else { "*** (from the environment)" },
+            "auth": if !self.auth { "none" } else { "*** (from the environment)" },
             "mail_from": self.from.email.to_string(),
             "rcpt_to": env.address,
             "message": message,

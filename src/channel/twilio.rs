@@ -8,7 +8,8 @@ use serde::Deserialize;
 use super::Outgoing;
 use super::http::{self, retry_after, status_class};
 use super::{
-    BuildContext, ChannelBuildError, Delivered, ErrorClass, Secret, SendError, TwilioConfig,
+    BuildContext, ChannelBuildError, Delivered, ErrorClass, Redactor, Secret, SendError,
+    TwilioConfig,
 };
 
 pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
@@ -27,6 +28,7 @@ pub struct Twilio {
     auth_token: Secret,
     sender: Sender,
     http: reqwest::Client,
+    pub(crate) redactor: Redactor,
 }
 
 #[derive(Deserialize)]
@@ -78,11 +80,17 @@ impl Twilio {
                 ),
             ));
         }
+        let auth_token = ctx.secret(name, "auth_token_env", &c.auth_token_env)?;
+        let mut secrets = vec![account_sid.expose(), auth_token.expose()];
+        let proxy = ctx.proxy_credentials();
+        secrets.extend(proxy.iter().map(String::as_str));
+        let redactor = Redactor::new(secrets, &[(account_sid.expose(), auth_token.expose())]);
         Ok(Twilio {
             name: name.into(),
             base,
-            auth_token: ctx.secret(name, "auth_token_env", &c.auth_token_env)?,
+            auth_token,
             account_sid,
+            redactor,
             sender,
             http: ctx.http.clone(),
         })
@@ -142,7 +150,8 @@ impl Twilio {
         };
         let detail = err
             .and_then(|e| e.message)
-            .unwrap_or_else(|| http::excerpt(&text, 200));
+            .unwrap_or_else(|| text.to_string());
+        let detail = self.redactor.excerpt(&detail, 300);
         let code_text = code.map_or_else(|| format!("HTTP {}", status.as_u16()), |c| c.to_string());
         let message = format!(
             "channel `{}`: Twilio answered HTTP {} (error {code_text}): {detail}",
@@ -151,7 +160,7 @@ impl Twilio {
         );
         Err(SendError {
             class,
-            message: self.auth_token.scrub(&self.account_sid.scrub(&message)),
+            message,
             code: Some(code_text),
         })
     }

@@ -23,7 +23,8 @@ use sha2::Sha256;
 use super::Outgoing;
 use super::http::{self, retry_after, status_class};
 use super::{
-    BuildContext, ChannelBuildError, Delivered, MessageDoc, Secret, SendError, WebhookConfig,
+    BuildContext, ChannelBuildError, Delivered, MessageDoc, Redactor, Secret, SendError,
+    WebhookConfig,
 };
 
 pub const SIGNATURE_HEADER: &str = "X-Disparo-Signature";
@@ -32,19 +33,37 @@ const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 const SIGNATURE: HeaderName = HeaderName::from_static("x-disparo-signature");
 
 /// The `id` of a JSON object answer (a string, or a number as its text), if there is one.
-/// Only that field is decoded; the rest of the answer is skipped.
+/// Only that field is decoded; the rest of the answer is skipped. The object is read only as
+/// far as its `id`: an answer cut after it (a body larger than what is read, or truncated by
+/// the server) still gives it.
 fn provider_id(body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Answer<'a> {
-        #[serde(borrow)]
-        id: Option<&'a serde_json::value::RawValue>,
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+    struct FirstId<'a>(&'a mut Option<String>);
+    impl<'de> Visitor<'de> for FirstId<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if key == "id" {
+                    let id = map.next_value::<&serde_json::value::RawValue>()?.get();
+                    *self.0 = match id.as_bytes().first() {
+                        Some(b'"') => serde_json::from_str(id).ok(),
+                        Some(b'-' | b'0'..=b'9') => Some(id.to_owned()),
+                        _ => None,
+                    };
+                    // The rest is not read: an error past this point changes nothing.
+                    return Err(serde::de::Error::custom("found"));
+                }
+                map.next_value::<IgnoredAny>()?;
+            }
+            Ok(())
+        }
     }
-    let id = serde_json::from_slice::<Answer>(body).ok()?.id?.get();
-    match id.as_bytes().first()? {
-        b'"' => serde_json::from_str(id).ok(),
-        b'-' | b'0'..=b'9' => Some(id.to_owned()),
-        _ => None,
-    }
+    let mut id = None;
+    let _ = serde_json::Deserializer::from_slice(body).deserialize_map(FirstId(&mut id));
+    id
 }
 
 /// `name: value` and CRLF, both checked already (`HeaderName`, `HeaderValue`).
@@ -63,6 +82,11 @@ pub struct Webhook {
     headers: Vec<(HeaderName, HeaderValue)>,
     secret: Option<Secret>,
     transport: Transport,
+    /// The HMAC secret, the URL's credentials, sensitive configured headers, proxy
+    /// credentials.
+    pub(crate) redactor: Redactor,
+    /// Whether the URL carries credentials (sent as HTTP Basic).
+    credentials: bool,
 }
 
 /// How requests go out: the run's reqwest client (`https://`, or a proxy is configured), or
@@ -155,8 +179,42 @@ impl Webhook {
                 }
                 Transport::Plain(endpoint, head)
             } else {
-                Transport::Reqwest(ctx.http.clone(), parsed)
+                Transport::Reqwest(ctx.http.clone(), parsed.clone())
             };
+        let user = super::percent_decode(parsed.username());
+        let pass = super::percent_decode(parsed.password().unwrap_or_default());
+        let mut secrets: Vec<String> = vec![
+            parsed.username().to_string(),
+            parsed.password().unwrap_or_default().to_string(),
+            user.clone(),
+            pass.clone(),
+        ];
+        secrets.extend(secret.as_ref().map(|s| s.expose().to_string()));
+        for (k, v) in &headers {
+            if sensitive_header(k.as_str()) {
+                let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+                // `Bearer xyz`: the credential alone too.
+                if let Some((_, cred)) = v.split_once(' ') {
+                    secrets.push(cred.trim().to_string());
+                }
+                secrets.push(v);
+            }
+        }
+        secrets.extend(ctx.proxy_credentials());
+        let pairs: Vec<(&str, &str)> = if credentials {
+            vec![(user.as_str(), pass.as_str())]
+        } else {
+            Vec::new()
+        };
+        let redactor = Redactor::new(secrets.iter().map(String::as_str), &pairs);
+        let url = if credentials {
+            let mut shown = parsed.clone();
+            let _ = shown.set_username("***");
+            let _ = shown.set_password(Some("***"));
+            shown.as_str().trim_end_matches('/').to_string()
+        } else {
+            url
+        };
         Ok(Webhook {
             name: name.into(),
             url,
@@ -164,6 +222,8 @@ impl Webhook {
             headers,
             secret,
             transport,
+            redactor,
+            credentials,
         })
     }
 
@@ -245,7 +305,7 @@ impl Webhook {
             "channel `{}`: webhook answered HTTP {}: {}",
             self.name,
             status.as_u16(),
-            http::excerpt(&text, 200)
+            self.redactor.excerpt(&text, 200)
         );
         if status.is_redirection() {
             let to = headers
@@ -259,10 +319,7 @@ impl Webhook {
         Err(SendError {
             class: status_class(status, wait),
             code: Some(format!("HTTP {}", status.as_u16())),
-            message: match &self.secret {
-                Some(s) => s.scrub(&message),
-                None => message,
-            },
+            message,
         })
     }
 
@@ -272,17 +329,32 @@ impl Webhook {
             ("Idempotency-Key", env.message_id.to_string()),
         ];
         for (k, v) in &self.headers {
-            headers.push((
-                k.as_str(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            ));
+            let v = if sensitive_header(k.as_str()) {
+                "***".into()
+            } else {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            };
+            headers.push((k.as_str(), v));
         }
         if self.secret.is_some() {
             headers.push((SIGNATURE_HEADER, "sha256=***".into()));
         }
+        if self.credentials {
+            headers.push(("Authorization", "Basic ***".into()));
+        }
+
         let body = serde_json::to_value(MessageDoc::new(env)).unwrap_or_default();
         http::preview(self.method.as_str(), &self.url, &headers, body)
     }
+}
+
+/// Whether a configured header's value is a credential (shown as `***`, removed from errors).
+fn sensitive_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["authorization", "cookie"].contains(&name.as_str())
+        || ["token", "secret", "key", "auth", "password", "session"]
+            .iter()
+            .any(|w| name.contains(w))
 }
 
 #[cfg(test)]
@@ -300,11 +372,18 @@ mod tests {
             Some("a\"b")
         );
         assert_eq!(provider_id(br#"{"id":-42}"#).as_deref(), Some("-42"));
+        // Cut after the id (a body larger than what is read, or truncated).
+        assert_eq!(
+            provider_id(br#"{"x":{"id":"inner"},"id":"p-1","pad":"xxxx"#).as_deref(),
+            Some("p-1")
+        );
         for none in [
             &br#"{"id":null}"#[..],
             br#"{"id":{"v":1}}"#,
             br#"{"id":[1]}"#,
             br#"{"other":1}"#,
+            br#"{"other":1,"id""#,
+            br#"[{"id":"in an array"}]"#,
             b"not json",
             b"",
         ] {

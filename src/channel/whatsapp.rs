@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use super::Outgoing;
 use super::http::{self, retry_after, status_class};
 use super::{
-    BuildContext, ChannelBuildError, Delivered, ErrorClass, Secret, SendError, WhatsappCloudConfig,
+    BuildContext, ChannelBuildError, Delivered, ErrorClass, Redactor, Secret, SendError,
+    WhatsappCloudConfig,
 };
 
 pub const DEFAULT_BASE_URL: &str = "https://graph.facebook.com/v23.0";
@@ -18,6 +19,7 @@ pub struct WhatsappCloud {
     endpoint: String,
     token: Secret,
     http: reqwest::Client,
+    pub(crate) redactor: Redactor,
 }
 
 #[derive(Debug, Serialize)]
@@ -110,11 +112,18 @@ impl WhatsappCloud {
                 ),
             ));
         }
+        let token = ctx.secret(name, "token_env", &c.token_env)?;
+        let proxy = ctx.proxy_credentials();
+        let redactor = Redactor::new(
+            std::iter::once(token.expose()).chain(proxy.iter().map(String::as_str)),
+            &[],
+        );
         Ok(WhatsappCloud {
             name: name.into(),
             endpoint: format!("{base}/{id}/messages"),
-            token: ctx.secret(name, "token_env", &c.token_env)?,
+            token,
             http: ctx.http.clone(),
+            redactor,
         })
     }
 
@@ -205,16 +214,17 @@ impl WhatsappCloud {
                 }
                 d
             }
-            None => http::excerpt(text, 200),
+            None => text.to_string(),
         };
+        let detail = self.redactor.excerpt(&detail, 300);
         let code_text = code.map_or_else(|| format!("HTTP {}", status.as_u16()), |c| c.to_string());
         SendError {
             class,
-            message: self.token.scrub(&format!(
+            message: format!(
                 "channel `{}`: WhatsApp Cloud API answered HTTP {} (error {code_text}): {detail}",
                 self.name,
                 status.as_u16()
-            )),
+            ),
             code: Some(code_text),
         }
     }
