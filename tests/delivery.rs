@@ -754,6 +754,46 @@ fn pause_resume_cancel_gate_dispatch() {
     p.expect(2, &["pause", "nope"]);
 }
 
+/// Stored rules that no longer parse (a hand-edited or corrupted database) are never dropped:
+/// quiet hours silently off would send at night. The campaign is paused with the reason,
+/// nothing is sent, the run exits 1; a re-plan and `resume` bring it back.
+#[test]
+fn corrupted_stored_quiet_hours_pause_the_campaign_instead_of_sending() {
+    let p = Project::empty();
+    p.file("disparo.yaml", "timezone: America/Sao_Paulo\n")
+        .file("templates/t.hbs", "Oi\n")
+        .file("a.csv", "id,phone\n1,+5511999990001\n")
+        .file(
+            "campaigns/c.yaml",
+            "channel: outbox\ntemplate: t\naudience: a.csv\nschedule: { at: 2026-11-30T09:00, quiet_hours: { start: \"21:00\", end: \"08:00\" } }\n",
+        );
+    p.ok(&["-q", "--now", PLAN_NOW, "plan", "c"]);
+    {
+        let c = rusqlite::Connection::open(p.path().join("disparo.db")).unwrap();
+        let n = c
+            .execute(
+                "UPDATE campaigns SET rules = replace(rules, '08:00:00', '8 o''clock')",
+                [],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    let o = p.expect(1, &["--now", DUE, "run", "--once"]);
+    assert!(o.stderr.contains("run: 0 sent"), "{}", o.stderr);
+    assert!(outbox_lines(&p).is_empty());
+    let st = p.ok(&["status", "c"]);
+    let text = format!("{}{}", st.stdout, st.stderr);
+    assert!(
+        text.contains("paused") && text.contains("stored rules cannot be read"),
+        "{text}"
+    );
+    assert_eq!(by_state(&p.messages()).get("pending"), Some(&1));
+    p.ok(&["-q", "--now", PLAN_NOW, "plan", "c"]);
+    p.ok(&["resume", "c"]);
+    p.ok(&["--now", DUE, "run", "--once"]);
+    assert_eq!(outbox_lines(&p).len(), 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The database file.
 

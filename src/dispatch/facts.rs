@@ -55,6 +55,8 @@ pub(super) struct Facts {
     pub(super) campaigns: HashMap<String, CampaignFacts, FastHash>,
     /// Ids of the messages whose address is on the suppression list.
     pub(super) suppressed: HashSet<i64, FastHash>,
+    /// Campaigns paused here because their stored rules could not be read.
+    pub(super) paused: usize,
 }
 
 /// One held message as [`Facts::read`] needs it.
@@ -85,6 +87,7 @@ impl Facts {
     ) -> Result<Facts, StoreError> {
         let gate = store.gate()?;
         let mut campaigns: HashMap<String, CampaignFacts, FastHash> = HashMap::default();
+        let mut paused = 0;
         for (_, campaign, _) in held.clone() {
             if campaigns.contains_key(campaign) {
                 continue;
@@ -103,6 +106,7 @@ impl Facts {
                             CampaignStatus::Paused,
                             Some(&reason),
                         )?;
+                        paused += 1;
                         None
                     }
                 },
@@ -124,6 +128,7 @@ impl Facts {
             gate,
             campaigns,
             suppressed,
+            paused,
         })
     }
 }

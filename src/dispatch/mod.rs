@@ -351,11 +351,13 @@ struct Run {
     /// Until when every lease this run holds is confirmed (real clock).
     leases_until: Option<Timestamp>,
     /// Campaign throttles (`throttle:`), shared by the campaign's sends in this run.
-    throttles: HashMap<String, Option<Arc<RateLimiter>>, FastHash>,
+    throttles: HashMap<String, (f64, Arc<RateLimiter>), FastHash>,
     /// Per campaign: triggered to cut its sends under way (the circuit breaker tripped).
     aborts: HashMap<String, Arc<Shutdown>, FastHash>,
     /// When the next queued message's turn under a rate limit comes.
     pace_wake: Option<tokio::time::Instant>,
+    /// Sends started since the last hand-over (see [`Run::note_started`]).
+    unmarked: Vec<i64>,
 }
 
 impl Run {
@@ -367,17 +369,29 @@ impl Run {
         self.handed += 1;
     }
 
-    /// Marks a send as under way for the next group commit (not an outcome: not counted
-    /// in `handed`).
-    fn push_started(&mut self, m: &Claimed, at: Timestamp) {
-        if self.outbox.is_empty() {
+    /// Notes a send as under way. At the next hand-over, the sends still under way are
+    /// marked "started" for the group commit (not outcomes: not counted in `handed`); one
+    /// that already ended needs no mark, which spares nearly every send on a fast endpoint.
+    fn note_started(&mut self, id: i64) {
+        if self.outbox_since.is_none() {
             self.outbox_since = Some(tokio::time::Instant::now());
         }
-        self.outbox.push(settled_unsent(m, at, Outcome::Started));
+        self.unmarked.push(id);
     }
 
     fn hand_over(&mut self, worker: &Worker) -> Result<(), StoreError> {
         self.outbox_since = None;
+        for id in std::mem::take(&mut self.unmarked) {
+            if let Some(f) = self.in_flight.get(&id) {
+                self.outbox.push(Completion {
+                    id,
+                    attempt: f.attempt,
+                    started_at: f.started,
+                    finished_at: f.started,
+                    outcome: Outcome::Started,
+                });
+            }
+        }
         worker.complete(
             std::mem::take(&mut self.outbox),
             std::mem::take(&mut self.spent),
@@ -442,20 +456,24 @@ impl Run {
         Some(tz)
     }
 
-    /// The campaign's throttle in this run, made on first use.
+    /// The campaign's throttle in this run, made on first use and kept while its rate stays
+    /// the same (a re-plan may change it).
     fn throttle_for(&mut self, campaign: &str) -> Option<Arc<RateLimiter>> {
-        if let Some(t) = self.throttles.get(campaign) {
-            return t.clone();
-        }
-        let t = self
+        let rate = self
             .campaigns
             .get(campaign)
             .and_then(Option::as_ref)
             .and_then(|rt| rt.info.rules.throttle)
-            .filter(|r| r.is_finite() && *r > 0.0)
-            .map(|r| Arc::new(RateLimiter::new(crate::units::Rate::per_second(r))));
-        self.throttles.insert(campaign.to_owned(), t.clone());
-        t
+            .filter(|r| r.is_finite() && *r > 0.0)?;
+        if let Some((r, limiter)) = self.throttles.get(campaign)
+            && *r == rate
+        {
+            return Some(limiter.clone());
+        }
+        let limiter = Arc::new(RateLimiter::new(crate::units::Rate::per_second(rate)));
+        self.throttles
+            .insert(campaign.to_owned(), (rate, limiter.clone()));
+        Some(limiter)
     }
 
     fn abort_for(&mut self, campaign: &str) -> Arc<Shutdown> {
@@ -581,6 +599,7 @@ impl Dispatcher {
             throttles: HashMap::default(),
             aborts: HashMap::default(),
             pace_wake: None,
+            unmarked: Vec::new(),
         };
         let result = self.drive(&worker, &mut run).await;
         // Whatever happened, record what is known before stopping. (After a store error the
@@ -723,10 +742,10 @@ impl Dispatcher {
                 r = async { run.refresh.as_mut().expect("guarded").await }, if run.refresh.is_some() => {
                     run.refresh = None;
                     let (facts, ids) = r.map_err(|_| RunError::Internal("the store thread has stopped".into()))??;
+                    run.paused += facts.paused as u64;
                     run.suppressed.retain(|id| !ids.contains(id));
                     run.suppressed.extend(facts.suppressed);
                     run.campaigns.extend(facts.campaigns);
-                    run.throttles.clear();
                     run.gate_seen = Some(facts.gate);
                 }
                 r = async { renew.as_mut().expect("guarded").await }, if renew.is_some() => {
@@ -884,6 +903,7 @@ impl Dispatcher {
             Some(held) if run.holding() => held.min(lease_until),
             _ => lease_until,
         });
+        run.paused += facts.paused as u64;
         run.campaigns.extend(facts.campaigns);
         run.suppressed.extend(facts.suppressed);
         let batch = Arc::new(Batch { recent, seen });
@@ -1130,7 +1150,6 @@ impl Dispatcher {
                 outcome: None,
             });
         }
-        run.push_started(&m, now);
         let clock = self.clock.clone();
         let ch = ch.clone();
         let abort = run.abort_for(&m.campaign);
@@ -1174,6 +1193,7 @@ impl Dispatcher {
                 capped: key,
             },
         );
+        run.note_started(id);
     }
 
     /// The grace period is over: every send still under way is dropped (cancelled). Each may

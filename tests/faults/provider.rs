@@ -985,17 +985,18 @@ mod tests {
         p.push(Behaviour::Hang);
         p.hold();
         let client = reqwest::Client::new();
+        // One after the other: the scripted hang goes to the first request that arrives.
         let hung = tokio::spawn(client.post(p.url("/a")).body("{}").send());
+        p.wait_for_requests(1, WAIT).await;
         let held = tokio::spawn(client.post(p.url("/b")).body("{}").send());
         // Both arrived; neither is answered.
         p.wait_for_requests(2, WAIT).await;
         assert!(!hung.is_finished() && !held.is_finished());
         p.release();
-        assert_eq!(held.await.unwrap().unwrap().status(), 200);
-        assert!(
-            hung.await.unwrap().is_err(),
-            "a hang ends without an answer"
-        );
+        let held = tokio::time::timeout(WAIT, held).await.expect("released");
+        assert_eq!(held.unwrap().unwrap().status(), 200);
+        let hung = tokio::time::timeout(WAIT, hung).await.expect("hang ended");
+        assert!(hung.unwrap().is_err(), "a hang ends without an answer");
     }
 
     #[tokio::test]
