@@ -675,7 +675,7 @@ impl Channel {
     /// The longest one send of this channel can take before the adapter gives up (and
     /// returns a transient error): HTTP adapters [`REQUEST_TIMEOUT`](http::REQUEST_TIMEOUT)
     /// for connecting, the request and the answer together (whatever client they were given);
-    /// `command` its `timeout` and the kill; `smtp` its `timeout` for the whole session;
+    /// `command` its `timeout` and the kill; `smtp` its `timeout` until the relay accepted the message, then 1 s for the goodbye;
     /// `console` and `outbox` a nominal [`LOCAL_SEND_TIMEOUT`] (a local write, not timed). A
     /// dispatcher keeps every send shorter than its lease with it.
     pub fn send_timeout(&self) -> Duration {
@@ -945,11 +945,11 @@ mod tests {
             ),
             (
                 "{ type: smtp, host: 127.0.0.1, tls: none, from: a@example.com }".to_string(),
-                Duration::from_secs(30),
+                Duration::from_secs(31),
             ),
             (
                 "{ type: smtp, host: 127.0.0.1, tls: none, from: a@example.com, timeout: 7s, username_env: USER, password_env: PASS }".to_string(),
-                Duration::from_secs(7),
+                Duration::from_secs(8),
             ),
             (
                 format!("{{ type: command, program: '{}' }}", program.display()),

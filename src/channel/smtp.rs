@@ -9,9 +9,11 @@
 use std::time::Duration;
 
 use lettre::message::{Mailbox, MultiPart, SinglePart};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+use lettre::transport::smtp::client::{
+    AsyncSmtpConnection, Certificate, CertificateStore, TlsParameters,
+};
+use lettre::transport::smtp::extension::ClientId;
 
 use super::Outgoing;
 use super::{
@@ -20,23 +22,38 @@ use super::{
 };
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the goodbye (`QUIT`) after an accepted message is waited for; its answer changes
+/// nothing.
+const QUIT_WAIT: Duration = Duration::from_secs(1);
 
-#[derive(Debug)]
 pub struct Smtp {
     name: String,
     host: String,
     port: u16,
     tls: SmtpTls,
     from: Mailbox,
-    /// Whether AUTH is configured. The credentials are in the transport (lettre's
-    /// `Credentials` debug-prints nothing) and in the redactor, which removes them (and AUTH
+    /// TLS parameters, unless `tls: none`.
+    tls_params: Option<TlsParameters>,
+    /// lettre's `Credentials` debug-prints nothing. The redactor removes them (and AUTH
     /// PLAIN/LOGIN's base64 of them) from server messages.
-    auth: bool,
+    credentials: Option<Credentials>,
     pub(crate) redactor: Redactor,
-    transport: AsyncSmtpTransport<Tokio1Executor>,
-    /// The longest a whole send (connect, every command, the message) may take. lettre's own
-    /// timeout, set to the same, bounds each read and write of the session.
+    /// The longest a send may take until the relay accepted the message (connect, every
+    /// command, the message); lettre's own timeout, set to the same, bounds each read and
+    /// write. The `QUIT` after it is waited for [`QUIT_WAIT`] more, at most.
     timeout: Duration,
+}
+
+impl std::fmt::Debug for Smtp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Smtp")
+            .field("name", &self.name)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Smtp {
@@ -57,9 +74,7 @@ impl Smtp {
             SmtpTls::None => 25,
         });
         let timeout = c.timeout.map_or(DEFAULT_TIMEOUT, |t| t.to_std());
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.host)
-            .port(port)
-            .timeout(Some(timeout));
+        let mut tls_params = None;
         if c.tls != SmtpTls::None {
             let mut params = TlsParameters::builder(c.host.clone());
             if let Some(path) = &c.ca_cert {
@@ -86,19 +101,15 @@ impl Smtp {
             let params = params
                 .build_rustls()
                 .map_err(|e| ChannelBuildError::invalid(name, format!("cannot set up TLS: {e}")))?;
-            builder = builder.tls(match c.tls {
-                SmtpTls::Tls => Tls::Wrapper(params),
-                _ => Tls::Required(params),
-            });
-        } else {
-            builder = builder.tls(Tls::None);
+            tls_params = Some(params);
         }
         let mut redactor = Redactor::default();
+        let mut credentials = None;
         match (&c.username_env, &c.password_env) {
             (Some(u), Some(p)) => {
                 let user = ctx.secret(name, "username_env", u)?;
                 let pass = ctx.secret(name, "password_env", p)?;
-                builder = builder.credentials(Credentials::new(
+                credentials = Some(Credentials::new(
                     user.expose().to_string(),
                     pass.expose().to_string(),
                 ));
@@ -121,9 +132,9 @@ impl Smtp {
             port,
             tls: c.tls,
             from,
-            auth: !redactor.is_empty(),
+            tls_params,
+            credentials,
             redactor,
-            transport: builder.build(),
             timeout,
         })
     }
@@ -181,24 +192,60 @@ impl Smtp {
 
     pub async fn send(&self, env: &Outgoing<'_>) -> Result<Delivered, SendError> {
         let message = self.message(env)?;
-        match tokio::time::timeout(self.timeout, self.transport.send(message)).await {
-            Ok(Ok(_)) => Ok(Delivered {
-                provider_id: Some(self.message_id(env)),
-            }),
+        match tokio::time::timeout(self.timeout, self.deliver(&message)).await {
+            Ok(Ok(mut conn)) => {
+                // Accepted: from here on nothing can make it a failure (a retry would deliver
+                // it twice). The goodbye is bounded and its outcome ignored.
+                let _ = tokio::time::timeout(QUIT_WAIT, conn.abort()).await;
+                Ok(Delivered {
+                    provider_id: Some(self.message_id(env)),
+                })
+            }
             Ok(Err(e)) => Err(self.error(e)),
-            // The relay may have taken it (if it stalled after the message): the retry carries
-            // the same Message-ID.
+            // Not accepted yet (or its answer never came): the retry carries the same
+            // Message-ID.
             Err(_) => Err(SendError::transient(format!(
-                "channel `{}`: SMTP {}:{}: the session did not finish within {:?}",
+                "channel `{}`: SMTP {}:{}: the relay did not accept the message within {:?}",
                 self.name, self.host, self.port, self.timeout
             ))
             .with_code("timeout")),
         }
     }
 
-    /// The longest one send takes: its `timeout`, for the whole session.
+    /// Connects (TLS or STARTTLS as configured), authenticates and sends `message`; the
+    /// connection, once the relay accepted it.
+    async fn deliver(
+        &self,
+        message: &lettre::Message,
+    ) -> Result<AsyncSmtpConnection, lettre::transport::smtp::Error> {
+        let hello = ClientId::default();
+        let wrapper = (self.tls == SmtpTls::Tls)
+            .then(|| self.tls_params.clone())
+            .flatten();
+        let mut conn = AsyncSmtpConnection::connect_tokio1(
+            (self.host.as_str(), self.port),
+            Some(self.timeout),
+            &hello,
+            wrapper,
+            None,
+        )
+        .await?;
+        if self.tls == SmtpTls::Starttls
+            && let Some(params) = &self.tls_params
+        {
+            // Required: lettre refuses a relay that does not offer STARTTLS.
+            conn.starttls(params.clone(), &hello).await?;
+        }
+        if let Some(c) = &self.credentials {
+            conn.auth(DEFAULT_MECHANISMS, c).await?;
+        }
+        conn.send(message.envelope(), &message.formatted()).await?;
+        Ok(conn)
+    }
+
+    /// The longest one send takes: its `timeout` until the relay accepts, then the goodbye.
     pub fn send_timeout(&self) -> Duration {
-        self.timeout
+        self.timeout + QUIT_WAIT
     }
 
     fn error(&self, e: lettre::transport::smtp::Error) -> SendError {
@@ -250,7 +297,7 @@ impl Smtp {
                 SmtpTls::Tls => "tls",
                 SmtpTls::None => "none",
             },
-            "auth": if !self.auth { "none" } else { "*** (from the environment)" },
+            "auth": if self.credentials.is_none() { "none" } else { "*** (from the environment)" },
             "mail_from": self.from.email.to_string(),
             "rcpt_to": env.address,
             "message": message,

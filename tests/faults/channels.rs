@@ -656,3 +656,49 @@ async fn answers_without_an_acceptance_are_transient_and_a_slow_2xx_is_sent() {
     assert_eq!(p.arrivals()["bf26:ana:0"], 4);
     assert_eq!(p.deliveries()["bf26:ana:0"], 1);
 }
+
+/// A relay that accepted the message (250 after the data) and then never answers QUIT (or
+/// drops the connection): the message is sent; retrying it would deliver it twice.
+#[tokio::test]
+async fn an_smtp_message_accepted_before_a_stalled_quit_is_sent_once() {
+    use crate::provider::{SmtpBehaviour, SmtpStage};
+    let p = Provider::start();
+    let ctx = context(
+        &root(),
+        &[("SMTP_USER", SMTP_USER), ("SMTP_PASS", SMTP_PASS)],
+    );
+    let mail = build(
+        &format!(
+            "{{ type: smtp, host: 127.0.0.1, port: {}, tls: none, from: 'Shop <news@example.com>', username_env: SMTP_USER, password_env: SMTP_PASS, timeout: 1s }}",
+            p.smtp_port()
+        ),
+        &ctx,
+    );
+    for b in [
+        SmtpBehaviour::Hang {
+            at: SmtpStage::Quit,
+        },
+        SmtpBehaviour::Drop {
+            at: SmtpStage::Quit,
+        },
+    ] {
+        p.push_smtp(b.clone());
+        let r = mail.send(&envelope("ana@example.com")).await;
+        assert!(
+            r.as_ref().is_ok_and(|d| d.provider_id.is_some()),
+            "{b:?}: {r:?}"
+        );
+    }
+    let seen = p.requests();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|r| r.accepted));
+    // A relay that stalls before accepting is a transient error within the timeout.
+    p.push_smtp(SmtpBehaviour::Hang {
+        at: SmtpStage::Message,
+    });
+    let e = mail.send(&envelope("ana@example.com")).await.unwrap_err();
+    assert!(
+        matches!(e.class, disparo::channel::ErrorClass::Transient { .. }),
+        "{e:?}"
+    );
+}
