@@ -17,6 +17,7 @@ pub mod channel;
 pub mod cli;
 pub mod diag;
 pub mod dispatch;
+pub mod inert;
 pub mod message;
 pub mod model;
 pub mod plan;

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use super::Outgoing;
 use super::{Delivered, SendError};
-use crate::cli::output::{inert, inert_text};
+use crate::inert::{inert, inert_text};
 
 /// Error code of a send that found standard output closed (`disparo run | head`): the run
 /// stops and gives the message back instead of counting it as a failure.

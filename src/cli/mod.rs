@@ -5,7 +5,7 @@ mod admin;
 mod completions;
 mod export;
 mod init;
-pub mod output;
+mod output;
 mod plan;
 mod preview;
 mod run;
