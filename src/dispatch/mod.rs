@@ -264,9 +264,10 @@ struct Batch {
     seen: u64,
 }
 
-/// Claimed messages wait in one queue per (channel, campaign): a throttled campaign does not
-/// hold up the others on its channel.
-type QueueKey = (String, String);
+/// Claimed messages wait in one queue per campaign and channel (a campaign has one channel,
+/// unless a re-plan moved it while messages were held): a throttled campaign does not hold up
+/// the others on its channel. Nested, so that a message finds its queue without building a key.
+type Queues = HashMap<String, HashMap<String, VecDeque<Queued>, FastHash>, FastHash>;
 
 /// A claimed message waiting for a free slot on its channel.
 struct Queued {
@@ -316,7 +317,7 @@ const MAX_PENDING: usize = 8192;
 /// The mutable state of one run of the dispatch loop.
 struct Run {
     /// Claimed messages waiting for a slot, per channel and campaign (in claim order).
-    queues: HashMap<QueueKey, VecDeque<Queued>, FastHash>,
+    queues: Queues,
     queued: usize,
     /// Sends under way, polled by the dispatch loop itself (no task per send).
     sends: FuturesUnordered<SendFuture>,
@@ -477,6 +478,9 @@ impl Run {
     }
 
     fn abort_for(&mut self, campaign: &str) -> Arc<Shutdown> {
+        if let Some(a) = self.aborts.get(campaign) {
+            return a.clone();
+        }
         self.aborts.entry(campaign.to_owned()).or_default().clone()
     }
 
@@ -515,7 +519,7 @@ impl std::hash::Hasher for FxHasher {
 /// How often, at most, a run reads the store's gate before starting sends. A send started
 /// less than this after the last read is ordered before any change committed since: it was
 /// judged on the facts of that read.
-const GATE_EVERY: std::time::Duration = std::time::Duration::from_millis(1);
+const GATE_EVERY: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Error codes of sends this run cut itself.
 const CODE_LEASE: &str = "lease";
@@ -868,6 +872,7 @@ impl Dispatcher {
         let held: Vec<Held> = run
             .queues
             .values()
+            .flat_map(HashMap::values)
             .flatten()
             .map(|q| Held::of(&q.m))
             .collect();
@@ -930,8 +935,15 @@ impl Dispatcher {
                 continue;
             }
             queued += 1;
-            let key = (channel, m.campaign.clone());
-            run.queues.entry(key).or_default().push_back(Queued {
+            let by_channel = match run.queues.get_mut(&m.campaign) {
+                Some(q) => q,
+                None => run.queues.entry(m.campaign.clone()).or_default(),
+            };
+            let q = match by_channel.get_mut(&channel) {
+                Some(q) => q,
+                None => by_channel.entry(channel).or_default(),
+            };
+            q.push_back(Queued {
                 m,
                 head,
                 batch: batch.clone(),
@@ -975,7 +987,7 @@ impl Dispatcher {
     fn release_queued(&self, run: &mut Run) {
         let now = self.clock.now();
         let queues = std::mem::take(&mut run.queues);
-        for q in queues.into_values() {
+        for q in queues.into_values().flat_map(HashMap::into_values) {
             for Queued { m, batch, .. } in q {
                 run.push(settled_unsent(&m, now, Outcome::Released));
                 run.dequeued(batch.seen);
@@ -1026,9 +1038,15 @@ impl Dispatcher {
         }
         // Every send is cut when the lease would end (less a margin for the clock).
         let margin = (self.opts.lease / 10).min(SignedDuration::from_secs(1));
-        let cut = tnow + (left - margin).unsigned_abs();
+        let covered = (left - margin).unsigned_abs();
+        let cut = tnow + covered;
         let mut queues = std::mem::take(&mut run.queues);
-        for ((channel, campaign), q) in queues.iter_mut() {
+        for (campaign, q) in queues.iter_mut().flat_map(|(campaign, by_channel)| {
+            by_channel
+                .iter_mut()
+                .map(move |(ch, q)| ((campaign, ch), q))
+        }) {
+            let (campaign, channel) = campaign;
             let Some(ch) = self.channels.get(channel) else {
                 continue;
             };
@@ -1068,6 +1086,8 @@ impl Dispatcher {
                 let Some(Queued { m, head, batch }) = q.pop_front() else {
                     break;
                 };
+                // No timer when the adapter's own bound ends the send inside the lease anyway.
+                let cut = (ch.channel.send_timeout() >= covered).then_some(cut);
                 self.start(run, ch, throttle.as_deref(), permit, m, head, &batch, cut);
                 // After the start: the batch's facts stay whole while its messages are judged.
                 run.dequeued(batch.seen);
@@ -1076,13 +1096,16 @@ impl Dispatcher {
                 }
             }
         }
-        queues.retain(|_, q| !q.is_empty());
+        queues.retain(|_, by_channel| {
+            by_channel.retain(|_, q| !q.is_empty());
+            !by_channel.is_empty()
+        });
         run.queues = queues;
         Ok(())
     }
 
     /// Judges one message at the moment it would leave and, unless a rule holds it back,
-    /// takes its turn under the rate limits and starts its send, cut at `cut`.
+    /// takes its turn under the rate limits and starts its send, cut at `cut` if given.
     #[allow(clippy::too_many_arguments)]
     fn start(
         &self,
@@ -1093,7 +1116,7 @@ impl Dispatcher {
         m: Claimed,
         head: Head,
         batch: &Batch,
-        cut: tokio::time::Instant,
+        cut: Option<tokio::time::Instant>,
     ) {
         let now = self.clock.now();
         let attempt = m.attempts + 1;
@@ -1160,7 +1183,12 @@ impl Dispatcher {
                 let message = outgoing(&m, attempt, now, head.as_deref());
                 let result = tokio::select! {
                     r = ch.channel.send_outgoing(&message) => r,
-                    _ = tokio::time::sleep_until(cut) => Err(SendError {
+                    _ = async {
+                        match cut {
+                            Some(cut) => tokio::time::sleep_until(cut).await,
+                            None => std::future::pending().await,
+                        }
+                    } => Err(SendError {
                         class: ErrorClass::Transient { retry_after: None },
                         code: Some(CODE_LEASE.into()),
                         message: "no answer before this run's lease on the message would end; it may or may not have reached the provider, and is retried with the same idempotency key".into(),
