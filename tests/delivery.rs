@@ -756,7 +756,8 @@ fn pause_resume_cancel_gate_dispatch() {
 
 /// Stored rules that no longer parse (a hand-edited or corrupted database) are never dropped:
 /// quiet hours silently off would send at night. The campaign is paused with the reason,
-/// nothing is sent, the run exits 1; a re-plan and `resume` bring it back.
+/// nothing is sent, the run exits 1, and another campaign in the same run is sent as usual
+/// (pausing moves the gate once, not at every re-read); a re-plan and `resume` bring it back.
 #[test]
 fn corrupted_stored_quiet_hours_pause_the_campaign_instead_of_sending() {
     let p = Project::empty();
@@ -766,21 +767,29 @@ fn corrupted_stored_quiet_hours_pause_the_campaign_instead_of_sending() {
         .file(
             "campaigns/c.yaml",
             "channel: outbox\ntemplate: t\naudience: a.csv\nschedule: { at: 2026-11-30T09:00, quiet_hours: { start: \"21:00\", end: \"08:00\" } }\n",
+        )
+        .file("b.csv", &(0..50).fold(String::from("id,phone\n"), |s, i| s + &format!("{i},+55119888800{i:02}\n")))
+        .file(
+            "campaigns/ok.yaml",
+            "channel: outbox\ntemplate: t\naudience: b.csv\nschedule: { at: 2026-11-30T09:00 }\n",
         );
-    p.ok(&["-q", "--now", PLAN_NOW, "plan", "c"]);
+    p.ok(&["-q", "--now", PLAN_NOW, "plan", "c", "ok"]);
     {
         let c = rusqlite::Connection::open(p.path().join("disparo.db")).unwrap();
         let n = c
             .execute(
-                "UPDATE campaigns SET rules = replace(rules, '08:00:00', '8 o''clock')",
+                "UPDATE campaigns SET rules = replace(rules, '08:00:00', '8 o''clock') WHERE name = 'c'",
                 [],
             )
             .unwrap();
         assert_eq!(n, 1);
     }
-    let o = p.expect(1, &["--now", DUE, "run", "--once"]);
-    assert!(o.stderr.contains("run: 0 sent"), "{}", o.stderr);
-    assert!(outbox_lines(&p).is_empty());
+    let o = p.expect(1, &["--now", DUE, "run", "--once", "--batch", "8"]);
+    assert!(o.stderr.contains("run: 50 sent"), "{}", o.stderr);
+    assert!(
+        outbox_lines(&p).iter().all(|l| l["campaign"] == "ok"),
+        "nothing of c is sent"
+    );
     let st = p.ok(&["status", "c"]);
     let text = format!("{}{}", st.stdout, st.stderr);
     assert!(
@@ -791,7 +800,7 @@ fn corrupted_stored_quiet_hours_pause_the_campaign_instead_of_sending() {
     p.ok(&["-q", "--now", PLAN_NOW, "plan", "c"]);
     p.ok(&["resume", "c"]);
     p.ok(&["--now", DUE, "run", "--once"]);
-    assert_eq!(outbox_lines(&p).len(), 1);
+    assert_eq!(outbox_lines(&p).len(), 51);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -94,22 +94,28 @@ impl Facts {
             }
             let rt = match store.campaign(campaign)? {
                 None => None,
-                Some(info) => match CampaignRt::new(info) {
-                    Ok(rt) => Some(Arc::new(rt)),
-                    Err(why) => {
-                        let reason = format!(
-                            "paused: its stored rules cannot be read ({why}); nothing of it is sent until you re-plan it (`disparo plan {campaign}`), then `disparo resume {campaign}`"
-                        );
-                        tracing::error!(campaign, "{reason}");
-                        store.set_campaign_status(
-                            campaign,
-                            CampaignStatus::Paused,
-                            Some(&reason),
-                        )?;
-                        paused += 1;
-                        None
+                Some(info) => {
+                    let active = info.status == CampaignStatus::Active;
+                    match CampaignRt::new(info) {
+                        Ok(rt) => Some(Arc::new(rt)),
+                        // Paused once (the pause moves the gate: pausing again at every
+                        // re-read would never let the facts settle).
+                        Err(why) if active => {
+                            let reason = format!(
+                                "paused: its stored rules cannot be read ({why}); nothing of it is sent until you re-plan it (`disparo plan {campaign}`), then `disparo resume {campaign}`"
+                            );
+                            tracing::error!(campaign, "{reason}");
+                            store.set_campaign_status(
+                                campaign,
+                                CampaignStatus::Paused,
+                                Some(&reason),
+                            )?;
+                            paused += 1;
+                            None
+                        }
+                        Err(_) => None,
                     }
-                },
+                }
             };
             campaigns.insert(campaign.to_owned(), rt);
         }
