@@ -363,25 +363,28 @@ pub fn run(p: &Project, simulate: bool, args: &[&str], within: Duration) -> Outp
     finish(spawn(p, simulate, args), within)
 }
 
-/// Waits for a child with a deadline (killing it if the deadline passes).
-pub fn finish(mut child: Child, within: Duration) -> Output {
-    let t0 = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if t0.elapsed() > within {
-            let _ = child.kill();
-            let o = child.wait_with_output().unwrap();
+/// Waits for a child's exit and output (a thread waits; this one takes its answer with a
+/// deadline, after which the child is SIGKILLed and the test fails with its stderr).
+pub fn finish(child: Child, within: Duration) -> Output {
+    let pid = child.id().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let o = match rx.recv_timeout(within) {
+        Ok(o) => o.expect("wait for disparo"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            let o = rx.recv().unwrap().expect("wait for disparo");
             panic!(
                 "disparo did not finish within {within:?}\n--- stderr\n{}",
-                String::from_utf8_lossy(&o.stderr)
+                text(&o.stderr)
             );
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let o = child.wait_with_output().unwrap();
+    };
     Output {
         code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        stdout: text(&o.stdout),
+        stderr: text(&o.stderr),
     }
 }
 
