@@ -39,6 +39,7 @@ fn main() {
                 &ClaimRequest {
                     owner: "bench",
                     now,
+                    lease_now: now,
                     lease_until: lease,
                     limit: batch,
                     campaign: None,

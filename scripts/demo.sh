@@ -9,6 +9,8 @@
 # `--now` pins the date so the demo always shows the same thing. Running it again is safe:
 # plans are idempotent and a sent message is never sent again.
 set -euo pipefail
+# `run` takes --now only in a simulation (it would otherwise judge quiet hours at a fake instant).
+export DISPARO_SIMULATE=1
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
 disparo() {

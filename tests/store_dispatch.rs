@@ -56,6 +56,7 @@ fn claim(
             &ClaimRequest {
                 owner,
                 now,
+                lease_now: now,
                 lease_until: now + SignedDuration::from_secs(60),
                 limit,
                 campaign: None,
@@ -150,6 +151,7 @@ fn outcomes_of_a_lease_taken_over_are_dropped_and_the_others_recorded() {
             &ClaimRequest {
                 owner: "a",
                 now: ts("2026-11-30T12:02:01Z"),
+                lease_now: ts("2026-11-30T12:02:01Z"),
                 lease_until: ts("2026-11-30T12:03:01Z"),
                 limit: 10,
                 campaign: None,
@@ -171,11 +173,11 @@ fn outcomes_of_a_lease_taken_over_are_dropped_and_the_others_recorded() {
     assert_eq!(recent(&a), 2);
     let msgs = p.messages();
     assert!(msgs.iter().all(|m| m["state"] == "sent"), "{msgs:?}");
-    // The lost lease is an attempt of its own.
+    // The lost lease is on record but spends no attempt: the send b made is attempt 1.
     let taken_over = msgs
         .iter()
         .find(|m| m["provider_id"] == format!("p-{}", taken[0].0));
-    assert_eq!(taken_over.unwrap()["attempts"], 2, "{msgs:?}");
+    assert_eq!(taken_over.unwrap()["attempts"], 1, "{msgs:?}");
 }
 
 /// V3 moves the sends V1 recorded into the time-ordered table, oldest first.
@@ -206,4 +208,137 @@ fn migration_v3_keeps_the_sends_recorded_before() {
             (3, "wa".into(), "+1".into(), 30)
         ]
     );
+}
+
+/// Every change a run holding claims must honour before its next send moves the gate, as
+/// seen from another connection (another process): an opt-out, its removal, a pause, a
+/// resume, a cancel, a re-plan. Reads change nothing.
+#[test]
+fn the_gate_moves_with_every_change_that_must_stop_a_send() {
+    let p = planned(2);
+    let s = open(&p);
+    let other = open(&p);
+    let mut last = other.gate().unwrap();
+    let mut moved = |what: &str| {
+        let g = other.gate().unwrap();
+        assert!(g > last, "{what} did not move the gate ({last} -> {g})");
+        last = g;
+    };
+    let now = ts("2026-11-30T12:00:00Z");
+    assert!(s.suppress("+5511999990000", None, "test", now).unwrap());
+    moved("suppress");
+    assert!(s.unsuppress("+5511999990000").unwrap());
+    moved("unsuppress");
+    s.set_campaign_status("c", disparo::store::CampaignStatus::Paused, None)
+        .unwrap();
+    moved("pause");
+    s.set_campaign_status("c", disparo::store::CampaignStatus::Active, None)
+        .unwrap();
+    moved("resume");
+    s.cancel_pending("c").unwrap();
+    moved("cancel");
+    p.ok(&["-q", "--now", PLAN_NOW, "plan", "c"]);
+    moved("re-plan");
+    s.summaries(None).unwrap();
+    s.messages(&Default::default()).unwrap();
+    assert_eq!(other.gate().unwrap(), last, "reads moved the gate");
+}
+
+/// The heartbeat extends exactly the leases its run holds; an expired lease taken over is
+/// recorded (`lease_expired`) without spending an attempt, and a message whose runs keep
+/// dying with it ends `failed` after five such losses.
+#[test]
+fn heartbeats_renew_only_own_leases_and_lost_leases_spend_no_attempt() {
+    let p = planned(3);
+    let s = open(&p);
+    let a = claim(&s, "a", "2026-11-30T12:00:00Z", 2, &[]);
+    assert_eq!(a.len(), 2);
+    // Renewed by "a" to far ahead: "b" finds nothing to take over at 12:02 (the claim's own
+    // lease, 60 s, would have expired).
+    assert_eq!(s.renew_leases("a", ts("2026-11-30T13:00:00Z")).unwrap(), 2);
+    assert_eq!(
+        s.renew_leases("nobody", ts("2026-11-30T13:00:00Z"))
+            .unwrap(),
+        0
+    );
+    let b = claim(&s, "b", "2026-11-30T12:02:00Z", 10, &[]);
+    assert_eq!(b.len(), 1, "only the unclaimed message: {b:?}");
+    // "a" and "b" die before starting anything; "c" takes the three over once the leases
+    // expired: nothing on record, no attempt spent.
+    let c = claim(&s, "c", "2026-11-30T13:00:01Z", 10, &[]);
+    assert_eq!(c.len(), 3);
+    assert!(c.iter().all(|&(_, next)| next == 1), "{c:?}");
+    assert_eq!(lease_expired_rows(&s), 0);
+    // From now on every run dies while sending them: each loss is on record, none spends an
+    // attempt; losses 1 to 4 are retried, the 5th fails the message.
+    let started = |ids: &[(i64, u32)], at: &str| -> Vec<Completion> {
+        ids.iter()
+            .map(|&(id, attempt)| Completion {
+                id,
+                attempt,
+                started_at: ts(at),
+                finished_at: ts(at),
+                outcome: Outcome::Started,
+            })
+            .collect()
+    };
+    assert_eq!(
+        s.complete("c", &started(&c, "2026-11-30T13:00:02Z"))
+            .unwrap(),
+        0
+    );
+    let mut at = ts("2026-11-30T13:00:01Z");
+    let mut retried = 0;
+    for _ in 0..6 {
+        at += SignedDuration::from_mins(2);
+        let got = claim(&s, "d", &at.to_string(), 10, &[]);
+        retried += got.len();
+        s.complete("d", &started(&got, &at.to_string())).unwrap();
+    }
+    assert_eq!(retried, 3 * 4);
+    assert_eq!(lease_expired_rows(&s), 3 * 5);
+    let rows = s.messages(&Default::default()).unwrap();
+    for m in &rows {
+        assert_eq!(m.state, disparo::store::State::Failed, "{m:?}");
+        assert_eq!(m.attempts, 0, "{m:?}");
+        let e = m.last_error.as_deref().unwrap_or_default();
+        assert!(e.contains("died 5 times"), "{e}");
+    }
+}
+
+fn lease_expired_rows(s: &SqliteStore) -> usize {
+    let mut n = 0;
+    s.report_attempts("c", &mut |a| {
+        n += usize::from(a.outcome == "lease_expired");
+        Ok(())
+    })
+    .unwrap();
+    n
+}
+
+/// A database file deleted or replaced under an open store is noticed at the next call,
+/// instead of reading and writing the unlinked file nobody else sees.
+#[test]
+fn a_database_file_removed_or_replaced_underneath_is_an_error() {
+    let p = planned(1);
+    let s = open(&p);
+    s.gate().unwrap();
+    let db = p.path().join("disparo.db");
+    std::fs::rename(&db, p.path().join("moved.db")).unwrap();
+    let e = s.next_due(None).unwrap_err().to_string();
+    assert!(
+        e.contains("was removed while this process was using it"),
+        "{e}"
+    );
+    p.ok(&["-q", "--now", PLAN_NOW, "plan", "c"]);
+    let e = s.gate().unwrap_err().to_string();
+    assert!(e.contains("was replaced by another file"), "{e}");
+    assert!(claim_err(&s).contains("replaced"));
+}
+
+fn claim_err(s: &SqliteStore) -> String {
+    let now = ts("2026-11-30T12:00:00Z");
+    s.claim("x", now, now + SignedDuration::from_secs(60), 10, None)
+        .unwrap_err()
+        .to_string()
 }

@@ -133,6 +133,33 @@ impl RateLimiter {
         }
     }
 
+    /// When one more message could go out, without waiting or taking the slot: `None` if
+    /// now. With [`take`](Self::take), for a caller that judges a message at the moment it
+    /// leaves (the dispatcher applies quiet hours and expiry after the wait, not before).
+    pub fn ready_at(&self, now: Instant) -> Option<Instant> {
+        let st = self.state();
+        let slot = st.last_slot.map(|prev| prev + self.interval);
+        let window = match st.starts.front() {
+            Some(&oldest) if st.starts.len() >= self.n => Some(oldest + self.guarded),
+            _ => None,
+        };
+        slot.into_iter().chain(window).max().filter(|&at| at > now)
+    }
+
+    /// Counts a start now: call it only when [`ready_at`](Self::ready_at) said `None`.
+    pub fn take(&self, now: Instant) {
+        let mut st = self.state();
+        let slot = match st.last_slot {
+            Some(prev) => (prev + self.interval).max(now.checked_sub(CATCH_UP).unwrap_or(now)),
+            None => now,
+        };
+        st.last_slot = Some(slot.min(now));
+        if st.starts.len() >= self.n {
+            st.starts.pop_front();
+        }
+        st.starts.push_back(now);
+    }
+
     /// Plans the next evenly spaced slot without waiting and returns when it starts. (The
     /// hard window check happens in [`acquire`](Self::acquire).)
     pub fn reserve(&self) -> Instant {
@@ -236,6 +263,37 @@ mod tests {
         assert_eq!(p.ceiling(2), Duration::from_secs(2));
         assert_eq!(p.ceiling(4), Duration::from_secs(8));
         assert_eq!(p.ceiling(40), Duration::from_secs(300));
+    }
+
+    /// `ready_at`/`take` keep the same promise as `acquire`: never more than `n` starts in
+    /// any window of `period` (plus the headroom), spaced evenly, on paused time.
+    #[tokio::test(start_paused = true)]
+    async fn ready_at_and_take_space_starts_and_hold_the_window() {
+        let limiter = RateLimiter::new(Rate::per_second(4.0));
+        let t0 = Instant::now();
+        let mut starts = Vec::new();
+        while starts.len() < 12 {
+            let now = Instant::now();
+            match limiter.ready_at(now) {
+                None => {
+                    limiter.take(now);
+                    starts.push(now - t0);
+                }
+                Some(at) => {
+                    assert!(at > now);
+                    tokio::time::advance(at - now).await;
+                }
+            }
+        }
+        for w in starts.windows(5) {
+            assert!(
+                w[4] - w[0] >= Duration::from_secs(1),
+                "5 starts within a second: {starts:?}"
+            );
+        }
+        for w in starts.windows(2) {
+            assert!(w[1] - w[0] >= Duration::from_millis(250), "{starts:?}");
+        }
     }
 
     #[test]

@@ -29,8 +29,10 @@ pub struct Args {
     /// List what is due now; send nothing, change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// How long a claim is held before another run may retry the message (e.g. 5m).
-    #[arg(long, default_value = "5m")]
+    /// How long a claim is held before another run may retry the message if this one dies.
+    /// A live run renews its leases (every tenth of a lease, at most 5 s) and cuts any send
+    /// that would outlast its lease.
+    #[arg(long, default_value = "45s")]
     pub lease: crate::units::Duration,
     /// Messages claimed and not yet finished, at most: the next claim is made while these
     /// are sending, once half is left. A rate-limited channel claims at most what it sends in
@@ -122,6 +124,13 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     if args.dry_run {
         return dry_run(ctx, &store, &args);
     }
+    refuse_fake_now(ctx)?;
+    if args.lease.as_secs() < 1 {
+        return Err(Problem::new("`--lease` must be at least 1s")
+            .field("--lease")
+            .hint("leases are renewed every tenth of their length; 45s is the default")
+            .into());
+    }
     let channels = channels_for(&project, &store)?;
     let clock = ctx
         .fixed_now
@@ -162,13 +171,18 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     say(
         ctx.quiet,
         format!(
-            "run: {} sent, {} failed, {} retrying, {} deferred, {} expired, {} skipped{}{}{}",
+            "run: {} sent, {} failed, {} retrying, {} deferred, {} expired, {} skipped{}{}{}{}",
             summary.sent,
             summary.failed,
             summary.retried,
             summary.deferred,
             summary.expired,
             summary.skipped,
+            if summary.cancelled > 0 {
+                format!(", {} cancelled", summary.cancelled)
+            } else {
+                String::new()
+            },
             if summary.released > 0 {
                 format!(", {} released", summary.released)
             } else {
@@ -196,6 +210,26 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     } else {
         Exit::Ok
     })
+}
+
+/// The variable that lets `run` take `--now`: a simulation for tests and demos.
+pub const SIMULATE_ENV: &str = "DISPARO_SIMULATE";
+
+/// `run --now T` judges quiet hours, days and expiry at T while the messages leave at the
+/// real time: a message can go out at night. Refused, unless the caller says it is a
+/// simulation (`DISPARO_SIMULATE=1`: tests, demos, a what-if against a sandbox provider).
+fn refuse_fake_now(ctx: &Ctx) -> Result<(), CliError> {
+    if ctx.fixed_now.is_none() || std::env::var(SIMULATE_ENV).is_ok_and(|v| v == "1") {
+        return Ok(());
+    }
+    Err(Problem::new(
+        "`run` does not take --now (or DISPARO_NOW): it would judge quiet hours at that instant while messages leave at the real time",
+    )
+    .field("--now")
+    .hint(format!(
+        "unset DISPARO_NOW; use `disparo run --dry-run --now ...` or `disparo preview` for a what-if, or set {SIMULATE_ENV}=1 for a simulation against a sandbox provider (tests, demos)"
+    ))
+    .into())
 }
 
 /// First SIGINT/SIGTERM: stop claiming and let in-flight sends finish. Second: exit at once

@@ -2,12 +2,18 @@
 //! (SPEC §4 rules 5 and 6), send through the channels within their limits, and record every
 //! outcome — so that nothing is sent twice by our doing and nothing is lost.
 //!
-//! Order of checks for a claimed message: campaign still active → address not suppressed →
-//! not expired → allowed now on the recipient's wall clock (night, weekday, blackout) → under
-//! the frequency cap → send. Anything not sent goes back to `pending` with its new due time,
-//! or to a final state with the reason.
+//! Order of checks for a claimed message, made at the moment it would leave (after its turn
+//! under the channel's rate and the campaign's throttle came): lease still held → campaign
+//! still active → address not suppressed → not expired → allowed now on the recipient's wall
+//! clock (night, weekday, blackout) → under the frequency cap → send. Anything not sent goes
+//! back to `pending` with its new due time, or to a final state with the reason.
+//!
+//! Leases are short and renewed by a heartbeat while the run lives; a send starts only while
+//! the run's confirmed lease has at least half its length left, and is cut when that lease
+//! would end: no send of ours is under way once another run may take the message over.
 
 mod clock;
+mod facts;
 mod rules;
 mod worker;
 
@@ -24,11 +30,10 @@ pub use clock::Clock;
 pub use rules::window_of;
 
 use crate::channel::limits::{RateLimiter, RetryPolicy};
-use crate::channel::{Channel, ChannelSettings, ErrorClass, Outgoing, Vars};
+use crate::channel::{Channel, ChannelSettings, ErrorClass, Outgoing, SendError, Vars};
 use crate::schedule::{self, Dispatch};
-use crate::store::{
-    CampaignInfo, CampaignStatus, ClaimRequest, Claimed, Completion, Outcome, Store, StoreError,
-};
+use crate::store::{CampaignStatus, ClaimRequest, Claimed, Completion, Outcome, Store, StoreError};
+use facts::{CampaignFacts, CampaignRt, Facts, Held};
 use worker::{CommitPolicy, Spent, Worker};
 
 /// A channel ready for dispatch: the adapter and its limits.
@@ -63,7 +68,8 @@ pub struct RunOptions {
     pub campaign: Option<String>,
     /// Stop after this many messages were handled (sent or otherwise finished).
     pub limit: Option<u64>,
-    /// How long a claim is held before another run may take the message over.
+    /// How long a claim is held before another run may take the message over, unless this
+    /// run renews it (it does, every [`RunOptions::heartbeat`], while it lives).
     pub lease: SignedDuration,
     /// Messages claimed and not yet finished, at most (see [`Dispatcher::run`]).
     pub batch: usize,
@@ -91,7 +97,7 @@ impl Default for RunOptions {
         RunOptions {
             campaign: None,
             limit: None,
-            lease: SignedDuration::from_mins(5),
+            lease: DEFAULT_LEASE,
             batch: 8192,
             linger: SignedDuration::from_secs(60),
             watch: false,
@@ -101,6 +107,22 @@ impl Default for RunOptions {
             breaker_threshold: 3,
             owner: default_owner(),
         }
+    }
+}
+
+/// The default lease: long enough for the slowest default send (30 s for an HTTP request)
+/// to start and finish inside it with a heartbeat's margin, short enough that a dead run's
+/// messages are retried within a minute.
+pub const DEFAULT_LEASE: SignedDuration = SignedDuration::from_secs(45);
+
+impl RunOptions {
+    /// How often a live run renews its leases: a tenth of the lease, at most 5 s, at least
+    /// 50 ms. Sends start only while at least half a lease is confirmed, so a heartbeat may be
+    /// late by almost half a lease before sending pauses.
+    pub fn heartbeat(&self) -> std::time::Duration {
+        (self.lease.unsigned_abs() / 10)
+            .min(std::time::Duration::from_secs(5))
+            .max(std::time::Duration::from_millis(50))
     }
 }
 
@@ -121,6 +143,8 @@ pub struct Summary {
     pub retried: u64,
     pub expired: u64,
     pub skipped: u64,
+    /// Claimed messages of a campaign cancelled while they were held.
+    pub cancelled: u64,
     /// Claims given back because the run was stopping or the campaign was paused.
     pub released: u64,
     /// Campaigns paused by the circuit breaker during this run.
@@ -141,10 +165,12 @@ impl Summary {
             Outcome::Expired { .. } => self.expired += 1,
             Outcome::Skipped { .. } => self.skipped += 1,
             Outcome::Released => self.released += 1,
+            Outcome::Cancelled { .. } => self.cancelled += 1,
+            Outcome::Started => {}
         }
     }
     fn handled(&self) -> u64 {
-        self.sent + self.failed + self.expired + self.skipped
+        self.sent + self.failed + self.expired + self.skipped + self.cancelled
     }
 }
 
@@ -197,101 +223,6 @@ impl Shutdown {
     }
 }
 
-/// A campaign's rules as dispatch uses them, computed once per batch.
-struct CampaignRt {
-    info: CampaignInfo,
-    window: schedule::SendWindow,
-    caps: Vec<schedule::FrequencyCap>,
-    expire_after: Option<SignedDuration>,
-}
-
-impl CampaignRt {
-    fn new(info: CampaignInfo) -> CampaignRt {
-        let rules = &info.rules;
-        CampaignRt {
-            window: window_of(rules),
-            caps: rules
-                .caps
-                .iter()
-                .map(|&(max, per)| schedule::FrequencyCap {
-                    max,
-                    per: SignedDuration::from_secs(per),
-                })
-                .collect(),
-            expire_after: rules.expire_after_secs.map(SignedDuration::from_secs),
-            info,
-        }
-    }
-    fn longest_cap(&self) -> Option<SignedDuration> {
-        self.caps.iter().map(|c| c.per).max()
-    }
-}
-
-/// Everything the rules need about one claimed batch, read on the store thread right after
-/// the claim, in the same round trip.
-struct BatchFacts {
-    campaigns: HashMap<String, Option<CampaignRt>, FastHash>,
-    /// Message ids whose address is on the suppression list.
-    suppressed: HashSet<i64, FastHash>,
-    /// Recent successful sends per (channel, address), for campaigns with frequency caps.
-    recent: HashMap<(String, String), Vec<Timestamp>>,
-}
-
-impl BatchFacts {
-    /// Reads campaign rules (once per campaign), suppressions (one query for the batch) and
-    /// recent sends (one call for the batch, only for campaigns with frequency caps).
-    fn read(
-        store: &dyn Store,
-        batch: &[Claimed],
-        now: Timestamp,
-    ) -> Result<BatchFacts, StoreError> {
-        let mut campaigns: HashMap<String, Option<CampaignRt>, FastHash> = HashMap::default();
-        for m in batch {
-            if !campaigns.contains_key(&m.campaign) {
-                let rt = store.campaign(&m.campaign)?.map(CampaignRt::new);
-                campaigns.insert(m.campaign.clone(), rt);
-            }
-        }
-        let longest = campaigns
-            .values()
-            .flatten()
-            .filter_map(CampaignRt::longest_cap)
-            .max();
-        let mut suppressed = HashSet::default();
-        let addresses: Vec<&str> = batch
-            .iter()
-            .map(|m| m.address.as_str())
-            .collect::<HashSet<_, FastHash>>()
-            .into_iter()
-            .collect();
-        let on_list = store.suppressed_among(&addresses)?;
-        let mut capped: HashSet<(&str, &str)> = HashSet::new();
-        for m in batch {
-            if on_list.contains(&m.address) {
-                suppressed.insert(m.id);
-                continue;
-            }
-            if let Some(Some(rt)) = campaigns.get(&m.campaign)
-                && !rt.caps.is_empty()
-            {
-                capped.insert((rt.info.channel.as_str(), m.address.as_str()));
-            }
-        }
-        let recent = match longest {
-            Some(longest) if !capped.is_empty() => {
-                let pairs: Vec<(&str, &str)> = capped.into_iter().collect();
-                store.sends_among(&pairs, now - longest)?
-            }
-            _ => HashMap::new(),
-        };
-        Ok(BatchFacts {
-            campaigns,
-            suppressed,
-            recent,
-        })
-    }
-}
-
 /// The outcome of a claimed message settled without a send (released, skipped, held back),
 /// as its next attempt, at `now`.
 fn settled_unsent(m: &Claimed, now: Timestamp, outcome: Outcome) -> Completion {
@@ -304,20 +235,38 @@ fn settled_unsent(m: &Claimed, now: Timestamp, outcome: Outcome) -> Completion {
     }
 }
 
-/// Where a claimed batch and its facts arrive from the store thread.
-type ClaimReply =
-    tokio::sync::oneshot::Receiver<Result<(Vec<Claimed>, Vec<Head>, BatchFacts), StoreError>>;
+/// A claimed batch as the store thread hands it over.
+struct ClaimedBatch {
+    claimed: Vec<Claimed>,
+    heads: Vec<Head>,
+    facts: Facts,
+    recent: HashMap<(String, String), Vec<Timestamp>>,
+    /// The lease the claim took, on the real clock.
+    lease_until: Timestamp,
+}
+
+/// Where a claimed batch arrives from the store thread.
+type ClaimReply = tokio::sync::oneshot::Receiver<Result<ClaimedBatch, StoreError>>;
+/// Facts read again for every queued message, with the ids they are about.
+type RefreshReply = tokio::sync::oneshot::Receiver<Result<(Facts, Vec<i64>), StoreError>>;
+/// A heartbeat: when the store renewed this run's leases, and until when (real clock).
+type RenewReply = tokio::sync::oneshot::Receiver<Result<(Timestamp, Timestamp), StoreError>>;
 
 /// What [`Channel::prepare`] made of a claimed message on the store thread, if anything.
 type Head = Option<Vec<u8>>;
 
-/// A claimed batch's facts, shared by its messages while they wait for their turn.
+/// What a claimed batch's messages share while they wait for their turn: the recent sends
+/// the frequency caps count.
 struct Batch {
-    facts: BatchFacts,
+    recent: HashMap<(String, String), Vec<Timestamp>>,
     /// How many outcomes had been handed to the store thread when this batch was claimed:
     /// the facts include the sends among those and none of the later ones.
     seen: u64,
 }
+
+/// Claimed messages wait in one queue per (channel, campaign): a throttled campaign does not
+/// hold up the others on its channel.
+type QueueKey = (String, String);
 
 /// A claimed message waiting for a free slot on its channel.
 struct Queued {
@@ -366,8 +315,8 @@ const MAX_PENDING: usize = 8192;
 
 /// The mutable state of one run of the dispatch loop.
 struct Run {
-    /// Claimed messages waiting for a slot, per channel (in claim order within a channel).
-    queues: HashMap<String, VecDeque<Queued>, FastHash>,
+    /// Claimed messages waiting for a slot, per channel and campaign (in claim order).
+    queues: HashMap<QueueKey, VecDeque<Queued>, FastHash>,
     queued: usize,
     /// Sends under way, polled by the dispatch loop itself (no task per send).
     sends: FuturesUnordered<SendFuture>,
@@ -391,6 +340,22 @@ struct Run {
     breaker_hits: HashMap<String, u32>,
     zones: HashMap<String, jiff::tz::TimeZone, FastHash>,
     paused: u64,
+    /// The latest facts of each campaign with messages held.
+    campaigns: HashMap<String, CampaignFacts, FastHash>,
+    /// Held messages whose address is suppressed.
+    suppressed: HashSet<i64, FastHash>,
+    /// The store's gate the facts of every held message are at least as new as.
+    gate_seen: Option<u64>,
+    gate_checked: Option<tokio::time::Instant>,
+    refresh: Option<RefreshReply>,
+    /// Until when every lease this run holds is confirmed (real clock).
+    leases_until: Option<Timestamp>,
+    /// Campaign throttles (`throttle:`), shared by the campaign's sends in this run.
+    throttles: HashMap<String, Option<Arc<RateLimiter>>, FastHash>,
+    /// Per campaign: triggered to cut its sends under way (the circuit breaker tripped).
+    aborts: HashMap<String, Arc<Shutdown>, FastHash>,
+    /// When the next queued message's turn under a rate limit comes.
+    pace_wake: Option<tokio::time::Instant>,
 }
 
 impl Run {
@@ -400,6 +365,15 @@ impl Run {
         }
         self.outbox.push(c);
         self.handed += 1;
+    }
+
+    /// Marks a send as under way for the next group commit (not an outcome: not counted
+    /// in `handed`).
+    fn push_started(&mut self, m: &Claimed, at: Timestamp) {
+        if self.outbox.is_empty() {
+            self.outbox_since = Some(tokio::time::Instant::now());
+        }
+        self.outbox.push(settled_unsent(m, at, Outcome::Started));
     }
 
     fn hand_over(&mut self, worker: &Worker) -> Result<(), StoreError> {
@@ -457,13 +431,40 @@ impl Run {
         }
     }
 
-    fn zone(&mut self, name: &str) -> jiff::tz::TimeZone {
+    /// The recipient's zone; `None` for a name this build's time-zone data does not know
+    /// (quiet hours cannot be judged: the message is not sent).
+    fn zone(&mut self, name: &str) -> Option<jiff::tz::TimeZone> {
         if let Some(tz) = self.zones.get(name) {
-            return tz.clone();
+            return Some(tz.clone());
         }
-        let tz = crate::model::zone(name).unwrap_or(jiff::tz::TimeZone::UTC);
+        let tz = crate::model::zone(name)?;
         self.zones.insert(name.to_owned(), tz.clone());
-        tz
+        Some(tz)
+    }
+
+    /// The campaign's throttle in this run, made on first use.
+    fn throttle_for(&mut self, campaign: &str) -> Option<Arc<RateLimiter>> {
+        if let Some(t) = self.throttles.get(campaign) {
+            return t.clone();
+        }
+        let t = self
+            .campaigns
+            .get(campaign)
+            .and_then(Option::as_ref)
+            .and_then(|rt| rt.info.rules.throttle)
+            .filter(|r| r.is_finite() && *r > 0.0)
+            .map(|r| Arc::new(RateLimiter::new(crate::units::Rate::per_second(r))));
+        self.throttles.insert(campaign.to_owned(), t.clone());
+        t
+    }
+
+    fn abort_for(&mut self, campaign: &str) -> Arc<Shutdown> {
+        self.aborts.entry(campaign.to_owned()).or_default().clone()
+    }
+
+    /// Messages held: queued, or being sent.
+    fn holding(&self) -> bool {
+        self.queued > 0 || !self.sends.is_empty()
     }
 }
 
@@ -493,11 +494,22 @@ impl std::hash::Hasher for FxHasher {
     }
 }
 
+/// How often, at most, a run reads the store's gate before starting sends. A send started
+/// less than this after the last read is ordered before any change committed since: it was
+/// judged on the facts of that read.
+const GATE_EVERY: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Error codes of sends this run cut itself.
+const CODE_LEASE: &str = "lease";
+const CODE_BREAKER_ABORT: &str = "aborted";
+
 /// The dispatcher of one run.
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     channels: HashMap<String, Arc<ChannelRuntime>>,
     clock: Clock,
+    /// Leases are judged on the real clock by every process, whatever `--now` says.
+    lease_clock: Clock,
     opts: RunOptions,
     shutdown: Arc<Shutdown>,
 }
@@ -514,6 +526,7 @@ impl Dispatcher {
             store,
             channels,
             clock,
+            lease_clock: Clock::real(),
             opts,
             shutdown,
         }
@@ -559,6 +572,15 @@ impl Dispatcher {
             breaker_hits: HashMap::new(),
             zones: HashMap::default(),
             paused: 0,
+            campaigns: HashMap::default(),
+            suppressed: HashSet::default(),
+            gate_seen: None,
+            gate_checked: None,
+            refresh: None,
+            leases_until: None,
+            throttles: HashMap::default(),
+            aborts: HashMap::default(),
+            pace_wake: None,
         };
         let result = self.drive(&worker, &mut run).await;
         // Whatever happened, record what is known before stopping. (After a store error the
@@ -577,6 +599,7 @@ impl Dispatcher {
     async fn drive(&self, worker: &Worker, run: &mut Run) -> Result<(), RunError> {
         let max_batch = self.max_batch();
         let mut claim: Option<ClaimReply> = None;
+        let mut renew: Option<RenewReply> = None;
         // The last claim found nothing: look at `next_due` once everything is finished.
         let mut drained = false;
         let mut stopping = false;
@@ -586,9 +609,14 @@ impl Dispatcher {
         // with a waiter list or the timer wheel every time.
         let failed = worker.failed();
         let stop = self.shutdown.wait();
-        let hand_over_timer = tokio::time::sleep(std::time::Duration::from_secs(3600));
-        tokio::pin!(failed, stop, hand_over_timer);
+        let far = std::time::Duration::from_secs(3600);
+        let hand_over_timer = tokio::time::sleep(far);
+        let pace_timer = tokio::time::sleep(far);
+        let heartbeat_every = self.opts.heartbeat();
+        let heartbeat_timer = tokio::time::sleep(heartbeat_every);
+        tokio::pin!(failed, stop, hand_over_timer, pace_timer, heartbeat_timer);
         let mut hand_over_armed: Option<tokio::time::Instant> = None;
+        let mut pace_armed: Option<tokio::time::Instant> = None;
         loop {
             if !stopping && self.shutdown.is_set() {
                 stopping = true;
@@ -598,13 +626,13 @@ impl Dispatcher {
                 deadline = Some(tokio::time::Instant::now() + self.opts.grace.unsigned_abs());
             }
             if !stopping {
-                self.start_sends(worker, run)?;
+                self.start_sends(worker, run, claim.is_some())?;
             }
             if run.outbox.len() >= HAND_OVER_CHUNK {
                 run.hand_over(worker)?;
             }
             let outstanding = run.queued + run.sends.len();
-            if claim.is_none() && !stopping && !drained {
+            if claim.is_none() && run.refresh.is_none() && !stopping && !drained {
                 let want = match self.opts.limit {
                     // With --limit, claim only what is left, known once all is recorded.
                     Some(limit) => {
@@ -637,13 +665,20 @@ impl Dispatcher {
                     run.hand_over(worker)?;
                     worker.flush().await?;
                     let campaign = self.opts.campaign.clone();
-                    let next = worker
-                        .call(move |s| s.next_due(campaign.as_deref()))
+                    let (due, lease) = worker
+                        .call(move |s| {
+                            let c = campaign.as_deref();
+                            Ok((s.next_due(c)?, s.next_lease_expiry(c)?))
+                        })
                         .await?;
-                    let now = self.clock.now();
+                    // How long until the next due message (on the run's clock) or the next
+                    // lease another run may have left behind (on the real clock).
+                    let until_due = due.map(|d| self.clock.now().duration_until(d));
+                    let until_lease = lease.map(|l| self.lease_clock.now().duration_until(l));
+                    let next = until_due.into_iter().chain(until_lease).min();
                     let wait = match next {
-                        Some(due) if self.opts.watch || due <= now + self.opts.linger => {
-                            now.duration_until(due).max(SignedDuration::from_millis(50))
+                        Some(w) if self.opts.watch || w <= self.opts.linger => {
+                            w.max(SignedDuration::from_millis(50))
                         }
                         None if self.opts.watch => self.opts.watch_poll,
                         _ => break,
@@ -667,16 +702,48 @@ impl Dispatcher {
                 hand_over_timer.as_mut().reset(t);
                 hand_over_armed = Some(t);
             }
+            if let Some(t) = run.pace_wake
+                && pace_armed != Some(t)
+            {
+                pace_timer.as_mut().reset(t);
+                pace_armed = Some(t);
+            }
+            let holding = run.holding() || claim.is_some();
             tokio::select! {
                 e = &mut failed => return Err(e.into()),
                 r = async { claim.as_mut().expect("guarded").await }, if claim.is_some() => {
                     claim = None;
                     let seen = run.claim_seen.take().unwrap_or(run.handed);
-                    let (claimed, heads, facts) = r.map_err(|_| RunError::Internal("the store thread has stopped".into()))??;
-                    if claimed.is_empty() {
+                    let batch = r.map_err(|_| RunError::Internal("the store thread has stopped".into()))??;
+                    if batch.claimed.is_empty() {
                         drained = true;
                     }
-                    self.accept(run, claimed, heads, facts, seen, stopping);
+                    self.accept(run, batch, seen, stopping);
+                }
+                r = async { run.refresh.as_mut().expect("guarded").await }, if run.refresh.is_some() => {
+                    run.refresh = None;
+                    let (facts, ids) = r.map_err(|_| RunError::Internal("the store thread has stopped".into()))??;
+                    run.suppressed.retain(|id| !ids.contains(id));
+                    run.suppressed.extend(facts.suppressed);
+                    run.campaigns.extend(facts.campaigns);
+                    run.throttles.clear();
+                    run.gate_seen = Some(facts.gate);
+                }
+                r = async { renew.as_mut().expect("guarded").await }, if renew.is_some() => {
+                    renew = None;
+                    let (at, until) = r.map_err(|_| RunError::Internal("the store thread has stopped".into()))??;
+                    if run.leases_until.is_some_and(|held| at > held) {
+                        // Renewed too late: another run may have taken some of what is queued
+                        // over meanwhile. Give it all back (only what is still ours is
+                        // recorded) and claim again.
+                        tracing::warn!("this run's leases expired before the heartbeat renewed them (the store was slow?); giving back what was not started");
+                        self.release_queued(run);
+                    }
+                    run.leases_until = Some(until);
+                }
+                _ = &mut heartbeat_timer, if renew.is_none() && holding => {
+                    heartbeat_timer.as_mut().reset(tokio::time::Instant::now() + heartbeat_every);
+                    renew = Some(self.request_renew(worker)?);
                 }
                 done = run.sends.next(), if !run.sends.is_empty() => {
                     if let Some(done) = done {
@@ -685,6 +752,9 @@ impl Dispatcher {
                 }
                 _ = &mut hand_over_timer, if run.outbox_since.is_some() => {
                     run.hand_over(worker)?;
+                }
+                _ = &mut pace_timer, if run.pace_wake.is_some() => {
+                    run.pace_wake = None;
                 }
                 _ = &mut stop, if !stopping => {}
                 _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() && !aborted && !run.sends.is_empty() => {
@@ -704,10 +774,11 @@ impl Dispatcher {
     /// `limit` messages, then read the batch's facts, all in one round trip.
     fn request_claim(&self, worker: &Worker, limit: usize) -> Result<ClaimReply, StoreError> {
         let now = self.clock.now();
+        let lease_now = self.lease_clock.now();
         let clock = self.clock.clone();
         let (owner, lease_until, campaign) = (
             self.opts.owner.clone(),
-            now + self.opts.lease,
+            lease_now + self.opts.lease,
             self.opts.campaign.clone(),
         );
         let channels = self.channels.clone();
@@ -717,12 +788,25 @@ impl Dispatcher {
                 &ClaimRequest {
                     owner: &owner,
                     now,
+                    lease_now,
                     lease_until,
                     limit,
                     campaign: campaign.as_deref(),
                 },
             )?;
-            let facts = BatchFacts::read(s, &claimed, clock.now())?;
+            let facts = Facts::read(
+                s,
+                claimed
+                    .iter()
+                    .map(|m| (m.id, m.campaign.as_str(), m.address.as_str())),
+            )?;
+            let recent = facts::recent_sends(
+                s,
+                &claimed,
+                &facts.campaigns,
+                &facts.suppressed,
+                clock.now(),
+            )?;
             // Off the network thread: what each channel can make of its messages already.
             let heads = claimed
                 .iter()
@@ -732,55 +816,102 @@ impl Dispatcher {
                         .prepare(&outgoing(m, m.attempts + 1, m.due_at, None))
                 })
                 .collect();
-            Ok((recorded, (claimed, heads, facts)))
+            Ok((
+                recorded,
+                ClaimedBatch {
+                    claimed,
+                    heads,
+                    facts,
+                    recent,
+                    lease_until,
+                },
+            ))
+        })
+    }
+
+    /// The heartbeat: extends every lease this run holds by a whole lease from now.
+    fn request_renew(&self, worker: &Worker) -> Result<RenewReply, StoreError> {
+        let (clock, owner, lease) = (
+            self.lease_clock.clone(),
+            self.opts.owner.clone(),
+            self.opts.lease,
+        );
+        worker.request(move |s| {
+            let at = clock.now();
+            let until = at + lease;
+            s.renew_leases(&owner, until)?;
+            Ok((at, until))
+        })
+    }
+
+    /// Reads the facts of every queued message again (the gate moved).
+    fn request_refresh(&self, worker: &Worker, run: &Run) -> Result<RefreshReply, StoreError> {
+        let held: Vec<Held> = run
+            .queues
+            .values()
+            .flatten()
+            .map(|q| Held::of(&q.m))
+            .collect();
+        worker.request(move |s| {
+            let facts = Facts::read(
+                s,
+                held.iter()
+                    .map(|h| (h.id, h.campaign.as_str(), h.address.as_str())),
+            )?;
+            Ok((facts, held.iter().map(|h| h.id).collect()))
         })
     }
 
     /// Takes a claimed batch in: messages that cannot be sent whatever the time are settled
     /// at once; the others wait in their channel's queue.
-    fn accept(
-        &self,
-        run: &mut Run,
-        claimed: Vec<Claimed>,
-        heads: Vec<Head>,
-        facts: BatchFacts,
-        seen: u64,
-        stopping: bool,
-    ) {
-        let batch = Arc::new(Batch { facts, seen });
+    fn accept(&self, run: &mut Run, batch: ClaimedBatch, seen: u64, stopping: bool) {
+        let ClaimedBatch {
+            claimed,
+            heads,
+            facts,
+            recent,
+            lease_until,
+        } = batch;
+        if claimed.is_empty() {
+            return;
+        }
+        // Every held message's facts are at least as new as the oldest read.
+        run.gate_seen = Some(match run.gate_seen {
+            Some(g) if run.holding() => g.min(facts.gate),
+            _ => facts.gate,
+        });
+        run.leases_until = Some(match run.leases_until {
+            Some(held) if run.holding() => held.min(lease_until),
+            _ => lease_until,
+        });
+        run.campaigns.extend(facts.campaigns);
+        run.suppressed.extend(facts.suppressed);
+        let batch = Arc::new(Batch { recent, seen });
         let now = self.clock.now();
         let mut queued = 0;
         for (m, head) in claimed.into_iter().zip(heads) {
             let settle = |outcome| settled_unsent(&m, now, outcome);
-            let rt = batch
-                .facts
-                .campaigns
-                .get(&m.campaign)
-                .and_then(Option::as_ref);
-            let Some(rt) = rt.filter(|rt| rt.info.status == CampaignStatus::Active && !stopping)
-            else {
-                run.push(settle(Outcome::Released));
-                continue;
+            let channel = match self.unsendable(run, &m) {
+                Err(outcome) => {
+                    run.push(settle(outcome));
+                    continue;
+                }
+                Ok(_) if stopping => {
+                    run.push(settle(Outcome::Released));
+                    continue;
+                }
+                Ok(rt) => rt.info.channel.clone(),
             };
-            if batch.facts.suppressed.contains(&m.id) {
-                run.push(settle(Outcome::Skipped {
-                    reason: "suppressed: the address is on the suppression list".into(),
-                }));
-                continue;
-            }
-            if !self.channels.contains_key(&rt.info.channel) {
+            if !self.channels.contains_key(&channel) {
                 run.push(settle(Outcome::Failed {
                     code: None,
-                    error: format!(
-                        "channel {:?} is not configured in disparo.yaml",
-                        rt.info.channel
-                    ),
+                    error: format!("channel {channel:?} is not configured in disparo.yaml"),
                 }));
                 continue;
             }
             queued += 1;
-            let q = run.queues.entry(rt.info.channel.clone()).or_default();
-            q.push_back(Queued {
+            let key = (channel, m.campaign.clone());
+            run.queues.entry(key).or_default().push_back(Queued {
                 m,
                 head,
                 batch: batch.clone(),
@@ -792,43 +923,132 @@ impl Dispatcher {
         }
     }
 
-    /// Stopping: every claimed message not started yet goes back to pending, unchanged.
+    /// The campaign's facts if the message may still be sent as far as they tell, else how
+    /// it ends this round: released (campaign paused, gone or unreadable), cancelled, or
+    /// skipped (suppressed).
+    fn unsendable(&self, run: &Run, m: &Claimed) -> Result<Arc<CampaignRt>, Outcome> {
+        let rt = run
+            .campaigns
+            .get(&m.campaign)
+            .cloned()
+            .flatten()
+            .ok_or(Outcome::Released)?;
+        match rt.info.status {
+            CampaignStatus::Active if !run.paused_here.contains(&m.campaign) => {}
+            CampaignStatus::Cancelled => {
+                return Err(Outcome::Cancelled {
+                    reason: "campaign cancelled while the message was claimed".into(),
+                });
+            }
+            _ => return Err(Outcome::Released),
+        }
+        if run.suppressed.contains(&m.id) {
+            return Err(Outcome::Skipped {
+                reason: "suppressed: the address is on the suppression list".into(),
+            });
+        }
+        Ok(rt)
+    }
+
+    /// Stopping (or the leases lapsed): every claimed message not started yet goes back to
+    /// pending, unchanged.
     fn release_queued(&self, run: &mut Run) {
         let now = self.clock.now();
         let queues = std::mem::take(&mut run.queues);
         for q in queues.into_values() {
             for Queued { m, batch, .. } in q {
-                run.push(Completion {
-                    id: m.id,
-                    attempt: m.attempts + 1,
-                    started_at: now,
-                    finished_at: now,
-                    outcome: Outcome::Released,
-                });
+                run.push(settled_unsent(&m, now, Outcome::Released));
                 run.dequeued(batch.seen);
             }
         }
     }
 
-    /// Starts queued messages while their channels have free slots, applying the rules of
-    /// the moment (rules 5 and 6) to each first.
-    fn start_sends(&self, worker: &Worker, run: &mut Run) -> Result<(), StoreError> {
-        if run.queued == 0 {
+    /// Starts queued messages while their channels have free slots and their turn under the
+    /// rate limits has come, applying the rules of that moment (rules 5 and 6) to each first.
+    /// Nothing starts while the facts of what is held are being read again, nor unless the
+    /// leases are confirmed for at least half a lease more.
+    fn start_sends(
+        &self,
+        worker: &Worker,
+        run: &mut Run,
+        claiming: bool,
+    ) -> Result<(), StoreError> {
+        run.pace_wake = None;
+        if run.queued == 0 || run.refresh.is_some() {
             return Ok(());
         }
+        let tnow = tokio::time::Instant::now();
+        if run.gate_checked.is_none_or(|t| tnow - t >= GATE_EVERY) {
+            let gate = self.store.gate()?;
+            run.gate_checked = Some(tnow);
+            if run.gate_seen != Some(gate) {
+                // Someone paused, cancelled, suppressed or re-planned: read again what is
+                // held before any more of it goes out (after the claim under way, if any,
+                // so that its batch is read too).
+                run.gate_checked = None;
+                if !claiming {
+                    run.refresh = Some(self.request_refresh(worker, run)?);
+                }
+                return Ok(());
+            }
+        }
+        let lease_now = self.lease_clock.now();
+        let Some(until) = run.leases_until else {
+            return Ok(());
+        };
+        let left = lease_now.duration_until(until);
+        if left < self.opts.lease / 2 {
+            // The heartbeat is late: start nothing the lease might not cover.
+            if left <= SignedDuration::ZERO {
+                self.release_queued(run);
+            }
+            return Ok(());
+        }
+        // Every send is cut when the lease would end (less a margin for the clock).
+        let margin = (self.opts.lease / 10).min(SignedDuration::from_secs(1));
+        let cut = tnow + (left - margin).unsigned_abs();
         let mut queues = std::mem::take(&mut run.queues);
-        for (channel, q) in queues.iter_mut() {
+        for ((channel, campaign), q) in queues.iter_mut() {
             let Some(ch) = self.channels.get(channel) else {
                 continue;
             };
+            let throttle = run.throttle_for(campaign);
             while !q.is_empty() {
+                let ready = [ch.limiter.as_ref(), throttle.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|l| l.ready_at(tnow))
+                    .max();
+                if let Some(at) = ready {
+                    if at - tnow > CLAIM_AHEAD.unsigned_abs() {
+                        // Not its turn for a while: back to pending until then, so that
+                        // nothing is held long and a later claim judges it afresh.
+                        let due = self.clock.now()
+                            + SignedDuration::try_from(at - tnow).unwrap_or(CLAIM_AHEAD);
+                        let now = self.clock.now();
+                        for Queued { m, batch, .. } in q.drain(..) {
+                            run.push(settled_unsent(
+                                &m,
+                                now,
+                                Outcome::Deferred {
+                                    due_at: due,
+                                    reasons: String::new(),
+                                },
+                            ));
+                            run.dequeued(batch.seen);
+                        }
+                    } else {
+                        run.pace_wake = Some(run.pace_wake.map_or(at, |w| w.min(at)));
+                    }
+                    break;
+                }
                 let Ok(permit) = ch.in_flight.clone().try_acquire_owned() else {
                     break;
                 };
                 let Some(Queued { m, head, batch }) = q.pop_front() else {
                     break;
                 };
-                self.start(run, ch, permit, m, head, &batch);
+                self.start(run, ch, throttle.as_deref(), permit, m, head, &batch, cut);
                 // After the start: the batch's facts stay whole while its messages are judged.
                 run.dequeued(batch.seen);
                 if run.outbox.len() >= HAND_OVER_CHUNK {
@@ -841,38 +1061,48 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// Judges one message at the moment it would leave and, unless a rule holds it back,
+    /// takes its turn under the rate limits and starts its send, cut at `cut`.
+    #[allow(clippy::too_many_arguments)]
     fn start(
         &self,
         run: &mut Run,
         ch: &Arc<ChannelRuntime>,
+        throttle: Option<&RateLimiter>,
         permit: tokio::sync::OwnedSemaphorePermit,
         m: Claimed,
         head: Head,
         batch: &Batch,
+        cut: tokio::time::Instant,
     ) {
         let now = self.clock.now();
         let attempt = m.attempts + 1;
         let settle = |outcome| settled_unsent(&m, now, outcome);
-        let rt = batch
-            .facts
-            .campaigns
-            .get(&m.campaign)
-            .and_then(Option::as_ref);
-        let Some(rt) = rt.filter(|_| !run.paused_here.contains(&m.campaign)) else {
-            // Paused by the circuit breaker since it was claimed.
-            run.push(settle(Outcome::Released));
+        let rt = match self.unsendable(run, &m) {
+            Ok(rt) => rt,
+            Err(outcome) => {
+                run.push(settle(outcome));
+                return;
+            }
+        };
+        let Some(tz) = run.zone(&m.zone) else {
+            run.push(settle(Outcome::Failed {
+                code: Some("zone".into()),
+                error: format!(
+                    "the time zone {:?} is unknown to this disparo's time-zone data, so quiet hours cannot be judged; upgrade disparo or re-plan with a known zone",
+                    m.zone
+                ),
+            }));
             return;
         };
-        let tz = run.zone(&m.zone);
         let capped = !rt.caps.is_empty();
         let key = capped.then(|| (rt.info.channel.clone(), m.address.clone()));
         let held = match &key {
-            None => hold_back(&m, rt, &tz, &[], now),
+            None => hold_back(&m, &rt, &tz, &[], now),
             Some(key) => {
                 // Sends the store knew of when the batch was claimed, and this run's sends
                 // it did not know of yet.
-                let mut recent: Vec<Timestamp> =
-                    batch.facts.recent.get(key).cloned().unwrap_or_default();
+                let mut recent: Vec<Timestamp> = batch.recent.get(key).cloned().unwrap_or_default();
                 if let Some(own) = run.own_sends.get(key) {
                     recent.extend(
                         own.iter()
@@ -881,12 +1111,16 @@ impl Dispatcher {
                     );
                     recent.sort();
                 }
-                hold_back(&m, rt, &tz, &recent, now)
+                hold_back(&m, &rt, &tz, &recent, now)
             }
         };
         if let Some(o) = held {
             run.push(settle(o));
             return;
+        }
+        let tnow = tokio::time::Instant::now();
+        for limiter in [ch.limiter.as_ref(), throttle].into_iter().flatten() {
+            limiter.take(tnow);
         }
         if let Some(key) = &key {
             // Counted now, so a later message to the same address sees it.
@@ -896,17 +1130,28 @@ impl Dispatcher {
                 outcome: None,
             });
         }
+        run.push_started(&m, now);
         let clock = self.clock.clone();
         let ch = ch.clone();
+        let abort = run.abort_for(&m.campaign);
         let id = m.id;
         run.sends.push(Box::pin(
             std::panic::AssertUnwindSafe(async move {
                 let _permit = permit;
-                if let Some(limiter) = &ch.limiter {
-                    limiter.acquire().await;
-                }
                 let message = outgoing(&m, attempt, now, head.as_deref());
-                let result = ch.channel.send_outgoing(&message).await;
+                let result = tokio::select! {
+                    r = ch.channel.send_outgoing(&message) => r,
+                    _ = tokio::time::sleep_until(cut) => Err(SendError {
+                        class: ErrorClass::Transient { retry_after: None },
+                        code: Some(CODE_LEASE.into()),
+                        message: "no answer before this run's lease on the message would end; it may or may not have reached the provider, and is retried with the same idempotency key".into(),
+                    }),
+                    _ = abort.wait() => Err(SendError {
+                        class: ErrorClass::Transient { retry_after: None },
+                        code: Some(CODE_BREAKER_ABORT.into()),
+                        message: "cut while in flight: the circuit breaker paused the campaign; it may or may not have reached the provider, and is sent again with the same idempotency key when the campaign resumes".into(),
+                    }),
+                };
                 let finished = clock.now();
                 SendDone {
                     m,
@@ -989,13 +1234,21 @@ impl Dispatcher {
                 self.shutdown.trigger();
                 Outcome::Released
             }
+            // Cut by the breaker: not the message's fault, keep it for the resume.
+            Err(e) if e.code.as_deref() == Some(CODE_BREAKER_ABORT) => Outcome::Retry {
+                due_at: finished,
+                code: e.code,
+                error: e.message,
+            },
             Err(e) => match e.class {
                 ErrorClass::Transient { .. } => match ch.retry.next_delay(attempt, &e) {
-                    // Exponential backoff with full jitter, never sooner than Retry-After.
+                    // Exponential backoff with full jitter, never sooner than Retry-After
+                    // (however large: a date past the end of time is the end of time).
                     Some(delay) => Outcome::Retry {
-                        due_at: finished
-                            + SignedDuration::try_from(delay)
-                                .unwrap_or(SignedDuration::from_secs(300)),
+                        due_at: SignedDuration::try_from(delay)
+                            .ok()
+                            .and_then(|d| finished.checked_add(d).ok())
+                            .unwrap_or(Timestamp::MAX),
                         code: e.code,
                         error: e.message,
                     },
@@ -1014,24 +1267,8 @@ impl Dispatcher {
                     suppress,
                 },
                 ErrorClass::Breaker => {
-                    let campaign = m.campaign.clone();
-                    let hits = run.breaker_hits.entry(campaign.clone()).or_default();
-                    *hits += 1;
-                    if *hits == self.opts.breaker_threshold {
-                        let reason = format!(
-                            "circuit breaker: {} ({} errors in a row that fail every message alike); fix the cause, then `disparo resume {campaign}`",
-                            e.message, hits
-                        );
-                        let name = campaign.clone();
-                        worker
-                            .call(move |s| {
-                                s.set_campaign_status(&name, CampaignStatus::Paused, Some(&reason))
-                            })
-                            .await?;
-                        run.paused += 1;
-                        run.paused_here.insert(campaign.clone());
-                        tracing::error!(campaign = %campaign, "campaign paused by the circuit breaker: {}", e.message);
-                    }
+                    self.breaker_hit(worker, run, &m.campaign, &e.message)
+                        .await?;
                     // Not the message's fault: keep it for when the campaign resumes.
                     Outcome::Retry {
                         due_at: finished,
@@ -1053,6 +1290,35 @@ impl Dispatcher {
             outcome,
         });
         run.spent.push((m, head));
+        Ok(())
+    }
+
+    /// Counts an error that fails every message of `campaign` alike; at the threshold, pauses
+    /// the campaign (committed before anything else of it is judged) and cuts its sends still
+    /// in flight.
+    async fn breaker_hit(
+        &self,
+        worker: &Worker,
+        run: &mut Run,
+        campaign: &str,
+        message: &str,
+    ) -> Result<(), RunError> {
+        let hits = run.breaker_hits.entry(campaign.to_owned()).or_default();
+        *hits += 1;
+        if *hits != self.opts.breaker_threshold {
+            return Ok(());
+        }
+        let reason = format!(
+            "circuit breaker: {message} ({hits} errors in a row that fail every message alike); fix the cause, then `disparo resume {campaign}`"
+        );
+        run.paused_here.insert(campaign.to_owned());
+        run.abort_for(campaign).trigger();
+        let name = campaign.to_owned();
+        worker
+            .call(move |s| s.set_campaign_status(&name, CampaignStatus::Paused, Some(&reason)))
+            .await?;
+        run.paused += 1;
+        tracing::error!(campaign = %campaign, "campaign paused by the circuit breaker: {message}");
         Ok(())
     }
 }

@@ -128,6 +128,19 @@ impl Worker {
             .map_err(|_| StoreError::Other("the store thread has stopped".into()))?
     }
 
+    /// [`call`](Self::call) without waiting: the result arrives on the returned receiver,
+    /// so the dispatch loop can go on sending meanwhile.
+    pub(super) fn request<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Msg::Call(Box::new(move |s| {
+            let _ = reply.send(f(s));
+        })))?;
+        Ok(rx)
+    }
+
     /// Runs `f` with the outcomes not committed yet (see [`WithPending`]); the result arrives
     /// on the returned receiver.
     pub(super) fn with_pending<T: Send + 'static>(
@@ -265,11 +278,13 @@ impl Thread {
     }
 
     fn count(&mut self, done: &[Completion], recorded: usize) {
-        for c in done {
+        let mut finals = 0;
+        for c in done.iter().filter(|c| c.outcome.is_final()) {
             self.summary.add(&c.outcome);
+            finals += 1;
         }
-        if recorded < done.len() {
-            let lost = (done.len() - recorded) as u64;
+        if recorded < finals {
+            let lost = (finals - recorded) as u64;
             self.summary.lost += lost;
             tracing::warn!(
                 lost,

@@ -156,7 +156,11 @@ pub struct Claimed {
 #[derive(Debug, Clone, Copy)]
 pub struct ClaimRequest<'a> {
     pub owner: &'a str,
+    /// What is due is judged at this instant (the run's clock, which `--now` may set).
     pub now: Timestamp,
+    /// Leases are judged on the real clock, shared by every process: a lease that expired
+    /// before this instant may be taken over.
+    pub lease_now: Timestamp,
     pub lease_until: Timestamp,
     pub limit: usize,
     pub campaign: Option<&'a str>,
@@ -199,6 +203,14 @@ pub enum Outcome {
     },
     /// Not attempted: the run is stopping; back to pending, unchanged.
     Released,
+    /// Not attempted: the campaign was cancelled while the message was claimed.
+    Cancelled {
+        reason: String,
+    },
+    /// Not an outcome: a send of the message is under way. Recorded with the group commits
+    /// for sends not finished by then, so that when a dead run's lease is taken over, only
+    /// the messages it really started are on record as possibly sent.
+    Started,
 }
 
 /// One outcome for [`Store::complete`]. `attempted` outcomes are recorded in `attempts`.
@@ -213,6 +225,10 @@ pub struct Completion {
 }
 
 impl Outcome {
+    /// Everything but [`Outcome::Started`].
+    pub fn is_final(&self) -> bool {
+        !matches!(self, Outcome::Started)
+    }
     pub fn attempted(&self) -> bool {
         matches!(
             self,
@@ -352,8 +368,19 @@ pub trait Store: Send + Sync {
         )?;
         Ok((recorded, claimed))
     }
+    /// A number that grows with every committed change a run holding claims must honour
+    /// before its next send: an opt-out, a pause, a resume, a cancel, a re-plan. Cheap (one
+    /// row), and readable while another thread of the process writes: a run reads it before
+    /// starting sends and re-reads what it holds when it moved.
+    fn gate(&self) -> Result<u64, StoreError>;
+    /// Extends every lease `owner` holds to `until` (the heartbeat of a live run); returns how
+    /// many messages it holds.
+    fn renew_leases(&self, owner: &str, until: Timestamp) -> Result<u64, StoreError>;
     /// The earliest due instant of a pending message of an active campaign.
     fn next_due(&self, campaign: Option<&str>) -> Result<Option<Timestamp>, StoreError>;
+    /// The earliest lease expiry (real clock) of a message another run holds, in an active
+    /// campaign: when it may be taken over.
+    fn next_lease_expiry(&self, campaign: Option<&str>) -> Result<Option<Timestamp>, StoreError>;
     fn campaign(&self, name: &str) -> Result<Option<CampaignInfo>, StoreError>;
     fn set_campaign_status(
         &self,

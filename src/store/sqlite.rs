@@ -24,6 +24,12 @@ const BUSY_TIMEOUT_MS: u64 = 60_000;
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// The file opened (device, inode), to notice it being deleted or replaced under a
+    /// long-running process (see [`SqliteStore::check_file`]).
+    file_id: Option<(u64, u64)>,
+    /// A second connection for [`Store::gate`], read from the network thread between sends
+    /// while the first may be busy with a claim on the store thread.
+    reader: Mutex<Option<Connection>>,
     /// Recent sends for frequency caps, built on first use.
     sends: Mutex<SendWindow>,
 }
@@ -230,17 +236,83 @@ impl SqliteStore {
         }
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            file_id: file_id(path),
+            reader: Mutex::new(None),
             path: path.to_path_buf(),
             sends: Mutex::new(SendWindow::default()),
         })
     }
 
     fn conn(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
+        self.check_file()?;
         self.conn.lock().map_err(|_| {
             StoreError::Other("the database connection was poisoned by an earlier panic".into())
         })
     }
+
+    /// Fails once the database file is no longer the one opened: deleted, or replaced by
+    /// another file (a new `plan` into the same path). The open connection would go on
+    /// reading and writing the unlinked file, where nobody else sees its claims and sends: a
+    /// second process would send the same messages again.
+    fn check_file(&self) -> Result<(), StoreError> {
+        let Some(opened) = self.file_id else {
+            return Ok(());
+        };
+        let what = match file_id(&self.path) {
+            Some(now) if now == opened => return Ok(()),
+            Some(_) => "replaced by another file",
+            None => "removed",
+        };
+        Err(StoreError::Other(format!(
+            "the database file {} was {what} while this process was using it; stopping, so that nothing is sent twice\n  hint: keep the database in place while `disparo run` works; run again to use the file now at that path",
+            self.path.display()
+        )))
+    }
+
+    /// Runs `f` in one write transaction and bumps the gate with it when `f` says it changed
+    /// something a run holding claims must see (see [`Store::gate`]).
+    fn gated<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction) -> Result<(T, bool), StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(other)?;
+        let (value, changed) = f(&tx)?;
+        if changed {
+            bump_gate(&tx)?;
+        }
+        tx.commit().map_err(other)?;
+        Ok(value)
+    }
 }
+
+/// The (device, inode) of the file at `path`, if there is one.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+fn bump_gate(tx: &rusqlite::Transaction) -> Result<(), StoreError> {
+    tx.prepare_cached("UPDATE control SET value = value + 1 WHERE name = 'gate'")
+        .map_err(other)?
+        .execute([])
+        .map_err(other)?;
+    Ok(())
+}
+
+/// A lease lost this many times (its run died holding it each time) fails the message: it
+/// probably kills the run.
+const MAX_LEASE_LOSSES: i64 = 5;
 
 /// `UnknownCampaign` unless a campaign of that name was planned.
 fn require_campaign(conn: &Connection, campaign: &str) -> Result<(), StoreError> {
@@ -352,6 +424,16 @@ impl<'a> RecordedOutcome<'a> {
                 None,
             ),
             Outcome::Released => r(State::Pending, None, None, None, "released", None),
+            // Never recorded as an outcome (see `complete_in`).
+            Outcome::Started => r(State::Sending, None, None, None, "started", None),
+            Outcome::Cancelled { reason } => r(
+                State::Cancelled,
+                None,
+                None,
+                Some(reason.as_str()),
+                "cancelled",
+                None,
+            ),
         }
     }
 }
@@ -363,13 +445,14 @@ fn claim_in(
     req: &ClaimRequest<'_>,
 ) -> Result<Vec<Claimed>, StoreError> {
     let (now, limit, campaign) = (ms(req.now), req.limit, req.campaign);
+    let lease_now = ms(req.lease_now);
     let (owner, lease_until) = (req.owner, ms(req.lease_until));
     // (id, campaign id, planned_at, due_at, attempts)
     let mut leased: Vec<(i64, i64, i64, i64, u32)> = Vec::with_capacity(limit);
     {
         let mut due = tx
             .prepare_cached(
-                "UPDATE OR FAIL queue SET state = 'sending', lease_owner = ?4, lease_until = ?5, updated_at = ?1
+                "UPDATE OR FAIL queue SET state = 'sending', lease_owner = ?4, lease_until = ?5, updated_at = ?1, started_by = NULL
                  WHERE message_id IN (
                      SELECT q.message_id FROM queue q JOIN campaigns c ON c.id = q.campaign_id
                      WHERE q.state = 'pending' AND q.due_at <= ?1 AND c.status = 'active' AND (?3 IS NULL OR c.name = ?3)
@@ -391,43 +474,56 @@ fn claim_in(
     leased.sort_unstable_by_key(|&(id, _, _, due, _)| (due, id));
     if leased.len() < limit {
         // Then messages whose lease expired (the run holding them crashed or was killed).
-        let stale: Vec<(i64, String, i64)> = {
+        let stale: Vec<(i64, String, i64, bool)> = {
             let mut stale = tx
                 .prepare_cached(
-                    "SELECT q.message_id, COALESCE(q.lease_owner, '?'), q.updated_at FROM queue q JOIN campaigns c ON c.id = q.campaign_id
+                    "SELECT q.message_id, COALESCE(q.lease_owner, '?'), q.updated_at, q.started_by IS NOT NULL AND q.started_by = q.lease_owner FROM queue q JOIN campaigns c ON c.id = q.campaign_id
                      WHERE q.state = 'sending' AND q.lease_until < ?1 AND c.status = 'active' AND (?3 IS NULL OR c.name = ?3)
                      ORDER BY q.due_at LIMIT ?2",
                 )
                 .map_err(other)?;
             stale
-                .query_map(params![now, (limit - leased.len()) as i64, campaign], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
+                .query_map(
+                    params![lease_now, (limit - leased.len()) as i64, campaign],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
                 .map_err(other)?
                 .collect::<Result<_, _>>()
                 .map_err(other)?
         };
-        // A lost lease counts as an attempt whose outcome is unknown: recorded, so that
-        // `messages`/`status` show it and a message that keeps killing its run ends up
-        // failing after `max_attempts` instead of looping for ever.
-        let mut lost = tx.prepare_cached("UPDATE queue SET attempts = attempts + 1, last_error = ?2 WHERE message_id = ?1 RETURNING attempts").map_err(other)?;
+        // A lost lease of a message whose send had started is recorded (`attempts` row with
+        // outcome `lease_expired`: it may or may not have reached the provider) but spends
+        // none of the message's delivery attempts; it is counted apart, and a message whose
+        // runs keep dying while sending it fails after MAX_LEASE_LOSSES instead of looping.
+        // A message the dead run never started is simply taken over.
+        let mut lost = tx.prepare_cached("UPDATE queue SET lease_losses = lease_losses + 1, last_error = ?2 WHERE message_id = ?1 RETURNING attempts, lease_losses").map_err(other)?;
         let mut lost_attempt = tx.prepare_cached("INSERT INTO attempts (message_id, attempt, started_at, finished_at, outcome, provider_id, code, error) VALUES (?1, ?2, ?3, ?4, 'lease_expired', NULL, 'lease_expired', ?5)").map_err(other)?;
+        let mut give_up = tx.prepare_cached("UPDATE OR FAIL queue SET state = 'failed', lease_owner = NULL, lease_until = NULL, started_by = NULL, updated_at = ?2, last_error = ?3 WHERE message_id = ?1").map_err(other)?;
         let mut lease = tx
             .prepare_cached(
-                "UPDATE queue SET state = 'sending', lease_owner = ?2, lease_until = ?3, updated_at = ?4 WHERE message_id = ?1
+                "UPDATE queue SET state = 'sending', lease_owner = ?2, lease_until = ?3, updated_at = ?4, started_by = NULL WHERE message_id = ?1
                  RETURNING message_id, campaign_id, planned_at, due_at, attempts",
             )
             .map_err(other)?;
-        for (id, holder, claimed_at) in stale {
-            let error = format!(
-                "the run {holder} claimed it and never reported back (crashed or killed while sending?); its lease expired, so it is sent again with the same idempotency key"
-            );
-            let attempt: i64 = lost
-                .query_row(params![id, error], |r| r.get(0))
-                .map_err(other)?;
-            lost_attempt
-                .execute(params![id, attempt, claimed_at, now, error])
-                .map_err(other)?;
+        for (id, holder, claimed_at, was_started) in stale {
+            if was_started {
+                let error = format!(
+                    "the run {holder} was sending it when it stopped renewing its lease (crashed or killed?); it may or may not have reached the provider, so it is sent again with the same idempotency key"
+                );
+                let (attempts, losses): (u32, i64) = lost
+                    .query_row(params![id, error], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(other)?;
+                lost_attempt
+                    .execute(params![id, attempts + 1, claimed_at, now, error])
+                    .map_err(other)?;
+                if losses >= MAX_LEASE_LOSSES {
+                    let reason = format!(
+                        "failed: the run sending it died {losses} times while holding it (the last: {holder}); look for what kills `disparo run` on this message, then re-plan it"
+                    );
+                    give_up.execute(params![id, now, reason]).map_err(other)?;
+                    continue;
+                }
+            }
             leased.push(
                 lease
                     .query_row(params![id, owner, lease_until, now], |r| {
@@ -525,7 +621,22 @@ fn complete_in(
         .collect::<Result<_, _>>()
         .map_err(other)?
     };
-    let mine = || completions.iter().filter(|c| held.contains(&c.id));
+    let finals = || completions.iter().filter(|c| c.outcome.is_final());
+    let mine = || finals().filter(|c| held.contains(&c.id));
+    let done: HashSet<i64> = finals().map(|c| c.id).collect();
+    let started: Vec<i64> = completions
+        .iter()
+        .filter(|c| !c.outcome.is_final() && held.contains(&c.id) && !done.contains(&c.id))
+        .map(|c| c.id)
+        .collect();
+    if !started.is_empty() {
+        tx.prepare_cached(
+            "UPDATE OR FAIL queue SET started_by = ?2 WHERE message_id IN (SELECT value FROM json_each(?1))",
+        )
+        .map_err(other)?
+        .execute(params![serde_json::to_string(&started).map_err(other)?, owner])
+        .map_err(other)?;
+    }
     {
         let mut attempt = tx.prepare_cached("INSERT OR FAIL INTO attempts (message_id, attempt, started_at, finished_at, outcome, provider_id, code, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)").map_err(other)?;
         for c in mine().filter(|c| c.outcome.attempted()) {
@@ -608,8 +719,14 @@ fn complete_in(
                     Some(s) => s,
                     None => suppress.insert(tx.prepare_cached("INSERT INTO suppressions (address, reason, source, created_at) SELECT address, ?2, 'provider', ?3 FROM messages WHERE id = ?1 ON CONFLICT(address) DO NOTHING").map_err(other)?),
                 };
-                stmt.execute(params![c.id, error, ms(c.finished_at)])
-                    .map_err(other)?;
+                if stmt
+                    .execute(params![c.id, error, ms(c.finished_at)])
+                    .map_err(other)?
+                    > 0
+                {
+                    // Other runs holding messages to this address must see it before they send.
+                    bump_gate(tx)?;
+                }
             }
             Outcome::Deferred { reasons: r, .. } if !r.is_empty() => {
                 let stmt = match &mut reasons {
@@ -624,7 +741,7 @@ fn complete_in(
             _ => {}
         }
     }
-    Ok(held.len())
+    Ok(mine().count())
 }
 
 impl Store for SqliteStore {
@@ -649,6 +766,9 @@ impl Store for SqliteStore {
             .and_then(|()| conn.pragma_update(None, "cache_size", DEFAULT_CACHE_KIB));
         let stats = saved?;
         restored.map_err(other)?;
+        drop(conn);
+        // The campaign's rules may have changed: runs holding its claims re-read them.
+        self.gated(|_| Ok(((), true)))?;
         Ok(stats)
     }
 
@@ -677,6 +797,7 @@ impl Store for SqliteStore {
             &ClaimRequest {
                 owner,
                 now,
+                lease_now: now,
                 lease_until,
                 limit,
                 campaign,
@@ -717,6 +838,41 @@ impl Store for SqliteStore {
         Ok((recorded, claimed))
     }
 
+    fn gate(&self) -> Result<u64, StoreError> {
+        self.check_file()?;
+        let mut reader = self
+            .reader
+            .lock()
+            .map_err(|_| StoreError::Other("the gate reader was poisoned".into()))?;
+        if reader.is_none() {
+            let conn = Connection::open(&self.path).map_err(other)?;
+            conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))
+                .map_err(other)?;
+            *reader = Some(conn);
+        }
+        let Some(conn) = reader.as_ref() else {
+            return Err(StoreError::Other("the gate reader is not open".into()));
+        };
+        let value: i64 = conn
+            .prepare_cached("SELECT value FROM control WHERE name = 'gate'")
+            .map_err(other)?
+            .query_row([], |r| r.get(0))
+            .map_err(other)?;
+        Ok(value as u64)
+    }
+
+    fn renew_leases(&self, owner: &str, until: Timestamp) -> Result<u64, StoreError> {
+        let conn = self.conn()?;
+        let n = conn
+            .prepare_cached(
+                "UPDATE OR FAIL queue SET lease_until = ?2 WHERE state = 'sending' AND lease_owner = ?1",
+            )
+            .map_err(other)?
+            .execute(params![owner, ms(until)])
+            .map_err(other)?;
+        Ok(n as u64)
+    }
+
     fn next_due(&self, campaign: Option<&str>) -> Result<Option<Timestamp>, StoreError> {
         let conn = self.conn()?;
         let pending: Option<i64> = conn
@@ -726,6 +882,11 @@ impl Store for SqliteStore {
                 |r| r.get(0),
             )
             .map_err(other)?;
+        Ok(pending.map(ts))
+    }
+
+    fn next_lease_expiry(&self, campaign: Option<&str>) -> Result<Option<Timestamp>, StoreError> {
+        let conn = self.conn()?;
         let lease: Option<i64> = conn
             .query_row(
                 "SELECT MIN(q.lease_until) FROM queue q JOIN campaigns c ON c.id = q.campaign_id WHERE q.state = 'sending' AND c.status = 'active' AND (?1 IS NULL OR c.name = ?1)",
@@ -733,10 +894,7 @@ impl Store for SqliteStore {
                 |r| r.get(0),
             )
             .map_err(other)?;
-        Ok(match (pending, lease) {
-            (Some(a), Some(b)) => Some(ts(a.min(b))),
-            (a, b) => a.or(b).map(ts),
-        })
+        Ok(lease.map(ts))
     }
 
     fn campaign(&self, name: &str) -> Result<Option<CampaignInfo>, StoreError> {
@@ -767,10 +925,12 @@ impl Store for SqliteStore {
         status: CampaignStatus,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
-        let conn = self.conn()?;
-        let n = conn
-            .execute("UPDATE campaigns SET status = ?2, status_reason = ?3, updated_at = ?4 WHERE name = ?1", params![name, status.as_str(), reason, ms(Timestamp::now())])
-            .map_err(other)?;
+        let n = self.gated(|tx| {
+            let n = tx
+                .execute("UPDATE campaigns SET status = ?2, status_reason = ?3, updated_at = ?4 WHERE name = ?1", params![name, status.as_str(), reason, ms(Timestamp::now())])
+                .map_err(other)?;
+            Ok((n, n > 0))
+        })?;
         if n == 0 {
             Err(StoreError::UnknownCampaign(name.into()))
         } else {
@@ -779,14 +939,15 @@ impl Store for SqliteStore {
     }
 
     fn cancel_pending(&self, name: &str) -> Result<u64, StoreError> {
-        let conn = self.conn()?;
-        let n = conn
-            .execute(
-                "UPDATE queue SET state = 'cancelled', last_error = 'campaign cancelled', updated_at = ?2 WHERE state = 'pending' AND campaign_id = (SELECT id FROM campaigns WHERE name = ?1)",
-                params![name, ms(Timestamp::now())],
-            )
-            .map_err(other)?;
-        Ok(n as u64)
+        self.gated(|tx| {
+            let n = tx
+                .execute(
+                    "UPDATE queue SET state = 'cancelled', last_error = 'campaign cancelled', updated_at = ?2 WHERE state = 'pending' AND campaign_id = (SELECT id FROM campaigns WHERE name = ?1)",
+                    params![name, ms(Timestamp::now())],
+                )
+                .map_err(other)?;
+            Ok((n as u64, true))
+        })
     }
 
     fn summaries(&self, campaign: Option<&str>) -> Result<Vec<CampaignSummary>, StoreError> {
@@ -946,19 +1107,21 @@ impl Store for SqliteStore {
         source: &str,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let conn = self.conn()?;
-        let n = conn
-            .execute("INSERT INTO suppressions (address, reason, source, created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(address) DO NOTHING", params![address, reason, source, ms(now)])
-            .map_err(other)?;
-        Ok(n > 0)
+        self.gated(|tx| {
+            let n = tx
+                .execute("INSERT INTO suppressions (address, reason, source, created_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(address) DO NOTHING", params![address, reason, source, ms(now)])
+                .map_err(other)?;
+            Ok((n > 0, n > 0))
+        })
     }
 
     fn unsuppress(&self, address: &str) -> Result<bool, StoreError> {
-        let conn = self.conn()?;
-        Ok(conn
-            .execute("DELETE FROM suppressions WHERE address = ?1", [address])
-            .map_err(other)?
-            > 0)
+        self.gated(|tx| {
+            let n = tx
+                .execute("DELETE FROM suppressions WHERE address = ?1", [address])
+                .map_err(other)?;
+            Ok((n > 0, n > 0))
+        })
     }
 
     fn suppressions(&self) -> Result<Vec<Suppression>, StoreError> {

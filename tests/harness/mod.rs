@@ -103,6 +103,8 @@ impl Project {
             .env_remove("DISPARO_CONFIG")
             .env_remove("DISPARO_NOW")
             .env("NO_COLOR", "1")
+            // Tests pin the clock with --now, `run` included: a simulation (see cli/run.rs).
+            .env("DISPARO_SIMULATE", "1")
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .output()
             .expect("run disparo");
