@@ -363,25 +363,28 @@ pub fn run(p: &Project, simulate: bool, args: &[&str], within: Duration) -> Outp
     finish(spawn(p, simulate, args), within)
 }
 
-/// Waits for a child with a deadline (killing it if the deadline passes).
-pub fn finish(mut child: Child, within: Duration) -> Output {
-    let t0 = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if t0.elapsed() > within {
-            let _ = child.kill();
-            let o = child.wait_with_output().unwrap();
+/// Waits for a child's exit and output (a thread waits; this one takes its answer with a
+/// deadline, after which the child is SIGKILLed and the test fails with its stderr).
+pub fn finish(child: Child, within: Duration) -> Output {
+    let pid = child.id().to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let o = match rx.recv_timeout(within) {
+        Ok(o) => o.expect("wait for disparo"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            let o = rx.recv().unwrap().expect("wait for disparo");
             panic!(
                 "disparo did not finish within {within:?}\n--- stderr\n{}",
-                String::from_utf8_lossy(&o.stderr)
+                text(&o.stderr)
             );
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let o = child.wait_with_output().unwrap();
+    };
     Output {
         code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        stdout: text(&o.stdout),
+        stderr: text(&o.stderr),
     }
 }
 
@@ -486,7 +489,8 @@ fn overlapping_runs_against_a_slow_provider_deliver_each_message_once() {
 
 /// A run SIGKILLed while the provider hangs on its first request: a run started 3 s later
 /// (its 2 s lease expired) sends every message, only the hung one may arrive twice (with the
-/// same key), and the claims the dead run never started do not count the lost lease as an
+/// same key). The hung send's lost lease is an attempt of unknown outcome (on record as
+/// `lease_expired`); claims the dead run never started are taken over silently and spend no
 /// attempt: with `max_attempts: 2`, one 503 does not fail a message that was never sent.
 #[test]
 fn a_killed_runs_claims_are_retried_after_its_short_lease_without_using_up_attempts() {
@@ -548,24 +552,28 @@ fn a_killed_runs_claims_are_retried_after_its_short_lease_without_using_up_attem
     }
     assert_eq!(arrivals.len(), 6, "every message reached the provider");
     assert_eq!(provider.accepted().len(), 6);
-    // The hung send's lost lease is on record and counts: lost, then the retry.
+    // The hung send's lost lease is on record (an attempts row, `lease_expired`) and is an
+    // attempt of unknown outcome: the retry is attempt 2.
+    let rows = attempts(&p);
+    let lost = |k: &str| {
+        rows.iter()
+            .any(|a| a["message_id"] == k && a["outcome"] == "lease_expired")
+    };
     assert_eq!(message(&msgs, &hung)["attempts"], 2, "{}", table(&msgs));
     assert!(
-        attempts(&p)
-            .iter()
-            .any(|a| a["message_id"] == hung.as_str() && a["outcome"] == "lease_expired"),
-        "the lost lease of {hung} is recorded: {:?}",
-        attempts(&p)
+        lost(&hung),
+        "the lost lease of {hung} is recorded: {rows:?}"
     );
-    // A claim never started counts only its real sends (1, or 2 after the 503).
+    // A claim the dead run never started is taken over silently: no lost lease on record,
+    // attempts are its real sends (1, or 2 after the 503).
     for k in &never_started {
-        let sends = arrivals[k];
         assert_eq!(
             message(&msgs, k)["attempts"],
-            sends,
+            arrivals[k],
             "{k}: the lost lease of a message never started counted as an attempt\n{}",
             table(&msgs)
         );
+        assert!(!lost(k), "{k} was never started: {rows:?}");
     }
 }
 

@@ -40,7 +40,8 @@
 //! 4. **States are explained**: `sent` only with an accepted request for the key; `cancelled`
 //!    only when the campaign is cancelled or the last plan dropped the recipient (a recipient
 //!    added back is pending again); `skipped` only for an address suppressed at some point;
-//!    `failed` only after `max_attempts` attempts; `expired` never; `sending` only after a crash.
+//!    `failed` only after `max_attempts` attempts (or five lost leases); `expired` never;
+//!    `sending` only after a crash.
 //! 5. **Nothing lost**: at the end, after `resume`, the leases' expiry and a final clean run, a
 //!    message of a campaign not cancelled, for a recipient in the last plan and never
 //!    suppressed, is `sent`, or `pending` deferred by quiet hours to a later morning, or `failed`
@@ -500,7 +501,7 @@ impl Case {
                 "sent" => accepted.get(key).is_some_and(|n| *n >= 1),
                 "cancelled" => m.status == Status::Cancelled || !m.present[i],
                 "skipped" => m.ever_suppressed[i],
-                "failed" => msg["attempts"].as_u64().unwrap_or(0) >= MAX_ATTEMPTS,
+                "failed" => exhausted(msg, m),
                 "sending" => m.crashes > 0,
                 "pending" => true,
                 _ => false,
@@ -539,8 +540,7 @@ impl Case {
                     .as_str()
                     .and_then(|d| d.parse::<Timestamp>().ok())
                     .is_some_and(|d| d > now);
-            let exhausted =
-                state == "failed" && msg["attempts"].as_u64().unwrap_or(0) >= MAX_ATTEMPTS;
+            let exhausted = state == "failed" && exhausted(msg, m);
             if !(state == "sent" || deferred || exhausted) {
                 self.fail(
                     format!("r{i} is {state} at the end: lost (owed a delivery)"),
@@ -549,6 +549,14 @@ impl Case {
             }
         }
     }
+}
+
+/// A message may be `failed` after `MAX_ATTEMPTS` attempts, or after five lost leases (a
+/// message that keeps killing its run).
+fn exhausted(msg: &Value, m: &Model) -> bool {
+    let key = msg["key"].as_str().unwrap_or_default();
+    msg["attempts"].as_u64().unwrap_or(0) >= MAX_ATTEMPTS
+        || m.in_flight_at_crash.get(key).copied().unwrap_or(0) >= 5
 }
 
 /// `3` for recipient `r3`.
