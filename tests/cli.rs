@@ -997,3 +997,99 @@ fn a_repeated_id_with_skip_invalid_keeps_the_first_recipients_message() {
         o.stderr
     );
 }
+
+/// Issue #13: a command that needs the schedule (a cron job's `run` in the wrong folder)
+/// refuses with exit 2 and a hint instead of creating an empty database; only `plan` creates it.
+#[test]
+fn commands_refuse_a_missing_database_and_create_none() {
+    let p = Project::empty();
+    p.ok(&["init"]);
+    for args in [
+        &["run", "--once"][..],
+        &["run", "--dry-run"],
+        &["status"],
+        &["messages"],
+        &["messages", "--campaign", "welcome"],
+        &["export", "welcome"],
+        &["pause", "welcome"],
+        &["resume", "welcome"],
+        &["cancel", "welcome"],
+        &["suppress", "list"],
+    ] {
+        let o = p.expect(2, args);
+        assert!(
+            o.stderr.contains("there is no database at") && o.stderr.contains("disparo plan"),
+            "{args:?}: {}",
+            o.stderr
+        );
+        assert!(
+            !p.path().join("disparo.db").exists(),
+            "{args:?} created a database"
+        );
+    }
+    p.ok(&["plan", "welcome"]);
+    assert!(p.path().join("disparo.db").exists());
+    p.ok(&["status"]);
+}
+
+/// Issue #13: a reader that has gone away (`disparo completions bash | head`) is a quiet exit 0
+/// for every command, not a panic (exit 101). The pipe's read end is closed before the child
+/// starts, so every write fails: deterministic, no race with the reader.
+#[test]
+fn a_closed_stdout_is_a_quiet_exit_zero() {
+    let p = Project::empty();
+    p.ok(&["init"]);
+    p.ok(&["plan", "welcome"]);
+    for args in [
+        &["completions", "bash"][..],
+        &["man"],
+        &["validate"],
+        &["plan", "welcome"],
+        &["preview", "welcome"],
+        &["status"],
+        &["messages"],
+        &["export", "welcome"],
+        &["--format", "json", "run", "--once"],
+    ] {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_disparo"))
+            .args(args)
+            .current_dir(p.path())
+            .env_remove("DISPARO_DB")
+            .env_remove("DISPARO_CONFIG")
+            .env_remove("DISPARO_NOW")
+            .env("NO_COLOR", "1")
+            .stdout(writer)
+            .output()
+            .expect("run disparo");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+/// Issue #13: tables show instants to the second, also inside a cell that says how far away
+/// the instant is (`next_due`), never `…:08.61858011Z` (CSV and JSON keep milliseconds, as
+/// docs/output.md says).
+#[test]
+fn tables_show_instants_to_the_second() {
+    let p = Project::empty();
+    p.ok(&["init"]);
+    // No --now: the plan's instants carry the real clock's fraction of a second.
+    p.ok(&["plan", "welcome"]);
+    for args in [&["status"][..], &["messages"], &["suppress", "list"]] {
+        let o = p.ok(args);
+        let fractional = o
+            .stdout
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .any(|w| {
+                let w = w.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+                w.len() > 20 && w.as_bytes().get(19) == Some(&b'.') && w.contains('T')
+            });
+        assert!(!fractional, "{args:?}:\n{}", o.stdout);
+    }
+}

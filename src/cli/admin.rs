@@ -65,9 +65,10 @@ pub enum SuppressCmd {
     Import { file: PathBuf },
 }
 
+/// The database a plan created (these commands never create one).
 fn store(ctx: &Ctx) -> Result<crate::store::SqliteStore, CliError> {
     let project = ctx.project().ok();
-    ctx.store(project.as_ref())
+    ctx.existing_store(project.as_ref())
 }
 
 pub fn pause(ctx: &Ctx, a: CampaignArg) -> CliResult {
@@ -214,7 +215,12 @@ pub fn messages(ctx: &Ctx, a: MessagesArgs) -> CliResult {
 }
 
 pub fn suppress(ctx: &Ctx, cmd: SuppressCmd) -> CliResult {
-    let s = store(ctx)?;
+    // The opt-out list may be filled before any plan: only `list` needs an existing database.
+    let project = ctx.project().ok();
+    let s = match cmd {
+        SuppressCmd::List => ctx.existing_store(project.as_ref())?,
+        _ => ctx.store(project.as_ref())?,
+    };
     let now = ctx.now();
     match cmd {
         SuppressCmd::Add { addresses, reason } => {

@@ -111,15 +111,7 @@ fn ordered(v: impl serde::Serialize, columns: &[&str]) -> Map<String, Value> {
 
 pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     let project = ctx.project().ok();
-    if !ctx.db_exists(project.as_ref()) {
-        return Err(Problem::new(format!(
-            "there is no database at {}",
-            ctx.db_path(project.as_ref()).display()
-        ))
-        .hint("run `disparo plan CAMPAIGN` first, or pass --db")
-        .into());
-    }
-    let store = ctx.store(project.as_ref())?;
+    let store = ctx.existing_store(project.as_ref())?;
     let (format, out): (Format, Box<dyn Write>) = match &args.output {
         None => (
             ctx.format,

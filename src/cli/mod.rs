@@ -212,6 +212,21 @@ impl Ctx {
     pub fn db_exists(&self, project: Option<&Project>) -> bool {
         Path::new(&self.db_path(project)).exists()
     }
+
+    /// The database a plan created; refused (exit 2 with a hint) when there is none, so that
+    /// `run`, `status`, `messages`, `pause`, ... in the wrong folder (a cron job) say so instead
+    /// of creating an empty database and reporting nothing to do.
+    pub fn existing_store(&self, project: Option<&Project>) -> Result<SqliteStore, CliError> {
+        if !self.db_exists(project) {
+            return Err(Problem::new(format!(
+                "there is no database at {}",
+                self.db_path(project).display()
+            ))
+            .hint("run `disparo plan CAMPAIGN` first (it creates the database), or pass --db / DISPARO_DB, or run from the project folder")
+            .into());
+        }
+        self.store(project)
+    }
 }
 
 fn parse_now(s: &str) -> Result<Timestamp, CliError> {

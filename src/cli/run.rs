@@ -120,7 +120,7 @@ fn channels_for(
 
 pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     let project = ctx.project()?;
-    let store = ctx.store(Some(&project))?;
+    let store = ctx.existing_store(Some(&project))?;
     if args.dry_run {
         return dry_run(ctx, &store, &args);
     }
