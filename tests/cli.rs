@@ -124,7 +124,9 @@ fn replan_never_duplicates_and_never_resends() {
     assert_eq!(first.lines().count(), 21);
     let again = p.ok(&["--now", run_now, "plan", "c"]);
     assert!(
-        again.stderr.contains("0 new, 0 updated, 21 kept"),
+        again
+            .stderr
+            .contains("0 new, 0 updated, 0 unchanged, 21 kept"),
         "{}",
         again.stderr
     );
@@ -160,7 +162,7 @@ fn replan_updates_pending_and_cancels_removed_recipients() {
     p.file("audiences/invoices.jsonl", &(lines[..20].join("\n") + "\n"));
     let o = p.ok(&["--now", PLAN_NOW, "plan", "payment-reminder"]);
     assert!(
-        o.stderr.contains("0 new, 20 updated") && o.stderr.contains("1 cancelled"),
+        o.stderr.contains("0 new, 0 updated, 20 unchanged") && o.stderr.contains("1 cancelled"),
         "{}",
         o.stderr
     );
@@ -811,7 +813,7 @@ fn replanning_extends_the_horizon_without_duplicating_occurrences() {
     );
     let o = p.ok(&["--now", now, "plan", "weekly", "--horizon", "30d"]);
     assert!(
-        o.stderr.contains("6 new, 4 updated"),
+        o.stderr.contains("6 new, 0 updated, 4 unchanged"),
         "adds 7, 14 and 21 Dec: {}",
         o.stderr
     );
@@ -1092,4 +1094,44 @@ fn tables_show_instants_to_the_second() {
             });
         assert!(!fractional, "{args:?}:\n{}", o.stdout);
     }
+}
+
+/// Issue #13: re-planning an unchanged campaign reports "0 updated", not every pending message;
+/// a changed template, time or address counts only the messages it changes.
+#[test]
+fn replanning_counts_only_the_messages_it_changes() {
+    let p = Project::example();
+    let plan = |args: &[&str]| {
+        let o = p.ok(&[&["--format", "json", "--now", PLAN_NOW, "plan"], args].concat());
+        serde_json::from_str::<Value>(o.stdout.lines().next().unwrap()).unwrap()
+    };
+    let first = plan(&["weekly-digest"]);
+    let n = first["inserted"].as_u64().unwrap();
+    assert!(n > 0, "{first}");
+    let again = plan(&["weekly-digest"]);
+    assert_eq!(again["updated"], 0, "{again}");
+    assert_eq!(again["unchanged"], n, "{again}");
+    // One recipient's address changes: one message per occurrence of that recipient changes.
+    let audience = p.read("audiences/customers.csv");
+    let mut lines: Vec<String> = audience.lines().map(str::to_owned).collect();
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let col = header
+        .iter()
+        .position(|h| *h == "email")
+        .expect("an email column");
+    let id_col = header.iter().position(|h| *h == "id").unwrap();
+    let mut cells: Vec<String> = lines[1].split(',').map(str::to_owned).collect();
+    let who = cells[id_col].clone();
+    cells[col] = "changed@example.com".into();
+    lines[1] = cells.join(",");
+    p.file("audiences/customers.csv", &(lines.join("\n") + "\n"));
+    let changed = plan(&["weekly-digest"]);
+    let theirs = p
+        .messages()
+        .iter()
+        .filter(|m| m["campaign"] == "weekly-digest" && m["recipient"] == who.as_str())
+        .count() as u64;
+    assert!(theirs > 0);
+    assert_eq!(changed["updated"], theirs, "{changed}");
+    assert_eq!(changed["unchanged"], n - theirs, "{changed}");
 }

@@ -122,7 +122,10 @@ pub struct CampaignRecord {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct PlanStats {
     pub inserted: u64,
+    /// Pending or skipped messages whose content, time, address or state the plan changed.
     pub updated: u64,
+    /// Pending or skipped messages the plan computed exactly as stored: left as they are.
+    pub unchanged: u64,
     /// Already sent, sending or finished: left untouched.
     pub kept: u64,
     pub skipped: u64,

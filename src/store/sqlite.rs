@@ -1436,7 +1436,13 @@ impl SqliteStore {
             return Ok(stats);
         }
         {
-            let mut find = tx.prepare_cached("SELECT m.id, CASE WHEN q.state = 'pending' OR q.state = 'skipped' THEN 1 WHEN q.state = 'cancelled' AND q.cancelled_by = 'plan' THEN 2 ELSE 0 END FROM messages m JOIN queue q ON q.message_id = m.id WHERE m.campaign_id = ?1 AND m.recipient = ?2 AND m.occurrence = ?3").map_err(other)?;
+            // The third column says whether the stored row is what this plan computes (same
+            // content, variables, address, zone, locale, reasons, state, time and skip reason):
+            // such a row is only marked as still planned, and counted unchanged, not updated.
+            let mut find = tx.prepare_cached("SELECT m.id, CASE WHEN q.state = 'pending' OR q.state = 'skipped' THEN 1 WHEN q.state = 'cancelled' AND q.cancelled_by = 'plan' THEN 2 ELSE 0 END,
+                    (m.address IS ?4 AND m.zone IS ?5 AND m.locale IS ?6 AND m.reasons IS ?7 AND m.content IS ?8 AND m.vars IS ?9
+                     AND q.state = ?10 AND q.due_at = ?11 AND q.planned_at = ?11 AND q.last_error IS ?12 AND q.cancelled_by IS NULL)
+                 FROM messages m JOIN queue q ON q.message_id = m.id WHERE m.campaign_id = ?1 AND m.recipient = ?2 AND m.occurrence = ?3").map_err(other)?;
             let mut update_msg = tx.prepare_cached("UPDATE messages SET address = ?2, zone = ?3, locale = ?4, reasons = ?5, content = ?6, vars = ?7, generation = ?8 WHERE id = ?1").map_err(other)?;
             let mut update_q = tx.prepare_cached("UPDATE queue SET state = ?2, due_at = ?3, planned_at = ?3, updated_at = ?4, last_error = ?5, cancelled_by = NULL WHERE message_id = ?1").map_err(other)?;
             let mut touch = tx
@@ -1454,10 +1460,24 @@ impl SqliteStore {
                 }
                 // 1: pending or skipped, updated; 2: cancelled by a re-plan, planned again
                 // unless the campaign is cancelled; 0: sent, in flight or done, kept.
-                let existing: Option<(i64, u8)> = find
-                    .query_row(params![cid, m.recipient, m.occurrence], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })
+                let existing: Option<(i64, u8, bool)> = find
+                    .query_row(
+                        params![
+                            cid,
+                            m.recipient,
+                            m.occurrence,
+                            m.address,
+                            m.zone,
+                            m.locale,
+                            m.reasons,
+                            m.content,
+                            m.vars,
+                            state.as_str(),
+                            ms(m.at),
+                            m.skipped
+                        ],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
                     .optional()
                     .map_err(other)?;
                 match existing {
@@ -1465,7 +1485,11 @@ impl SqliteStore {
                         new_rows.insert(&m)?;
                         stats.inserted += 1;
                     }
-                    Some((id, kind)) if kind == 1 || (kind == 2 && revivable) => {
+                    Some((id, 1, true)) => {
+                        touch.execute(params![id, generation]).map_err(other)?;
+                        stats.unchanged += 1;
+                    }
+                    Some((id, kind, _)) if kind == 1 || (kind == 2 && revivable) => {
                         update_msg
                             .execute(params![
                                 id, m.address, m.zone, m.locale, m.reasons, m.content, m.vars,
@@ -1477,7 +1501,7 @@ impl SqliteStore {
                             .map_err(other)?;
                         stats.updated += 1;
                     }
-                    Some((id, _)) => {
+                    Some((id, _, _)) => {
                         touch.execute(params![id, generation]).map_err(other)?;
                         stats.kept += 1;
                     }
