@@ -1135,3 +1135,31 @@ fn replanning_counts_only_the_messages_it_changes() {
     assert_eq!(changed["updated"], theirs, "{changed}");
     assert_eq!(changed["unchanged"], n - theirs, "{changed}");
 }
+
+/// Issue #13: `validate` prints every warning `preview` shows on a message (the same checks),
+/// here an empty WhatsApp template parameter, naming the recipient.
+#[test]
+fn validate_shows_the_warnings_preview_shows() {
+    let p = Project::example();
+    let csv = p.read("audiences/customers.csv");
+    let mut lines: Vec<String> = csv.lines().map(str::to_owned).collect();
+    assert!(lines[1].starts_with("c001,Ana,"), "{}", lines[1]);
+    lines[1] = lines[1].replacen("c001,Ana,", "c001,,", 1);
+    p.file("audiences/customers.csv", &(lines.join("\n") + "\n"));
+    let warning = "template parameter 1 is empty: WhatsApp rejects empty parameters";
+    let pre = p.ok(&[
+        "--now",
+        PLAN_NOW,
+        "preview",
+        "black-friday-2026",
+        "--recipient",
+        "c001",
+    ]);
+    assert!(pre.stdout.contains(warning), "{}", pre.stdout);
+    let v = p.ok(&["--now", PLAN_NOW, "validate", "black-friday-2026"]);
+    assert!(
+        v.stderr.contains(warning) && v.stderr.contains("c001"),
+        "{}",
+        v.stderr
+    );
+}
