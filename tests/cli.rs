@@ -1163,3 +1163,46 @@ fn validate_shows_the_warnings_preview_shows() {
         v.stderr
     );
 }
+
+/// Issue #13: a campaign is known by its `name:` and by its file's name everywhere, as in
+/// `preview` and `plan` (campaigns/black-friday.yaml is `name: black-friday-2026`). Before,
+/// `status black-friday` said "run `disparo plan black-friday` first", which had been done.
+#[test]
+fn every_command_takes_the_campaign_file_name_too() {
+    let p = Project::example();
+    p.ok(&["-q", "--now", PLAN_NOW, "plan", "black-friday"]);
+    let named = |o: &harness::Output| {
+        o.json_lines()
+            .iter()
+            .all(|l| l["campaign"] == "black-friday-2026")
+    };
+    let s = p.ok(&["--format", "json", "status", "black-friday"]);
+    assert!(named(&s) && s.json_lines().len() == 1, "{}", s.stdout);
+    let m = p.ok(&["--format", "json", "messages", "--campaign", "black-friday"]);
+    assert!(named(&m) && m.json_lines().len() == 62, "{}", m.stdout);
+    let e = p.ok(&["--format", "json", "export", "black-friday"]);
+    assert!(named(&e) && e.json_lines().len() == 62, "{}", e.stdout);
+    let r = p.ok(&[
+        "--now",
+        PLAN_NOW,
+        "run",
+        "--once",
+        "--campaign",
+        "black-friday",
+    ]);
+    assert!(r.stderr.contains("run: 0 sent"), "{}", r.stderr);
+    p.ok(&["pause", "black-friday"]);
+    let s = p.ok(&["--format", "json", "status", "black-friday-2026"]);
+    assert_eq!(s.json_lines()[0]["status"], "paused", "{}", s.stdout);
+    p.ok(&["resume", "black-friday"]);
+    p.ok(&["cancel", "black-friday"]);
+    let s = p.ok(&["--format", "json", "status", "black-friday-2026"]);
+    assert_eq!(s.json_lines()[0]["status"], "cancelled", "{}", s.stdout);
+    // A campaign that was never planned still gets the hint, with a name `plan` takes.
+    let o = p.expect(2, &["status", "weekly-digest"]);
+    assert!(
+        o.stderr.contains("disparo plan weekly-digest"),
+        "{}",
+        o.stderr
+    );
+}

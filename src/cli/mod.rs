@@ -229,6 +229,27 @@ impl Ctx {
     }
 }
 
+/// The stored campaign a user means by `typed`: a campaign planned under that name, else the
+/// `name:` of the project's campaign file of that stem or path (`preview` and `plan` take both,
+/// so every command does). Unresolvable text is returned as typed, for the store to refuse.
+pub fn campaign_name(
+    project: Option<&Project>,
+    store: &SqliteStore,
+    typed: &str,
+) -> Result<String, CliError> {
+    use crate::store::Store;
+    if store.campaign(typed)?.is_some() {
+        return Ok(typed.to_owned());
+    }
+    if let Some(p) = project
+        && let Ok(file) = p.find_campaign(typed)
+        && let Ok(c) = crate::model::Campaign::load(&file, &p.root)
+    {
+        return Ok(c.name);
+    }
+    Ok(typed.to_owned())
+}
+
 fn parse_now(s: &str) -> Result<Timestamp, CliError> {
     s.trim().parse::<Timestamp>().map_err(|e| {
         Problem::new(format!("invalid --now / DISPARO_NOW {s:?}: {e}")).field("--now").hint("write an RFC 3339 instant with an offset, e.g. 2026-11-27T12:00:00Z or 2026-11-27T09:00:00-03:00").into()

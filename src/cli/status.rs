@@ -38,7 +38,11 @@ const COLUMNS: [&str; 15] = [
 pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     let project = ctx.project().ok();
     let store = ctx.existing_store(project.as_ref())?;
-    let summaries = store.summaries(args.campaign.as_deref())?;
+    let campaign = match &args.campaign {
+        Some(c) => Some(super::campaign_name(project.as_ref(), &store, c)?),
+        None => None,
+    };
+    let summaries = store.summaries(campaign.as_deref())?;
     let now = ctx.now();
     let mut rows = Rows::new(&COLUMNS);
     let mut runs = Vec::new();
