@@ -1206,3 +1206,26 @@ fn every_command_takes_the_campaign_file_name_too() {
         o.stderr
     );
 }
+
+/// Issue #13: `status`'s last run never shows more per second than the channel's rate. The
+/// limiter spaces starts 1/rate apart, so n sends span (n - 1)/rate; n divided by that span
+/// (plus the last send's own time) showed "41/s" here on a 40/s channel. A slower machine
+/// only lowers the figure: the assertion is an upper bound the limiter guarantees.
+#[test]
+fn status_throughput_never_exceeds_the_channel_rate() {
+    let p = one_zone_project(41);
+    p.file(
+        "disparo.yaml",
+        "timezone: America/Sao_Paulo\nchannels:\n  outbox: { type: outbox, path: outbox.jsonl, rate: 40/s }\n",
+    );
+    p.ok(&["-q", "--now", PLAN_NOW, "plan", "c"]);
+    p.ok(&["-q", "--now", "2026-11-30T15:00:00Z", "run", "--once"]);
+    assert_eq!(p.read("outbox.jsonl").lines().count(), 41);
+    let s = p.ok(&["--format", "json", "status", "c"]).json_lines();
+    let run = &s[0]["last_run"];
+    assert_eq!(run["attempts"], 41, "{run}");
+    let rate = run["per_second"].as_f64().unwrap();
+    assert!(rate <= 40.0, "{run}");
+    let table = p.ok(&["status", "c"]).stdout;
+    assert!(!table.contains("(41/s)"), "{table}");
+}

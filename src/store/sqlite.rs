@@ -1186,7 +1186,7 @@ impl Store for SqliteStore {
         gap: jiff::SignedDuration,
     ) -> Result<Option<RunStats>, StoreError> {
         let conn = self.conn()?;
-        let row: (i64, Option<i64>, Option<i64>, i64) = conn
+        let row: (i64, Option<i64>, Option<i64>, Option<i64>, i64) = conn
             .query_row(
                 "WITH a AS (
                     SELECT a.started_at AS s, a.finished_at AS f, a.outcome AS o
@@ -1194,15 +1194,16 @@ impl Store for SqliteStore {
                     WHERE c.name = ?1),
                  b AS (SELECT s, s - MAX(f) OVER (ORDER BY s ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS pause FROM a),
                  st AS (SELECT MAX(s) AS start FROM b WHERE pause IS NULL OR pause > ?2)
-                 SELECT COUNT(*), MIN(a.s), MAX(a.f), COALESCE(SUM(a.o = 'sent'), 0)
+                 SELECT COUNT(*), MIN(a.s), MAX(a.s), MAX(a.f), COALESCE(SUM(a.o = 'sent'), 0)
                  FROM a, st WHERE st.start IS NOT NULL AND a.s >= st.start",
                 params![campaign, gap.as_millis() as i64],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .map_err(other)?;
         Ok(match row {
-            (n, Some(s), Some(f), sent) if n > 0 => Some(RunStats {
+            (n, Some(s), Some(l), Some(f), sent) if n > 0 => Some(RunStats {
                 started_at: ts(s),
+                last_started_at: ts(l),
                 finished_at: ts(f),
                 attempts: n as u64,
                 sent: sent as u64,
