@@ -18,7 +18,7 @@ pub use sqlite::SqliteStore;
 
 use crate::message::Content;
 
-/// Message states of SPEC §5.
+/// Message states (docs/delivery.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
@@ -85,7 +85,7 @@ impl CampaignStatus {
     }
 }
 
-/// What dispatch needs to re-apply the time rules (SPEC §4 rules 5 and 6) without the
+/// What dispatch needs to re-apply the time rules (rules 5 and 6 of docs/time-semantics.md) without the
 /// campaign files: stored with the campaign at plan time.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DispatchRules {
