@@ -6,6 +6,7 @@ use clap::Parser;
 use disparo::cli::{self, Cli, CliError, Exit, LogFormat};
 
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let cli = Cli::parse();
     init_logging(&cli.global);
     let exit = match cli::run(cli) {
@@ -53,4 +54,23 @@ fn init_logging(global: &cli::GlobalArgs) {
             .with_target(false)
             .init(),
     }
+}
+
+/// A reader that went away (`disparo ... | head`) ends the program quietly with exit 0, as
+/// ripgrep does, whatever command was printing: the commands' own writers map a broken pipe to
+/// success, and this catches the `println!`s (theirs and the channels') that panic on one.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to std") && msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info)
+    }));
 }

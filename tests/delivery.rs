@@ -614,8 +614,11 @@ fn exit_codes_and_summary_line() {
     // Bad input: 2; unknown campaign: 2.
     q.expect(2, &["run", "--campaign", "nope"]);
     q.expect(2, &["run", "--lease", "five minutes"]);
+    // No database (a mistyped --db, the wrong folder): 2, and none is created (issue #13).
+    q.expect(2, &["--db", "no/such/dir/x.db", "run"]);
     // Unusable database: 4.
-    q.expect(4, &["--db", "no/such/dir/x.db", "run"]);
+    q.file("junk.db", "this is not a SQLite database, only text\n");
+    q.expect(4, &["--db", "junk.db", "run"]);
 }
 
 #[test]

@@ -9,7 +9,7 @@ use crate::store::{CampaignStatus, MessageFilter, State, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct CampaignArg {
-    /// The campaign's name.
+    /// The campaign: its `name:` or its file's name (`black-friday` for campaigns/black-friday.yaml).
     pub campaign: String,
 }
 
@@ -65,13 +65,21 @@ pub enum SuppressCmd {
     Import { file: PathBuf },
 }
 
-fn store(ctx: &Ctx) -> Result<crate::store::SqliteStore, CliError> {
+/// The database a plan created (these commands never create one) and the stored name of the campaign typed (its `name:` or its file's stem).
+fn store_and_campaign(
+    ctx: &Ctx,
+    typed: &str,
+) -> Result<(crate::store::SqliteStore, String), CliError> {
     let project = ctx.project().ok();
-    ctx.store(project.as_ref())
+    let s = ctx.existing_store(project.as_ref())?;
+    let name = super::campaign_name(project.as_ref(), &s, typed)?;
+    Ok((s, name))
 }
 
 pub fn pause(ctx: &Ctx, a: CampaignArg) -> CliResult {
-    store(ctx)?.set_campaign_status(
+    let (s, name) = store_and_campaign(ctx, &a.campaign)?;
+    let a = CampaignArg { campaign: name };
+    s.set_campaign_status(
         &a.campaign,
         CampaignStatus::Paused,
         Some("paused by `disparo pause`"),
@@ -87,7 +95,8 @@ pub fn pause(ctx: &Ctx, a: CampaignArg) -> CliResult {
 }
 
 pub fn resume(ctx: &Ctx, a: CampaignArg) -> CliResult {
-    let s = store(ctx)?;
+    let (s, name) = store_and_campaign(ctx, &a.campaign)?;
+    let a = CampaignArg { campaign: name };
     if let Some(info) = s.campaign(&a.campaign)?
         && info.status == CampaignStatus::Cancelled
     {
@@ -104,7 +113,8 @@ pub fn resume(ctx: &Ctx, a: CampaignArg) -> CliResult {
 }
 
 pub fn cancel(ctx: &Ctx, a: CampaignArg) -> CliResult {
-    let s = store(ctx)?;
+    let (s, name) = store_and_campaign(ctx, &a.campaign)?;
+    let a = CampaignArg { campaign: name };
     s.set_campaign_status(
         &a.campaign,
         CampaignStatus::Cancelled,
@@ -161,8 +171,14 @@ pub fn messages(ctx: &Ctx, a: MessagesArgs) -> CliResult {
         || after.is_some()
         || before.is_some()
         || a.errors;
-    let rows = store(ctx)?.messages(&MessageFilter {
-        campaign: a.campaign,
+    let project = ctx.project().ok();
+    let store = ctx.existing_store(project.as_ref())?;
+    let campaign = match &a.campaign {
+        Some(c) => Some(super::campaign_name(project.as_ref(), &store, c)?),
+        None => None,
+    };
+    let rows = store.messages(&MessageFilter {
+        campaign,
         state: if states.len() == 1 {
             Some(states[0])
         } else {
@@ -214,7 +230,12 @@ pub fn messages(ctx: &Ctx, a: MessagesArgs) -> CliResult {
 }
 
 pub fn suppress(ctx: &Ctx, cmd: SuppressCmd) -> CliResult {
-    let s = store(ctx)?;
+    // The opt-out list may be filled before any plan: only `list` needs an existing database.
+    let project = ctx.project().ok();
+    let s = match cmd {
+        SuppressCmd::List => ctx.existing_store(project.as_ref())?,
+        _ => ctx.store(project.as_ref())?,
+    };
     let now = ctx.now();
     match cmd {
         SuppressCmd::Add { addresses, reason } => {

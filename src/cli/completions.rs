@@ -24,8 +24,14 @@ pub struct ManArgs {
 
 pub fn completions(_ctx: &Ctx, args: Args) -> CliResult {
     let mut cmd = Cli::command();
+    // Generated into memory first: clap_complete panics on a write error, and a closed pipe
+    // (`| head`) must be a quiet exit 0 like every other command's.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, "disparo", &mut script);
     let mut out = std::io::stdout().lock();
-    clap_complete::generate(args.shell, &mut cmd, "disparo", &mut out);
+    super::output::ok_unless_broken(
+        std::io::Write::write_all(&mut out, &script).and_then(|()| std::io::Write::flush(&mut out)),
+    )?;
     Ok(Exit::Ok)
 }
 

@@ -13,7 +13,7 @@ use crate::store::{ReportError, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The campaign's name.
+    /// The campaign: its `name:` or its file's name (`black-friday` for campaigns/black-friday.yaml).
     pub campaign: String,
     /// One row per delivery attempt instead of one per message.
     #[arg(long)]
@@ -111,15 +111,11 @@ fn ordered(v: impl serde::Serialize, columns: &[&str]) -> Map<String, Value> {
 
 pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     let project = ctx.project().ok();
-    if !ctx.db_exists(project.as_ref()) {
-        return Err(Problem::new(format!(
-            "there is no database at {}",
-            ctx.db_path(project.as_ref()).display()
-        ))
-        .hint("run `disparo plan CAMPAIGN` first, or pass --db")
-        .into());
-    }
-    let store = ctx.store(project.as_ref())?;
+    let store = ctx.existing_store(project.as_ref())?;
+    let args = Args {
+        campaign: super::campaign_name(project.as_ref(), &store, &args.campaign)?,
+        ..args
+    };
     let (format, out): (Format, Box<dyn Write>) = match &args.output {
         None => (
             ctx.format,

@@ -212,6 +212,42 @@ impl Ctx {
     pub fn db_exists(&self, project: Option<&Project>) -> bool {
         Path::new(&self.db_path(project)).exists()
     }
+
+    /// The database a plan created; refused (exit 2 with a hint) when there is none, so that
+    /// `run`, `status`, `messages`, `pause`, ... in the wrong folder (a cron job) say so instead
+    /// of creating an empty database and reporting nothing to do.
+    pub fn existing_store(&self, project: Option<&Project>) -> Result<SqliteStore, CliError> {
+        if !self.db_exists(project) {
+            return Err(Problem::new(format!(
+                "there is no database at {}",
+                self.db_path(project).display()
+            ))
+            .hint("run `disparo plan CAMPAIGN` first (it creates the database), or pass --db / DISPARO_DB, or run from the project folder")
+            .into());
+        }
+        self.store(project)
+    }
+}
+
+/// The stored campaign a user means by `typed`: a campaign planned under that name, else the
+/// `name:` of the project's campaign file of that stem or path (`preview` and `plan` take both,
+/// so every command does). Unresolvable text is returned as typed, for the store to refuse.
+pub fn campaign_name(
+    project: Option<&Project>,
+    store: &SqliteStore,
+    typed: &str,
+) -> Result<String, CliError> {
+    use crate::store::Store;
+    if store.campaign(typed)?.is_some() {
+        return Ok(typed.to_owned());
+    }
+    if let Some(p) = project
+        && let Ok(file) = p.find_campaign(typed)
+        && let Ok(c) = crate::model::Campaign::load(&file, &p.root)
+    {
+        return Ok(c.name);
+    }
+    Ok(typed.to_owned())
 }
 
 fn parse_now(s: &str) -> Result<Timestamp, CliError> {

@@ -431,14 +431,19 @@ fn store_one(
     if ctx.format == Format::Json {
         println!(
             "{}",
-            serde_json::json!({"campaign": name, "inserted": stats.inserted, "updated": stats.updated, "kept": stats.kept, "skipped": stats.skipped, "cancelled": stats.cancelled})
+            serde_json::json!({"campaign": name, "inserted": stats.inserted, "updated": stats.updated, "unchanged": stats.unchanged, "kept": stats.kept, "skipped": stats.skipped, "cancelled": stats.cancelled})
         );
     }
     say(
         ctx.quiet,
         format!(
-            "planned {name}: {} new, {} updated, {} kept (already sent or in flight), {} skipped, {} cancelled",
-            stats.inserted, stats.updated, stats.kept, stats.skipped, stats.cancelled
+            "planned {name}: {} new, {} updated, {} unchanged, {} kept (already sent or in flight), {} skipped, {} cancelled",
+            stats.inserted,
+            stats.updated,
+            stats.unchanged,
+            stats.kept,
+            stats.skipped,
+            stats.cancelled
         ),
     );
     Ok(())

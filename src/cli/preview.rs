@@ -1,8 +1,8 @@
 //! `disparo preview`: what each person will receive and when, plus a forecast. No database.
 //!
 //! Table: one block per message (as it will arrive, local and UTC time, why it moved, length
-//! and SMS segments, warnings), the forecast on stderr. JSON: one object per message (SPEC §3
-//! fields plus `chars`, `segments`, `encoding`, `warnings`); `--forecast` adds a final
+//! and SMS segments, warnings), the forecast on stderr. JSON: one object per message (the
+//! fields of docs/output.md plus `chars`, `segments`, `encoding`, `warnings`); `--forecast` adds a final
 //! `{"forecast": …}` line. CSV: one row per message.
 
 use std::collections::BTreeMap;
@@ -796,7 +796,7 @@ fn local_rfc3339(row: &PlannedRow) -> String {
     row.at_local.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()
 }
 
-/// The SPEC §3 JSON Lines object of one message.
+/// The JSON Lines object of one message (docs/output.md).
 pub fn message_json(
     campaign: &str,
     channel: &str,

@@ -120,7 +120,11 @@ fn channels_for(
 
 pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     let project = ctx.project()?;
-    let store = ctx.store(Some(&project))?;
+    let store = ctx.existing_store(Some(&project))?;
+    let mut args = args;
+    if let Some(c) = &args.campaign {
+        args.campaign = Some(super::campaign_name(Some(&project), &store, c)?);
+    }
     if args.dry_run {
         return dry_run(ctx, &store, &args);
     }

@@ -37,16 +37,12 @@ const COLUMNS: [&str; 15] = [
 
 pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     let project = ctx.project().ok();
-    if !ctx.db_exists(project.as_ref()) {
-        return Err(crate::diag::Problem::new(format!(
-            "there is no database at {}",
-            ctx.db_path(project.as_ref()).display()
-        ))
-        .hint("run `disparo plan CAMPAIGN` first, or pass --db")
-        .into());
-    }
-    let store = ctx.store(project.as_ref())?;
-    let summaries = store.summaries(args.campaign.as_deref())?;
+    let store = ctx.existing_store(project.as_ref())?;
+    let campaign = match &args.campaign {
+        Some(c) => Some(super::campaign_name(project.as_ref(), &store, c)?),
+        None => None,
+    };
+    let summaries = store.summaries(campaign.as_deref())?;
     let now = ctx.now();
     let mut rows = Rows::new(&COLUMNS);
     let mut runs = Vec::new();
@@ -194,6 +190,14 @@ fn relative(t: Timestamp, now: Timestamp) -> String {
     } else {
         format!("{} ago", human_duration(-secs))
     };
+    // Shown to the second like every instant in a table (docs/output.md).
+    let t = t
+        .round(
+            jiff::TimestampRound::new()
+                .smallest(jiff::Unit::Second)
+                .mode(jiff::RoundMode::Trunc),
+        )
+        .unwrap_or(t);
     format!("{t} ({when})")
 }
 

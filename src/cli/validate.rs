@@ -69,9 +69,33 @@ pub fn check_campaign(
     {
         out.warnings.push(p);
     }
+    // The length and parameter checks `preview` shows on each message, the same function:
+    // each distinct warning once, with how many messages and which recipients it concerns.
+    let kind = super::preview::channel_kind(
+        &planner.campaign.channel,
+        planner.channel.type_name(),
+        &planner.settings.address_field,
+    );
+    let mut message_warnings: Vec<(String, u64, Vec<String>)> = Vec::new();
     let result = planner.run(&mut |item| {
         match item {
-            Ok(_) => out.messages += 1,
+            Ok(row) => {
+                out.messages += 1;
+                for w in super::preview::check(kind, &row.content).warnings {
+                    let i = match message_warnings.iter().position(|(x, ..)| *x == w) {
+                        Some(i) => i,
+                        None => {
+                            message_warnings.push((w, 0, Vec::new()));
+                            message_warnings.len() - 1
+                        }
+                    };
+                    let (_, n, who) = &mut message_warnings[i];
+                    *n += 1;
+                    if who.len() < 3 {
+                        who.push(row.recipient.clone());
+                    }
+                }
+            }
             Err(crate::plan::Unplanned { problem: p, .. }) => {
                 if out.problems.len() < max_problems {
                     out.problems.push(p);
@@ -85,6 +109,15 @@ pub fn check_campaign(
     match result {
         Ok(n) => out.recipients = n,
         Err(p) => out.problems.push(p),
+    }
+    for (w, n, who) in message_warnings {
+        let more = if n > who.len() as u64 { ", …" } else { "" };
+        out.warnings.push(Problem::new(format!(
+            "{}: {w} ({n} message(s): recipient {}{more}; see `disparo preview {}`)",
+            out.name,
+            who.join(", "),
+            out.name
+        )));
     }
     out
 }

@@ -1186,7 +1186,7 @@ impl Store for SqliteStore {
         gap: jiff::SignedDuration,
     ) -> Result<Option<RunStats>, StoreError> {
         let conn = self.conn()?;
-        let row: (i64, Option<i64>, Option<i64>, i64) = conn
+        let row: (i64, Option<i64>, Option<i64>, Option<i64>, i64) = conn
             .query_row(
                 "WITH a AS (
                     SELECT a.started_at AS s, a.finished_at AS f, a.outcome AS o
@@ -1194,15 +1194,16 @@ impl Store for SqliteStore {
                     WHERE c.name = ?1),
                  b AS (SELECT s, s - MAX(f) OVER (ORDER BY s ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS pause FROM a),
                  st AS (SELECT MAX(s) AS start FROM b WHERE pause IS NULL OR pause > ?2)
-                 SELECT COUNT(*), MIN(a.s), MAX(a.f), COALESCE(SUM(a.o = 'sent'), 0)
+                 SELECT COUNT(*), MIN(a.s), MAX(a.s), MAX(a.f), COALESCE(SUM(a.o = 'sent'), 0)
                  FROM a, st WHERE st.start IS NOT NULL AND a.s >= st.start",
                 params![campaign, gap.as_millis() as i64],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .map_err(other)?;
         Ok(match row {
-            (n, Some(s), Some(f), sent) if n > 0 => Some(RunStats {
+            (n, Some(s), Some(l), Some(f), sent) if n > 0 => Some(RunStats {
                 started_at: ts(s),
+                last_started_at: ts(l),
                 finished_at: ts(f),
                 attempts: n as u64,
                 sent: sent as u64,
@@ -1436,7 +1437,13 @@ impl SqliteStore {
             return Ok(stats);
         }
         {
-            let mut find = tx.prepare_cached("SELECT m.id, CASE WHEN q.state = 'pending' OR q.state = 'skipped' THEN 1 WHEN q.state = 'cancelled' AND q.cancelled_by = 'plan' THEN 2 ELSE 0 END FROM messages m JOIN queue q ON q.message_id = m.id WHERE m.campaign_id = ?1 AND m.recipient = ?2 AND m.occurrence = ?3").map_err(other)?;
+            // The third column says whether the stored row is what this plan computes (same
+            // content, variables, address, zone, locale, reasons, state, time and skip reason):
+            // such a row is only marked as still planned, and counted unchanged, not updated.
+            let mut find = tx.prepare_cached("SELECT m.id, CASE WHEN q.state = 'pending' OR q.state = 'skipped' THEN 1 WHEN q.state = 'cancelled' AND q.cancelled_by = 'plan' THEN 2 ELSE 0 END,
+                    (m.address IS ?4 AND m.zone IS ?5 AND m.locale IS ?6 AND m.reasons IS ?7 AND m.content IS ?8 AND m.vars IS ?9
+                     AND q.state = ?10 AND q.due_at = ?11 AND q.planned_at = ?11 AND q.last_error IS ?12 AND q.cancelled_by IS NULL)
+                 FROM messages m JOIN queue q ON q.message_id = m.id WHERE m.campaign_id = ?1 AND m.recipient = ?2 AND m.occurrence = ?3").map_err(other)?;
             let mut update_msg = tx.prepare_cached("UPDATE messages SET address = ?2, zone = ?3, locale = ?4, reasons = ?5, content = ?6, vars = ?7, generation = ?8 WHERE id = ?1").map_err(other)?;
             let mut update_q = tx.prepare_cached("UPDATE queue SET state = ?2, due_at = ?3, planned_at = ?3, updated_at = ?4, last_error = ?5, cancelled_by = NULL WHERE message_id = ?1").map_err(other)?;
             let mut touch = tx
@@ -1454,10 +1461,24 @@ impl SqliteStore {
                 }
                 // 1: pending or skipped, updated; 2: cancelled by a re-plan, planned again
                 // unless the campaign is cancelled; 0: sent, in flight or done, kept.
-                let existing: Option<(i64, u8)> = find
-                    .query_row(params![cid, m.recipient, m.occurrence], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })
+                let existing: Option<(i64, u8, bool)> = find
+                    .query_row(
+                        params![
+                            cid,
+                            m.recipient,
+                            m.occurrence,
+                            m.address,
+                            m.zone,
+                            m.locale,
+                            m.reasons,
+                            m.content,
+                            m.vars,
+                            state.as_str(),
+                            ms(m.at),
+                            m.skipped
+                        ],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
                     .optional()
                     .map_err(other)?;
                 match existing {
@@ -1465,7 +1486,11 @@ impl SqliteStore {
                         new_rows.insert(&m)?;
                         stats.inserted += 1;
                     }
-                    Some((id, kind)) if kind == 1 || (kind == 2 && revivable) => {
+                    Some((id, 1, true)) => {
+                        touch.execute(params![id, generation]).map_err(other)?;
+                        stats.unchanged += 1;
+                    }
+                    Some((id, kind, _)) if kind == 1 || (kind == 2 && revivable) => {
                         update_msg
                             .execute(params![
                                 id, m.address, m.zone, m.locale, m.reasons, m.content, m.vars,
@@ -1477,7 +1502,7 @@ impl SqliteStore {
                             .map_err(other)?;
                         stats.updated += 1;
                     }
-                    Some((id, _)) => {
+                    Some((id, _, _)) => {
                         touch.execute(params![id, generation]).map_err(other)?;
                         stats.kept += 1;
                     }
