@@ -997,3 +997,54 @@ fn a_repeated_id_with_skip_invalid_keeps_the_first_recipients_message() {
         o.stderr
     );
 }
+
+/// Issue #13: a `;`-separated (Excel pt-BR/pt-PT) or tab-separated CSV is read, and what was
+/// detected is said on stderr.
+#[test]
+fn semicolon_and_tab_separated_csv_are_detected_and_said() {
+    let p = Project::empty();
+    p.file("campaigns/c.yaml", "channel: console\ntemplate: t\naudience: a.csv\n")
+        .file("campaigns/t.yaml", "channel: console\ntemplate: t\naudience: b.csv\n")
+        .file("templates/t.hbs", "Oi {{first_name}}")
+        .bytes(
+            "a.csv",
+            b"id;first_name;phone\r\n1;Jo\xc3\xa3o, o Z\xc3\xa9;+5511999990000\r\n2;Ana;+5511999990001\r\n",
+        )
+        .file("b.csv", "id\tfirst_name\tphone\n1\tAna\t+5511999990001\n");
+    let o = p.ok(&["validate"]);
+    assert!(o.stderr.contains("`;`"), "{}", o.stderr);
+    let o = p.ok(&["--now", PLAN_NOW, "--format", "json", "preview", "c"]);
+    assert!(o.stderr.contains("`;`"), "{}", o.stderr);
+    let lines = o.json_lines();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["body"], "Oi João, o Zé");
+    let o = p.ok(&["--now", PLAN_NOW, "--format", "json", "preview", "t"]);
+    assert!(o.stderr.contains("tab"), "{}", o.stderr);
+    assert_eq!(o.json_lines()[0]["body"], "Oi Ana");
+}
+
+/// Issue #13: a row problem names the physical line of the file and the data row number, for
+/// LF and CRLF files and after a quoted multi-line cell.
+#[test]
+fn row_problems_name_the_physical_line_and_the_data_row() {
+    for nl in ["\n", "\r\n"] {
+        let p = Project::empty();
+        let csv = format!(
+            "id,first_name,phone{nl}1,Ana,{nl}2,\"Bia{nl}Maria\",+5511999990001{nl}3,Caio,{nl}"
+        );
+        p.file("campaigns/c.yaml", "channel: console\ntemplate: t\naudience: a.csv\n")
+            .file("templates/t.hbs", "Oi {{first_name}}")
+            .file("a.csv", &csv);
+        let o = p.expect(2, &["validate"]);
+        assert!(
+            o.stderr.contains("a.csv:2: row 1"),
+            "{nl:?}: first data row is on line 2: {}",
+            o.stderr
+        );
+        assert!(
+            o.stderr.contains("a.csv:5: row 3"),
+            "{nl:?}: third data row is on line 5 (after a 2-line cell): {}",
+            o.stderr
+        );
+    }
+}
