@@ -1032,9 +1032,12 @@ fn row_problems_name_the_physical_line_and_the_data_row() {
         let csv = format!(
             "id,first_name,phone{nl}1,Ana,{nl}2,\"Bia{nl}Maria\",+5511999990001{nl}3,Caio,{nl}"
         );
-        p.file("campaigns/c.yaml", "channel: console\ntemplate: t\naudience: a.csv\n")
-            .file("templates/t.hbs", "Oi {{first_name}}")
-            .file("a.csv", &csv);
+        p.file(
+            "campaigns/c.yaml",
+            "channel: console\ntemplate: t\naudience: a.csv\n",
+        )
+        .file("templates/t.hbs", "Oi {{first_name}}")
+        .file("a.csv", &csv);
         let o = p.expect(2, &["validate"]);
         assert!(
             o.stderr.contains("a.csv:2: row 1"),
@@ -1047,4 +1050,40 @@ fn row_problems_name_the_physical_line_and_the_data_row() {
             o.stderr
         );
     }
+}
+/// Issue #13: an explicit `until` or `count` is honoured whole; the plan horizon only bounds a
+/// recurring campaign that sets no end.
+#[test]
+fn an_explicit_until_or_count_is_planned_whole_past_the_horizon() {
+    let p = Project::empty();
+    p.file("disparo.yaml", "timezone: Europe/Lisbon\n")
+        .file("campaigns/weekly.yaml", "channel: outbox\ntemplate: t\naudience: a.csv\nschedule: { cron: \"0 9 * * MON\", start: 2026-11-23T00:00, until: 2027-03-29 }\n")
+        .file("campaigns/daily.yaml", "channel: outbox\ntemplate: t\naudience: a.csv\nschedule: { cron: \"0 10 * * *\", start: 2026-11-23T00:00, count: 45 }\n")
+        .file("campaigns/open.yaml", "channel: outbox\ntemplate: t\naudience: a.csv\nschedule: { cron: \"0 11 * * *\", start: 2026-11-23T00:00 }\n")
+        .file("templates/t.hbs", "Olá")
+        .file("a.csv", "id,phone\n1,+351912345678\n");
+    let now = "2026-11-22T12:00:00Z";
+    p.ok(&["--now", now, "plan", "weekly", "daily", "open"]);
+    let msgs = p.messages();
+    let of = |c: &str| msgs.iter().filter(|m| m["campaign"] == c).count();
+    // Mondays from 23 Nov 2026 to 29 Mar 2027 inclusive: 19.
+    assert_eq!(of("weekly"), 19, "until 2027-03-29");
+    assert_eq!(of("daily"), 45, "count 45");
+    // No end: the 30-day horizon (23 Nov .. 22 Dec 11:00 is 30 days).
+    assert_eq!(of("open"), 30, "no end: bounded by --horizon 30d");
+}
+
+/// Issue #13: an absurd explicit end is refused with a clear error rather than planned.
+#[test]
+fn an_absurd_explicit_end_is_refused_clearly() {
+    let p = Project::empty();
+    p.file("campaigns/c.yaml", "channel: console\ntemplate: t\naudience: a.csv\nschedule: { cron: \"* * * * *\", until: 2099-12-31 }\n")
+        .file("templates/t.hbs", "Olá")
+        .file("a.csv", "id,phone\n1,+351912345678\n");
+    let o = p.expect(2, &["--now", PLAN_NOW, "plan", "c", "--dry-run"]);
+    assert!(
+        o.stderr.contains("schedule") && o.stderr.contains("occurrences"),
+        "{}",
+        o.stderr
+    );
 }

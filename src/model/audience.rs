@@ -452,10 +452,7 @@ fn read_csv(
         }
         row += 1;
         // Line feeds inside quoted values are counted by the csv crate already.
-        let line = record
-            .position()
-            .map(|p| p.line() + crlf_lag)
-            .unwrap_or(0);
+        let line = record.position().map(|p| p.line() + crlf_lag).unwrap_or(0);
         let here = |p: Problem| p.in_file(path).at_line(line).row(row);
         let result = if record.len() != names.len() {
             Err(here(
@@ -730,9 +727,27 @@ mod tests {
     #[test]
     fn csv_dialect_is_read_from_the_header_line() {
         let d = |s: &[u8]| CsvDialect::detect(s);
-        assert_eq!(d(b"id;\"a,b\";c\r\n1,2,3,4\n"), CsvDialect { delimiter: b';', crlf: true });
-        assert_eq!(d(b"id\tphone\n"), CsvDialect { delimiter: b'\t', crlf: false });
-        assert_eq!(d(b"id\n"), CsvDialect { delimiter: b',', crlf: false });
+        assert_eq!(
+            d(b"id;\"a,b\";c\r\n1,2,3,4\n"),
+            CsvDialect {
+                delimiter: b';',
+                crlf: true
+            }
+        );
+        assert_eq!(
+            d(b"id\tphone\n"),
+            CsvDialect {
+                delimiter: b'\t',
+                crlf: false
+            }
+        );
+        assert_eq!(
+            d(b"id\n"),
+            CsvDialect {
+                delimiter: b',',
+                crlf: false
+            }
+        );
         assert_eq!(d(b"id,a;b\n").delimiter, b',', "a tie is a comma");
     }
 
