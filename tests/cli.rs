@@ -1051,6 +1051,7 @@ fn row_problems_name_the_physical_line_and_the_data_row() {
         );
     }
 }
+
 /// Issue #13: an explicit `until` or `count` is honoured whole; the plan horizon only bounds a
 /// recurring campaign that sets no end.
 #[test]
