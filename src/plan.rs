@@ -25,6 +25,11 @@ use crate::template::TemplateSet;
 /// How far ahead recurring occurrences are materialised when the campaign sets no end.
 pub const DEFAULT_HORIZON: SignedDuration = SignedDuration::from_hours(30 * 24);
 
+/// Most occurrences per recipient a recurring campaign with an explicit `until` or `count` may
+/// have: its end is planned whole (no horizon), and beyond this (daily for 27 years, hourly for
+/// 13 months) the end is a typo, not a campaign.
+pub const MAX_OCCURRENCES: u32 = 10_000;
+
 /// One message planned for one recipient and occurrence.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannedRow {
@@ -291,7 +296,7 @@ impl Planner {
                 project.config.timezone.clone(),
             )
         });
-        Ok(Planner {
+        let planner = Planner {
             address_kind: AddressKind::for_field(&settings.address_field),
             campaign_vars: std::sync::Arc::new(campaign.vars.clone()),
             campaign,
@@ -302,7 +307,51 @@ impl Planner {
             zones: HashMap::new(),
             opts,
             progress: None,
-        })
+        };
+        planner.check_explicit_end().map_err(|p| vec![p])?;
+        Ok(planner)
+    }
+
+    /// An explicit `until`/`count` is planned whole; one that gives more than
+    /// [`MAX_OCCURRENCES`] per recipient (counted in the campaign's zone) is refused once here,
+    /// not per recipient.
+    fn check_explicit_end(&self) -> Result<(), Problem> {
+        let ScheduleKind::Cron {
+            cron, until, count, ..
+        } = &self.campaign.schedule
+        else {
+            return Ok(());
+        };
+        if until.is_none() && count.is_none() {
+            return Ok(());
+        }
+        let start = self
+            .recurrence_start()
+            .unwrap_or_else(|| self.fallback_zone.1.to_datetime(self.opts.now));
+        let n = schedule::materialise(
+            cron,
+            &self.fallback_zone.1,
+            start,
+            *until,
+            *count,
+            Timestamp::MAX,
+        )
+        .take(MAX_OCCURRENCES as usize + 1)
+        .count();
+        if n > MAX_OCCURRENCES as usize {
+            let field = if until.is_some() {
+                "schedule.until"
+            } else {
+                "schedule.count"
+            };
+            return Err(Problem::new(format!(
+                "the schedule gives more than {MAX_OCCURRENCES} occurrences per recipient before its end"
+            ))
+            .in_file(&self.campaign.file)
+            .field(field)
+            .hint("set an earlier `until` or a smaller `count`; or remove the end, and `plan --horizon` bounds how far ahead occurrences are stored"));
+        }
+        Ok(())
     }
 
     /// Counts the audience bytes read into `counter` while [`Planner::run`] streams it.
@@ -551,7 +600,13 @@ impl Planner {
                 let start = self
                     .recurrence_start()
                     .unwrap_or_else(|| tz.to_datetime(now));
-                let horizon = now.checked_add(self.opts.horizon).unwrap_or(now);
+                // An explicit end is planned whole (bounded by MAX_OCCURRENCES in `prepare`);
+                // the horizon bounds only a schedule without one.
+                let horizon = if until.is_some() || count.is_some() {
+                    Timestamp::MAX
+                } else {
+                    now.checked_add(self.opts.horizon).unwrap_or(now)
+                };
                 let mut out = Vec::new();
                 for occ in schedule::materialise(cron, tz, start, *until, *count, horizon) {
                     // Occurrences already in the past at plan time are not planned again: a

@@ -1291,3 +1291,94 @@ fn the_readme_quick_start_holds() {
         );
     }
 }
+
+/// Issue #13: a `;`-separated (Excel pt-BR/pt-PT) or tab-separated CSV is read, and what was
+/// detected is said on stderr.
+#[test]
+fn semicolon_and_tab_separated_csv_are_detected_and_said() {
+    let p = Project::empty();
+    p.file("campaigns/c.yaml", "channel: console\ntemplate: t\naudience: a.csv\n")
+        .file("campaigns/t.yaml", "channel: console\ntemplate: t\naudience: b.csv\n")
+        .file("templates/t.hbs", "Oi {{first_name}}")
+        .bytes(
+            "a.csv",
+            b"id;first_name;phone\r\n1;Jo\xc3\xa3o, o Z\xc3\xa9;+5511999990000\r\n2;Ana;+5511999990001\r\n",
+        )
+        .file("b.csv", "id\tfirst_name\tphone\n1\tAna\t+5511999990001\n");
+    let o = p.ok(&["validate"]);
+    assert!(o.stderr.contains("`;`"), "{}", o.stderr);
+    let o = p.ok(&["--now", PLAN_NOW, "--format", "json", "preview", "c"]);
+    assert!(o.stderr.contains("`;`"), "{}", o.stderr);
+    let lines = o.json_lines();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["body"], "Oi João, o Zé");
+    let o = p.ok(&["--now", PLAN_NOW, "--format", "json", "preview", "t"]);
+    assert!(o.stderr.contains("tab"), "{}", o.stderr);
+    assert_eq!(o.json_lines()[0]["body"], "Oi Ana");
+}
+
+/// Issue #13: a row problem names the physical line of the file and the data row number, for
+/// LF and CRLF files and after a quoted multi-line cell.
+#[test]
+fn row_problems_name_the_physical_line_and_the_data_row() {
+    for nl in ["\n", "\r\n"] {
+        let p = Project::empty();
+        let csv = format!(
+            "id,first_name,phone{nl}1,Ana,{nl}2,\"Bia{nl}Maria\",+5511999990001{nl}3,Caio,{nl}"
+        );
+        p.file(
+            "campaigns/c.yaml",
+            "channel: console\ntemplate: t\naudience: a.csv\n",
+        )
+        .file("templates/t.hbs", "Oi {{first_name}}")
+        .file("a.csv", &csv);
+        let o = p.expect(2, &["validate"]);
+        assert!(
+            o.stderr.contains("a.csv:2: row 1"),
+            "{nl:?}: first data row is on line 2: {}",
+            o.stderr
+        );
+        assert!(
+            o.stderr.contains("a.csv:5: row 3"),
+            "{nl:?}: third data row is on line 5 (after a 2-line cell): {}",
+            o.stderr
+        );
+    }
+}
+
+/// Issue #13: an explicit `until` or `count` is honoured whole; the plan horizon only bounds a
+/// recurring campaign that sets no end.
+#[test]
+fn an_explicit_until_or_count_is_planned_whole_past_the_horizon() {
+    let p = Project::empty();
+    p.file("disparo.yaml", "timezone: Europe/Lisbon\n")
+        .file("campaigns/weekly.yaml", "channel: outbox\ntemplate: t\naudience: a.csv\nschedule: { cron: \"0 9 * * MON\", start: 2026-11-23T00:00, until: 2027-03-29 }\n")
+        .file("campaigns/daily.yaml", "channel: outbox\ntemplate: t\naudience: a.csv\nschedule: { cron: \"0 10 * * *\", start: 2026-11-23T00:00, count: 45 }\n")
+        .file("campaigns/open.yaml", "channel: outbox\ntemplate: t\naudience: a.csv\nschedule: { cron: \"0 11 * * *\", start: 2026-11-23T00:00 }\n")
+        .file("templates/t.hbs", "Olá")
+        .file("a.csv", "id,phone\n1,+351912345678\n");
+    let now = "2026-11-22T12:00:00Z";
+    p.ok(&["--now", now, "plan", "weekly", "daily", "open"]);
+    let msgs = p.messages();
+    let of = |c: &str| msgs.iter().filter(|m| m["campaign"] == c).count();
+    // Mondays from 23 Nov 2026 to 29 Mar 2027 inclusive: 19.
+    assert_eq!(of("weekly"), 19, "until 2027-03-29");
+    assert_eq!(of("daily"), 45, "count 45");
+    // No end: the 30-day horizon (23 Nov .. 22 Dec 11:00 is 30 days).
+    assert_eq!(of("open"), 30, "no end: bounded by --horizon 30d");
+}
+
+/// Issue #13: an absurd explicit end is refused with a clear error rather than planned.
+#[test]
+fn an_absurd_explicit_end_is_refused_clearly() {
+    let p = Project::empty();
+    p.file("campaigns/c.yaml", "channel: console\ntemplate: t\naudience: a.csv\nschedule: { cron: \"* * * * *\", until: 2099-12-31 }\n")
+        .file("templates/t.hbs", "Olá")
+        .file("a.csv", "id,phone\n1,+351912345678\n");
+    let o = p.expect(2, &["--now", PLAN_NOW, "plan", "c", "--dry-run"]);
+    assert!(
+        o.stderr.contains("schedule") && o.stderr.contains("occurrences"),
+        "{}",
+        o.stderr
+    );
+}

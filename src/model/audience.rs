@@ -313,13 +313,80 @@ fn object_to_recipient(path: &Path, row: u64, line: u64, obj: Value) -> Row {
     })
 }
 
+/// What the header line of a CSV file says about the rest: the column separator and whether
+/// lines end in CRLF.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CsvDialect {
+    pub delimiter: u8,
+    pub crlf: bool,
+}
+
+impl CsvDialect {
+    /// The separator as people name it (for the note on stderr).
+    pub fn delimiter_name(&self) -> &'static str {
+        match self.delimiter {
+            b';' => "`;` (semicolon)",
+            b'\t' => "tab",
+            _ => "`,` (comma)",
+        }
+    }
+
+    /// Reads the header line (as far as `head` holds it): the separator is whichever of `,`,
+    /// `;` and tab occurs most often outside double quotes (a comma on a tie or when none
+    /// does), and the line's end says CRLF or LF.
+    pub fn detect(head: &[u8]) -> CsvDialect {
+        let mut counts = [0usize; 3];
+        let mut quoted = false;
+        let mut crlf = false;
+        for (i, &b) in head.iter().enumerate() {
+            match b {
+                b'"' => quoted = !quoted,
+                b'\n' if !quoted => {
+                    crlf = i > 0 && head[i - 1] == b'\r';
+                    break;
+                }
+                b',' if !quoted => counts[0] += 1,
+                b';' if !quoted => counts[1] += 1,
+                b'\t' if !quoted => counts[2] += 1,
+                _ => {}
+            }
+        }
+        let mut delimiter = b',';
+        let mut best = counts[0];
+        for (d, n) in [(b';', counts[1]), (b'\t', counts[2])] {
+            if n > best {
+                delimiter = d;
+                best = n;
+            }
+        }
+        CsvDialect { delimiter, crlf }
+    }
+}
+
 fn read_csv(
     path: &Path,
-    reader: impl Read,
+    mut reader: impl BufRead,
     spares: Option<&Spares>,
     each: &mut dyn FnMut(Row) -> ControlFlow<()>,
 ) -> Result<u64, Problem> {
-    let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
+    let head = reader
+        .fill_buf()
+        .map_err(|e| Problem::new(format!("cannot read audience: {e}")).in_file(path))?;
+    let dialect = CsvDialect::detect(head);
+    if dialect.delimiter != b',' {
+        tracing::warn!(
+            "{}: columns separated by {}, detected from the header line",
+            path.display(),
+            dialect.delimiter_name()
+        );
+    }
+    // The csv crate counts line feeds as it consumes them; a CRLF record ends at its `\r`, so
+    // the `\n` is counted only when the next record is read: one line short at every start.
+    let crlf_lag = u64::from(dialect.crlf);
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .delimiter(dialect.delimiter)
+        .from_reader(reader);
     let headers = rdr
         .byte_headers()
         .map_err(|e| csv_problem(path, &e))?
@@ -371,9 +438,6 @@ fn read_csv(
     let names = header.names();
     let mut record = csv::ByteRecord::new();
     let mut row = 0u64;
-    // The csv crate counts record terminators, not line breaks inside quoted values; add those
-    // back so a reported line is the one an editor shows.
-    let mut quoted_breaks = 0u64;
     loop {
         match rdr.read_byte_record(&mut record) {
             Ok(false) => break,
@@ -387,11 +451,8 @@ fn read_csv(
             }
         }
         row += 1;
-        let line = record
-            .position()
-            .map(|p| p.line() + quoted_breaks)
-            .unwrap_or(0);
-        quoted_breaks += record.as_slice().iter().filter(|&&b| b == b'\n').count() as u64;
+        // Line feeds inside quoted values are counted by the csv crate already.
+        let line = record.position().map(|p| p.line() + crlf_lag).unwrap_or(0);
         let here = |p: Problem| p.in_file(path).at_line(line).row(row);
         let result = if record.len() != names.len() {
             Err(here(
@@ -661,6 +722,33 @@ mod tests {
         let (r, rows) = collect("a.yaml", b"- id: a\n  phone: '+1'\n- id: b\n");
         assert_eq!(r.unwrap(), 2);
         assert_eq!(rows[1].as_ref().unwrap().id, "b");
+    }
+
+    #[test]
+    fn csv_dialect_is_read_from_the_header_line() {
+        let d = |s: &[u8]| CsvDialect::detect(s);
+        assert_eq!(
+            d(b"id;\"a,b\";c\r\n1,2,3,4\n"),
+            CsvDialect {
+                delimiter: b';',
+                crlf: true
+            }
+        );
+        assert_eq!(
+            d(b"id\tphone\n"),
+            CsvDialect {
+                delimiter: b'\t',
+                crlf: false
+            }
+        );
+        assert_eq!(
+            d(b"id\n"),
+            CsvDialect {
+                delimiter: b',',
+                crlf: false
+            }
+        );
+        assert_eq!(d(b"id,a;b\n").delimiter, b',', "a tie is a comma");
     }
 
     #[test]
