@@ -1382,3 +1382,29 @@ fn an_absurd_explicit_end_is_refused_clearly() {
         o.stderr
     );
 }
+/// Issue #13: a move for a disallowed weekday or a blackout date, with no quiet hours, keeps the
+/// local wall time on the next allowed day (not 00:00); with quiet hours, the earliest allowed
+/// time (SPEC rule 3).
+#[test]
+fn a_weekday_or_blackout_move_without_quiet_hours_keeps_the_wall_time() {
+    let p = Project::empty();
+    p.file("disparo.yaml", "timezone: America/Sao_Paulo\n")
+        .file("a.csv", "id,phone\n1,+5511999990000\n")
+        .file("templates/t.hbs", "Oi")
+        // Saturday 28 Nov 10:30, weekdays only: Monday 30 Nov 10:30.
+        .file("campaigns/wk.yaml", "channel: console\ntemplate: t\naudience: a.csv\nschedule: { at: 2026-11-28T10:30, days: [mon, tue, wed, thu, fri] }\n")
+        // Friday 25 Dec 10:30 blacked out: Saturday 26 Dec 10:30.
+        .file("campaigns/bo.yaml", "channel: console\ntemplate: t\naudience: a.csv\nschedule: { at: 2026-12-25T10:30, blackout_dates: [2026-12-25] }\n")
+        // With quiet hours: the earliest allowed time, the end of quiet hours.
+        .file("campaigns/q.yaml", "channel: console\ntemplate: t\naudience: a.csv\nschedule: { at: 2026-12-25T10:30, blackout_dates: [2026-12-25], quiet_hours: { start: \"21:00\", end: \"08:00\" } }\n");
+    let local = |c: &str| {
+        p.ok(&["--now", PLAN_NOW, "--format", "json", "preview", c])
+            .json_lines()[0]["send_at_local"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(local("wk"), "2026-11-30T10:30:00-03:00");
+    assert_eq!(local("bo"), "2026-12-26T10:30:00-03:00");
+    assert_eq!(local("q"), "2026-12-26T08:00:00-03:00");
+}

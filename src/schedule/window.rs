@@ -170,21 +170,30 @@ impl SendWindow {
 const SEARCH_DAYS: usize = 400;
 
 /// Rule 3 on the wall clock: the earliest local time at or after `target` that is outside
-/// quiet hours, on an allowed weekday and not a blackout date. `None` when no such time exists
+/// quiet hours, on an allowed weekday and not a blackout date. Without quiet hours, a target
+/// on a disallowed day keeps its wall time on the next allowed day (not 00:00). `None` when no such time exists
 /// within the next 400 days (no allowed weekday, or every date blacked out).
 pub fn earliest_allowed(target: DateTime, window: &SendWindow) -> Option<(DateTime, Reasons)> {
     let mut t = target;
     let mut reasons = Reasons::empty();
+    // A day moved past (weekday, blackout) is looked at from its start when quiet hours apply
+    // (the earliest allowed time, rule 3); without quiet hours every time of the day is
+    // allowed, and the target keeps its wall time on the next allowed day.
+    let day_start = if window.quiet.is_some() {
+        Time::midnight()
+    } else {
+        target.time()
+    };
     for _ in 0..(SEARCH_DAYS * 3) {
         let date = t.date();
         if window.is_blackout(date) {
             reasons.insert(Reasons::BLACKOUT);
-            t = date.tomorrow().ok()?.to_datetime(Time::midnight());
+            t = date.tomorrow().ok()?.to_datetime(day_start);
             continue;
         }
         if !window.days.contains(date.weekday()) {
             reasons.insert(Reasons::WEEKDAY);
-            t = date.tomorrow().ok()?.to_datetime(Time::midnight());
+            t = date.tomorrow().ok()?.to_datetime(day_start);
             continue;
         }
         if let Some(q) = window.quiet
@@ -298,6 +307,15 @@ mod tests {
         let (t, r) = earliest_allowed(date(2026, 12, 25).at(10, 0, 0, 0), &w).unwrap();
         assert_eq!(t, date(2026, 12, 26).at(8, 0, 0, 0));
         assert_eq!(r.names().collect::<Vec<_>>(), ["quiet_hours", "blackout"]);
+    }
+
+    #[test]
+    fn without_quiet_hours_a_moved_day_keeps_the_wall_time() {
+        let w = SendWindow::new(None, Weekdays::MON_FRI, vec![date(2026, 11, 30)]);
+        // Saturday 10:30 -> Sunday (weekday) -> Monday (blackout) -> Tuesday 10:30.
+        let (t, r) = earliest_allowed(date(2026, 11, 28).at(10, 30, 0, 0), &w).unwrap();
+        assert_eq!(t, date(2026, 12, 1).at(10, 30, 0, 0));
+        assert!(r.contains(Reasons::WEEKDAY) && r.contains(Reasons::BLACKOUT));
     }
 
     #[test]
