@@ -806,6 +806,52 @@ fn corrupted_stored_quiet_hours_pause_the_campaign_instead_of_sending() {
     assert_eq!(outbox_lines(&p).len(), 51);
 }
 
+/// A stored zone this build's time-zone data does not know (a database planned by a newer
+/// tzdb, or hand-edited) is never judged in UTC: quiet hours could not be applied, so the
+/// message fails with code `zone` and says why; the others are sent. A zero lease is refused
+/// before anything is claimed.
+#[test]
+fn an_unknown_stored_zone_fails_its_message_and_a_sub_second_lease_is_refused() {
+    let p = Project::empty();
+    p.file("disparo.yaml", "timezone: America/Sao_Paulo\n")
+        .file("templates/t.hbs", "Oi\n")
+        .file("a.csv", "id,phone\n1,+5511999990001\n2,+5511999990002\n")
+        .file(
+            "campaigns/c.yaml",
+            "channel: outbox\ntemplate: t\naudience: a.csv\nschedule: { at: 2026-11-30T09:00, quiet_hours: { start: \"21:00\", end: \"08:00\" } }\n",
+        );
+    p.ok(&["-q", "--now", PLAN_NOW, "plan", "c"]);
+    {
+        let c = rusqlite::Connection::open(p.path().join("disparo.db")).unwrap();
+        let n = c
+            .execute(
+                "UPDATE messages SET zone = 'Mars/Olympus_Mons' WHERE recipient = '1'",
+                [],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    let o = p.expect(2, &["--now", DUE, "run", "--once", "--lease", "0s"]);
+    assert!(o.stderr.contains("--lease"), "{}", o.stderr);
+    assert!(outbox_lines(&p).is_empty(), "nothing claimed or sent");
+    let o = p.expect(1, &["--now", DUE, "run", "--once"]);
+    assert!(o.stderr.contains("run: 1 sent, 1 failed"), "{}", o.stderr);
+    let lines = outbox_lines(&p);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["recipient"], "2");
+    let failed: Vec<Value> = p
+        .messages()
+        .into_iter()
+        .filter(|m| m["state"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let e = failed[0]["last_error"].as_str().unwrap_or_default();
+    assert!(
+        e.contains("Mars/Olympus_Mons") && e.contains("quiet hours cannot be judged"),
+        "{e}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // The database file.
 
