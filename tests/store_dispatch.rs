@@ -4,12 +4,10 @@
 //! sends other processes record after it was first read). Two `SqliteStore`s on one file stand
 //! for two processes.
 
-mod harness;
-
 use std::path::Path;
 
+use crate::harness::Project;
 use disparo::store::{ClaimRequest, Completion, Outcome, SqliteStore, Store};
-use harness::Project;
 use jiff::{SignedDuration, Timestamp};
 
 const PLAN_NOW: &str = "2026-11-30T11:00:00Z";
