@@ -240,8 +240,13 @@ impl SqliteStore {
         if found < known && !migrate {
             return Err(super::open::behind(shown, found, known));
         }
+        // Grouped: every migration and its record in one transaction, so that a process that
+        // lost the race to migrate (its CREATE fails on what the winner made) finds the
+        // winner's record too, and opens.
         if found < known
-            && let Err(e) = embedded::migrations::runner().run(&mut conn)
+            && let Err(e) = embedded::migrations::runner()
+                .set_grouped(true)
+                .run(&mut conn)
         {
             // Another process may have migrated at the same moment; only fail if still behind.
             if schema_version(&conn).unwrap_or(0) < known {
