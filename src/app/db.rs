@@ -1,66 +1,71 @@
 //! Which database a command means, and opening it for what the command will do: only `plan`
-//! may create one, so that `run` or `status` from the wrong folder (a cron job) fails loudly
-//! instead of reporting an empty database.
+//! (and adding opt-outs) may create one, so that `run` or `status` from the wrong folder (a
+//! cron job) fails loudly instead of reporting an empty database; read-only commands never
+//! migrate a schema.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::diag::Problem;
 use crate::model::Project;
-use crate::store::{SqliteStore, Store};
+use crate::store::{self, Access, CheckReport, Location, MigrationReport, Store, StoreError};
 
 use super::Error;
 
-/// The database named by `--db`/`DISPARO_DB`, or the project's default.
+/// The database named by `--db`/`DISPARO_DB` (a path or a `postgres://` URL), or the
+/// project's default file.
 #[derive(Debug, Clone)]
 pub struct Database {
-    path: PathBuf,
+    location: Location,
 }
 
 impl Database {
-    /// `given` relative to `cwd`; without it, `disparo.db` in the project root (or `cwd`).
-    pub fn locate(given: Option<&Path>, cwd: &Path, project: Option<&Project>) -> Database {
-        let path = match given {
-            Some(p) => cwd.join(p),
-            None => project
-                .map(|p| p.root.clone())
-                .unwrap_or_else(|| cwd.to_path_buf())
-                .join("disparo.db"),
+    /// `given` (a path relative to `cwd`, or a URL); without it, `disparo.db` in the project
+    /// root (or `cwd`).
+    pub fn locate(given: Option<&str>, cwd: &Path, project: Option<&Project>) -> Database {
+        let location = match given.map(Location::parse) {
+            Some(Location::Sqlite(p)) => Location::Sqlite(cwd.join(p)),
+            Some(pg) => pg,
+            None => Location::Sqlite(
+                project
+                    .map(|p| p.root.clone())
+                    .unwrap_or_else(|| cwd.to_path_buf())
+                    .join("disparo.db"),
+            ),
         };
-        Database { path }
+        Database { location }
     }
 
-    /// Whether there is a database to read (read-only commands must not create one).
-    pub fn exists(&self) -> bool {
-        self.path.exists()
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
-    /// Opens the database, creating it when missing (only `plan` does this).
-    pub fn create(&self) -> Result<Box<dyn Store>, Error> {
-        Ok(Box::new(SqliteStore::open(&self.path)?))
+    /// Opens the schedule for `access` (see [`Access`]).
+    pub fn open(&self, access: Access) -> Result<Box<dyn Store>, Error> {
+        Ok(store::open(&self.location, access)?)
     }
 
-    /// The database a plan created; refused (exit 2 with a hint) when there is none.
-    pub fn existing(&self) -> Result<Box<dyn Store>, Error> {
-        if !self.exists() {
-            return Err(Problem::new(format!("there is no database at {self}"))
-            .hint("run `disparo plan CAMPAIGN` first (it creates the database), or pass --db / DISPARO_DB, or run from the project folder")
-            .into());
+    /// The schedule if there is one, else `None`: a dry run or a preview reads it and never
+    /// creates one.
+    pub fn open_if_exists(&self, access: Access) -> Result<Option<Box<dyn Store>>, Error> {
+        match store::open(&self.location, access) {
+            Ok(s) => Ok(Some(s)),
+            Err(StoreError::Missing { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
         }
-        self.create()
     }
 
-    /// The database if there is one, else `None` (a dry run reads it, never creates it).
-    pub fn if_exists(&self) -> Result<Option<Box<dyn Store>>, Error> {
-        if self.exists() {
-            self.create().map(Some)
-        } else {
-            Ok(None)
-        }
+    /// `disparo db migrate`: the schema brought up to date, created if there is none.
+    pub fn migrate(&self) -> Result<MigrationReport, Error> {
+        Ok(store::migrate(&self.location)?)
+    }
+
+    /// `disparo db check`: whether this disparo can use the database as it is.
+    pub fn check(&self) -> Result<CheckReport, Error> {
+        Ok(store::check(&self.location)?)
     }
 }
 
 impl std::fmt::Display for Database {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.path.display())
+        self.location.fmt(f)
     }
 }

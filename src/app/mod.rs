@@ -38,7 +38,11 @@ impl From<Vec<Problem>> for Error {
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::UnknownCampaign(_) => Error::Invalid(vec![Problem::new(e.to_string())]),
+            // A command run where no plan made a database (a cron job in the wrong folder)
+            // is a usage error, as an unknown campaign is.
+            StoreError::UnknownCampaign(_) | StoreError::Missing { .. } => {
+                Error::Invalid(vec![Problem::new(e.to_string())])
+            }
             other => Error::Internal(other.to_string()),
         }
     }

@@ -15,7 +15,7 @@ use super::db::Database;
 use crate::diag::Problem;
 use crate::model::{Campaign, Project};
 use crate::plan::{PlanOptions, Planner, Unplanned};
-use crate::store::{MessageRef, PackedText, PlanBatch, PlanSource, PlanStats, Store};
+use crate::store::{Access, MessageRef, PackedText, PlanBatch, PlanSource, PlanStats, Store};
 
 /// What a front end shows while campaigns are planned (the CLI draws a progress bar).
 pub trait Progress {
@@ -118,7 +118,7 @@ pub fn dry_run(
     settings: &Settings,
     progress: &mut dyn Progress,
 ) -> Result<Vec<Counted>, Error> {
-    let store = db.if_exists()?;
+    let store = db.open_if_exists(Access::ReadOnly)?;
     let mut out = Vec::new();
     for campaign in campaigns {
         let planner = prepare(project, store.as_deref(), campaign, settings)?;
@@ -139,7 +139,7 @@ pub fn store(
     progress: &mut dyn Progress,
     on_stored: &mut dyn FnMut(Stored),
 ) -> Result<(), Error> {
-    let store = db.if_exists()?;
+    let store = db.open_if_exists(Access::Write)?;
     for campaign in campaigns.iter().skip(1) {
         check(
             prepare(project, store.as_deref(), campaign.clone(), settings)?,
@@ -149,7 +149,7 @@ pub fn store(
     }
     let store = match store {
         Some(s) => s,
-        None => db.create()?,
+        None => db.open(Access::Create)?,
     };
     let names: Vec<String> = campaigns.iter().map(|c| c.name.clone()).collect();
     for (i, campaign) in campaigns.into_iter().enumerate() {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use super::{CliError, CliResult, Ctx, Exit, output::say};
 use disparo::address::normalize_any;
 use disparo::diag::Problem;
-use disparo::store::{CampaignStatus, MessageFilter, State, Store};
+use disparo::store::{Access, CampaignStatus, MessageFilter, State, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct CampaignArg {
@@ -68,7 +68,7 @@ pub enum SuppressCmd {
 /// The database a plan created (these commands never create one) and the stored name of the campaign typed (its `name:` or its file's stem).
 fn store_and_campaign(ctx: &Ctx, typed: &str) -> Result<(Box<dyn Store>, String), CliError> {
     let project = ctx.project().ok();
-    let s = ctx.existing_store(project.as_ref())?;
+    let s = ctx.existing_store(project.as_ref(), Access::Write)?;
     let name = super::campaign_name(project.as_ref(), s.as_ref(), typed)?;
     Ok((s, name))
 }
@@ -169,7 +169,7 @@ pub fn messages(ctx: &Ctx, a: MessagesArgs) -> CliResult {
         || before.is_some()
         || a.errors;
     let project = ctx.project().ok();
-    let store = ctx.existing_store(project.as_ref())?;
+    let store = ctx.existing_store(project.as_ref(), Access::ReadOnly)?;
     let campaign = match &a.campaign {
         Some(c) => Some(super::campaign_name(project.as_ref(), store.as_ref(), c)?),
         None => None,
@@ -230,8 +230,8 @@ pub fn suppress(ctx: &Ctx, cmd: SuppressCmd) -> CliResult {
     // The opt-out list may be filled before any plan: only `list` needs an existing database.
     let project = ctx.project().ok();
     let s = match cmd {
-        SuppressCmd::List => ctx.existing_store(project.as_ref())?,
-        _ => ctx.database(project.as_ref()).create()?,
+        SuppressCmd::List => ctx.existing_store(project.as_ref(), Access::ReadOnly)?,
+        _ => ctx.database(project.as_ref()).open(Access::Create)?,
     };
     let now = ctx.now();
     match cmd {

@@ -102,7 +102,7 @@ fn ordered(v: impl serde::Serialize, columns: &[&str]) -> Map<String, Value> {
 
 pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     let project = ctx.project().ok();
-    let store = ctx.existing_store(project.as_ref())?;
+    let store = ctx.existing_store(project.as_ref(), disparo::store::Access::ReadOnly)?;
     let args = Args {
         campaign: super::campaign_name(project.as_ref(), store.as_ref(), &args.campaign)?,
         ..args

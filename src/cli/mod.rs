@@ -3,6 +3,7 @@
 
 mod admin;
 mod completions;
+mod db;
 mod export;
 mod init;
 mod output;
@@ -20,7 +21,7 @@ use jiff::Timestamp;
 use disparo::app::db::Database;
 use disparo::diag::Problem;
 use disparo::model::Project;
-use disparo::store::Store;
+use disparo::store::{Access, Store};
 
 pub use output::Format;
 
@@ -58,9 +59,10 @@ pub struct Cli {
 #[derive(Debug, clap::Args)]
 #[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
-    /// The schedule database (SQLite); default disparo.db in the project root.
-    #[arg(long, global = true, env = "DISPARO_DB", value_name = "PATH")]
-    pub db: Option<PathBuf>,
+    /// The schedule: a SQLite file (default disparo.db in the project root) or a
+    /// postgres:// URL shared by a fleet of workers.
+    #[arg(long, global = true, env = "DISPARO_DB", value_name = "PATH|URL")]
+    pub db: Option<String>,
     /// The project configuration; its folder is the project root.
     #[arg(long, global = true, env = "DISPARO_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
@@ -114,6 +116,9 @@ pub enum Command {
     Suppress(admin::SuppressCmd),
     /// The delivery report: every message with its attempts (CSV or JSON Lines with --format).
     Export(export::Args),
+    /// The schedule database itself: migrate its schema, check it (for fleets of workers).
+    #[command(subcommand)]
+    Db(db::DbCmd),
     /// Print a shell completion script (e.g. `disparo completions bash > /etc/bash_completion.d/disparo`).
     Completions(completions::Args),
     /// Print the man page, generated from these very flags (`disparo man | man -l -`).
@@ -125,7 +130,7 @@ pub enum Command {
 pub struct Ctx {
     pub cwd: PathBuf,
     pub config: Option<PathBuf>,
-    db: Option<PathBuf>,
+    db: Option<String>,
     /// `--now`, when given.
     pub fixed_now: Option<Timestamp>,
     pub format: Format,
@@ -164,11 +169,15 @@ impl Ctx {
         Database::locate(self.db.as_deref(), &self.cwd, project)
     }
 
-    /// The database a plan created; refused (exit 2 with a hint) when there is none, so that
-    /// `run`, `status`, `messages`, `pause`, ... in the wrong folder (a cron job) say so instead
-    /// of creating an empty database and reporting nothing to do.
-    pub fn existing_store(&self, project: Option<&Project>) -> Result<Box<dyn Store>, CliError> {
-        self.database(project).existing()
+    /// The database a plan created, for `access`; refused (exit 2 with a hint) when there is
+    /// none, so that `run`, `status`, `messages`, `pause`, ... in the wrong folder (a cron job)
+    /// say so instead of creating an empty database and reporting nothing to do.
+    pub fn existing_store(
+        &self,
+        project: Option<&Project>,
+        access: Access,
+    ) -> Result<Box<dyn Store>, CliError> {
+        self.database(project).open(access)
     }
 }
 
@@ -214,6 +223,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Cancel(a) => admin::cancel(&ctx, a),
         Command::Suppress(c) => admin::suppress(&ctx, c),
         Command::Export(a) => export::run(&ctx, a),
+        Command::Db(c) => db::run(&ctx, c),
         Command::Completions(a) => completions::completions(&ctx, a),
         Command::Man(a) => completions::man(&ctx, a),
     }

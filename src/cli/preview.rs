@@ -605,7 +605,10 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     let campaign = project.load_campaign(&file)?;
     let mut opts = PlanOptions::new(ctx.now());
     // Preview touches no database: suppressions are read only if the database already exists.
-    if let Some(store) = ctx.database(Some(&project)).if_exists()? {
+    if let Some(store) = ctx
+        .database(Some(&project))
+        .open_if_exists(disparo::store::Access::ReadOnly)?
+    {
         opts.suppressed = store
             .suppressions()?
             .into_iter()

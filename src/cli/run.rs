@@ -44,7 +44,12 @@ pub struct Args {
 
 pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     let project = ctx.project()?;
-    let store = ctx.existing_store(Some(&project))?;
+    let access = if args.dry_run {
+        disparo::store::Access::ReadOnly
+    } else {
+        disparo::store::Access::Write
+    };
+    let store = ctx.existing_store(Some(&project), access)?;
     let mut args = args;
     if let Some(c) = &args.campaign {
         args.campaign = Some(super::campaign_name(Some(&project), store.as_ref(), c)?);

@@ -37,7 +37,7 @@ const COLUMNS: [&str; 15] = [
 
 pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     let project = ctx.project().ok();
-    let store = ctx.existing_store(project.as_ref())?;
+    let store = ctx.existing_store(project.as_ref(), disparo::store::Access::ReadOnly)?;
     let campaign = match &args.campaign {
         Some(c) => Some(super::campaign_name(project.as_ref(), store.as_ref(), c)?),
         None => None,
