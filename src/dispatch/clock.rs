@@ -79,7 +79,10 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(paused.now(), at, "paused time stands still");
         let real_elapsed = since.now().duration_since(at);
-        assert!(real_elapsed >= SignedDuration::from_millis(5), "{real_elapsed}");
+        assert!(
+            real_elapsed >= SignedDuration::from_millis(5),
+            "{real_elapsed}"
+        );
         tokio::time::advance(Duration::from_secs(3600) + Duration::from_nanos(7)).await;
         assert_eq!(
             paused.now(),

@@ -1309,22 +1309,24 @@ impl Dispatcher {
                 error: e.message,
             },
             Err(e) => match e.class {
-                ErrorClass::Transient { .. } => match ch.retry.next_delay_with(&mut run.rng, attempt, &e) {
-                    // Exponential backoff with full jitter, never sooner than Retry-After
-                    // (however large: a date past the end of time is the end of time).
-                    Some(delay) => Outcome::Retry {
-                        due_at: SignedDuration::try_from(delay)
-                            .ok()
-                            .and_then(|d| finished.checked_add(d).ok())
-                            .unwrap_or(Timestamp::MAX),
-                        code: e.code,
-                        error: e.message,
-                    },
-                    None => Outcome::Failed {
-                        code: e.code,
-                        error: format!("{} (gave up after {attempt} attempts)", e.message),
-                    },
-                },
+                ErrorClass::Transient { .. } => {
+                    match ch.retry.next_delay_with(&mut run.rng, attempt, &e) {
+                        // Exponential backoff with full jitter, never sooner than Retry-After
+                        // (however large: a date past the end of time is the end of time).
+                        Some(delay) => Outcome::Retry {
+                            due_at: SignedDuration::try_from(delay)
+                                .ok()
+                                .and_then(|d| finished.checked_add(d).ok())
+                                .unwrap_or(Timestamp::MAX),
+                            code: e.code,
+                            error: e.message,
+                        },
+                        None => Outcome::Failed {
+                            code: e.code,
+                            error: format!("{} (gave up after {attempt} attempts)", e.message),
+                        },
+                    }
+                }
                 ErrorClass::Permanent => Outcome::Failed {
                     code: e.code,
                     error: e.message,

@@ -5,4 +5,5 @@ mod dispatch;
 mod harness;
 mod inputs;
 mod model;
+mod paused;
 mod provider;
