@@ -44,7 +44,7 @@ impl Clock {
         }
     }
     /// Whether paused tokio time drives this clock.
-    pub fn follows_tokio(&self) -> bool {
+    pub(crate) fn follows_tokio(&self) -> bool {
         matches!(self.base, Base::Tokio(..))
     }
     pub fn now(&self) -> Timestamp {
