@@ -344,9 +344,9 @@ async fn a_heartbeat_renews_the_leases_every_tenth_of_the_lease() {
     hanging_send(10, |db| async move {
         // Just after the claim, then just after each heartbeat's instant (the send is cut at
         // 9 s: see the next test).
+        let other = SqliteStore::open(&db).unwrap();
         for k in 0..9u64 {
             tokio::time::sleep_until(start + Duration::from_millis(k * 1000 + 1)).await;
-            let other = SqliteStore::open(&db).unwrap();
             s.lock()
                 .unwrap()
                 .push(other.next_lease_expiry(None).unwrap().unwrap());
