@@ -1,7 +1,8 @@
 //! disparo: schedule template ("HSM") message campaigns in each recipient's local time and
 //! dispatch them through channel adapters, never at night and never twice.
 //!
-//! The library is the whole product; `main.rs` is a thin command-line edge over [`cli`].
+//! The library is the whole product; the `disparo` binary (`src/main.rs`, `src/cli/`) is a
+//! thin command-line edge over it: it parses flags, calls the library and prints.
 //! Map (see ARCHITECTURE.md):
 //! - [`schedule`]: pure time engine (zones, RFC 5545, quiet hours, cron, caps).
 //! - [`message`]: rendered content and the envelope handed to channels.
@@ -13,8 +14,8 @@
 #![allow(clippy::result_large_err)]
 
 pub mod address;
+pub mod app;
 pub mod channel;
-pub mod cli;
 pub mod diag;
 pub mod dispatch;
 pub mod inert;

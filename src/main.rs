@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use disparo::cli::{self, Cli, CliError, Exit, LogFormat};
+mod cli;
+
+use cli::{Cli, CliError, Exit, LogFormat};
 
 fn main() -> ExitCode {
     quiet_on_closed_pipe();
@@ -14,10 +16,6 @@ fn main() -> ExitCode {
         Err(CliError::Invalid(problems)) => {
             cli::print_problems(&problems);
             Exit::Invalid
-        }
-        Err(CliError::Failed(msg)) => {
-            eprintln!("error: {msg}");
-            Exit::Failed
         }
         Err(CliError::Internal(msg)) => {
             eprintln!("error: {msg}");

@@ -624,6 +624,17 @@ impl Planner {
     }
 }
 
+/// A recipient's variables, read in place by the renderer: the model does not know about
+/// templates nor templates about the model; planning joins them.
+impl crate::template::Lookup for crate::model::Vars {
+    fn lookup(&self, key: &str) -> Option<&serde_json::Value> {
+        self.get(key)
+    }
+    fn to_value(&self) -> serde_json::Value {
+        serde_json::Value::Object(self.to_map())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

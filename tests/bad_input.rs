@@ -4,9 +4,7 @@
 //! reason) under `plan --skip-invalid`. CSV quirks that are not errors (BOM, CRLF, quoted
 //! newlines) are accepted and parsed right.
 
-mod harness;
-
-use harness::Project;
+use crate::harness::Project;
 use serde_json::Value;
 
 const PLAN_NOW: &str = "2026-11-24T12:00:00Z";

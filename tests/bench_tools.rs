@@ -1,7 +1,7 @@
 //! Checks for the benchmark tools in `examples/`: the audience generator and the webhook sink.
 //!
 //! The example binaries are built (or found up to date) with the same `cargo` that runs this
-//! test, and located through `--message-format=json`, so `cargo test --test bench_tools` works
+//! test, and located through `--message-format=json`, so `cargo test --test suite bench_tools::` works
 //! on its own.
 
 use std::collections::{BTreeMap, HashSet};

@@ -2,18 +2,17 @@
 //! server (tests/support/http.rs), a real SMTP server (aiosmtpd) and a shell script.
 //! Needs `scripts/test-deps.sh` run once (Python packages for SMTP and schema checks).
 
-mod support;
-
+use crate::support;
 use std::time::Duration;
 
+use crate::support::http::{Reply, TestServer};
+use crate::support::{build, context, envelope};
 use base64_check::basic;
 use disparo::channel::limits::{RateLimiter, RetryPolicy};
 use disparo::channel::{Channel, ChannelBuildError, ErrorClass, SendError};
 use disparo::message::Envelope;
 use disparo::units::Rate;
 use serde_json::json;
-use support::http::{Reply, TestServer};
-use support::{build, context, envelope};
 
 const WA_TOKEN: &str = "EAAG-wa-secret-token-1234";
 const TW_SID: &str = "AC0123456789abcdef0123456789abcdef";

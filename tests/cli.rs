@@ -1,8 +1,7 @@
 //! End-to-end tests of the `disparo` binary on temporary project folders.
 
-mod harness;
-
-use harness::Project;
+use crate::harness;
+use crate::harness::Project;
 use serde_json::Value;
 
 const PLAN_NOW: &str = "2026-11-26T12:00:00Z";

@@ -6,8 +6,6 @@
 //!
 //! No assertion is about speed; every wait has a generous deadline.
 
-mod harness;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -16,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use harness::{Output, Project};
+use crate::harness::{Output, Project};
 use serde_json::Value;
 
 const PLAN_NOW: &str = "2026-11-30T11:00:00Z";

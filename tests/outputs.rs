@@ -2,14 +2,12 @@
 //! on the shipped example with a fixed `--now`, colours only where they belong, and JSON that
 //! carries every column its table shows.
 //!
-//! Update the snapshots with `INSTA_UPDATE=always cargo test --test outputs` (or
+//! Update the snapshots with `INSTA_UPDATE=always cargo test --test suite outputs::` (or
 //! `cargo insta review`), then read the diff before committing it.
-
-mod harness;
 
 use std::process::Command;
 
-use harness::{Output, Project};
+use crate::harness::{Output, Project};
 use serde_json::Value;
 
 const PLAN_NOW: &str = "2026-11-26T12:00:00Z";

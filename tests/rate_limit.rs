@@ -3,12 +3,9 @@
 //!
 //! Its own test binary, so that no CPU-heavy test shares its process while arrivals are timed.
 
-mod harness;
-mod support;
-
-use harness::{hook_project, run_async as run};
+use crate::harness::{hook_project, run_async as run};
+use crate::support::http::{Reply, TestServer};
 use serde_json::json;
-use support::http::{Reply, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_holds_at_the_server() {

@@ -2,14 +2,13 @@
 //! dispatcher records, how it retries, when the circuit breaker pauses a campaign, and that
 //! a channel's rate limit holds at the server.
 
-mod harness;
-mod support;
-
+use crate::harness;
+use crate::support;
 use std::sync::Arc;
 
-use harness::{Project, hook_project, run_async as run};
+use crate::harness::{Project, hook_project, run_async as run};
+use crate::support::http::{Reply, TestServer};
 use serde_json::json;
-use support::http::{Reply, TestServer};
 
 const PLAN_NOW: &str = harness::PLAN_NOW_MONDAY;
 

@@ -4,12 +4,10 @@
 //! sends other processes record after it was first read). Two `SqliteStore`s on one file stand
 //! for two processes.
 
-mod harness;
-
 use std::path::Path;
 
+use crate::harness::Project;
 use disparo::store::{ClaimRequest, Completion, Outcome, SqliteStore, Store};
-use harness::Project;
 use jiff::{SignedDuration, Timestamp};
 
 const PLAN_NOW: &str = "2026-11-30T11:00:00Z";
@@ -183,7 +181,7 @@ fn outcomes_of_a_lease_taken_over_are_dropped_and_the_others_recorded() {
 /// V3 moves the sends V1 recorded into the time-ordered table, oldest first.
 #[test]
 fn migration_v3_keeps_the_sends_recorded_before() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
     let c = rusqlite::Connection::open_in_memory().unwrap();
     c.execute_batch(&std::fs::read_to_string(root.join("V1__initial.sql")).unwrap())
         .unwrap();

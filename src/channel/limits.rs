@@ -49,20 +49,52 @@ use crate::units::Rate;
 /// side).
 #[derive(Debug)]
 pub struct RateLimiter {
+    /// The whole rate, as configured; a fleet of workers each takes a share of it.
+    full: Rate,
+    state: Mutex<LimiterState>,
+}
+
+/// The window in force: the whole rate, or this worker's share of it.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
     n: usize,
     period: Duration,
     interval: Duration,
     /// `period` plus the headroom: the hard check's window.
     guarded: Duration,
-    state: Mutex<LimiterState>,
 }
 
-#[derive(Debug, Default)]
+impl Shape {
+    fn of(rate: f64) -> Shape {
+        let (n, period) = if rate >= 1.0 {
+            (rate.floor().min(1e9) as usize, Duration::from_secs(1))
+        } else {
+            (1, Duration::from_secs_f64(1.0 / rate.max(1e-6)))
+        };
+        Shape::window(n, period)
+    }
+
+    fn window(n: usize, period: Duration) -> Shape {
+        let n = n.max(1);
+        Shape {
+            n,
+            period,
+            interval: period.div_f64(n as f64).mul_f64(1.0 + HEADROOM),
+            guarded: period.mul_f64(1.0 + HEADROOM),
+        }
+    }
+}
+
+#[derive(Debug)]
 struct LimiterState {
+    shape: Shape,
     /// The most recent slot planned.
     last_slot: Option<Instant>,
     /// The actual start instants of the last `n` sends, oldest first.
     starts: VecDeque<Instant>,
+    /// Nothing starts before this instant (a worker joining a fleet waits until the others
+    /// have made room for it).
+    hold: Option<Instant>,
 }
 
 /// How much of a pause the limiter makes up. When the sender pauses (the dispatcher commits a
@@ -76,34 +108,56 @@ pub const HEADROOM: f64 = 0.015;
 
 impl RateLimiter {
     pub fn new(rate: Rate) -> RateLimiter {
-        let r = rate.as_per_second();
-        let (n, period) = if r >= 1.0 {
-            (r.floor().min(1e9) as usize, Duration::from_secs(1))
-        } else {
-            (1, Duration::from_secs_f64(1.0 / r.max(1e-6)))
-        };
-        RateLimiter::with_window(n, period)
+        RateLimiter::shaped(rate, Shape::of(rate.as_per_second()))
     }
 
     /// At most `n` in any window of `period`, spaced evenly.
     pub fn with_window(n: usize, period: Duration) -> RateLimiter {
-        let n = n.max(1);
-        let interval = period.div_f64(n as f64).mul_f64(1.0 + HEADROOM);
+        let rate = Rate::per_second(n.max(1) as f64 / period.as_secs_f64().max(1e-9));
+        RateLimiter::shaped(rate, Shape::window(n, period))
+    }
+
+    fn shaped(full: Rate, shape: Shape) -> RateLimiter {
         RateLimiter {
-            n,
-            period,
-            interval,
-            guarded: period.mul_f64(1.0 + HEADROOM),
+            full,
             state: Mutex::new(LimiterState {
+                shape,
                 last_slot: None,
-                starts: VecDeque::with_capacity(n.min(65_536)),
+                starts: VecDeque::with_capacity(shape.n.min(65_536)),
+                hold: None,
             }),
         }
     }
 
     /// The number of sends allowed per window, and the window.
     pub fn window(&self) -> (usize, Duration) {
-        (self.n, self.period)
+        let shape = self.state().shape;
+        (shape.n, shape.period)
+    }
+
+    /// Limits this limiter to a `1/workers` share of the whole rate, for a worker of a fleet
+    /// that sends on the same channel. Each share keeps its own window on actual starts, so
+    /// the shares together never exceed the whole rate in any window once every worker has
+    /// taken its share; starts already made still count against the new window.
+    pub fn share(&self, workers: u32) {
+        let shape = Shape::of(self.full.as_per_second() / f64::from(workers.max(1)));
+        let mut st = self.state();
+        st.shape = shape;
+        while st.starts.len() > shape.n {
+            st.starts.pop_front();
+        }
+    }
+
+    /// Starts nothing before `until` (`None`: no hold).
+    pub fn hold_until(&self, until: Option<Instant>) {
+        self.state().hold = until;
+    }
+
+    /// How long after every other worker took its share this one waits before its first
+    /// start: one whole window, so that the other workers' starts from before they shrank
+    /// have left every window this worker sends in.
+    pub fn settle(&self) -> Duration {
+        self.state().shape.guarded
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, LimiterState> {
@@ -117,9 +171,11 @@ impl RateLimiter {
             let wait_until = {
                 let mut st = self.state();
                 let now = Instant::now();
-                let full = st.starts.len() >= self.n;
+                let full = st.starts.len() >= st.shape.n;
                 match st.starts.front() {
-                    Some(&oldest) if full && now < oldest + self.guarded => oldest + self.guarded,
+                    Some(&oldest) if full && now < oldest + st.shape.guarded => {
+                        oldest + st.shape.guarded
+                    }
                     _ => {
                         if full {
                             st.starts.pop_front();
@@ -138,23 +194,27 @@ impl RateLimiter {
     /// leaves (the dispatcher applies quiet hours and expiry after the wait, not before).
     pub fn ready_at(&self, now: Instant) -> Option<Instant> {
         let st = self.state();
-        let slot = st.last_slot.map(|prev| prev + self.interval);
+        let slot = st.last_slot.map(|prev| prev + st.shape.interval);
         let window = match st.starts.front() {
-            Some(&oldest) if st.starts.len() >= self.n => Some(oldest + self.guarded),
+            Some(&oldest) if st.starts.len() >= st.shape.n => Some(oldest + st.shape.guarded),
             _ => None,
         };
-        slot.into_iter().chain(window).max().filter(|&at| at > now)
+        slot.into_iter()
+            .chain(window)
+            .chain(st.hold)
+            .max()
+            .filter(|&at| at > now)
     }
 
     /// Counts a start now: call it only when [`ready_at`](Self::ready_at) said `None`.
     pub fn take(&self, now: Instant) {
         let mut st = self.state();
         let slot = match st.last_slot {
-            Some(prev) => (prev + self.interval).max(now.checked_sub(CATCH_UP).unwrap_or(now)),
+            Some(prev) => (prev + st.shape.interval).max(now.checked_sub(CATCH_UP).unwrap_or(now)),
             None => now,
         };
         st.last_slot = Some(slot.min(now));
-        if st.starts.len() >= self.n {
+        if st.starts.len() >= st.shape.n {
             st.starts.pop_front();
         }
         st.starts.push_back(now);
@@ -166,9 +226,10 @@ impl RateLimiter {
         let now = Instant::now();
         let mut st = self.state();
         let slot = match st.last_slot {
-            Some(prev) => (prev + self.interval).max(now.checked_sub(CATCH_UP).unwrap_or(now)),
+            Some(prev) => (prev + st.shape.interval).max(now.checked_sub(CATCH_UP).unwrap_or(now)),
             None => now,
         };
+        let slot = st.hold.map_or(slot, |h| slot.max(h));
         st.last_slot = Some(slot);
         slot
     }
@@ -294,6 +355,108 @@ mod tests {
         for w in starts.windows(2) {
             assert!(w[1] - w[0] >= Duration::from_millis(250), "{starts:?}");
         }
+    }
+
+    /// Starts of one limiter on paused time, driven by `ready_at`/`take`, until `until`.
+    async fn starts_until(limiter: &RateLimiter, t0: Instant, until: Duration) -> Vec<Duration> {
+        let mut starts = Vec::new();
+        loop {
+            let now = Instant::now();
+            if now - t0 >= until {
+                return starts;
+            }
+            match limiter.ready_at(now) {
+                None => {
+                    limiter.take(now);
+                    starts.push(now - t0);
+                }
+                Some(at) => tokio::time::advance((at - now).min(t0 + until - now)).await,
+            }
+        }
+    }
+
+    /// The most starts in any window of one second.
+    fn busiest_second(starts: &[Duration]) -> usize {
+        starts
+            .iter()
+            .map(|&a| {
+                starts
+                    .iter()
+                    .filter(|&&b| b >= a && b < a + Duration::from_secs(1))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// A fleet of four: each takes a quarter, a worker that joins holds until the others
+    /// shrank plus one settling window; in every second the four together stay within the
+    /// whole rate, before and after the joiner starts.
+    #[tokio::test(start_paused = true)]
+    async fn shares_of_a_fleet_stay_within_the_whole_rate_in_every_window() {
+        let rate = Rate::per_second(80.0);
+        let old: Vec<RateLimiter> = (0..3).map(|_| RateLimiter::new(rate)).collect();
+        let joiner = RateLimiter::new(rate);
+        for l in &old {
+            l.share(3);
+        }
+        assert_eq!(old[0].window(), (26, Duration::from_secs(1)));
+        let t0 = Instant::now();
+        // The joiner announces itself at 2 s; the others shrink to a quarter at their next
+        // heartbeats (2.3 s, 2.6 s, 2.9 s); it starts one settling window after the last.
+        joiner.share(4);
+        joiner.hold_until(Some(t0 + Duration::from_millis(2900) + joiner.settle()));
+        let mut all = Vec::new();
+        let mut step = Duration::ZERO;
+        let mut shrunk = [false; 3];
+        while step < Duration::from_secs(6) {
+            step += Duration::from_millis(5);
+            for (i, l) in old.iter().enumerate() {
+                if !shrunk[i] && step >= Duration::from_millis(2300 + 300 * i as u64) {
+                    l.share(4);
+                    shrunk[i] = true;
+                }
+            }
+            let now = Instant::now();
+            for l in old.iter().chain([&joiner]) {
+                while l.ready_at(Instant::now()).is_none() {
+                    l.take(Instant::now());
+                    all.push(Instant::now() - t0);
+                }
+            }
+            tokio::time::advance(t0 + step - now).await;
+        }
+        all.sort();
+        assert!(
+            busiest_second(&all) <= 80,
+            "{} in one second",
+            busiest_second(&all)
+        );
+        let joined: Vec<_> = all
+            .iter()
+            .filter(|&&t| t >= Duration::from_secs(5))
+            .collect();
+        assert!(
+            joined.len() >= 75,
+            "the fleet keeps near the whole rate: {}",
+            joined.len()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_share_shrinks_the_window_at_once_and_counts_earlier_starts() {
+        let limiter = RateLimiter::new(Rate::per_second(10.0));
+        let t0 = Instant::now();
+        let before = starts_until(&limiter, t0, Duration::from_secs(2)).await;
+        assert!(busiest_second(&before) <= 10);
+        limiter.share(2);
+        assert_eq!(limiter.window(), (5, Duration::from_secs(1)));
+        let after = starts_until(&limiter, t0, Duration::from_secs(5)).await;
+        let later: Vec<Duration> = after
+            .into_iter()
+            .filter(|&t| t >= Duration::from_secs(2))
+            .collect();
+        assert!(busiest_second(&later) <= 5, "{later:?}");
     }
 
     #[test]

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use super::{CliError, CliResult, Ctx, Exit, output::say};
-use crate::address::normalize_any;
-use crate::diag::Problem;
-use crate::store::{CampaignStatus, MessageFilter, State, Store};
+use disparo::address::normalize_any;
+use disparo::diag::Problem;
+use disparo::store::{CampaignStatus, MessageFilter, State, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct CampaignArg {
@@ -66,13 +66,10 @@ pub enum SuppressCmd {
 }
 
 /// The database a plan created (these commands never create one) and the stored name of the campaign typed (its `name:` or its file's stem).
-fn store_and_campaign(
-    ctx: &Ctx,
-    typed: &str,
-) -> Result<(crate::store::SqliteStore, String), CliError> {
+fn store_and_campaign(ctx: &Ctx, typed: &str) -> Result<(Box<dyn Store>, String), CliError> {
     let project = ctx.project().ok();
     let s = ctx.existing_store(project.as_ref())?;
-    let name = super::campaign_name(project.as_ref(), &s, typed)?;
+    let name = super::campaign_name(project.as_ref(), s.as_ref(), typed)?;
     Ok((s, name))
 }
 
@@ -174,7 +171,7 @@ pub fn messages(ctx: &Ctx, a: MessagesArgs) -> CliResult {
     let project = ctx.project().ok();
     let store = ctx.existing_store(project.as_ref())?;
     let campaign = match &a.campaign {
-        Some(c) => Some(super::campaign_name(project.as_ref(), &store, c)?),
+        Some(c) => Some(super::campaign_name(project.as_ref(), store.as_ref(), c)?),
         None => None,
     };
     let rows = store.messages(&MessageFilter {
@@ -199,7 +196,7 @@ pub fn messages(ctx: &Ctx, a: MessagesArgs) -> CliResult {
         "provider_id",
         "last_error",
     ]);
-    let keep = |r: &crate::store::MessageRow| {
+    let keep = |r: &disparo::store::MessageRow| {
         (states.len() < 2 || states.contains(&r.state))
             && address.as_ref().is_none_or(|x| &r.address == x)
             && a.reason
@@ -234,7 +231,7 @@ pub fn suppress(ctx: &Ctx, cmd: SuppressCmd) -> CliResult {
     let project = ctx.project().ok();
     let s = match cmd {
         SuppressCmd::List => ctx.existing_store(project.as_ref())?,
-        _ => ctx.store(project.as_ref())?,
+        _ => ctx.database(project.as_ref()).create()?,
     };
     let now = ctx.now();
     match cmd {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::CommandFactory;
 
 use super::{Cli, CliError, CliResult, Ctx, Exit, output::say};
-use crate::diag::Problem;
+use disparo::diag::Problem;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use serde_json::{Map, Value};
 
 use super::output::{Format, RowStream, ok_unless_broken, say};
-use super::{CliError, CliResult, Ctx, Exit};
-use crate::diag::Problem;
-use crate::store::{ReportError, Store};
+use super::{CliResult, Ctx, Exit};
+use disparo::diag::Problem;
+use disparo::store::ReportError;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -87,15 +87,6 @@ const ATTEMPT_TABLE: [&str; 8] = [
     "error",
 ];
 
-impl From<ReportError> for CliError {
-    fn from(e: ReportError) -> Self {
-        match e {
-            ReportError::Store(s) => s.into(),
-            ReportError::Write(e) => CliError::Internal(format!("cannot write the report: {e}")),
-        }
-    }
-}
-
 /// A serialisable row as a JSON object with its keys in `columns` order.
 fn ordered(v: impl serde::Serialize, columns: &[&str]) -> Map<String, Value> {
     let Ok(Value::Object(mut m)) = serde_json::to_value(v) else {
@@ -113,7 +104,7 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     let project = ctx.project().ok();
     let store = ctx.existing_store(project.as_ref())?;
     let args = Args {
-        campaign: super::campaign_name(project.as_ref(), &store, &args.campaign)?,
+        campaign: super::campaign_name(project.as_ref(), store.as_ref(), &args.campaign)?,
         ..args
     };
     let (format, out): (Format, Box<dyn Write>) = match &args.output {

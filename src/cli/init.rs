@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::{CliResult, Ctx, Exit, output::say};
-use crate::diag::Problem;
+use disparo::diag::Problem;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

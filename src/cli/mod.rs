@@ -12,14 +12,15 @@ mod run;
 mod status;
 mod validate;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use jiff::Timestamp;
 
-use crate::diag::Problem;
-use crate::model::Project;
-use crate::store::{SqliteStore, StoreError};
+use disparo::app::db::Database;
+use disparo::diag::Problem;
+use disparo::model::Project;
+use disparo::store::Store;
 
 pub use output::Format;
 
@@ -38,43 +39,8 @@ pub enum Exit {
     Internal = 4,
 }
 
-/// A command's failure, carrying what to print and the exit code.
-#[derive(Debug)]
-pub enum CliError {
-    Invalid(Vec<Problem>),
-    Failed(String),
-    Internal(String),
-}
-
-impl From<Problem> for CliError {
-    fn from(p: Problem) -> Self {
-        CliError::Invalid(vec![p])
-    }
-}
-
-impl From<Vec<Problem>> for CliError {
-    fn from(p: Vec<Problem>) -> Self {
-        CliError::Invalid(p)
-    }
-}
-
-impl From<StoreError> for CliError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::UnknownCampaign(_) => CliError::Invalid(vec![Problem::new(e.to_string())]),
-            other => CliError::Internal(other.to_string()),
-        }
-    }
-}
-
-impl From<crate::dispatch::RunError> for CliError {
-    fn from(e: crate::dispatch::RunError) -> Self {
-        match e {
-            crate::dispatch::RunError::Store(s) => s.into(),
-            other => CliError::Internal(other.to_string()),
-        }
-    }
-}
+/// A command's failure: what to print, and through it the exit code (2 or 4).
+pub use disparo::app::Error as CliError;
 
 pub type CliResult = Result<Exit, CliError>;
 
@@ -193,39 +159,16 @@ impl Ctx {
         Ok(Project::open(&self.cwd, self.config.as_deref())?)
     }
 
-    /// `--db` relative to the working directory; the default lives in the project root.
-    pub fn db_path(&self, project: Option<&Project>) -> PathBuf {
-        match &self.db {
-            Some(p) => self.cwd.join(p),
-            None => project
-                .map(|p| p.root.clone())
-                .unwrap_or_else(|| self.cwd.clone())
-                .join("disparo.db"),
-        }
-    }
-
-    pub fn store(&self, project: Option<&Project>) -> Result<SqliteStore, CliError> {
-        Ok(SqliteStore::open(&self.db_path(project))?)
-    }
-
-    /// Whether the database exists, for read-only commands that must not create one.
-    pub fn db_exists(&self, project: Option<&Project>) -> bool {
-        Path::new(&self.db_path(project)).exists()
+    /// The database `--db`/`DISPARO_DB` names, or the project's default.
+    pub fn database(&self, project: Option<&Project>) -> Database {
+        Database::locate(self.db.as_deref(), &self.cwd, project)
     }
 
     /// The database a plan created; refused (exit 2 with a hint) when there is none, so that
     /// `run`, `status`, `messages`, `pause`, ... in the wrong folder (a cron job) say so instead
     /// of creating an empty database and reporting nothing to do.
-    pub fn existing_store(&self, project: Option<&Project>) -> Result<SqliteStore, CliError> {
-        if !self.db_exists(project) {
-            return Err(Problem::new(format!(
-                "there is no database at {}",
-                self.db_path(project).display()
-            ))
-            .hint("run `disparo plan CAMPAIGN` first (it creates the database), or pass --db / DISPARO_DB, or run from the project folder")
-            .into());
-        }
-        self.store(project)
+    pub fn existing_store(&self, project: Option<&Project>) -> Result<Box<dyn Store>, CliError> {
+        self.database(project).existing()
     }
 }
 
@@ -234,16 +177,15 @@ impl Ctx {
 /// so every command does). Unresolvable text is returned as typed, for the store to refuse.
 pub fn campaign_name(
     project: Option<&Project>,
-    store: &SqliteStore,
+    store: &dyn Store,
     typed: &str,
 ) -> Result<String, CliError> {
-    use crate::store::Store;
     if store.campaign(typed)?.is_some() {
         return Ok(typed.to_owned());
     }
     if let Some(p) = project
         && let Ok(file) = p.find_campaign(typed)
-        && let Ok(c) = crate::model::Campaign::load(&file, &p.root)
+        && let Ok(c) = disparo::model::Campaign::load(&file, &p.root)
     {
         return Ok(c.name);
     }

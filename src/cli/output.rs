@@ -286,7 +286,7 @@ pub fn cell(v: Option<&Value>) -> String {
     }
 }
 
-pub use crate::inert::{inert, inert_text};
+pub use disparo::inert::{inert, inert_text};
 
 /// A CSV cell a spreadsheet would not run. A cell starting with `=`, `+`, `-`, `@`, a tab or a
 /// carriage return is a formula to Excel, LibreOffice and Google Sheets (OWASP "CSV

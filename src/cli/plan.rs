@@ -1,22 +1,18 @@
 //! `disparo plan`: compute every recipient's messages and store them, in one transaction per
-//! campaign. The audience is parsed and rendered on one thread while the store writes on
-//! another, so neither waits for the other. Rows cross between them in batches (one channel
-//! operation per few hundred rows, not per row), already converted to what the store writes.
+//! campaign (`disparo::app::plan`); this module reads the flags, draws the progress bar and
+//! prints what was stored.
 
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
 
 use jiff::SignedDuration;
 
 use super::{
-    CliError, CliResult, Ctx, Exit, Format,
+    CliResult, Ctx, Exit, Format,
     output::{inert_text, say},
 };
-use crate::diag::Problem;
-use crate::model::Campaign;
-use crate::plan::{PlanOptions, Planner, Unplanned};
-use crate::store::{MessageRef, PackedText, PlanBatch, PlanSource, Store};
+use disparo::app::plan::{self, Progress, Settings};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -28,107 +24,37 @@ pub struct Args {
     pub dry_run: bool,
     /// How far ahead recurring occurrences are stored when the campaign sets no end (e.g. 30d).
     #[arg(long, default_value = "30d")]
-    pub horizon: crate::units::Duration,
+    pub horizon: disparo::units::Duration,
     /// Store recipients with problems as `skipped` (with the reason) instead of refusing the plan.
     #[arg(long)]
     pub skip_invalid: bool,
 }
 
-/// What the planning thread sends the store thread.
-enum Planned {
-    /// Messages ready to store; the batch comes back through [`Feed::spent`] to be refilled.
-    Rows(PlanBatch),
-    /// The audience had this many problems (without `--skip-invalid`): store nothing.
-    Failed(usize),
-    /// Every message was sent. Without it, a closed channel means the planning thread died
-    /// (a bug): the plan must not be committed with only the messages that came before.
-    Done,
-}
-
-/// Rows per batch: large enough that the channel costs nothing per row, small enough that
-/// the bounded queue ([`QUEUED_BATCHES`] of them) holds a few MB at most.
-const BATCH: usize = 512;
-const QUEUED_BATCHES: usize = 16;
-/// Text bytes a batch starts with (about 500 per message on a typical campaign).
-const BATCH_TEXT: usize = BATCH * 512;
-
-/// Feeds the planning thread's batches to the store, one message at a time, and hands each
-/// finished batch back for reuse.
-struct Feed {
-    rx: Option<mpsc::Receiver<Planned>>,
-    spent: mpsc::Sender<PlanBatch>,
-    current: PlanBatch,
-    next: usize,
-    progress: Progress,
-}
-
-impl PlanSource for Feed {
-    fn next_message(&mut self) -> Option<Result<MessageRef<'_>, String>> {
-        while self.next >= self.current.len() {
-            let rx = self.rx.as_ref()?;
-            match rx.recv() {
-                Ok(Planned::Rows(batch)) => {
-                    self.progress.advance(batch.len() as u64);
-                    let spent = std::mem::replace(&mut self.current, batch);
-                    self.next = 0;
-                    // The planning thread may have finished: then the batch is just dropped.
-                    let _ = self.spent.send(spent);
-                }
-                Ok(Planned::Failed(problems)) => {
-                    self.rx = None;
-                    return Some(Err(format!(
-                        "{problems} problem(s) in the campaign; nothing was stored"
-                    )));
-                }
-                Ok(Planned::Done) => {
-                    self.rx = None;
-                    return None;
-                }
-                Err(mpsc::RecvError) => {
-                    self.rx = None;
-                    return Some(Err(
-                        "the planning thread stopped before the end of the audience; nothing was stored".into(),
-                    ));
-                }
-            }
-        }
-        let m = self.current.get(self.next)?;
-        self.next += 1;
-        Some(Ok(m))
-    }
-}
-
-/// Packs a recipient that could not be planned as a `skipped` message (`--skip-invalid`).
-fn pack_invalid(batch: &mut PlanBatch, recipient: &str, problem: &Problem) {
-    let packed: Result<(), std::convert::Infallible> =
-        batch.push_with(0, jiff::Timestamp::UNIX_EPOCH, |w| {
-            let skipped = w.join(["invalid: ", &problem.to_string()], "");
-            Ok(PackedText {
-                recipient: w.str(recipient),
-                address: w.str(""),
-                zone: w.str(""),
-                locale: None,
-                reasons: w.str(""),
-                content: w.str(r#"{"body":""}"#),
-                vars: w.str("{}"),
-                skipped: Some(skipped),
-            })
-        });
-    let Ok(()) = packed;
-}
-
 /// A progress bar on stderr while a plan runs: the share of the audience file read, and the
 /// messages planned. Hidden unless stderr is a terminal, `CI` is unset and `-q` is not given.
-struct Progress {
+struct Bar {
+    shown: bool,
     bar: indicatif::ProgressBar,
     bytes: Arc<AtomicU64>,
     messages: u64,
 }
 
-impl Progress {
-    fn new(quiet: bool, name: &str, audience: &std::path::Path) -> Progress {
-        let shown = !quiet && std::env::var_os("CI").is_none() && std::io::stderr().is_terminal();
-        let bar = if shown {
+impl Bar {
+    fn new(quiet: bool) -> Bar {
+        Bar {
+            shown: !quiet && std::env::var_os("CI").is_none() && std::io::stderr().is_terminal(),
+            bar: indicatif::ProgressBar::hidden(),
+            bytes: Arc::new(AtomicU64::new(0)),
+            messages: 0,
+        }
+    }
+}
+
+impl Progress for Bar {
+    fn start(&mut self, name: &str, audience: &std::path::Path, bytes: Arc<AtomicU64>) {
+        self.bytes = bytes;
+        self.messages = 0;
+        self.bar = if self.shown {
             let len = std::fs::metadata(audience).map(|m| m.len()).unwrap_or(0);
             let bar = indicatif::ProgressBar::with_draw_target(
                 Some(len),
@@ -144,11 +70,6 @@ impl Progress {
         } else {
             indicatif::ProgressBar::hidden()
         };
-        Progress {
-            bar,
-            bytes: Arc::new(AtomicU64::new(0)),
-            messages: 0,
-        }
     }
 
     fn advance(&mut self, messages: u64) {
@@ -160,365 +81,63 @@ impl Progress {
         self.bar.set_message(format!("{} messages", self.messages));
     }
 
-    fn finish(&self) {
+    fn finish(&mut self) {
         self.bar.finish_and_clear();
     }
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     let project = ctx.project()?;
-    let mut files = Vec::new();
-    for name in &args.campaigns {
-        files.push(project.find_campaign(name)?);
-    }
-    // Every campaign file is read and checked before anything is stored (a bad one stores
-    // nothing, and creates no database).
-    let mut campaigns = Vec::new();
-    let mut problems = Vec::new();
-    for file in &files {
-        match project.load_campaign(file) {
-            Ok(c) => campaigns.push(c),
-            Err(mut p) => problems.append(&mut p),
-        }
-    }
-    if !problems.is_empty() {
-        return Err(CliError::Invalid(problems));
-    }
-    let opened = |create: bool| -> Result<Option<crate::store::SqliteStore>, CliError> {
-        if create || ctx.db_exists(Some(&project)) {
-            Ok(Some(ctx.store(Some(&project))?))
-        } else {
-            Ok(None)
-        }
+    let campaigns = plan::load(&project, &args.campaigns)?;
+    let db = ctx.database(Some(&project));
+    let settings = Settings {
+        now: ctx.now(),
+        horizon: SignedDuration::from_secs(args.horizon.as_secs()),
+        skip_invalid: args.skip_invalid,
     };
-    let prepare = |store: Option<&crate::store::SqliteStore>,
-                   campaign: Campaign|
-     -> Result<Planner, CliError> {
-        let mut opts = PlanOptions::new(ctx.now());
-        opts.horizon = SignedDuration::from_secs(args.horizon.as_secs());
-        if let Some(store) = store {
-            opts.suppressed = store
-                .suppressions()?
-                .into_iter()
-                .map(|s| s.address)
-                .collect();
-            opts.recurrence_start = store
-                .recurrence_start(&campaign.name)?
-                .and_then(|s| s.parse().ok());
-        }
-        Ok(Planner::prepare(&project, campaign, opts)?)
-    };
+    let mut bar = Bar::new(ctx.quiet);
     if args.dry_run {
-        let store = opened(false)?;
-        for campaign in campaigns {
-            let planner = prepare(store.as_ref(), campaign)?;
-            let name = planner.record().name;
-            let (messages, skipped, invalid) = check(ctx, planner, args.skip_invalid)?;
+        for c in plan::dry_run(&project, &db, campaigns, &settings, &mut bar)? {
             say(
                 ctx.quiet,
                 format!(
-                    "dry run: {name} would plan {messages} message(s), {skipped} skipped, {invalid} invalid; nothing stored"
+                    "dry run: {} would plan {} message(s), {} skipped, {} invalid; nothing stored",
+                    c.campaign, c.messages, c.skipped, c.invalid
                 ),
             );
         }
         return Ok(Exit::Ok);
     }
-    // Plans are one transaction per campaign. So that `plan a b` is all or nothing for bad
-    // input, every campaign but the first is planned once without storing (the first is
-    // checked as it is stored, and rolled back on any problem); only then is anything stored.
-    let store = opened(false)?;
-    for campaign in campaigns.iter().skip(1) {
-        check(
-            ctx,
-            prepare(store.as_ref(), campaign.clone())?,
-            args.skip_invalid,
-        )?;
-    }
-    let store = match store {
-        Some(s) => s,
-        None => opened(true)?.ok_or_else(|| CliError::Internal("no store".into()))?,
-    };
-    let names: Vec<String> = campaigns.iter().map(|c| c.name.clone()).collect();
-    for (i, campaign) in campaigns.into_iter().enumerate() {
-        let planned = prepare(Some(&store), campaign)
-            .and_then(|planner| store_one(ctx, &args, &store, planner));
-        if let Err(e) = planned {
-            return Err(if names.len() > 1 {
-                half_done(e, &names[..i], &names[i], &names[i + 1..])
-            } else {
-                e
-            });
-        }
-    }
-    Ok(Exit::Ok)
-}
-
-/// The error of a plan that stopped at campaign `failed`, saying what is stored and what not.
-fn half_done(e: CliError, stored: &[String], failed: &str, rest: &[String]) -> CliError {
-    let mut not = vec![format!("{failed} (rolled back)")];
-    not.extend(rest.iter().cloned());
-    let summary = format!(
-        "stored: {}; not stored: {}",
-        if stored.is_empty() {
-            "none".to_owned()
-        } else {
-            stored.join(", ")
-        },
-        not.join(", ")
-    );
-    let hint = "each campaign's plan is its own transaction; fix the cause and run the same `disparo plan` again (re-planning a stored campaign changes nothing that is already right)";
-    match e {
-        CliError::Invalid(mut problems) => {
-            problems.push(Problem::new(format!("plan stopped at {failed}: {summary}")).hint(hint));
-            CliError::Invalid(problems)
-        }
-        CliError::Failed(m) => CliError::Failed(format!(
-            "{m}\nplan stopped at {failed}: {summary}\n  hint: {hint}"
-        )),
-        CliError::Internal(m) => CliError::Internal(format!(
-            "{m}\nplan stopped at {failed}: {summary}\n  hint: {hint}"
-        )),
-    }
-}
-
-/// Plans `planner`'s campaign without storing it: the counts of messages, skipped and
-/// invalid recipients, or every problem (unless `skip_invalid`).
-fn check(
-    ctx: &Ctx,
-    mut planner: Planner,
-    skip_invalid: bool,
-) -> Result<(u64, u64, usize), CliError> {
-    let name = planner.record().name;
-    let mut progress = Progress::new(ctx.quiet, &name, &planner.campaign.audience);
-    planner.set_progress(progress.bytes.clone());
-    let (mut messages, mut skipped, mut problems) = (0u64, 0u64, Vec::new());
-    let mut since = 0u64;
-    let ran = planner.run(&mut |item| {
-        match item {
-            Ok(r) if r.skipped.is_some() => skipped += 1,
-            Ok(_) => messages += 1,
-            Err(u) => problems.push(u.problem),
-        }
-        since += 1;
-        if since == BATCH as u64 {
-            progress.advance(since);
-            since = 0;
-        }
-        std::ops::ControlFlow::Continue(())
-    });
-    progress.finish();
-    ran?;
-    if !problems.is_empty() && !skip_invalid {
-        problems.push(nothing_stored(problems.len(), &name));
-        return Err(CliError::Invalid(problems));
-    }
-    Ok((messages, skipped, problems.len()))
-}
-
-/// The last line of a refused plan.
-fn nothing_stored(problems: usize, campaign: &str) -> Problem {
-    Problem::new(format!(
-        "{problems} problem(s) in campaign {campaign}; nothing was stored"
-    ))
-    .hint("fix them, or plan with --skip-invalid to store those recipients as `skipped` with the reason")
-}
-
-/// Plans one campaign and stores it, in one transaction.
-fn store_one(
-    ctx: &Ctx,
-    args: &Args,
-    store: &crate::store::SqliteStore,
-    mut planner: Planner,
-) -> Result<(), CliError> {
-    let record = planner.record();
-    let name = record.name.clone();
-    let progress = Progress::new(ctx.quiet, &name, &planner.campaign.audience);
-    planner.set_progress(progress.bytes.clone());
-    let (tx, rx) = mpsc::sync_channel::<Planned>(QUEUED_BATCHES);
-    let (spent_tx, spent_rx) = mpsc::channel::<PlanBatch>();
-    let feed = Feed {
-        rx: Some(rx),
-        spent: spent_tx,
-        current: PlanBatch::default(),
-        next: 0,
-        progress,
-    };
-    let skip_invalid = args.skip_invalid;
-    // `feed` (and with it the receiving end) is owned by the scope's closure: if the
-    // store panics, unwinding drops it, so a producer blocked on a full queue wakes up
-    // and the scope can join it.
-    let (planned, saved, feed) = std::thread::scope(move |s| {
-        let mut feed = feed;
-        let producer = s.spawn(move || {
-            let fresh = || PlanBatch::with_capacity(BATCH, BATCH_TEXT);
-            let mut batch = fresh();
-            let mut problems = Vec::new();
-            let mut failed = false;
-            let mut stopped = false;
-            let ran = planner.run(&mut |item| {
-                // The conversion (JSON text, reasons) happens here, off the store's thread.
-                match item {
-                    Ok(row) => {
-                        if let Err(e) = row.pack_into(&mut batch) {
-                            problems.push(Problem::new(format!(
-                                "recipient {}: could not encode its message as JSON: {e}",
-                                row.recipient
-                            )));
-                            failed = true;
-                        }
-                    }
-                    Err(Unplanned {
-                        recipient: Some(id),
-                        problem,
-                        storable,
-                    }) if skip_invalid => {
-                        // A repeated id is only reported: its identity (and message)
-                        // belongs to the recipient that came first.
-                        if storable {
-                            pack_invalid(&mut batch, &id, &problem);
-                        }
-                        problems.push(problem);
-                    }
-                    Err(u) => {
-                        failed = true;
-                        problems.push(u.problem);
-                    }
-                }
-                if batch.len() < BATCH {
-                    return std::ops::ControlFlow::Continue(());
-                }
-                let mut next = spent_rx.try_recv().unwrap_or_else(|_| fresh());
-                next.clear();
-                let full = std::mem::replace(&mut batch, next);
-                if tx.send(Planned::Rows(full)).is_ok() {
-                    std::ops::ControlFlow::Continue(())
-                } else {
-                    stopped = true;
-                    std::ops::ControlFlow::Break(())
-                }
-            });
-            if !stopped && !batch.is_empty() {
-                let _ = tx.send(Planned::Rows(batch));
+    plan::store(
+        &project,
+        &db,
+        campaigns,
+        &settings,
+        &mut bar,
+        &mut |stored| {
+            for p in &stored.skipped {
+                eprintln!("warning: skipped: {}", inert_text(&p.to_string()));
             }
-            // A problem, or an audience that could not be read to its end: roll back.
-            let _ = tx.send(if failed || ran.is_err() {
-                Planned::Failed(problems.len().max(1))
-            } else {
-                Planned::Done
-            });
-            (ran, problems, failed)
-        });
-        let saved = store.save_plan(&record, &mut feed);
-        // Unblock the producer if the store stopped early.
-        feed.rx = None;
-        (producer.join(), saved, feed)
-    });
-    feed.progress.finish();
-    let (audience, problems, failed) =
-        planned.map_err(|_| CliError::Internal("the planning thread panicked".into()))?;
-    if let Err(p) = audience {
-        return Err(CliError::Invalid(vec![p]));
-    }
-    if failed {
-        let mut problems = problems;
-        problems.push(nothing_stored(problems.len(), &name));
-        return Err(CliError::Invalid(problems));
-    }
-    let stats = saved?;
-    for p in &problems {
-        eprintln!("warning: skipped: {}", inert_text(&p.to_string()));
-    }
-    if ctx.format == Format::Json {
-        println!(
-            "{}",
-            serde_json::json!({"campaign": name, "inserted": stats.inserted, "updated": stats.updated, "unchanged": stats.unchanged, "kept": stats.kept, "skipped": stats.skipped, "cancelled": stats.cancelled})
-        );
-    }
-    say(
-        ctx.quiet,
-        format!(
-            "planned {name}: {} new, {} updated, {} unchanged, {} kept (already sent or in flight), {} skipped, {} cancelled",
-            stats.inserted,
-            stats.updated,
-            stats.unchanged,
-            stats.kept,
-            stats.skipped,
-            stats.cancelled
-        ),
-    );
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::{BatchSource, CampaignRecord, MessageFilter, SqliteStore};
-
-    fn message(recipient: &str) -> MessageRef<'_> {
-        MessageRef {
-            recipient,
-            occurrence: 0,
-            address: "+5511999990000",
-            zone: "America/Sao_Paulo",
-            locale: None,
-            at: jiff::Timestamp::from_second(1_795_784_400).unwrap(),
-            reasons: "",
-            content: r#"{"body":"Oi"}"#,
-            vars: "{}",
-            skipped: None,
-        }
-    }
-
-    /// The store used to treat the planning thread's channel closing as the end of the plan.
-    /// A planning thread that dies mid-plan (a panic: it never sends `Planned::Failed`) closes
-    /// it too, so the store commits what it got, and on a re-plan cancels every pending
-    /// message of the recipients it never got to. `run` then reports "the planning thread
-    /// panicked", with the database already changed.
-    #[test]
-    fn a_planning_thread_that_dies_mid_plan_does_not_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("d.db")).unwrap();
-        let record = CampaignRecord {
-            name: "c".into(),
-            channel: "outbox".into(),
-            rules: Default::default(),
-            recurrence_start: None,
-        };
-        // First plan: three recipients pending.
-        let mut first = PlanBatch::default();
-        for r in ["r1", "r2", "r3"] {
-            first.push(message(r));
-        }
-        store
-            .save_plan(&record, &mut BatchSource::new(&first))
-            .unwrap();
-        // Re-plan, wired as `run` wires it; the planning thread sends r1 and then panics.
-        let (tx, rx) = mpsc::sync_channel::<Planned>(QUEUED_BATCHES);
-        let (spent_tx, _spent_rx) = mpsc::channel::<PlanBatch>();
-        let mut feed = Feed {
-            rx: Some(rx),
-            spent: spent_tx,
-            current: PlanBatch::default(),
-            next: 0,
-            progress: Progress::new(true, "c", std::path::Path::new("a.csv")),
-        };
-        let producer = std::thread::spawn(move || {
-            let mut batch = PlanBatch::default();
-            batch.push(message("r1"));
-            tx.send(Planned::Rows(batch)).unwrap();
-            panic!("a bug while rendering r2");
-        });
-        let saved = store.save_plan(&record, &mut feed);
-        assert!(producer.join().is_err());
-        let states: Vec<(String, String)> = store
-            .messages(&MessageFilter::default())
-            .unwrap()
-            .into_iter()
-            .map(|m| (m.recipient, format!("{:?}", m.state)))
-            .collect();
-        assert!(
-            saved.is_err(),
-            "the plan was committed after the planning thread died: {saved:?}; now {states:?}"
-        );
-    }
+            let (name, stats) = (&stored.campaign, &stored.stats);
+            if ctx.format == Format::Json {
+                println!(
+                    "{}",
+                    serde_json::json!({"campaign": name, "inserted": stats.inserted, "updated": stats.updated, "unchanged": stats.unchanged, "kept": stats.kept, "skipped": stats.skipped, "cancelled": stats.cancelled})
+                );
+            }
+            say(
+                ctx.quiet,
+                format!(
+                    "planned {name}: {} new, {} updated, {} unchanged, {} kept (already sent or in flight), {} skipped, {} cancelled",
+                    stats.inserted,
+                    stats.updated,
+                    stats.unchanged,
+                    stats.kept,
+                    stats.skipped,
+                    stats.cancelled
+                ),
+            );
+        },
+    )?;
+    Ok(Exit::Ok)
 }

@@ -15,9 +15,9 @@ use serde_json::{Map, Value, json};
 
 use super::output::{bar, human_duration, inert, inert_text, paint};
 use super::{CliError, CliResult, Ctx, Exit, Format};
-use crate::diag::Problem;
-use crate::model::Campaign;
-use crate::plan::{PlanOptions, PlannedRow, Planner};
+use disparo::diag::Problem;
+use disparo::model::Campaign;
+use disparo::plan::{PlanOptions, PlannedRow, Planner};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -169,7 +169,7 @@ fn quote_chars(cs: &[char]) -> String {
         .join(", ")
 }
 
-pub fn check(kind: Kind, content: &crate::message::Content) -> Checks {
+pub fn check(kind: Kind, content: &disparo::message::Content) -> Checks {
     let body = &content.body;
     let chars = body.chars().count();
     let mut out = Checks {
@@ -404,7 +404,7 @@ impl Report<'_> {
         let mut o = String::new();
         let rate = self
             .rate
-            .map(|r| format!(", {}", crate::units::Rate::per_second(r)))
+            .map(|r| format!(", {}", disparo::units::Rate::per_second(r)))
             .unwrap_or_default();
         let _ = writeln!(
             o,
@@ -460,7 +460,7 @@ impl Report<'_> {
                     o,
                     "  channel time  {} at {} (busiest hour: {busiest} messages, {})",
                     human_duration(f.messages as f64 / r),
-                    crate::units::Rate::per_second(r),
+                    disparo::units::Rate::per_second(r),
                     human_duration(busiest as f64 / r)
                 );
             }
@@ -605,9 +605,9 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     let campaign = project.load_campaign(&file)?;
     let mut opts = PlanOptions::new(ctx.now());
     // Preview touches no database: suppressions are read only if the database already exists.
-    if ctx.db_exists(Some(&project)) {
-        let store = ctx.store(Some(&project))?;
-        opts.suppressed = crate::store::Store::suppressions(&store)?
+    if let Some(store) = ctx.database(Some(&project)).if_exists()? {
+        opts.suppressed = store
+            .suppressions()?
             .into_iter()
             .map(|s| s.address)
             .collect();
@@ -615,8 +615,8 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     let mut planner = Planner::prepare(&project, campaign, opts)?;
     let data = ctx.format != Format::Table;
     let channel = if args.show_request || ctx.format == Format::Json {
-        let build = super::run::build_context(&project)?;
-        super::run::build_channel(
+        let build = disparo::app::channels::context(&project)?;
+        disparo::app::channels::build(
             &build,
             &project,
             &planner.campaign.channel,
@@ -682,7 +682,7 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
                     Format::Table => write_message(&mut out, row, &campaign, &checks, request.as_ref(), args.show_request),
                 }
             }
-            Err(crate::plan::Unplanned {
+            Err(disparo::plan::Unplanned {
                 recipient: id,
                 problem,
                 ..
@@ -776,9 +776,9 @@ fn envelope(
     channel: &str,
     row: &PlannedRow,
     now: Timestamp,
-) -> crate::message::Envelope {
-    crate::message::Envelope {
-        message_id: crate::store::message_key(campaign, &row.recipient, row.occurrence),
+) -> disparo::message::Envelope {
+    disparo::message::Envelope {
+        message_id: disparo::store::message_key(campaign, &row.recipient, row.occurrence),
         campaign: campaign.to_owned(),
         recipient: row.recipient.clone(),
         channel: channel.to_owned(),
@@ -1027,7 +1027,7 @@ mod tests {
 
     #[test]
     fn whatsapp_body_limit_is_flagged() {
-        let mut c = crate::message::Content {
+        let mut c = disparo::message::Content {
             body: "x".repeat(1024),
             ..Default::default()
         };

@@ -1,16 +1,13 @@
 //! `disparo run`: dispatch due messages, once (for cron and CI) or continuously (`--watch`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use jiff::SignedDuration;
 
 use super::{CliError, CliResult, Ctx, Exit, Format, output::say};
-use crate::channel::{BuildContext, Channel, ChannelBuildError, ChannelConfig};
-use crate::diag::Problem;
-use crate::dispatch::{ChannelRuntime, Clock, Dispatcher, RunOptions, Shutdown, Summary};
-use crate::model::Project;
-use crate::store::{MessageFilter, State, Store};
+use disparo::diag::Problem;
+use disparo::dispatch::{Clock, RunOptions, Shutdown};
+use disparo::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -33,7 +30,7 @@ pub struct Args {
     /// A live run renews its leases (every tenth of a lease, at most 5 s) and cuts any send
     /// that would outlast its lease.
     #[arg(long, default_value = "45s")]
-    pub lease: crate::units::Duration,
+    pub lease: disparo::units::Duration,
     /// Messages claimed and not yet finished, at most: the next claim is made while these
     /// are sending, once half is left. A rate-limited channel claims at most what it sends in
     /// 2 s (and in half a lease).
@@ -42,80 +39,7 @@ pub struct Args {
     /// After SIGINT/SIGTERM, how long in-flight sends may take before they are aborted and
     /// their messages given back (retried later with the same idempotency key).
     #[arg(long, default_value = "30s")]
-    pub grace: crate::units::Duration,
-}
-
-/// The context channels are built in: the project root and one HTTP client for the run.
-pub fn build_context(project: &Project) -> Result<BuildContext, CliError> {
-    let http =
-        BuildContext::default_http_client().map_err(|e| CliError::Internal(e.to_string()))?;
-    Ok(BuildContext::new(project.root.clone(), http))
-}
-
-/// Builds one channel adapter from its configuration; secrets come from the environment.
-pub fn build_channel(
-    ctx: &BuildContext,
-    project: &Project,
-    name: &str,
-    config: &ChannelConfig,
-) -> Result<Channel, Problem> {
-    Channel::build(name, config, ctx).map_err(|e| {
-        let (message, hint) = match &e {
-            ChannelBuildError::MissingEnv { channel, key, var } => (
-                format!("channel `{channel}`: environment variable {var} (named by `{key}`) is not set or empty"),
-                format!("export {var} before running, or change `{key}` in disparo.yaml"),
-            ),
-            ChannelBuildError::Invalid { .. } => (e.to_string(), "fix the channel's settings in disparo.yaml (see the README's channel reference)".to_owned()),
-        };
-        let mut p = Problem::new(message).field(format!("channels.{name}")).hint(hint);
-        if let Some(path) = &project.config_path {
-            p = p.in_file(path);
-        }
-        p
-    })
-}
-
-fn channels_for(
-    project: &Project,
-    store: &dyn Store,
-) -> Result<HashMap<String, Arc<ChannelRuntime>>, CliError> {
-    let mut out = HashMap::new();
-    let mut problems = Vec::new();
-    let ctx = build_context(project)?;
-    for s in store.summaries(None)? {
-        if out.contains_key(&s.channel)
-            || s.counts.get(&State::Pending).copied().unwrap_or(0)
-                + s.counts.get(&State::Sending).copied().unwrap_or(0)
-                == 0
-        {
-            continue;
-        }
-        let Some(cfg) = project.config.channel(&s.channel) else {
-            problems.push(
-                Problem::new(format!(
-                    "campaign {} uses channel {:?}, which disparo.yaml does not define",
-                    s.name, s.channel
-                ))
-                .field("channels")
-                .hint("define the channel in disparo.yaml, or cancel the campaign"),
-            );
-            continue;
-        };
-        match build_channel(&ctx, project, &s.channel, &cfg) {
-            Ok(c) => {
-                out.insert(
-                    s.channel.clone(),
-                    Arc::new(ChannelRuntime::new(c, cfg.settings())),
-                );
-            }
-            Err(p) => problems.push(p),
-        }
-    }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(CliError::Invalid(problems))
-    }
+    pub grace: disparo::units::Duration,
 }
 
 pub fn run(ctx: &Ctx, args: Args) -> CliResult {
@@ -123,13 +47,12 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     let store = ctx.existing_store(Some(&project))?;
     let mut args = args;
     if let Some(c) = &args.campaign {
-        args.campaign = Some(super::campaign_name(Some(&project), &store, c)?);
+        args.campaign = Some(super::campaign_name(Some(&project), store.as_ref(), c)?);
     }
     if args.dry_run {
-        return dry_run(ctx, &store, &args);
+        return dry_run(ctx, store.as_ref(), &args);
     }
     refuse_fake_now(ctx)?;
-    let channels = channels_for(&project, &store)?;
     let clock = ctx
         .fixed_now
         .map(Clock::starting_at)
@@ -143,26 +66,14 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
         grace: SignedDuration::from_secs(args.grace.as_secs()),
         ..RunOptions::default()
     };
-    if let Some(c) = &args.campaign
-        && store.campaign(c)?.is_none()
-    {
-        return Err(crate::store::StoreError::UnknownCampaign(c.clone()).into());
-    }
-    // One thread for the network side (sends, timers, signals): the store works on its own
-    // thread (see dispatch::worker), so nothing here blocks, and a single-threaded runtime
-    // saves the cross-thread wake-ups of a multi-threaded one.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::Internal(format!("cannot start the async runtime: {e}")))?;
-    let shutdown = Shutdown::new();
-    let store: Arc<dyn Store> = Arc::new(store);
-    let summary: Summary = runtime.block_on(async {
-        spawn_signal_handler(shutdown.clone());
-        Dispatcher::new(store, channels, clock, opts, shutdown)
-            .run()
-            .await
-    })?;
+    let summary = disparo::app::run::dispatch(
+        &project,
+        store,
+        clock,
+        opts,
+        Shutdown::new(),
+        spawn_signal_handler,
+    )?;
     if ctx.format == Format::Json {
         println!("{}", serde_json::to_string(&summary).unwrap_or_default());
     }
@@ -274,11 +185,7 @@ fn spawn_signal_handler(shutdown: Arc<Shutdown>) {
 
 fn dry_run(ctx: &Ctx, store: &dyn Store, args: &Args) -> CliResult {
     let now = ctx.now();
-    let rows = store.messages(&MessageFilter {
-        campaign: args.campaign.clone(),
-        state: Some(State::Pending),
-        ..Default::default()
-    })?;
+    let rows = disparo::app::run::due(store, args.campaign.as_deref(), now, args.limit)?;
     let mut out = super::output::Rows::new(&[
         "campaign",
         "recipient",
@@ -287,12 +194,8 @@ fn dry_run(ctx: &Ctx, store: &dyn Store, args: &Args) -> CliResult {
         "address",
         "due_at",
     ]);
-    let mut n = 0u64;
-    for r in rows.into_iter().filter(|r| r.due_at <= now) {
-        if args.limit.is_some_and(|l| n >= l) {
-            break;
-        }
-        n += 1;
+    let n = rows.len();
+    for r in rows {
         out.push(crate::row! { "campaign" => r.campaign, "recipient" => r.recipient, "occurrence" => r.occurrence, "channel" => r.channel, "address" => r.address, "due_at" => r.due_at.to_string() });
     }
     out.print(ctx.format)

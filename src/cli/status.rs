@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::output::{Rows, human_duration, inert, paint};
 use super::{CliResult, Ctx, Exit, Format};
-use crate::store::{CampaignStatus, State, Store};
+use disparo::store::{CampaignStatus, State};
 
 /// Attempts further apart than this belong to different runs.
 pub const RUN_GAP: SignedDuration = SignedDuration::from_mins(10);
@@ -39,7 +39,7 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     let project = ctx.project().ok();
     let store = ctx.existing_store(project.as_ref())?;
     let campaign = match &args.campaign {
-        Some(c) => Some(super::campaign_name(project.as_ref(), &store, c)?),
+        Some(c) => Some(super::campaign_name(project.as_ref(), store.as_ref(), c)?),
         None => None,
     };
     let summaries = store.summaries(campaign.as_deref())?;

@@ -3,9 +3,9 @@
 use std::ops::ControlFlow;
 
 use super::{CliResult, Ctx, Exit, Format, output::say};
-use crate::diag::Problem;
-use crate::model::Project;
-use crate::plan::{PlanOptions, Planner};
+use disparo::diag::Problem;
+use disparo::model::Project;
+use disparo::plan::{PlanOptions, Planner};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -63,9 +63,13 @@ pub fn check_campaign(
             return out;
         }
     };
-    if let Ok(build) = super::run::build_context(project)
-        && let Err(p) =
-            super::run::build_channel(&build, project, &planner.campaign.channel, &planner.channel)
+    if let Ok(build) = disparo::app::channels::context(project)
+        && let Err(p) = disparo::app::channels::build(
+            &build,
+            project,
+            &planner.campaign.channel,
+            &planner.channel,
+        )
     {
         out.warnings.push(p);
     }
@@ -96,7 +100,7 @@ pub fn check_campaign(
                     }
                 }
             }
-            Err(crate::plan::Unplanned { problem: p, .. }) => {
+            Err(disparo::plan::Unplanned { problem: p, .. }) => {
                 if out.problems.len() < max_problems {
                     out.problems.push(p);
                 } else {

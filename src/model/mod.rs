@@ -17,13 +17,7 @@ pub use vars::Vars;
 
 use crate::diag::Problem;
 
-/// Looks up an IANA zone name in the bundled database.
-pub fn zone(name: &str) -> Option<jiff::tz::TimeZone> {
-    if name.is_empty() {
-        return None;
-    }
-    jiff::tz::db().get(name).ok()
-}
+pub use crate::schedule::zone;
 
 /// A problem for a zone name that is not in the IANA database.
 pub fn unknown_zone(name: &str) -> Problem {

@@ -68,15 +68,6 @@ impl Serialize for Vars {
     }
 }
 
-impl crate::template::Lookup for Vars {
-    fn lookup(&self, key: &str) -> Option<&Value> {
-        self.get(key)
-    }
-    fn to_value(&self) -> Value {
-        Value::Object(self.to_map())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,7 +29,7 @@ pub use window::{
     QuietHours, QuietHoursError, SendWindow, UnknownWeekday, Weekdays, earliest_allowed, place,
     place_instant,
 };
-pub use zones::{UnknownZone, Zones, is_valid_zone};
+pub use zones::{UnknownZone, Zones, is_valid_zone, zone};
 
 use jiff::civil::DateTime;
 use jiff::tz::TimeZone;

@@ -13,6 +13,14 @@ use jiff::tz::TimeZone;
 )]
 pub struct UnknownZone(pub String);
 
+/// Looks up an IANA zone name in the bundled database; `None` for a blank or unknown name.
+pub fn zone(name: &str) -> Option<TimeZone> {
+    if name.is_empty() {
+        return None;
+    }
+    jiff::tz::db().get(name).ok()
+}
+
 /// Whether `name` is an IANA zone name (as the bundled tzdb knows it; case-insensitive, as
 /// jiff matches names). Blank strings are not names.
 pub fn is_valid_zone(name: &str) -> bool {

@@ -1,11 +1,14 @@
-//! The schedule's persistence, behind a trait so that nothing above it assumes SQLite.
+//! The schedule's persistence, behind a trait so that nothing above it names a back end.
 //!
 //! Every operation is a domain operation (save a campaign's plan, claim due messages with a
-//! lease, record outcomes), never SQL: a PostgreSQL implementation (several `run` workers on
-//! several machines, `FOR UPDATE SKIP LOCKED`) can slot in without touching plan or dispatch.
-//! Calls are synchronous; async callers run them on a blocking thread.
+//! lease, record outcomes), never SQL. Two implementations pass one conformance suite
+//! (tests/conformance): SQLite, the embedded default, and PostgreSQL, for fleets of `run`
+//! workers on several machines. [`open`] picks one from `--db` (a path or a `postgres://`
+//! URL). Calls are synchronous; async callers run them on a blocking thread.
 
+mod open;
 mod plan_batch;
+mod postgres;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -13,7 +16,9 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+pub use open::{Access, CheckReport, Location, MigrationReport, check, migrate, open};
 pub use plan_batch::{BatchSource, MessageRef, PackedText, PlanBatch, PlanSource, RowWriter};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::message::Content;
@@ -308,7 +313,7 @@ pub struct Suppression {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
-        "the database {path} was written by a newer disparo (schema version {found}, this one knows up to {supported}); it was not changed\n  hint: upgrade disparo, or point --db at another file"
+        "the database {path} was written by a newer disparo (schema version {found}, this one knows up to {supported}); it was not changed\n  hint: upgrade disparo, or point --db at another database"
     )]
     NewerSchema {
         path: String,
@@ -321,10 +326,55 @@ pub enum StoreError {
         reason: String,
         hint: String,
     },
+    /// A command that needs an existing schedule found none there.
+    #[error(
+        "there is no database at {location}\n  hint: run `disparo plan CAMPAIGN` first (it creates the database), or pass --db / DISPARO_DB, or run from the project folder"
+    )]
+    Missing { location: String },
+    /// A read-only command found a schema older than this disparo's: it does not migrate.
+    #[error(
+        "the database {location} has schema version {found}, this disparo needs {needed}; it was not changed\n  hint: run `disparo db migrate` (or any `disparo plan` or `disparo run`), then try again"
+    )]
+    Behind {
+        location: String,
+        found: i64,
+        needed: i64,
+    },
+    /// The database is there but cannot be reached right now (connection lost or refused,
+    /// server restarting or shutting down, too many connections, a serialization failure or
+    /// deadlock): trying the same again later may well succeed.
+    #[error("{what}\n  hint: {hint}")]
+    Unavailable { what: String, hint: String },
     #[error("{0}")]
     Other(String),
     #[error("no campaign named {0:?} in the database\n  hint: run `disparo plan {0}` first")]
     UnknownCampaign(String),
+}
+
+impl StoreError {
+    /// Whether the same call may succeed if tried again later: the database was unreachable
+    /// or the transaction lost a race (nothing was changed). Wrong URLs, passwords, missing
+    /// databases and schemas from another disparo are not: they need a person.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+}
+
+/// What a fleet of workers looks like from one of them (see [`Store::worker_heartbeat`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FleetView {
+    pub channels: BTreeMap<String, ChannelFleet>,
+}
+
+/// The live workers sending on one channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ChannelFleet {
+    /// Live workers on the channel, the asking one included (so at least 1).
+    pub live_workers: u32,
+    /// Whether every other live worker on it has announced itself since the asking one first
+    /// did: they all count it, so a share of the channel's rate computed from `live_workers`
+    /// is one every worker uses.
+    pub seen_by_all: bool,
 }
 
 /// The schedule store. Implementations must make `claim` atomic across processes: two
@@ -453,6 +503,19 @@ pub trait Store: Send + Sync {
         campaign: &str,
         each: &mut dyn FnMut(AttemptRow) -> std::io::Result<()>,
     ) -> Result<u64, ReportError>;
+    /// `owner` is alive and sends on `channels` until `ttl` from now (store clock). Returns, per
+    /// channel, the number of live workers sending on it (owner included) and whether every other
+    /// live worker on it has announced itself since `owner` first did (so it has seen `owner`).
+    /// Rates shared by a fleet are split by these counts.
+    fn worker_heartbeat(
+        &self,
+        owner: &str,
+        channels: &[&str],
+        ttl: jiff::SignedDuration,
+    ) -> Result<FleetView, StoreError>;
+    /// `owner` stops: its announcements are removed at once, so the others' shares grow
+    /// without waiting for its `ttl`.
+    fn retire_worker(&self, owner: &str) -> Result<(), StoreError>;
 }
 
 /// A campaign's last run, from its attempts' timestamps (for `status`).

@@ -14,8 +14,21 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::*;
 
+mod admin;
+mod fleet;
+
 mod embedded {
-    refinery::embed_migrations!("migrations");
+    refinery::embed_migrations!("migrations/sqlite");
+}
+
+/// The newest schema version this build knows.
+fn known_version() -> i64 {
+    embedded::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| i64::from(m.version()))
+        .max()
+        .unwrap_or(0)
 }
 
 /// How long a writer waits for another process's transaction before giving up.
@@ -157,6 +170,12 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     /// A schema newer than this build knows is refused before anything is written.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        Self::open_with(path, true)
+    }
+
+    /// Opens the database at `path`; with `migrate` false, a schema behind this build's is
+    /// refused ([`StoreError::Behind`]) instead of being brought up to date.
+    fn open_with(path: &Path, migrate: bool) -> Result<SqliteStore, StoreError> {
         let shown = path.display().to_string();
         let open_err = |reason: String, hint: &str| StoreError::Open {
             path: shown.clone(),
@@ -209,12 +228,7 @@ impl SqliteStore {
             };
             return Err(open_err(s, hint));
         }
-        let known = embedded::migrations::runner()
-            .get_migrations()
-            .iter()
-            .map(|m| i64::from(m.version()))
-            .max()
-            .unwrap_or(0);
+        let known = known_version();
         let found = schema_version(&conn).map_err(|e| open_err(e.to_string(), "the file is not a disparo database (or is corrupt); restore it from a backup or pass another --db"))?;
         if found > known {
             return Err(StoreError::NewerSchema {
@@ -223,8 +237,16 @@ impl SqliteStore {
                 supported: known,
             });
         }
+        if found < known && !migrate {
+            return Err(super::open::behind(shown, found, known));
+        }
+        // Grouped: every migration and its record in one transaction, so that a process that
+        // lost the race to migrate (its CREATE fails on what the winner made) finds the
+        // winner's record too, and opens.
         if found < known
-            && let Err(e) = embedded::migrations::runner().run(&mut conn)
+            && let Err(e) = embedded::migrations::runner()
+                .set_grouped(true)
+                .run(&mut conn)
         {
             // Another process may have migrated at the same moment; only fail if still behind.
             if schema_version(&conn).unwrap_or(0) < known {
@@ -438,6 +460,20 @@ impl<'a> RecordedOutcome<'a> {
     }
 }
 
+/// The claim's filter for frequency caps across runs: a message of a capped campaign is not
+/// taken while another run holds one to the same (channel, address) under a live lease, so
+/// two runs never both send to an address inside a cap's window (each applies the caps to
+/// what it holds). Claims are serialised by `BEGIN IMMEDIATE`, so two claims cannot both take
+/// the same address. `?4` is the claiming owner; `?6` (`?1` in the takeover) the lease clock.
+const NOT_HELD_BY_ANOTHER: &str = "(c.capped = 0 OR NOT EXISTS (
+        SELECT 1 FROM queue h JOIN messages hm ON hm.id = h.message_id JOIN campaigns hc ON hc.id = h.campaign_id
+        WHERE h.state = 'sending' AND h.lease_owner <> ?4 AND h.lease_until >= ?6 AND hc.channel = c.channel
+          AND hm.address = (SELECT address FROM messages WHERE id = q.message_id)))";
+const NOT_HELD_BY_ANOTHER_STALE: &str = "(c.capped = 0 OR NOT EXISTS (
+        SELECT 1 FROM queue h JOIN messages hm ON hm.id = h.message_id JOIN campaigns hc ON hc.id = h.campaign_id
+        WHERE h.state = 'sending' AND h.lease_owner <> ?4 AND h.lease_until >= ?1 AND hc.channel = c.channel
+          AND hm.address = (SELECT address FROM messages WHERE id = q.message_id)))";
+
 /// Claims due messages inside `tx` (see [`Store::claim`]). The due pending messages are
 /// leased by one set-based `UPDATE … RETURNING` (see [`complete_in`] for why one statement).
 fn claim_in(
@@ -452,17 +488,18 @@ fn claim_in(
     {
         let mut due = tx
             .prepare_cached(
-                "UPDATE OR FAIL queue SET state = 'sending', lease_owner = ?4, lease_until = ?5, updated_at = ?1, started_by = NULL
+                &format!("UPDATE OR FAIL queue SET state = 'sending', lease_owner = ?4, lease_until = ?5, updated_at = ?1, started_by = NULL
                  WHERE message_id IN (
                      SELECT q.message_id FROM queue q JOIN campaigns c ON c.id = q.campaign_id
                      WHERE q.state = 'pending' AND q.due_at <= ?1 AND c.status = 'active' AND (?3 IS NULL OR c.name = ?3)
+                       AND {NOT_HELD_BY_ANOTHER}
                      ORDER BY q.due_at LIMIT ?2)
-                 RETURNING message_id, campaign_id, planned_at, due_at, attempts",
+                 RETURNING message_id, campaign_id, planned_at, due_at, attempts"),
             )
             .map_err(other)?;
         let rows = due
             .query_map(
-                params![now, limit as i64, campaign, owner, lease_until],
+                params![now, limit as i64, campaign, owner, lease_until, lease_now],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .map_err(other)?;
@@ -487,14 +524,15 @@ fn claim_in(
         let stale: Vec<(i64, String, i64, bool)> = {
             let mut stale = tx
                 .prepare_cached(
-                    "SELECT q.message_id, COALESCE(q.lease_owner, '?'), q.updated_at, q.started_by IS NOT NULL AND q.started_by = q.lease_owner FROM queue q JOIN campaigns c ON c.id = q.campaign_id
+                    &format!("SELECT q.message_id, COALESCE(q.lease_owner, '?'), q.updated_at, q.started_by IS NOT NULL AND q.started_by = q.lease_owner FROM queue q JOIN campaigns c ON c.id = q.campaign_id
                      WHERE q.state = 'sending' AND q.lease_until < ?1 AND c.status = 'active' AND (?3 IS NULL OR c.name = ?3)
-                     ORDER BY q.due_at LIMIT ?2",
+                       AND {NOT_HELD_BY_ANOTHER_STALE}
+                     ORDER BY q.due_at LIMIT ?2"),
                 )
                 .map_err(other)?;
             stale
                 .query_map(
-                    params![lease_now, (limit - leased.len()) as i64, campaign],
+                    params![lease_now, (limit - leased.len()) as i64, campaign, owner],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )
                 .map_err(other)?
@@ -1272,6 +1310,19 @@ impl Store for SqliteStore {
         Ok(n)
     }
 
+    fn worker_heartbeat(
+        &self,
+        owner: &str,
+        channels: &[&str],
+        ttl: jiff::SignedDuration,
+    ) -> Result<FleetView, StoreError> {
+        self.heartbeat(owner, channels, ttl)
+    }
+
+    fn retire_worker(&self, owner: &str) -> Result<(), StoreError> {
+        self.retire(owner)
+    }
+
     fn report_attempts(
         &self,
         campaign: &str,
@@ -1405,13 +1456,13 @@ impl SqliteStore {
         let rules = serde_json::to_string(&campaign.rules).map_err(other)?;
         let (cid, generation, status): (i64, i64, String) = tx
             .query_row(
-                "INSERT INTO campaigns (name, channel, rules, recurrence_start, generation, created_at, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)
-                 ON CONFLICT(name) DO UPDATE SET channel = excluded.channel, rules = excluded.rules,
+                "INSERT INTO campaigns (name, channel, rules, recurrence_start, generation, created_at, updated_at, capped)
+                 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5, ?6)
+                 ON CONFLICT(name) DO UPDATE SET channel = excluded.channel, rules = excluded.rules, capped = excluded.capped,
                     recurrence_start = COALESCE(campaigns.recurrence_start, excluded.recurrence_start),
                     generation = campaigns.generation + 1, updated_at = excluded.updated_at
                  RETURNING id, generation, status",
-                params![campaign.name, campaign.channel, rules, campaign.recurrence_start, now],
+                params![campaign.name, campaign.channel, rules, campaign.recurrence_start, now, !campaign.rules.caps.is_empty()],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .map_err(other)?;

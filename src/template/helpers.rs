@@ -145,7 +145,7 @@ fn format_date(
     let zone = root
         .get("timezone")
         .and_then(Value::as_str)
-        .and_then(crate::model::zone);
+        .and_then(crate::schedule::zone);
     let date = if let Ok(ts) = raw.parse::<jiff::Timestamp>() {
         ts.to_zoned(zone.unwrap_or(jiff::tz::TimeZone::UTC)).date()
     } else if let Ok(d) = raw.parse::<jiff::civil::Date>() {

@@ -21,7 +21,7 @@ use crate::diag::Problem;
 use crate::message::{Content, WhatsappTemplate};
 
 /// Where a template's variables come from: a JSON object, or a recipient's variables read in
-/// place ([`crate::model::Vars`]) so that planning builds no map per recipient.
+/// place (the model's `Vars`) so that planning builds no map per recipient.
 pub trait Lookup {
     /// The value of a top-level variable.
     fn lookup(&self, key: &str) -> Option<&Value>;

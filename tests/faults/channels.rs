@@ -2,8 +2,7 @@
 //! counted as a failure (class 3); secrets never reach errors, stored text or outputs
 //! (class 4); an outbox append is all-or-nothing (class 8).
 
-#[path = "../support/mod.rs"]
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,7 +10,7 @@ use std::time::Duration;
 use disparo::channel::{Channel, Delivered, SendError};
 use disparo::message::Envelope;
 
-use crate::provider::{Behaviour, Provider};
+use super::provider::{Behaviour, Provider};
 use support::{build, context, envelope};
 
 const WA_TOKEN: &str = "EAAGwaSecretToken7Qx";
@@ -446,7 +445,7 @@ fn needles() -> Vec<String> {
 /// database, its WAL, or the outbox.
 #[test]
 fn no_secret_reaches_any_output_the_database_or_the_outbox() {
-    use crate::provider::{SmtpBehaviour, SmtpStage};
+    use super::provider::{SmtpBehaviour, SmtpStage};
     let provider = Provider::start();
     let p = crate::harness::Project::empty()
         .env("DISPARO_SIMULATE", "1")
@@ -661,7 +660,7 @@ async fn answers_without_an_acceptance_are_transient_and_a_slow_2xx_is_sent() {
 /// drops the connection): the message is sent; retrying it would deliver it twice.
 #[tokio::test]
 async fn an_smtp_message_accepted_before_a_stalled_quit_is_sent_once() {
-    use crate::provider::{SmtpBehaviour, SmtpStage};
+    use super::provider::{SmtpBehaviour, SmtpStage};
     let p = Provider::start();
     let ctx = context(
         &root(),

@@ -1,8 +1,6 @@
 //! Hostile tests (issue #12): a lying provider, crashes, state changed mid-batch, injected text.
 mod channels;
 mod dispatch;
-#[path = "../harness/mod.rs"]
-mod harness;
 mod inputs;
 mod model;
 mod paused;

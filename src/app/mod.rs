@@ -1,0 +1,65 @@
+//! The application layer: what each command does, as library calls. The binary's `cli`
+//! module only turns flags into these calls' arguments and prints their results, so that a
+//! test, a benchmark or another front end gets the same behaviour without a command line.
+//!
+//! - [`db`]: which database a command means, and opening it for what it will do.
+//! - [`plan`]: the two-thread plan pipeline and its commit rule (all or nothing per campaign).
+//! - [`channels`]: building the channel adapters a run needs, from `disparo.yaml`.
+//! - [`run`]: one dispatch run on its own runtime, and what a dry run would send.
+
+pub mod channels;
+pub mod db;
+pub mod plan;
+pub mod run;
+
+use crate::diag::Problem;
+use crate::store::StoreError;
+
+/// A command's failure: located problems with the input (exit 2), or the environment or
+/// disparo itself failing (exit 4).
+#[derive(Debug)]
+pub enum Error {
+    Invalid(Vec<Problem>),
+    Internal(String),
+}
+
+impl From<Problem> for Error {
+    fn from(p: Problem) -> Self {
+        Error::Invalid(vec![p])
+    }
+}
+
+impl From<Vec<Problem>> for Error {
+    fn from(p: Vec<Problem>) -> Self {
+        Error::Invalid(p)
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::UnknownCampaign(_) => Error::Invalid(vec![Problem::new(e.to_string())]),
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::store::ReportError> for Error {
+    fn from(e: crate::store::ReportError) -> Self {
+        match e {
+            crate::store::ReportError::Store(s) => s.into(),
+            crate::store::ReportError::Write(e) => {
+                Error::Internal(format!("cannot write the report: {e}"))
+            }
+        }
+    }
+}
+
+impl From<crate::dispatch::RunError> for Error {
+    fn from(e: crate::dispatch::RunError) -> Self {
+        match e {
+            crate::dispatch::RunError::Store(s) => s.into(),
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}

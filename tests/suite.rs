@@ -1,0 +1,21 @@
+//! Every integration test, in one test binary (as ripgrep does): one link of the library
+//! instead of one per file, and one process that shares the throwaway servers it starts.
+//! Each module was a test binary of its own before; `cargo test --test suite MODULE::` runs one.
+
+mod harness;
+mod support;
+
+mod bad_input;
+mod bench_tools;
+mod channels;
+mod cli;
+mod delivery;
+mod faults;
+mod loaders_fuzz;
+mod outputs;
+mod rate_limit;
+mod run_channels;
+mod schedule_properties;
+mod schedule_reference;
+mod store_dispatch;
+mod template_reference;
