@@ -90,6 +90,9 @@ pub struct RunOptions {
     pub breaker_threshold: u32,
     /// Unique name of this run, written on its claims.
     pub owner: String,
+    /// Seeds the jitter of retry backoffs, so that a test can replay the delays the run
+    /// draws; `None` (production) seeds it at random.
+    pub jitter_seed: Option<u64>,
 }
 
 impl Default for RunOptions {
@@ -106,6 +109,7 @@ impl Default for RunOptions {
             flush_every: SignedDuration::from_millis(250),
             breaker_threshold: 3,
             owner: default_owner(),
+            jitter_seed: None,
         }
     }
 }
@@ -359,6 +363,8 @@ struct Run {
     pace_wake: Option<tokio::time::Instant>,
     /// Sends started since the last hand-over (see [`Run::note_started`]).
     unmarked: Vec<i64>,
+    /// Draws the jitter of retry backoffs.
+    rng: fastrand::Rng,
 }
 
 impl Run {
@@ -554,6 +560,15 @@ impl Dispatcher {
         }
     }
 
+    /// Judges leases on `clock` instead of the wall clock. For tests on paused tokio time
+    /// ([`Clock::tokio`]): heartbeats, lease cuts and reclaims then happen at exact instants
+    /// of the paused clock. A production run keeps the wall clock, which every process
+    /// sharing the database reads alike.
+    pub fn with_lease_clock(mut self, clock: Clock) -> Dispatcher {
+        self.lease_clock = clock;
+        self
+    }
+
     /// Messages claimed and not yet finished, at most: see [`claim_bound`].
     fn max_batch(&self) -> usize {
         claim_bound(
@@ -577,6 +592,7 @@ impl Dispatcher {
                 flush_every: self.opts.flush_every.unsigned_abs(),
                 max_pending: MAX_PENDING,
             },
+            self.clock.follows_tokio() || self.lease_clock.follows_tokio(),
         )?;
         let mut run = Run {
             queues: HashMap::default(),
@@ -604,6 +620,10 @@ impl Dispatcher {
             aborts: HashMap::default(),
             pace_wake: None,
             unmarked: Vec::new(),
+            rng: self
+                .opts
+                .jitter_seed
+                .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
         };
         let result = self.drive(&worker, &mut run).await;
         // Whatever happened, record what is known before stopping. (After a store error the
@@ -1289,22 +1309,24 @@ impl Dispatcher {
                 error: e.message,
             },
             Err(e) => match e.class {
-                ErrorClass::Transient { .. } => match ch.retry.next_delay(attempt, &e) {
-                    // Exponential backoff with full jitter, never sooner than Retry-After
-                    // (however large: a date past the end of time is the end of time).
-                    Some(delay) => Outcome::Retry {
-                        due_at: SignedDuration::try_from(delay)
-                            .ok()
-                            .and_then(|d| finished.checked_add(d).ok())
-                            .unwrap_or(Timestamp::MAX),
-                        code: e.code,
-                        error: e.message,
-                    },
-                    None => Outcome::Failed {
-                        code: e.code,
-                        error: format!("{} (gave up after {attempt} attempts)", e.message),
-                    },
-                },
+                ErrorClass::Transient { .. } => {
+                    match ch.retry.next_delay_with(&mut run.rng, attempt, &e) {
+                        // Exponential backoff with full jitter, never sooner than Retry-After
+                        // (however large: a date past the end of time is the end of time).
+                        Some(delay) => Outcome::Retry {
+                            due_at: SignedDuration::try_from(delay)
+                                .ok()
+                                .and_then(|d| finished.checked_add(d).ok())
+                                .unwrap_or(Timestamp::MAX),
+                            code: e.code,
+                            error: e.message,
+                        },
+                        None => Outcome::Failed {
+                            code: e.code,
+                            error: format!("{} (gave up after {attempt} attempts)", e.message),
+                        },
+                    }
+                }
                 ErrorClass::Permanent => Outcome::Failed {
                     code: e.code,
                     error: e.message,

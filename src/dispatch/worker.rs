@@ -9,6 +9,15 @@
 //! ([`Worker::flush`]). An outcome is counted in the run's [`Summary`] only once its
 //! transaction committed; a crash before that leaves the message `sending` under a lease that
 //! expires, and it is sent again with the same idempotency key (at-least-once).
+//!
+//! On paused tokio time (tests), tokio moves its clock to the next timer whenever the runtime
+//! has nothing to run, and a store call working on this thread is nothing to the runtime: the
+//! clock would jump (and leases lapse) in the middle of every claim. So a worker started with
+//! `hold_time` makes every call the runtime waits for count as work, with a blocking task that
+//! lasts until the call is answered (under tokio's `test-util`, a blocking task inhibits
+//! auto-advance on a current-thread runtime from `spawn_blocking` until it ends), and enters
+//! the runtime on this thread so that clocks read here see the paused time too. Production
+//! runs do neither.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -34,8 +43,13 @@ enum Msg {
     Complete(Vec<Completion>, Vec<Spent>),
     Call(Call),
     WithPending(WithPending),
-    Flush(oneshot::Sender<Result<Summary, StoreError>>),
+    Flush(oneshot::Sender<Result<Summary, StoreError>>, Busy),
 }
+
+/// While alive, paused tokio time does not auto-advance (see the module doc); `None` when the
+/// worker does not hold time. Dropped on the store thread once the call it goes with has
+/// been answered.
+type Busy = Option<mpsc::Sender<()>>;
 
 /// The handle the dispatcher holds.
 pub(super) struct Worker {
@@ -43,6 +57,8 @@ pub(super) struct Worker {
     /// The first error of a commit nobody waited for (a group commit), to end the run with.
     failure: Arc<Failure>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Make the calls the runtime waits for count as work for paused time.
+    hold_time: bool,
 }
 
 #[derive(Default)]
@@ -61,18 +77,25 @@ pub(super) struct CommitPolicy {
 }
 
 impl Worker {
+    /// Starts the store thread. `hold_time`: the run's clocks follow tokio's (paused in
+    /// tests), see the module doc.
     pub(super) fn start(
         store: Arc<dyn Store>,
         owner: String,
         policy: CommitPolicy,
+        hold_time: bool,
     ) -> Result<Worker, StoreError> {
         let (tx, rx) = mpsc::channel();
         let failure = Arc::new(Failure::default());
+        let runtime = hold_time
+            .then(tokio::runtime::Handle::try_current)
+            .and_then(Result::ok);
         let thread = {
             let failure = failure.clone();
             std::thread::Builder::new()
                 .name("disparo-store".into())
                 .spawn(move || {
+                    let _entered = runtime.as_ref().map(tokio::runtime::Handle::enter);
                     Thread {
                         store,
                         owner,
@@ -93,7 +116,19 @@ impl Worker {
             tx: Some(tx),
             failure,
             thread: Some(thread),
+            hold_time,
         })
+    }
+
+    /// A [`Busy`] for a call about to be made.
+    fn busy(&self) -> Busy {
+        if !self.hold_time {
+            return None;
+        }
+        let (tx, rx) = mpsc::channel::<()>();
+        // Ends when `tx` is dropped (recv fails).
+        tokio::task::spawn_blocking(move || while rx.recv().is_ok() {});
+        Some(tx)
     }
 
     fn send(&self, msg: Msg) -> Result<(), StoreError> {
@@ -121,8 +156,10 @@ impl Worker {
         f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (reply, rx) = oneshot::channel();
+        let busy = self.busy();
         self.send(Msg::Call(Box::new(move |s| {
             let _ = reply.send(f(s));
+            drop(busy);
         })))?;
         rx.await
             .map_err(|_| StoreError::Other("the store thread has stopped".into()))?
@@ -135,8 +172,10 @@ impl Worker {
         f: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError> {
         let (reply, rx) = oneshot::channel();
+        let busy = self.busy();
         self.send(Msg::Call(Box::new(move |s| {
             let _ = reply.send(f(s));
+            drop(busy);
         })))?;
         Ok(rx)
     }
@@ -148,12 +187,14 @@ impl Worker {
         f: impl FnOnce(&dyn Store, &[Completion]) -> Result<(usize, T), StoreError> + Send + 'static,
     ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError> {
         let (reply, rx) = oneshot::channel();
+        let busy = self.busy();
         self.send(Msg::WithPending(Box::new(move |s, pending| {
             let (recorded, result) = match f(s, pending) {
                 Ok((recorded, value)) => (Some(recorded), Ok(value)),
                 Err(e) => (None, Err(e)),
             };
             let _ = reply.send(result);
+            drop(busy);
             recorded
         })))?;
         Ok(rx)
@@ -162,7 +203,7 @@ impl Worker {
     /// Commits every outcome handed over so far; returns what the run recorded until now.
     pub(super) async fn flush(&self) -> Result<Summary, StoreError> {
         let (reply, rx) = oneshot::channel();
-        self.send(Msg::Flush(reply))?;
+        self.send(Msg::Flush(reply, self.busy()))?;
         rx.await
             .map_err(|_| StoreError::Other("the store thread has stopped".into()))?
     }
@@ -262,9 +303,10 @@ impl Thread {
                         self.count(&done, recorded);
                     }
                 }
-                Msg::Flush(reply) => {
+                Msg::Flush(reply, busy) => {
                     let r = self.commit().map(|()| self.summary);
                     let _ = reply.send(r);
+                    drop(busy);
                 }
             }
         }
@@ -323,5 +365,56 @@ impl Thread {
             *slot = Some(e);
         }
         self.failure.notify.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+
+    fn store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
+        Arc::new(SqliteStore::open(&dir.path().join("t.db")).unwrap())
+    }
+
+    /// On paused time, tokio advances its clock to the next timer as soon as the runtime has
+    /// nothing to run. A store call takes real time on the store thread while the runtime
+    /// only waits for its answer: unless the call counts as work, a run's clock jumps to its
+    /// next timer (a heartbeat, a lease cut) in the middle of every store call.
+    #[tokio::test(start_paused = true)]
+    async fn a_store_call_holds_paused_time_still() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = CommitPolicy {
+            flush_every: Duration::from_millis(250),
+            max_pending: 8192,
+        };
+        let worker = Worker::start(store(&dir), "me".into(), policy, true).unwrap();
+        let t0 = tokio::time::Instant::now();
+        let timer = tokio::time::sleep(Duration::from_secs(5));
+        tokio::pin!(timer);
+        for _ in 0..3 {
+            tokio::select! {
+                r = worker.call(|s| {
+                    std::thread::sleep(Duration::from_millis(20));
+                    s.gate()
+                }) => { r.unwrap(); }
+                _ = &mut timer => panic!("the timer fired while the store thread worked"),
+            }
+            let rx = worker
+                .request(|s| {
+                    std::thread::sleep(Duration::from_millis(20));
+                    s.gate()
+                })
+                .unwrap();
+            tokio::select! {
+                r = rx => { r.unwrap().unwrap(); }
+                _ = &mut timer => panic!("the timer fired while the store thread worked"),
+            }
+        }
+        assert_eq!(tokio::time::Instant::now(), t0);
+        // With nothing to wait for but the timer, time moves to it at once.
+        timer.await;
+        assert_eq!(tokio::time::Instant::now() - t0, Duration::from_secs(5));
+        worker.finish().await.unwrap();
     }
 }

@@ -3,4 +3,5 @@ mod channels;
 mod dispatch;
 mod inputs;
 mod model;
+mod paused;
 mod provider;
