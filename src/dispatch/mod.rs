@@ -14,6 +14,7 @@
 
 mod clock;
 mod facts;
+mod fleet;
 mod rules;
 mod worker;
 
@@ -253,8 +254,17 @@ struct ClaimedBatch {
 type ClaimReply = tokio::sync::oneshot::Receiver<Result<ClaimedBatch, StoreError>>;
 /// Facts read again for every queued message, with the ids they are about.
 type RefreshReply = tokio::sync::oneshot::Receiver<Result<(Facts, Vec<i64>), StoreError>>;
-/// A heartbeat: when the store renewed this run's leases, and until when (real clock).
-type RenewReply = tokio::sync::oneshot::Receiver<Result<(Timestamp, Timestamp), StoreError>>;
+/// A heartbeat's answer (see [`Beat`]).
+type RenewReply = tokio::sync::oneshot::Receiver<Result<Beat, StoreError>>;
+
+/// A heartbeat: when the store renewed this run's leases and until when (real clock), whether
+/// the run held any, and the fleet as the store sees it (when this run announces channels).
+struct Beat {
+    at: Timestamp,
+    until: Timestamp,
+    holding: bool,
+    fleet: Option<crate::store::FleetView>,
+}
 
 /// What [`Channel::prepare`] made of a claimed message on the store thread, if anything.
 type Head = Option<Vec<u8>>;
@@ -355,6 +365,8 @@ struct Run {
     refresh: Option<RefreshReply>,
     /// Until when every lease this run holds is confirmed (real clock).
     leases_until: Option<Timestamp>,
+    /// This run's share of the fleet's rates (see [`fleet`]).
+    fleet: fleet::Fleet,
     /// Campaign throttles (`throttle:`), shared by the campaign's sends in this run.
     throttles: HashMap<String, (f64, Arc<RateLimiter>), FastHash>,
     /// Per campaign: triggered to cut its sends under way (the circuit breaker tripped).
@@ -616,6 +628,7 @@ impl Dispatcher {
             gate_checked: None,
             refresh: None,
             leases_until: None,
+            fleet: fleet::Fleet::default(),
             throttles: HashMap::default(),
             aborts: HashMap::default(),
             pace_wake: None,
@@ -625,11 +638,21 @@ impl Dispatcher {
                 .jitter_seed
                 .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
         };
-        let result = self.drive(&worker, &mut run).await;
+        let result = match self.join_fleet(&worker, &mut run).await {
+            Ok(()) => self.drive(&worker, &mut run).await,
+            Err(e) => Err(e),
+        };
         // Whatever happened, record what is known before stopping. (After a store error the
         // in-flight sends are dropped: their leases expire and they are retried later.)
         run.sends.clear();
         let handed = run.hand_over(&worker);
+        if !self.channels.is_empty() {
+            // The others' shares grow at their next heartbeat instead of after our lease.
+            let owner = self.opts.owner.clone();
+            if let Err(e) = worker.call(move |s| s.retire_worker(&owner)).await {
+                tracing::debug!("could not retire from the fleet (it expires by itself): {e}");
+            }
+        }
         let finished = worker.finish().await;
         result?;
         handed?;
@@ -736,6 +759,8 @@ impl Dispatcher {
                     };
                     self.shutdown.sleep(wait.unsigned_abs()).await;
                     drained = false;
+                    // Asleep, this run made no heartbeat: its announcement may have expired.
+                    self.beat_now(worker, run).await?;
                     continue;
                 }
             }
@@ -774,7 +799,14 @@ impl Dispatcher {
                 }
                 r = async { renew.as_mut().expect("guarded").await }, if renew.is_some() => {
                     renew = None;
-                    let (at, until) = r.map_err(|_| RunError::Internal("the store thread has stopped".into()))??;
+                    let beat = r.map_err(|_| RunError::Internal("the store thread has stopped".into()))??;
+                    if let Some(view) = &beat.fleet {
+                        self.take_shares(run, view);
+                    }
+                    let Beat { at, until, holding, .. } = beat;
+                    if !holding {
+                        continue;
+                    }
                     if run.leases_until.is_some_and(|held| at > held) {
                         // Renewed too late: another run may have taken some of what is queued
                         // over meanwhile. Give it all back (only what is still ours is
@@ -784,9 +816,9 @@ impl Dispatcher {
                     }
                     run.leases_until = Some(until);
                 }
-                _ = &mut heartbeat_timer, if renew.is_none() && holding => {
+                _ = &mut heartbeat_timer, if renew.is_none() && (holding || !self.channels.is_empty()) => {
                     heartbeat_timer.as_mut().reset(tokio::time::Instant::now() + heartbeat_every);
-                    renew = Some(self.request_renew(worker)?);
+                    renew = Some(self.request_renew(worker, holding)?);
                 }
                 done = run.sends.next(), if !run.sends.is_empty() => {
                     if let Some(done) = done {
@@ -872,19 +904,92 @@ impl Dispatcher {
         })
     }
 
-    /// The heartbeat: extends every lease this run holds by a whole lease from now.
-    fn request_renew(&self, worker: &Worker) -> Result<RenewReply, StoreError> {
+    /// The heartbeat: extends every lease this run holds by a whole lease from now, and
+    /// announces this run on its channels to the fleet.
+    fn request_renew(&self, worker: &Worker, holding: bool) -> Result<RenewReply, StoreError> {
         let (clock, owner, lease) = (
             self.lease_clock.clone(),
             self.opts.owner.clone(),
             self.opts.lease,
         );
+        let channels: Vec<String> = self.channels.keys().cloned().collect();
         worker.request(move |s| {
             let at = clock.now();
             let until = at + lease;
-            s.renew_leases(&owner, until)?;
-            Ok((at, until))
+            if holding {
+                s.renew_leases(&owner, until)?;
+            }
+            let fleet = if channels.is_empty() {
+                None
+            } else {
+                let names: Vec<&str> = channels.iter().map(String::as_str).collect();
+                Some(s.worker_heartbeat(&owner, &names, lease)?)
+            };
+            Ok(Beat {
+                at,
+                until,
+                holding,
+                fleet,
+            })
         })
+    }
+
+    /// Announces this run to the fleet and takes its shares, now.
+    async fn beat_now(
+        &self,
+        worker: &Worker,
+        run: &mut Run,
+    ) -> Result<Option<crate::store::FleetView>, RunError> {
+        if self.channels.is_empty() {
+            return Ok(None);
+        }
+        let (owner, lease) = (self.opts.owner.clone(), self.opts.lease);
+        let channels: Vec<String> = self.channels.keys().cloned().collect();
+        let view = worker
+            .call(move |s| {
+                let names: Vec<&str> = channels.iter().map(String::as_str).collect();
+                s.worker_heartbeat(&owner, &names, lease)
+            })
+            .await?;
+        self.take_shares(run, &view);
+        Ok(Some(view))
+    }
+
+    /// Before the first claim: announces this run and waits until every other live worker
+    /// on its channels counts it (they shrink their shares when they do), then one settling
+    /// window ([`fleet`]). Alone, it starts at once.
+    async fn join_fleet(&self, worker: &Worker, run: &mut Run) -> Result<(), RunError> {
+        let poll = self
+            .opts
+            .heartbeat()
+            .min(std::time::Duration::from_millis(250));
+        let mut waited = false;
+        while let Some(view) = self.beat_now(worker, run).await? {
+            if fleet::Fleet::settled(&view) || self.shutdown.is_set() {
+                if waited {
+                    tracing::info!(
+                        "every other worker counts this one now; sending at this worker's share"
+                    );
+                }
+                break;
+            }
+            waited = true;
+            self.shutdown.sleep(poll).await;
+        }
+        Ok(())
+    }
+
+    /// Applies the fleet's view to the channel limiters and campaign throttles of this run.
+    fn take_shares(&self, run: &mut Run, view: &crate::store::FleetView) {
+        let hold_for = self.opts.heartbeat() * 2;
+        run.fleet.apply(
+            view,
+            &self.channels,
+            &run.throttles,
+            &run.campaigns,
+            tokio::time::Instant::now(),
+            hold_for,
+        );
     }
 
     /// Reads the facts of every queued message again (the gate moved).
