@@ -1382,9 +1382,10 @@ fn an_absurd_explicit_end_is_refused_clearly() {
         o.stderr
     );
 }
+
 /// Issue #13: a move for a disallowed weekday or a blackout date, with no quiet hours, keeps the
 /// local wall time on the next allowed day (not 00:00); with quiet hours, the earliest allowed
-/// time (SPEC rule 3).
+/// time (docs/time-semantics.md rule 3).
 #[test]
 fn a_weekday_or_blackout_move_without_quiet_hours_keeps_the_wall_time() {
     let p = Project::empty();
@@ -1407,4 +1408,28 @@ fn a_weekday_or_blackout_move_without_quiet_hours_keeps_the_wall_time() {
     assert_eq!(local("wk"), "2026-11-30T10:30:00-03:00");
     assert_eq!(local("bo"), "2026-12-26T10:30:00-03:00");
     assert_eq!(local("q"), "2026-12-26T08:00:00-03:00");
+}
+
+/// Issue #13: the code's comments point at the project's own docs, not at a specification
+/// file a user's clone does not have.
+#[test]
+fn source_comments_cite_the_projects_own_docs() {
+    fn walk(dir: &std::path::Path, hits: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                walk(&path, hits);
+            } else if path.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (i, line) in text.lines().enumerate() {
+                    if line.contains("SPEC") {
+                        hits.push(format!("{}:{}: {line}", path.display(), i + 1));
+                    }
+                }
+            }
+        }
+    }
+    let mut hits = Vec::new();
+    walk(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut hits);
+    assert!(hits.is_empty(), "{}", hits.join("\n"));
 }

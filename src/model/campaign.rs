@@ -1,4 +1,4 @@
-//! `campaigns/NAME.yaml`: one campaign, checked key by key (SPEC §2).
+//! `campaigns/NAME.yaml`: one campaign, checked key by key (docs/campaign-reference.md).
 
 use std::path::{Path, PathBuf};
 
@@ -65,7 +65,7 @@ enum QuietFile {
     Window { start: String, end: String },
 }
 
-/// At most `max` messages per address and channel in any trailing `per` window (SPEC §4 rule 6).
+/// At most `max` messages per address and channel in any trailing `per` window (docs/time-semantics.md rule 6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FrequencyCap {
