@@ -20,6 +20,7 @@ pub mod dispatch;
 pub mod inert;
 pub mod message;
 pub mod model;
+pub mod phone;
 pub mod plan;
 pub mod schedule;
 pub mod store;
