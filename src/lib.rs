@@ -13,6 +13,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod address;
+pub mod audit;
 pub mod channel;
 pub mod cli;
 pub mod diag;

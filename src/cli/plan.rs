@@ -213,7 +213,8 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
         for campaign in campaigns {
             let planner = prepare(store.as_ref(), campaign)?;
             let name = planner.record().name;
-            let (messages, skipped, invalid) = check(ctx, planner, args.skip_invalid)?;
+            let (messages, skipped, invalid, warnings) = check(ctx, planner, args.skip_invalid)?;
+            warn_all(ctx, &warnings);
             say(
                 ctx.quiet,
                 format!(
@@ -287,7 +288,7 @@ fn check(
     ctx: &Ctx,
     mut planner: Planner,
     skip_invalid: bool,
-) -> Result<(u64, u64, usize), CliError> {
+) -> Result<(u64, u64, usize, Vec<String>), CliError> {
     let name = planner.record().name;
     let mut progress = Progress::new(ctx.quiet, &name, &planner.campaign.audience);
     planner.set_progress(progress.bytes.clone());
@@ -312,7 +313,19 @@ fn check(
         problems.push(nothing_stored(problems.len(), &name));
         return Err(CliError::Invalid(problems));
     }
-    Ok((messages, skipped, problems.len()))
+    let warnings = planner
+        .audit()
+        .warnings(&planner.campaign, &planner.settings.address_field);
+    Ok((messages, skipped, problems.len(), warnings))
+}
+
+/// The audience-wide warnings of a plan (the same address twice, a one-shot mostly late).
+fn warn_all(ctx: &Ctx, warnings: &[String]) {
+    if !ctx.quiet {
+        for w in warnings {
+            eprintln!("warning: {}", inert_text(w));
+        }
+    }
 }
 
 /// The last line of a refused plan.
@@ -406,7 +419,10 @@ fn store_one(
             } else {
                 Planned::Done
             });
-            (ran, problems, failed)
+            let warnings = planner
+                .audit()
+                .warnings(&planner.campaign, &planner.settings.address_field);
+            (ran, problems, failed, warnings)
         });
         let saved = store.save_plan(&record, &mut feed);
         // Unblock the producer if the store stopped early.
@@ -414,7 +430,7 @@ fn store_one(
         (producer.join(), saved, feed)
     });
     feed.progress.finish();
-    let (audience, problems, failed) =
+    let (audience, problems, failed, warnings) =
         planned.map_err(|_| CliError::Internal("the planning thread panicked".into()))?;
     if let Err(p) = audience {
         return Err(CliError::Invalid(vec![p]));
@@ -428,6 +444,7 @@ fn store_one(
     for p in &problems {
         eprintln!("warning: skipped: {}", inert_text(&p.to_string()));
     }
+    warn_all(ctx, &warnings);
     if ctx.format == Format::Json {
         println!(
             "{}",
