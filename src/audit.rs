@@ -45,6 +45,14 @@ pub fn wall(dt: jiff::civil::DateTime) -> String {
     }
 }
 
+/// The audience's file name as problems name it (`a.csv`).
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |f| f.to_string_lossy().into_owned(),
+    )
+}
+
 /// Pairs of recipients with one address kept in full; the rest are counted.
 const DUPLICATES_SHOWN: usize = 5;
 
@@ -94,10 +102,7 @@ impl Audit {
     /// Warnings about the audience as a whole, each a sentence naming the campaign.
     pub fn warnings(&self, campaign: &Campaign, address_field: &str) -> Vec<String> {
         let mut out = Vec::new();
-        let file = campaign.audience.file_name().map_or_else(
-            || campaign.audience.display().to_string(),
-            |f| f.to_string_lossy().into_owned(),
-        );
+        let file = file_name(&campaign.audience);
         for (row, id, first, address) in &self.duplicates {
             out.push(format!(
                 "{}: {file}: row {row} ({id}) has the same {address_field} as row {first}: {address}; both get the message (ids are the identity; the frequency cap counts per address)",
@@ -138,10 +143,7 @@ impl Audit {
 
     /// Facts worth a line that are not problems: the CSV separator, when not a plain comma.
     pub fn notes(&self, audience: &Path) -> Vec<String> {
-        let name = audience.file_name().map_or_else(
-            || audience.display().to_string(),
-            |f| f.to_string_lossy().into_owned(),
-        );
+        let name = file_name(audience);
         match self.csv {
             Some((d, true)) => vec![format!(
                 "{name}: columns separated by {}, as the campaign's `delimiter` says",
