@@ -445,12 +445,17 @@ impl Planner {
             && self.address_kind == AddressKind::Phone
             && let Some((code, name)) = crate::phone::zone_of(address)
         {
-            let tz = self
-                .zones
-                .entry(name.to_owned())
-                .or_insert_with(|| crate::model::zone(name).unwrap_or(TimeZone::UTC))
-                .clone();
-            return (name.to_owned(), tz, ZoneSource::Phone(code));
+            // Every zone of the table resolves (a unit test holds it); were one not to, the
+            // recipient falls back like any other rather than being placed in a wrong zone.
+            let tz = match self.zones.get(name) {
+                Some(tz) => Some(tz.clone()),
+                None => crate::model::zone(name).inspect(|tz| {
+                    self.zones.insert(name.to_owned(), tz.clone());
+                }),
+            };
+            if let Some(tz) = tz {
+                return (name.to_owned(), tz, ZoneSource::Phone(code));
+            }
         }
         let (name, tz) = self.fallback_zone.clone();
         (name, tz, ZoneSource::Default)
