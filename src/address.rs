@@ -37,6 +37,9 @@ pub fn normalize_phone(raw: &str) -> Result<String, String> {
     let digits = out
         .strip_prefix('+')
         .ok_or_else(|| format!("{raw:?} has no country code"))?;
+    if !digits.starts_with('0') {
+        crate::phone::check_length(digits).map_err(|e| format!("{raw:?}: {e}"))?;
+    }
     if !(8..=15).contains(&digits.len()) || digits.starts_with('0') {
         return Err(format!(
             "{raw:?} is not an E.164 number (+, country code, 8 to 15 digits)"
@@ -94,6 +97,46 @@ pub fn normalize_any(raw: &str) -> String {
     }
 }
 
+/// Normalises an address typed for the suppression list: an email, or anything written only
+/// with a phone's characters (digits, `+`, spaces, `-`, `.`, parentheses), which must then be
+/// a valid E.164 phone (`suppress add 12345` is a typo, not an address); anything else (a
+/// webhook's user id) is kept as written.
+pub fn normalize_suppression(raw: &str) -> Result<String, String> {
+    let t = raw.trim();
+    if t.contains('@') {
+        return normalize_email(t);
+    }
+    if t.is_empty() {
+        return Err("the address is empty".into());
+    }
+    if t.chars()
+        .all(|c| c.is_ascii_digit() || " +-.()".contains(c))
+    {
+        return normalize_phone(t);
+    }
+    Ok(t.to_owned())
+}
+
+/// Every address of `suppress add`, normalised, or a problem for each one that is not (so
+/// nothing is stored from a list with a typo in it).
+pub fn suppression_list(raw: &[String]) -> Result<Vec<String>, Vec<crate::diag::Problem>> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut problems = Vec::new();
+    for a in raw {
+        match normalize_suppression(a) {
+            Ok(a) => out.push(a),
+            Err(e) => problems.push(crate::diag::Problem::new(e).field("ADDRESS").hint(
+                "write phones in E.164 (+, country code and number, e.g. +5511987654321) and emails whole; nothing was added",
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,7 +147,14 @@ mod tests {
             normalize_phone("+55 (11) 98765-4321").unwrap(),
             "+5511987654321"
         );
-        for bad in ["11987654321", "+0123456789", "+55 11 abc", "+123", ""] {
+        for bad in [
+            "11987654321",
+            "+0123456789",
+            "+55 11 abc",
+            "+123",
+            "",
+            "+55 11 1234",
+        ] {
             assert!(normalize_phone(bad).is_err(), "{bad:?}");
         }
     }

@@ -15,12 +15,14 @@
 
 pub mod address;
 pub mod app;
+pub mod audit;
 pub mod channel;
 pub mod diag;
 pub mod dispatch;
 pub mod inert;
 pub mod message;
 pub mod model;
+pub mod phone;
 pub mod plan;
 pub mod schedule;
 pub mod store;

@@ -14,6 +14,7 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::address::{self, AddressKind};
+use crate::audit::{Audit, ZoneSource, wall};
 use crate::channel::{ChannelConfig, ChannelSettings};
 use crate::diag::Problem;
 use crate::message::Content;
@@ -39,6 +40,8 @@ pub struct PlannedRow {
     pub occurrence: u32,
     pub address: String,
     pub zone: String,
+    /// Whether `zone` is the recipient's own, the default or its phone's.
+    pub zone_source: ZoneSource,
     pub locale: Option<String>,
     /// The allowed local wall time the message goes at.
     pub local: DateTime,
@@ -209,6 +212,8 @@ pub struct Planner {
     opts: PlanOptions,
     /// Bytes of the audience read so far, for a progress bar.
     progress: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    /// What the last [`Planner::run`] learnt about the audience as a whole.
+    audit: Audit,
 }
 
 impl std::fmt::Debug for Planner {
@@ -307,6 +312,7 @@ impl Planner {
             zones: HashMap::new(),
             opts,
             progress: None,
+            audit: Audit::default(),
         };
         planner.check_explicit_end().map_err(|p| vec![p])?;
         Ok(planner)
@@ -411,19 +417,48 @@ impl Planner {
         }
     }
 
-    fn zone_for(&mut self, r: &Recipient) -> Result<(String, TimeZone), Problem> {
-        match r.text("timezone") {
-            None => Ok(self.fallback_zone.clone()),
-            Some(name) => {
-                if let Some(tz) = self.zones.get(name) {
-                    return Ok((name.to_owned(), tz.clone()));
-                }
-                let tz = crate::model::zone(name)
-                    .ok_or_else(|| crate::model::unknown_zone(name).field("timezone"))?;
-                self.zones.insert(name.to_owned(), tz.clone());
-                Ok((name.to_owned(), tz))
+    /// What [`Planner::run`] learnt about the audience: duplicate addresses, zones not the
+    /// recipients' own, late one-shots, the CSV separator; its `warnings` and `notes` are
+    /// what `validate`, `preview` and `plan` say once per campaign.
+    pub fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
+    /// The recipient's own zone; `None` when its `timezone` is blank (see [`Planner::default_zone`]).
+    fn zone_for(&mut self, r: &Recipient) -> Result<Option<(String, TimeZone)>, Problem> {
+        let Some(name) = r.text("timezone") else {
+            return Ok(None);
+        };
+        if let Some(tz) = self.zones.get(name) {
+            return Ok(Some((name.to_owned(), tz.clone())));
+        }
+        let tz = crate::model::zone(name)
+            .ok_or_else(|| crate::model::unknown_zone(name).field("timezone"))?;
+        self.zones.insert(name.to_owned(), tz.clone());
+        Ok(Some((name.to_owned(), tz)))
+    }
+
+    /// The zone of a recipient with a blank `timezone`: its phone's country's only zone under
+    /// `zone_from_phone`, else the campaign's (or project's) zone.
+    fn default_zone(&mut self, address: &str) -> (String, TimeZone, ZoneSource) {
+        if self.campaign.zone_from_phone
+            && self.address_kind == AddressKind::Phone
+            && let Some((code, name)) = crate::phone::zone_of(address)
+        {
+            // Every zone of the table resolves (a unit test holds it); were one not to, the
+            // recipient falls back like any other rather than being placed in a wrong zone.
+            let tz = match self.zones.get(name) {
+                Some(tz) => Some(tz.clone()),
+                None => crate::model::zone(name).inspect(|tz| {
+                    self.zones.insert(name.to_owned(), tz.clone());
+                }),
+            };
+            if let Some(tz) = tz {
+                return (name.to_owned(), tz, ZoneSource::Phone(code));
             }
         }
+        let (name, tz) = self.fallback_zone.clone();
+        (name, tz, ZoneSource::Default)
     }
 
     /// Streams the audience through the pipeline. Returns the number of recipients read; a
@@ -436,11 +471,17 @@ impl Planner {
         // the CPU per recipient (values allocated on one thread and freed on the other) and was
         // slower on two cores, where `plan`'s store thread needs the second one.
         let path = self.campaign.audience.clone();
+        let delimiter = self.campaign.delimiter;
+        self.audit = Audit::default();
         let mut seen = SeenIds::new(&path);
         let progress = self.progress.clone();
         let spares = audience::Spares::default();
-        let rows =
-            audience::read_counting(&path, progress.as_deref(), Some(&spares), &mut |row| {
+        let (rows, csv) = audience::read_with(
+            &path,
+            delimiter,
+            progress.as_deref(),
+            Some(&spares),
+            &mut |row| {
                 let mut r = match row {
                     Ok(r) => r,
                     Err(p) => return each(Err(Unplanned::new(None, p))),
@@ -474,7 +515,9 @@ impl Planner {
                         each(Err(Unplanned::new(Some(r.id.clone()), p)))
                     }
                 }
-            })?;
+            },
+        )?;
+        self.audit.csv = csv.map(|d| (d, delimiter.is_some()));
         if rows == 0 {
             return Err(Problem::new("the audience has no recipients")
                 .in_file(&path)
@@ -486,7 +529,7 @@ impl Planner {
     /// Plans one recipient; its fields are moved into the rows' `vars` (id, row and line stay
     /// for reporting a problem).
     fn plan_recipient(&mut self, r: &mut Recipient) -> Result<Vec<PlannedRow>, Problem> {
-        let (zone, tz) = self.zone_for(r)?;
+        let own_zone = self.zone_for(r)?;
         let field = &self.settings.address_field;
         let raw = r.text_or_number(field).ok_or_else(|| {
             Problem::new(format!(
@@ -507,6 +550,10 @@ impl Planner {
                     AddressKind::Other => "give this recipient an address",
                 })
         })?;
+        let (zone, tz, zone_source) = match own_zone {
+            Some((zone, tz)) => (zone, tz, ZoneSource::Recipient),
+            None => self.default_zone(&address),
+        };
         let locale = r.text("locale").map(str::to_owned);
         let fields = std::mem::take(&mut r.fields);
         let vars = Vars::new(self.campaign_vars.clone(), fields);
@@ -521,6 +568,15 @@ impl Planner {
             })?;
         let suppressed = self.opts.suppressed.contains(&address);
         let placements = self.placements(&tz)?;
+        self.audit.recipient(r.row, &r.id, &address, zone_source);
+        if matches!(self.campaign.schedule, ScheduleKind::At(_)) {
+            self.audit.one_shot += 1;
+            self.audit.late += u64::from(
+                placements
+                    .iter()
+                    .any(|(_, p, _)| p.reasons.contains(Reasons::LATE)),
+            );
+        }
         let mut out = Vec::with_capacity(placements.len());
         // Every occurrence but the last gets copies; the last takes the originals.
         let mut shared = Some((address, zone, locale, content, vars));
@@ -546,6 +602,7 @@ impl Planner {
                 occurrence,
                 address,
                 zone,
+                zone_source,
                 locale,
                 local: placement.local,
                 at: placement.at,
@@ -577,7 +634,18 @@ impl Planner {
             )]),
             ScheduleKind::At(at) => {
                 match schedule::plan_at(*at, tz, &c.window, c.late, now).ok_or_else(never)? {
-                    OneShot::Send(p) => Ok(vec![(0, p, None)]),
+                    OneShot::Send(p) => match c.late_until {
+                        Some(until) if p.reasons.contains(Reasons::LATE) && p.local > until => {
+                            let reason = format!(
+                                "late: its send time {} had already passed at plan time, and the next allowed one ({}) is after late_until {}",
+                                wall(*at),
+                                wall(p.local),
+                                wall(until)
+                            );
+                            Ok(vec![(0, p, Some(reason))])
+                        }
+                        _ => Ok(vec![(0, p, None)]),
+                    },
                     OneShot::Skip { missed } => {
                         let reason = format!(
                             "late: its send time {} had already passed at plan time (late: skip)",

@@ -419,3 +419,48 @@ fn missing_env_var_for_a_secret_refuses_the_run_and_changes_nothing() {
     }
     assert_eq!(p.messages(), before, "the database changed");
 }
+
+/// Issue #13: a phone is checked against its country's plan (digits after the country code),
+/// in an audience (file, line, row, field and what is wrong) and in `suppress add`, where a
+/// list with one bad address adds none of them.
+#[test]
+fn phone_lengths_are_checked_per_country_plan() {
+    let p = project(&[(
+        "a.csv",
+        s(
+            "id,first_name,phone,email,timezone\n1,Ana,+5511999990000,a@example.com,\n2,Bia,+55 11 1234,b@example.com,\n",
+        ),
+    )]);
+    let o = p.expect(2, &["validate", "c"]);
+    for needle in [
+        "a.csv:3",
+        "row 2",
+        "field `phone`",
+        "+55 numbers (Brazil) have 10 or 11 digits after 55; this one has 6",
+    ] {
+        assert!(o.stderr.contains(needle), "lacks {needle:?}: {}", o.stderr);
+    }
+    let o = p.expect(2, &["suppress", "add", "12345"]);
+    assert!(o.stderr.contains("no country code"), "{}", o.stderr);
+    let o = p.expect(2, &["suppress", "add", "+5511999990001", "+55 11 1234"]);
+    assert!(o.stderr.contains("+55 numbers (Brazil)"), "{}", o.stderr);
+    let listed = || -> Vec<String> {
+        p.ok(&["--format", "json", "suppress", "list"])
+            .json_lines()
+            .iter()
+            .map(|l| l["address"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(listed().is_empty(), "a list with a typo adds nothing");
+    p.ok(&[
+        "suppress",
+        "add",
+        "+55 (11) 99999-0001",
+        "user-42",
+        "Ana@Example.com",
+    ]);
+    assert_eq!(
+        listed(),
+        ["+5511999990001", "ana@example.com", "user-42"].map(String::from),
+    );
+}

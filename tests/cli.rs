@@ -1381,9 +1381,10 @@ fn an_absurd_explicit_end_is_refused_clearly() {
         o.stderr
     );
 }
+
 /// Issue #13: a move for a disallowed weekday or a blackout date, with no quiet hours, keeps the
 /// local wall time on the next allowed day (not 00:00); with quiet hours, the earliest allowed
-/// time (SPEC rule 3).
+/// time (docs/time-semantics.md rule 3).
 #[test]
 fn a_weekday_or_blackout_move_without_quiet_hours_keeps_the_wall_time() {
     let p = Project::empty();
@@ -1406,4 +1407,243 @@ fn a_weekday_or_blackout_move_without_quiet_hours_keeps_the_wall_time() {
     assert_eq!(local("wk"), "2026-11-30T10:30:00-03:00");
     assert_eq!(local("bo"), "2026-12-26T10:30:00-03:00");
     assert_eq!(local("q"), "2026-12-26T08:00:00-03:00");
+}
+
+/// Issue #13: the code's comments point at the project's own docs, not at a specification
+/// file a user's clone does not have.
+#[test]
+fn source_comments_cite_the_projects_own_docs() {
+    fn walk(dir: &std::path::Path, hits: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                walk(&path, hits);
+            } else if path.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (i, line) in text.lines().enumerate() {
+                    if line.contains("SPEC") {
+                        hits.push(format!("{}:{}: {line}", path.display(), i + 1));
+                    }
+                }
+            }
+        }
+    }
+    let mut hits = Vec::new();
+    walk(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut hits,
+    );
+    assert!(hits.is_empty(), "{}", hits.join("\n"));
+}
+
+/// Issue #13: `late: next_day` is bounded by `late_until` (a wall time on the recipient's
+/// clock): a move past it is skipped with the reason; and a one-shot already past for most
+/// recipients is a warning in validate and preview, saying how many and what `late` does.
+#[test]
+fn a_late_one_shot_is_bounded_by_late_until_and_warned_about() {
+    let p = Project::empty();
+    p.file("disparo.yaml", "timezone: America/Sao_Paulo\n")
+        .file("a.csv", "id,phone,timezone\n1,+5511999990000,America/Sao_Paulo\n2,+5511999990001,America/Sao_Paulo\n")
+        .file("templates/t.hbs", "Oi")
+        .file("campaigns/bf.yaml", "channel: console\ntemplate: t\naudience: a.csv\nschedule: { at: 2026-11-27T07:30, quiet_hours: { start: \"21:00\", end: \"08:00\" }, late: next_day, late_until: 2026-11-29T21:00 }\n");
+    // Before the event: no warning, sent at 08:00.
+    let o = p.ok(&["--now", PLAN_NOW, "validate"]);
+    assert!(!o.stderr.contains("already passed"), "{}", o.stderr);
+    // Saturday noon: Sunday 08:00 is before late_until; still a warning (2 of 2 late).
+    let sat = "2026-11-28T15:00:00Z";
+    let o = p.ok(&["--now", sat, "validate"]);
+    assert!(
+        o.stderr.contains("warning:")
+            && o.stderr.contains("already passed for 2 of 2 recipient(s)")
+            && o.stderr.contains("late: next_day"),
+        "{}",
+        o.stderr
+    );
+    let o = p.ok(&["--now", sat, "--format", "json", "preview", "bf"]);
+    assert!(
+        o.stderr.contains("already passed for 2 of 2"),
+        "{}",
+        o.stderr
+    );
+    let l = o.json_lines();
+    assert_eq!(l[0]["send_at_local"], "2026-11-29T08:00:00-03:00");
+    assert!(l[0].get("skipped").is_none(), "{}", l[0]);
+    // Tuesday: the next allowed day is after late_until: skipped, with the reason.
+    let tue = "2026-12-01T15:00:00Z";
+    let l = p
+        .ok(&["--now", tue, "--format", "json", "preview", "bf"])
+        .json_lines();
+    let reason = l[0]["skipped"].as_str().unwrap_or_default().to_owned();
+    assert!(reason.contains("late_until 2026-11-29T21:00"), "{}", l[0]);
+    p.ok(&["--now", tue, "plan", "bf"]);
+    let msgs = p.messages();
+    assert_eq!(count_state(&msgs, "skipped"), 2, "{msgs:?}");
+    // An offset is refused, as for `at`.
+    p.file("campaigns/bf.yaml", "channel: console\ntemplate: t\naudience: a.csv\nschedule: { at: 2026-11-27T07:30, late_until: 2026-11-29T21:00-03:00 }\n");
+    let o = p.expect(2, &["validate"]);
+    assert!(o.stderr.contains("schedule.late_until"), "{}", o.stderr);
+}
+
+/// Issue #13: the shipped Black Friday campaign, validated after the event, warns and skips
+/// rather than sending a Friday offer days later with "ok".
+#[test]
+fn the_shipped_black_friday_is_not_sent_days_after_the_event() {
+    let p = Project::example();
+    let o = p.ok(&[
+        "--now",
+        "2026-12-02T12:00:00Z",
+        "validate",
+        "black-friday-2026",
+    ]);
+    assert!(
+        o.stderr
+            .contains("already passed for 62 of 62 recipient(s)")
+            && o.stderr.contains("62 messages (62 skipped)"),
+        "{}",
+        o.stderr
+    );
+    let l = p
+        .ok(&[
+            "--now",
+            "2026-12-02T12:00:00Z",
+            "--format",
+            "json",
+            "preview",
+            "black-friday-2026",
+        ])
+        .json_lines();
+    assert_eq!(l.len(), 62);
+    assert!(l.iter().all(|m| m["skipped"].is_string()), "{:?}", l[0]);
+}
+
+/// Issue #13: a blank `timezone` is said per recipient and counted in the forecast; with
+/// `zone_from_phone: true` a country with one zone gives it (+44), one with several does not
+/// (+55, +351), and a recipient's own zone always wins.
+#[test]
+fn a_blank_timezone_is_said_and_may_come_from_the_phone() {
+    let p = Project::empty();
+    p.file("disparo.yaml", "timezone: America/Sao_Paulo\n")
+        .file("a.csv", "id,phone,timezone\nuk,+447700900123,\nbr,+5511999990000,\npt,+351912345678,\njp,+447700900124,Asia/Tokyo\n")
+        .file("templates/t.hbs", "Oi")
+        .file("campaigns/c.yaml", "channel: console\ntemplate: t\naudience: a.csv\nschedule: { at: 2026-12-04T10:00 }\n")
+        .file("campaigns/g.yaml", "channel: console\ntemplate: t\naudience: a.csv\nschedule: { at: 2026-12-04T10:00, zone_from_phone: true }\n");
+    let o = p.ok(&["--now", PLAN_NOW, "preview", "c"]);
+    assert_eq!(
+        o.stdout.matches("zone: default (blank timezone)").count(),
+        3,
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.stderr
+            .contains("3 recipient(s) with no timezone got America/Sao_Paulo"),
+        "{}",
+        o.stderr
+    );
+    let l = p
+        .ok(&[
+            "--now",
+            PLAN_NOW,
+            "--format",
+            "json",
+            "preview",
+            "g",
+            "--forecast",
+        ])
+        .json_lines();
+    let by = |id: &str| l.iter().find(|m| m["recipient"] == id).unwrap().clone();
+    assert_eq!(by("uk")["zone"], "Europe/London");
+    assert_eq!(by("uk")["zone_note"], "zone Europe/London from +44");
+    assert_eq!(by("uk")["send_at"], "2026-12-04T10:00:00Z");
+    assert_eq!(by("br")["zone"], "America/Sao_Paulo");
+    assert_eq!(by("br")["zone_note"], "zone: default (blank timezone)");
+    assert_eq!(by("pt")["zone"], "America/Sao_Paulo");
+    assert_eq!(by("jp")["zone"], "Asia/Tokyo");
+    assert!(by("jp").get("zone_note").is_none());
+    let f = &l.last().unwrap()["forecast"];
+    assert_eq!(
+        (f["zone_fallback"].as_u64(), f["zone_from_phone"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let o = p.ok(&["--now", PLAN_NOW, "preview", "g"]);
+    assert!(
+        o.stdout.contains("zone Europe/London from +44"),
+        "{}",
+        o.stdout
+    );
+}
+
+/// Issue #13: two recipient ids with the same normalised address are a warning in validate,
+/// preview and plan naming both rows; both are planned (ids are the identity).
+#[test]
+fn duplicate_addresses_are_reported_with_both_rows() {
+    let p = Project::empty();
+    p.file(
+        "a.csv",
+        "id,phone\nana,+55 11 99999-0000\nbia,+5511999990001\nana2,+5511999990000\n",
+    )
+    .file("templates/t.hbs", "Oi")
+    .file(
+        "campaigns/c.yaml",
+        "channel: console\ntemplate: t\naudience: a.csv\n",
+    );
+    let want = |s: &str| {
+        assert!(
+            s.contains("warning:")
+                && s.contains("row 3 (ana2)")
+                && s.contains("as row 1:")
+                && s.contains("+5511999990000"),
+            "{s}"
+        )
+    };
+    want(&p.ok(&["--now", PLAN_NOW, "validate"]).stderr);
+    want(&p.ok(&["--now", PLAN_NOW, "preview", "c"]).stderr);
+    want(&p.ok(&["--now", PLAN_NOW, "plan", "c", "--dry-run"]).stderr);
+    want(&p.ok(&["--now", PLAN_NOW, "plan", "c"]).stderr);
+    assert_eq!(p.messages().len(), 3);
+}
+
+/// Issue #13: `audience: { path, delimiter }` overrides the detection; the separator used is a
+/// printed note of validate and preview.
+#[test]
+fn the_audience_delimiter_can_be_set_and_is_said() {
+    let p = Project::empty();
+    p.file("a.csv", "id|first_name|phone\n1|Ana|+5511999990000\n")
+        .file("b.csv", "id;first_name;phone\n1;Bia;+5511999990001\n")
+        .file("templates/t.hbs", "Oi {{first_name}}")
+        .file(
+            "campaigns/c.yaml",
+            "channel: console\ntemplate: t\naudience: { path: a.csv, delimiter: \"|\" }\n",
+        )
+        .file(
+            "campaigns/d.yaml",
+            "channel: console\ntemplate: t\naudience: b.csv\n",
+        );
+    let o = p.ok(&["--now", PLAN_NOW, "validate"]);
+    assert!(
+        o.stderr
+            .contains("note: a.csv: columns separated by `|`, as the campaign's `delimiter` says"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains(
+            "note: b.csv: columns separated by `;` (semicolon), detected from the header line"
+        ),
+        "{}",
+        o.stderr
+    );
+    let o = p.ok(&["--now", PLAN_NOW, "--format", "json", "preview", "c"]);
+    assert!(o.stderr.contains("note: a.csv"), "{}", o.stderr);
+    assert_eq!(o.json_lines()[0]["body"], "Oi Ana");
+    p.file(
+        "campaigns/c.yaml",
+        "channel: console\ntemplate: t\naudience: { path: a.csv, delimiter: \"||\" }\n",
+    );
+    let o = p.expect(2, &["validate", "c"]);
+    assert!(
+        o.stderr.contains("campaigns/c.yaml:3") && o.stderr.contains("audience.delimiter"),
+        "{}",
+        o.stderr
+    );
 }

@@ -53,6 +53,8 @@ pub struct Counted {
     pub messages: u64,
     pub skipped: u64,
     pub invalid: usize,
+    /// Audience-wide warnings (the same address twice, a one-shot mostly late).
+    pub warnings: Vec<String>,
 }
 
 /// What storing one campaign's plan did.
@@ -62,6 +64,8 @@ pub struct Stored {
     pub stats: PlanStats,
     /// Recipients stored as `skipped` (`skip_invalid`), with their problem.
     pub skipped: Vec<Problem>,
+    /// Audience-wide warnings (the same address twice, a one-shot mostly late).
+    pub warnings: Vec<String>,
 }
 
 /// Reads and checks every named campaign (names or files) before anything is planned: a bad
@@ -308,11 +312,15 @@ fn check(
         problems.push(nothing_stored(problems.len(), &name));
         return Err(Error::Invalid(problems));
     }
+    let warnings = planner
+        .audit()
+        .warnings(&planner.campaign, &planner.settings.address_field);
     Ok(Counted {
         campaign: name,
         messages,
         skipped,
         invalid: problems.len(),
+        warnings,
     })
 }
 
@@ -407,7 +415,10 @@ fn store_one(
             } else {
                 Planned::Done
             });
-            (ran, problems, failed)
+            let warnings = planner
+                .audit()
+                .warnings(&planner.campaign, &planner.settings.address_field);
+            (ran, problems, failed, warnings)
         });
         let saved = store.save_plan(&record, &mut feed);
         // Unblock the producer if the store stopped early.
@@ -415,7 +426,7 @@ fn store_one(
         (producer.join(), saved, feed)
     });
     feed.progress.finish();
-    let (audience, problems, failed) =
+    let (audience, problems, failed, warnings) =
         planned.map_err(|_| Error::Internal("the planning thread panicked".into()))?;
     if let Err(p) = audience {
         return Err(Error::Invalid(vec![p]));
@@ -430,6 +441,7 @@ fn store_one(
         campaign: name,
         stats,
         skipped: problems,
+        warnings,
     })
 }
 

@@ -236,10 +236,10 @@ pub fn suppress(ctx: &Ctx, cmd: SuppressCmd) -> CliResult {
     let now = ctx.now();
     match cmd {
         SuppressCmd::Add { addresses, reason } => {
+            let addresses = disparo::address::suppression_list(&addresses)?;
             let mut added = 0;
             for a in addresses {
-                added +=
-                    u32::from(s.suppress(&normalize_any(&a), reason.as_deref(), "manual", now)?);
+                added += u32::from(s.suppress(&a, reason.as_deref(), "manual", now)?);
             }
             say(ctx.quiet, format!("suppressed {added} new address(es)"));
         }

@@ -98,6 +98,7 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     let mut bar = Bar::new(ctx.quiet);
     if args.dry_run {
         for c in plan::dry_run(&project, &db, campaigns, &settings, &mut bar)? {
+            warn_all(ctx, &c.warnings);
             say(
                 ctx.quiet,
                 format!(
@@ -118,6 +119,7 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
             for p in &stored.skipped {
                 eprintln!("warning: skipped: {}", inert_text(&p.to_string()));
             }
+            warn_all(ctx, &stored.warnings);
             let (name, stats) = (&stored.campaign, &stored.stats);
             if ctx.format == Format::Json {
                 println!(
@@ -140,4 +142,13 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
         },
     )?;
     Ok(Exit::Ok)
+}
+
+/// The audience-wide warnings of a plan (the same address twice, a one-shot mostly late).
+fn warn_all(ctx: &Ctx, warnings: &[String]) {
+    if !ctx.quiet {
+        for w in warnings {
+            eprintln!("warning: {}", inert_text(w));
+        }
+    }
 }

@@ -325,6 +325,7 @@ struct Report<'a> {
     rate: Option<f64>,
     concurrency: usize,
     f: Forecast,
+    audit: &'a disparo::audit::Audit,
 }
 
 fn hour_ts(h: i64) -> Timestamp {
@@ -391,6 +392,8 @@ impl Report<'_> {
             "multi_segment_messages": (self.kind == Kind::Sms).then_some(f.multi_segment),
             "messages_with_warnings": f.with_warnings,
             "caps_at_dispatch": !self.campaign.caps.is_empty(),
+            "zone_fallback": self.audit.zone_fallback,
+            "zone_from_phone": self.audit.zone_from_phone,
             "per_hour_mode": if f.by_actual_hour() { "hour" } else { "hour_of_day" },
             "per_hour_utc": utc,
             "per_hour_local": loc,
@@ -487,6 +490,9 @@ impl Report<'_> {
             "  skipped       suppressed {} · late {}",
             f.suppressed, f.late_skipped
         );
+        if let Some(z) = disparo::audit::zone_line(self.audit, &self.zone_name) {
+            let _ = writeln!(o, "  zones         {}", paint::p(paint::WARN, z));
+        }
         if !self.campaign.caps.is_empty() {
             let _ = writeln!(
                 o,
@@ -717,6 +723,15 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
         }
     })?;
     forecast.recipients = recipients;
+    if !ctx.quiet {
+        let audit = planner.audit();
+        for n in audit.notes(&planner.campaign.audience) {
+            eprintln!("note: {}", inert_text(&n));
+        }
+        for w in audit.warnings(&planner.campaign, &planner.settings.address_field) {
+            eprintln!("warning: {}", inert_text(&w));
+        }
+    }
     if ctx.format == Format::Csv
         && !csv_started
         && io_err.is_none()
@@ -734,6 +749,7 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
         rate,
         concurrency: planner.settings.concurrency,
         f: forecast,
+        audit: planner.audit(),
     };
     if io_err.is_none() && args.forecast {
         let r = match ctx.format {
@@ -829,6 +845,9 @@ pub fn message_json(
     if let Some(reason) = &row.skipped {
         obj.insert("skipped".into(), json!(reason));
     }
+    if let Some(note) = row.zone_source.note(&row.zone) {
+        obj.insert("zone_note".into(), json!(note));
+    }
     if let Some(r) = request {
         obj.insert("request".into(), r.clone());
     }
@@ -916,6 +935,9 @@ fn write_message(
         inert(&row.address),
         inert(&row.zone)
     );
+    if let Some(note) = row.zone_source.note(&row.zone) {
+        head.push_str(&format!(" {}", paint::p(paint::WARN, format!("({note})"))));
+    }
     if let Some(l) = &row.locale {
         head.push_str(&format!(" · {}", inert(l)));
     }

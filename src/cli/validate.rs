@@ -21,12 +21,16 @@ pub struct Checked {
     pub name: String,
     pub recipients: u64,
     pub messages: u64,
+    /// Of `messages`, those planned as `skipped` (suppressed, late).
+    pub skipped: u64,
     pub problems: Vec<Problem>,
     /// Problems beyond `max_problems`, counted only.
     pub more: u64,
     /// Things that do not stop a plan but will stop `run` here (a secret not in the
     /// environment: validation often runs where the secrets are not).
     pub warnings: Vec<Problem>,
+    /// Facts said once, not problems (the CSV separator used).
+    pub notes: Vec<String>,
 }
 
 /// Loads and checks one campaign file end to end, rendering every recipient.
@@ -44,9 +48,11 @@ pub fn check_campaign(
         name: stem,
         recipients: 0,
         messages: 0,
+        skipped: 0,
         problems: Vec::new(),
         more: 0,
         warnings: Vec::new(),
+        notes: Vec::new(),
     };
     let campaign = match project.load_campaign(file) {
         Ok(c) => c,
@@ -85,6 +91,7 @@ pub fn check_campaign(
         match item {
             Ok(row) => {
                 out.messages += 1;
+                out.skipped += u64::from(row.skipped.is_some());
                 for w in super::preview::check(kind, &row.content).warnings {
                     let i = match message_warnings.iter().position(|(x, ..)| *x == w) {
                         Some(i) => i,
@@ -114,6 +121,15 @@ pub fn check_campaign(
         Ok(n) => out.recipients = n,
         Err(p) => out.problems.push(p),
     }
+    let audit = planner.audit();
+    let field = &planner.settings.address_field;
+    out.warnings.extend(
+        audit
+            .warnings(&planner.campaign, field)
+            .into_iter()
+            .map(Problem::new),
+    );
+    out.notes = audit.notes(&planner.campaign.audience);
     for (w, n, who) in message_warnings {
         let more = if n > who.len() as u64 { ", …" } else { "" };
         out.warnings.push(Problem::new(format!(
@@ -174,6 +190,9 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
             }
         }
         if !ctx.quiet {
+            for n in &c.notes {
+                eprintln!("note: {}", super::output::inert_text(n));
+            }
             for w in &c.warnings {
                 eprintln!("warning: {}", super::output::inert_text(&w.to_string()));
             }
@@ -182,8 +201,15 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
             say(
                 ctx.quiet,
                 format!(
-                    "ok: {} — {} recipients, {} messages",
-                    c.name, c.recipients, c.messages
+                    "ok: {} — {} recipients, {} messages{}",
+                    c.name,
+                    c.recipients,
+                    c.messages,
+                    if c.skipped > 0 {
+                        format!(" ({} skipped)", c.skipped)
+                    } else {
+                        String::new()
+                    }
                 ),
             );
         } else {

@@ -1,5 +1,5 @@
 //! `disparo run`: claim due messages with a lease, re-apply the time rules at dispatch
-//! (SPEC §4 rules 5 and 6), send through the channels within their limits, and record every
+//! (docs/time-semantics.md rules 5 and 6), send through the channels within their limits, and record every
 //! outcome — so that nothing is sent twice by our doing and nothing is lost.
 //!
 //! Order of checks for a claimed message, made at the moment it would leave (after its turn

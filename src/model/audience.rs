@@ -236,6 +236,18 @@ pub fn read_counting(
     spares: Option<&Spares>,
     each: &mut dyn FnMut(Row) -> ControlFlow<()>,
 ) -> Result<u64, Problem> {
+    read_with(path, None, counter, spares, each).map(|(n, _)| n)
+}
+
+/// [`read_counting`] with the campaign's `audience.delimiter` (`None`: read from the header
+/// line); also returns how a CSV file was read, for `validate` and `preview` to say.
+pub fn read_with(
+    path: &Path,
+    delimiter: Option<u8>,
+    counter: Option<&AtomicU64>,
+    spares: Option<&Spares>,
+    each: &mut dyn FnMut(Row) -> ControlFlow<()>,
+) -> Result<(u64, Option<CsvDialect>), Problem> {
     let format = AudienceFormat::from_path(path).ok_or_else(|| {
         Problem::new("unknown audience format")
             .in_file(path)
@@ -254,10 +266,12 @@ pub fn read_counting(
         },
     );
     match format {
-        AudienceFormat::Csv => read_csv(path, reader, spares, each),
-        AudienceFormat::JsonLines => read_jsonl(path, reader, each),
-        AudienceFormat::Json => read_json(path, reader, each),
-        AudienceFormat::Yaml => read_yaml(path, reader, each),
+        AudienceFormat::Csv => {
+            read_csv(path, reader, delimiter, spares, each).map(|(n, d)| (n, Some(d)))
+        }
+        AudienceFormat::JsonLines => read_jsonl(path, reader, each).map(|n| (n, None)),
+        AudienceFormat::Json => read_json(path, reader, each).map(|n| (n, None)),
+        AudienceFormat::Yaml => read_yaml(path, reader, each).map(|n| (n, None)),
     }
 }
 
@@ -323,11 +337,12 @@ pub struct CsvDialect {
 
 impl CsvDialect {
     /// The separator as people name it (for the note on stderr).
-    pub fn delimiter_name(&self) -> &'static str {
+    pub fn delimiter_name(&self) -> String {
         match self.delimiter {
-            b';' => "`;` (semicolon)",
-            b'\t' => "tab",
-            _ => "`,` (comma)",
+            b';' => "`;` (semicolon)".into(),
+            b'\t' => "tab".into(),
+            b',' => "`,` (comma)".into(),
+            d => format!("`{}`", char::from(d)),
         }
     }
 
@@ -366,19 +381,16 @@ impl CsvDialect {
 fn read_csv(
     path: &Path,
     mut reader: impl BufRead,
+    delimiter: Option<u8>,
     spares: Option<&Spares>,
     each: &mut dyn FnMut(Row) -> ControlFlow<()>,
-) -> Result<u64, Problem> {
+) -> Result<(u64, CsvDialect), Problem> {
     let head = reader
         .fill_buf()
         .map_err(|e| Problem::new(format!("cannot read audience: {e}")).in_file(path))?;
-    let dialect = CsvDialect::detect(head);
-    if dialect.delimiter != b',' {
-        tracing::warn!(
-            "{}: columns separated by {}, detected from the header line",
-            path.display(),
-            dialect.delimiter_name()
-        );
+    let mut dialect = CsvDialect::detect(head);
+    if let Some(d) = delimiter {
+        dialect.delimiter = d;
     }
     // The csv crate counts line feeds as it consumes them; a CRLF record ends at its `\r`, so
     // the `\n` is counted only when the next record is read: one line short at every start.
@@ -445,7 +457,7 @@ fn read_csv(
             Err(e) => {
                 row += 1;
                 if each(Err(csv_problem(path, &e).row(row))).is_break() {
-                    return Ok(row);
+                    return Ok((row, dialect));
                 }
                 continue;
             }
@@ -524,7 +536,7 @@ fn read_csv(
             break;
         }
     }
-    Ok(row)
+    Ok((row, dialect))
 }
 
 fn csv_problem(path: &Path, e: &csv::Error) -> Problem {

@@ -1,4 +1,4 @@
-//! `campaigns/NAME.yaml`: one campaign, checked key by key (SPEC §2).
+//! `campaigns/NAME.yaml`: one campaign, checked key by key (docs/campaign-reference.md).
 
 use std::path::{Path, PathBuf};
 
@@ -20,7 +20,7 @@ struct CampaignFile {
     name: Option<String>,
     channel: Spanned<String>,
     template: Spanned<String>,
-    audience: Spanned<String>,
+    audience: Spanned<AudienceFile>,
     #[serde(default)]
     vars: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
@@ -55,7 +55,39 @@ struct ScheduleFile {
     #[serde(default)]
     late: Option<Spanned<String>>,
     #[serde(default)]
+    late_until: Option<Spanned<String>>,
+    #[serde(default)]
+    zone_from_phone: bool,
+    #[serde(default)]
     expire_after: Option<Duration>,
+}
+
+/// `audience: a.csv`, or `audience: { path: a.csv, delimiter: ";" }` with reader options.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum AudienceFile {
+    Path(String),
+    Table(AudienceTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AudienceTable {
+    path: String,
+    #[serde(default)]
+    delimiter: Option<String>,
+}
+
+/// The byte a CSV `delimiter` names: `tab`, or one ASCII punctuation character other than the
+/// double quote (a letter, digit or space would split ordinary values).
+fn delimiter_byte(s: &str) -> Option<u8> {
+    match s {
+        "tab" | "\t" => Some(b'\t'),
+        _ => match s.as_bytes() {
+            [b] if b.is_ascii_punctuation() && *b != b'"' => Some(*b),
+            _ => None,
+        },
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,7 +97,7 @@ enum QuietFile {
     Window { start: String, end: String },
 }
 
-/// At most `max` messages per address and channel in any trailing `per` window (SPEC §4 rule 6).
+/// At most `max` messages per address and channel in any trailing `per` window (docs/time-semantics.md rule 6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FrequencyCap {
@@ -98,12 +130,20 @@ pub struct Campaign {
     pub template: String,
     /// Absolute or project-relative path as written, resolved against the project root.
     pub audience: PathBuf,
+    /// The CSV column separator `audience.delimiter` sets; `None`: read from the header line.
+    pub delimiter: Option<u8>,
     pub vars: serde_json::Map<String, serde_json::Value>,
     pub schedule: ScheduleKind,
     /// The campaign's zone for recipients without a valid one of their own.
     pub zone: Option<(String, TimeZone)>,
     pub window: SendWindow,
     pub late: LatePolicy,
+    /// `late_until`: a late one-shot whose move would put it after this wall time on the
+    /// recipient's clock is skipped instead (an offer nobody wants days after the event).
+    pub late_until: Option<DateTime>,
+    /// `zone_from_phone`: a recipient with no `timezone` takes the zone of the phone's country
+    /// code when that country has exactly one, before the campaign's or project's zone.
+    pub zone_from_phone: bool,
     pub expire_after: Option<Duration>,
     pub throttle: Option<Rate>,
     /// The campaign's `frequency_cap` and a quiet-hours preset's own cap, all enforced.
@@ -320,6 +360,24 @@ impl Campaign {
         };
         let at = local(&sched.at, "at", &mut problems);
         let start = local(&sched.start, "start", &mut problems);
+        let late_until = local(&sched.late_until, "late_until", &mut problems);
+        if let Some(u) = &sched.late_until {
+            let (l, c) = pos(u);
+            let field = "schedule.late_until";
+            if sched.at.is_none() {
+                problems.push(
+                    Problem::new("`late_until` only applies to a one-shot `at` schedule")
+                        .in_file(path)
+                        .at(l, c)
+                        .field(field)
+                        .hint("remove `late_until`, or give the schedule an `at`"),
+                );
+            } else if let (Some(a), Some(until)) = (at, late_until)
+                && until < a
+            {
+                problems.push(Problem::new(format!("`late_until` {until} is before `at` {a}: every message would be skipped")).in_file(path).at(l, c).field(field).hint("set `late_until` to the last local time the message is still worth sending, after `at`"));
+            }
+        }
         let until = sched.until.as_ref().and_then(|u| {
             let d = parse_date(&u.value);
             if d.is_none() {
@@ -401,11 +459,25 @@ impl Campaign {
                 }
             },
         };
+        let (audience_path, delimiter) = match &file.audience.value {
+            AudienceFile::Path(p) => (p.clone(), None),
+            AudienceFile::Table(t) => (t.path.clone(), t.delimiter.clone()),
+        };
+        let delimiter = delimiter.and_then(|d| {
+            let (l, c) = pos(&file.audience);
+            let b = delimiter_byte(&d);
+            if b.is_none() {
+                problems.push(Problem::new(format!("invalid CSV delimiter {d:?}")).in_file(path).at(l, c).field("audience.delimiter").hint("one character such as \",\", \";\" or \"|\", or `tab`; remove `delimiter` to read it from the header line"));
+            } else if !audience_path.to_ascii_lowercase().ends_with(".csv") {
+                problems.push(Problem::new("`delimiter` only applies to a CSV audience").in_file(path).at(l, c).field("audience.delimiter").hint("remove `delimiter`, or point `path` at a .csv file"));
+            }
+            b
+        });
         if !problems.is_empty() {
             return Err(problems);
         }
         let audience = {
-            let p = PathBuf::from(&file.audience.value);
+            let p = PathBuf::from(&audience_path);
             if p.is_absolute() { p } else { root.join(p) }
         };
         Ok(Campaign {
@@ -420,11 +492,14 @@ impl Campaign {
             channel: file.channel.value,
             template: file.template.value,
             audience,
+            delimiter,
             vars: file.vars,
             schedule,
             zone,
             window,
             late,
+            late_until,
+            zone_from_phone: sched.zone_from_phone,
             expire_after: sched.expire_after,
             throttle: file.throttle,
             caps,

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use super::audience::Fields;
 
-/// The variables a recipient's message is rendered with (SPEC §2: a recipient's own fields
+/// The variables a recipient's message is rendered with (docs/campaign-reference.md: a recipient's own fields
 /// win). Campaign vars come first, in their order, then the recipient's other fields in theirs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Vars {

@@ -1,4 +1,4 @@
-//! The pure time engine: recipient-local wall time in, send instant out (SPEC §4).
+//! The pure time engine: recipient-local wall time in, send instant out (docs/time-semantics.md).
 //!
 //! No I/O and no clock: `now` is always passed in, so `preview`, `plan` and `run` compute the
 //! same answers and tests can pin any instant. Everything here works on jiff's civil
@@ -70,7 +70,7 @@ impl Reasons {
     pub const fn union(self, other: Reasons) -> Reasons {
         Reasons(self.0 | other.0)
     }
-    /// The SPEC §3 names of the reasons set, in a fixed order.
+    /// The names of the reasons set (docs/output.md), in a fixed order.
     pub fn names(self) -> impl Iterator<Item = &'static str> {
         Self::NAMES
             .into_iter()

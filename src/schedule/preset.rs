@@ -1,4 +1,4 @@
-//! Named `quiet_hours` presets (SPEC §2), evaluated in recipient-local time.
+//! Named `quiet_hours` presets (docs/time-semantics.md, "Presets"), evaluated in recipient-local time.
 
 use std::fmt;
 use std::str::FromStr;

@@ -133,7 +133,7 @@ impl FromIterator<Weekday> for Weekdays {
     }
 }
 
-/// When, on the recipient's wall clock, a message may be sent (SPEC §4 rule 3).
+/// When, on the recipient's wall clock, a message may be sent (docs/time-semantics.md rule 3).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SendWindow {
     pub quiet: Option<QuietHours>,

@@ -89,7 +89,7 @@ impl Zones {
         found.ok_or_else(|| UnknownZone(name.to_string()))
     }
 
-    /// SPEC §4 rule 1 for one recipient: its own `timezone` when present, else `fallback` (the
+    /// docs/time-semantics.md rule 1 for one recipient: its own `timezone` when present, else `fallback` (the
     /// campaign's zone, else the project's, resolved by the caller). A missing or blank value
     /// falls back; a present but unknown name is an error, which the loading code reports
     /// against the row.
