@@ -5,12 +5,18 @@
 //! - [`db`]: which database a command means, and opening it for what it will do.
 //! - [`plan`]: the two-thread plan pipeline and its commit rule (all or nothing per campaign).
 //! - [`channels`]: building the channel adapters a run needs, from `disparo.yaml`.
+//! - [`checks`], [`forecast`]: what `preview` shows of each message and of all of them.
+//! - [`preview`], [`validate`]: a campaign prepared for a preview; one checked end to end.
 //! - [`run`]: one dispatch run on its own runtime, and what a dry run would send.
 
 pub mod channels;
+pub mod checks;
 pub mod db;
+pub mod forecast;
 pub mod plan;
+pub mod preview;
 pub mod run;
+pub mod validate;
 
 use crate::diag::Problem;
 use crate::store::StoreError;

@@ -5,7 +5,6 @@
 //! fields of docs/output.md plus `chars`, `segments`, `encoding`, `warnings`); `--forecast` adds a final
 //! `{"forecast": …}` line. CSV: one row per message.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::ops::ControlFlow;
 
@@ -15,9 +14,12 @@ use serde_json::{Map, Value, json};
 
 use super::output::{bar, human_duration, inert, inert_text, paint};
 use super::{CliError, CliResult, Ctx, Exit, Format};
+use disparo::app::checks::{Checks, Kind, check};
+use disparo::app::forecast::{Forecast, REASONS};
+use disparo::app::preview::Preview;
 use disparo::diag::Problem;
 use disparo::model::Campaign;
-use disparo::plan::{PlanOptions, PlannedRow, Planner};
+use disparo::plan::PlannedRow;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -38,205 +40,6 @@ pub struct Args {
     pub forecast: bool,
 }
 
-/// What a channel delivers, for length checks: SMS segments, WhatsApp's body limit, subjects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    WhatsApp,
-    Sms,
-    Email,
-    Other,
-}
-
-/// The kind of a channel: from its adapter type, else from its name or address field.
-pub fn channel_kind(name: &str, type_name: &str, address_field: &str) -> Kind {
-    match type_name {
-        "whatsapp_cloud" | "whatsapp" => return Kind::WhatsApp,
-        "twilio" | "sms" => return Kind::Sms,
-        "smtp" | "email" => return Kind::Email,
-        _ => {}
-    }
-    let n = name.to_ascii_lowercase();
-    if n.contains("whatsapp") || n == "wa" {
-        Kind::WhatsApp
-    } else if n.contains("sms") {
-        Kind::Sms
-    } else if n.contains("mail") || address_field == "email" {
-        Kind::Email
-    } else {
-        Kind::Other
-    }
-}
-
-/// WhatsApp's limit on a template message body, in characters.
-pub const WHATSAPP_BODY_LIMIT: usize = 1024;
-/// Twilio refuses SMS bodies longer than this many characters.
-pub const SMS_BODY_LIMIT: usize = 1600;
-
-const GSM7_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\u{1b}ÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
-/// Characters of the GSM 03.38 extension table: each takes two septets (escape + char).
-const GSM7_EXTENSION: &str = "\u{c}^{}\\[~]|€";
-
-/// How an SMS body is encoded and split.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Segments {
-    /// `GSM-7` or `UCS-2`.
-    pub encoding: &'static str,
-    /// Septets (GSM-7) or UTF-16 code units (UCS-2).
-    pub units: usize,
-    pub segments: usize,
-    /// The characters that forced UCS-2, in order of first appearance.
-    pub non_gsm: Vec<char>,
-    /// Segments it would take if those characters were replaced by GSM-7 ones.
-    pub segments_as_gsm: usize,
-}
-
-fn gsm_cost(c: char) -> Option<usize> {
-    if GSM7_BASIC.contains(c) {
-        Some(1)
-    } else if GSM7_EXTENSION.contains(c) {
-        Some(2)
-    } else {
-        None
-    }
-}
-
-/// Splits costs into segments: everything fits one of `single` units, or segments of
-/// `multi` units each (the rest is the concatenation header); a character never straddles two.
-fn pack(costs: impl Iterator<Item = usize> + Clone, single: usize, multi: usize) -> (usize, usize) {
-    let units: usize = costs.clone().sum();
-    if units <= single {
-        return (units, 1);
-    }
-    let (mut segments, mut used) = (1, 0);
-    for c in costs {
-        if used + c > multi {
-            segments += 1;
-            used = 0;
-        }
-        used += c;
-    }
-    (units, segments)
-}
-
-/// SMS encoding and segment count: GSM-7 (160 per message, 153 per segment when split;
-/// extension characters count 2) unless a character needs UCS-2 (70, or 67 UTF-16 units).
-pub fn sms_segments(text: &str) -> Segments {
-    let mut non_gsm = Vec::new();
-    for c in text.chars() {
-        if gsm_cost(c).is_none() && !non_gsm.contains(&c) {
-            non_gsm.push(c);
-        }
-    }
-    let as_gsm = || text.chars().map(|c| gsm_cost(c).unwrap_or(1));
-    let (_, segments_as_gsm) = pack(as_gsm(), 160, 153);
-    if non_gsm.is_empty() {
-        let (units, segments) = pack(as_gsm(), 160, 153);
-        Segments {
-            encoding: "GSM-7",
-            units,
-            segments,
-            non_gsm,
-            segments_as_gsm,
-        }
-    } else {
-        let (units, segments) = pack(text.chars().map(char::len_utf16), 70, 67);
-        Segments {
-            encoding: "UCS-2",
-            units,
-            segments,
-            non_gsm,
-            segments_as_gsm,
-        }
-    }
-}
-
-/// Length facts and warnings about one rendered message.
-#[derive(Debug, Clone, Default)]
-pub struct Checks {
-    pub chars: usize,
-    pub segments: Option<Segments>,
-    pub warnings: Vec<String>,
-}
-
-fn quote_chars(cs: &[char]) -> String {
-    cs.iter()
-        .take(6)
-        .map(|c| match c {
-            '\u{2019}' | '\u{2018}' => format!("{c:?} (curly quote)"),
-            _ => format!("{c:?}"),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-pub fn check(kind: Kind, content: &disparo::message::Content) -> Checks {
-    let body = &content.body;
-    let chars = body.chars().count();
-    let mut out = Checks {
-        chars,
-        ..Checks::default()
-    };
-    match kind {
-        Kind::Sms => {
-            let s = sms_segments(body);
-            if s.segments > 1 {
-                out.warnings.push(format!(
-                    "{} SMS segments: billed as {} messages",
-                    s.segments, s.segments
-                ));
-            }
-            if s.encoding == "UCS-2" && s.segments_as_gsm < s.segments {
-                out.warnings.push(format!(
-                    "UCS-2 because of {}: {} segment(s) instead of {} in GSM-7",
-                    quote_chars(&s.non_gsm),
-                    s.segments,
-                    s.segments_as_gsm
-                ));
-            }
-            if chars > SMS_BODY_LIMIT {
-                out.warnings.push(format!(
-                    "{chars} characters: over the {SMS_BODY_LIMIT} providers such as Twilio accept"
-                ));
-            }
-            out.segments = Some(s);
-        }
-        Kind::WhatsApp => {
-            if chars > WHATSAPP_BODY_LIMIT {
-                out.warnings.push(format!(
-                    "{chars} characters: WhatsApp limits a template body to {WHATSAPP_BODY_LIMIT}"
-                ));
-            }
-            if let Some(wa) = &content.whatsapp {
-                for (i, p) in wa.body.iter().enumerate() {
-                    if p.trim().is_empty() {
-                        out.warnings.push(format!(
-                            "template parameter {} is empty: WhatsApp rejects empty parameters",
-                            i + 1
-                        ));
-                    } else if p.contains(['\n', '\t']) || p.contains("    ") {
-                        out.warnings.push(format!(
-                            "template parameter {} has a new line, a tab or 4+ spaces in a row: WhatsApp rejects it",
-                            i + 1
-                        ));
-                    }
-                }
-            }
-        }
-        Kind::Email => {
-            if content
-                .subject
-                .as_deref()
-                .is_none_or(|s| s.trim().is_empty())
-            {
-                out.warnings
-                    .push("no subject: add `subject:` to the template's front matter".to_owned());
-            }
-        }
-        Kind::Other => {}
-    }
-    out
-}
-
 /// Why a message moved, in words, with the campaign's own settings.
 fn explain(reason: &str, c: &Campaign) -> String {
     match reason {
@@ -253,64 +56,6 @@ fn explain(reason: &str, c: &Campaign) -> String {
         "late" => format!("already past at plan time (late: {})", c.late.name()),
         "cap" => "frequency cap".into(),
         other => other.into(),
-    }
-}
-
-/// Totals over every planned message, for the forecast.
-#[derive(Debug, Default)]
-struct Forecast {
-    recipients: u64,
-    messages: u64,
-    errors: u64,
-    suppressed: u64,
-    late_skipped: u64,
-    moved: BTreeMap<&'static str, u64>,
-    first: Option<Timestamp>,
-    last: Option<Timestamp>,
-    /// Messages per UTC hour (hours since the epoch).
-    per_hour: BTreeMap<i64, u64>,
-    per_hour_of_day_utc: [u64; 24],
-    per_hour_of_day_local: [u64; 24],
-    segments: u64,
-    multi_segment: u64,
-    with_warnings: u64,
-}
-
-const REASONS: [&str; 5] = ["quiet_hours", "weekday", "blackout", "late", "cap"];
-
-impl Forecast {
-    fn add(&mut self, r: &PlannedRow, checks: &Checks, zone: &TimeZone) {
-        if let Some(reason) = &r.skipped {
-            if reason.starts_with("suppressed") {
-                self.suppressed += 1;
-            } else {
-                self.late_skipped += 1;
-            }
-            return;
-        }
-        self.messages += 1;
-        for name in r.reasons.names() {
-            *self.moved.entry(name).or_default() += 1;
-        }
-        self.first = Some(self.first.map_or(r.at, |f| f.min(r.at)));
-        self.last = Some(self.last.map_or(r.at, |l| l.max(r.at)));
-        let hour = r.at.as_second().div_euclid(3600);
-        *self.per_hour.entry(hour).or_default() += 1;
-        self.per_hour_of_day_utc[hour.rem_euclid(24) as usize] += 1;
-        self.per_hour_of_day_local[r.at.to_zoned(zone.clone()).hour() as usize] += 1;
-        if let Some(s) = &checks.segments {
-            self.segments += s.segments as u64;
-            self.multi_segment += u64::from(s.segments > 1);
-        }
-        self.with_warnings += u64::from(!checks.warnings.is_empty());
-    }
-
-    /// Histogram by actual hour when the sends span two days at most, else by hour of day.
-    fn by_actual_hour(&self) -> bool {
-        match (self.first, self.last) {
-            (Some(f), Some(l)) => l.as_second() - f.as_second() <= 48 * 3600,
-            _ => true,
-        }
     }
 }
 
@@ -607,53 +352,23 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
         .into());
     }
     let project = ctx.project()?;
-    let file = project.find_campaign(&args.campaign)?;
-    let campaign = project.load_campaign(&file)?;
-    let mut opts = PlanOptions::new(ctx.now());
-    // Preview touches no database: suppressions are read only if the database already exists.
-    if let Some(store) = ctx
-        .database(Some(&project))
-        .open_if_exists(disparo::store::Access::ReadOnly)?
-    {
-        opts.suppressed = store
-            .suppressions()?
-            .into_iter()
-            .map(|s| s.address)
-            .collect();
-    }
-    let mut planner = Planner::prepare(&project, campaign, opts)?;
+    let db = ctx.database(Some(&project));
     let data = ctx.format != Format::Table;
-    let channel = if args.show_request || ctx.format == Format::Json {
-        let build = disparo::app::channels::context(&project)?;
-        disparo::app::channels::build(
-            &build,
-            &project,
-            &planner.campaign.channel,
-            &planner.channel,
-        )
-        .ok()
-    } else {
-        None
-    };
+    let Preview {
+        mut planner,
+        channel,
+        kind,
+        rate,
+        zone_name,
+        zone,
+    } = disparo::app::preview::prepare(
+        &project,
+        &db,
+        &args.campaign,
+        ctx.now(),
+        args.show_request || ctx.format == Format::Json,
+    )?;
     let limit = args.limit.unwrap_or(if data { usize::MAX } else { 20 });
-    let rate = match (
-        planner.campaign.throttle.map(|r| r.as_per_second()),
-        planner.settings.rate.map(|r| r.as_per_second()),
-    ) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
-    let kind = channel_kind(
-        &planner.campaign.channel,
-        planner.channel.type_name(),
-        &planner.settings.address_field,
-    );
-    let (zone_name, zone) = planner.campaign.zone.clone().unwrap_or_else(|| {
-        (
-            project.config.timezone_name.clone(),
-            project.config.timezone.clone(),
-        )
-    });
     let name = planner.campaign.name.clone();
     let channel_name = planner.campaign.channel.clone();
     let campaign = planner.campaign.clone();
@@ -1010,54 +725,4 @@ fn write_message(
         )?;
     }
     writeln!(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gsm7_single_and_concatenated() {
-        assert_eq!(sms_segments(&"a".repeat(160)).segments, 1);
-        assert_eq!(sms_segments(&"a".repeat(161)).segments, 2);
-        assert_eq!(sms_segments(&"a".repeat(306)).segments, 2);
-        assert_eq!(sms_segments(&"a".repeat(307)).segments, 3);
-        assert_eq!(sms_segments("Olá João, à bientôt").encoding, "UCS-2"); // á, ã and ô are not GSM-7
-        assert_eq!(sms_segments("Ça coûte 5 € ^^").encoding, "UCS-2");
-    }
-
-    #[test]
-    fn gsm7_extension_characters_count_two() {
-        let s = sms_segments(&"€".repeat(80));
-        assert_eq!((s.encoding, s.units, s.segments), ("GSM-7", 160, 1));
-        let s = sms_segments(&format!("{}€", "a".repeat(159)));
-        assert_eq!((s.units, s.segments), (161, 2));
-        // An escape pair is never split across segments.
-        let s = sms_segments(&format!("{}€{}", "a".repeat(152), "a".repeat(10)));
-        assert_eq!(s.segments, 2);
-    }
-
-    #[test]
-    fn ucs2_limits_and_the_characters_that_force_it() {
-        assert_eq!(sms_segments(&"ã".repeat(70)).segments, 1);
-        assert_eq!(sms_segments(&"ã".repeat(71)).segments, 2);
-        assert_eq!(sms_segments(&"ã".repeat(134)).segments, 2);
-        assert_eq!(sms_segments(&"ã".repeat(135)).segments, 3);
-        // Emoji take two UTF-16 units.
-        assert_eq!(sms_segments(&"😀".repeat(35)).units, 70);
-        let s = sms_segments(&format!("{}’", "a".repeat(100)));
-        assert_eq!((s.encoding, s.segments, s.segments_as_gsm), ("UCS-2", 2, 1));
-        assert_eq!(s.non_gsm, vec!['’']);
-    }
-
-    #[test]
-    fn whatsapp_body_limit_is_flagged() {
-        let mut c = disparo::message::Content {
-            body: "x".repeat(1024),
-            ..Default::default()
-        };
-        assert!(check(Kind::WhatsApp, &c).warnings.is_empty());
-        c.body.push('x');
-        assert_eq!(check(Kind::WhatsApp, &c).warnings.len(), 1);
-    }
 }

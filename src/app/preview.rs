@@ -1,0 +1,81 @@
+//! What `preview` needs before it plans: the campaign's planner (with the opt-out list when a
+//! database exists; a preview never creates one), the channel when requests are shown, what
+//! kind of messages it carries, its effective rate and the zone the forecast speaks in.
+
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+
+use super::Error;
+use super::checks::{Kind, channel_kind};
+use super::db::Database;
+use crate::channel::Channel;
+use crate::model::Project;
+use crate::plan::{PlanOptions, Planner};
+use crate::store::Access;
+
+/// A campaign ready to be previewed.
+pub struct Preview {
+    pub planner: Planner,
+    /// The channel adapter, when asked for (to show each exact request); `None` also when it
+    /// cannot be built here (a secret not in the environment: `validate` says so).
+    pub channel: Option<Channel>,
+    pub kind: Kind,
+    /// Messages per second at most: the campaign's throttle or the channel's rate.
+    pub rate: Option<f64>,
+    /// The campaign's zone (or the project's), in which the forecast shows local hours.
+    pub zone_name: String,
+    pub zone: TimeZone,
+}
+
+/// Prepares `campaign` (a name or file) for a preview at `now`.
+pub fn prepare(
+    project: &Project,
+    db: &Database,
+    campaign: &str,
+    now: Timestamp,
+    with_channel: bool,
+) -> Result<Preview, Error> {
+    let file = project.find_campaign(campaign)?;
+    let campaign = project.load_campaign(&file)?;
+    let mut opts = PlanOptions::new(now);
+    if let Some(store) = db.open_if_exists(Access::ReadOnly)? {
+        opts.suppressed = store
+            .suppressions()?
+            .into_iter()
+            .map(|s| s.address)
+            .collect();
+    }
+    let planner = Planner::prepare(project, campaign, opts)?;
+    let channel = if with_channel {
+        let build = super::channels::context(project)?;
+        super::channels::build(&build, project, &planner.campaign.channel, &planner.channel).ok()
+    } else {
+        None
+    };
+    let rate = match (
+        planner.campaign.throttle.map(|r| r.as_per_second()),
+        planner.settings.rate.map(|r| r.as_per_second()),
+    ) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let kind = channel_kind(
+        &planner.campaign.channel,
+        planner.channel.type_name(),
+        &planner.settings.address_field,
+    );
+    let (zone_name, zone) = planner.campaign.zone.clone().unwrap_or_else(|| {
+        (
+            project.config.timezone_name.clone(),
+            project.config.timezone.clone(),
+        )
+    });
+    Ok(Preview {
+        planner,
+        channel,
+        kind,
+        rate,
+        zone_name,
+        zone,
+    })
+}
