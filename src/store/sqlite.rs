@@ -199,7 +199,7 @@ impl SqliteStore {
         let conn = Connection::open(path)
             .map_err(|e| open_err(e.to_string(), "check the path and its permissions"))?;
         let mut conn = conn;
-        let setup = (|| -> rusqlite::Result<()> {
+        let setup = || -> rusqlite::Result<()> {
             conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;
             // 16 KiB pages: a fresh database writes ~4x fewer pages per planned message (no effect
             // on an existing file, whose page size is fixed).
@@ -216,7 +216,22 @@ impl SqliteStore {
                 conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
             }
             Ok(())
-        })();
+        };
+        // Switching a new file to WAL needs it alone, and SQLite answers "locked" at once,
+        // without waiting, when another process opens the same new file at that moment
+        // (several `plan`s or workers starting together): try again for a while.
+        let started = std::time::Instant::now();
+        let setup = loop {
+            match setup() {
+                Err(e)
+                    if e.to_string().contains("locked")
+                        && started.elapsed().as_millis() < u128::from(BUSY_TIMEOUT_MS) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                done => break done,
+            }
+        };
         if let Err(e) = setup {
             let s = e.to_string();
             let hint = if s.contains("not a database") || s.contains("malformed") {

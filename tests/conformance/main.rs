@@ -13,4 +13,5 @@ mod cluster;
 mod fleet;
 mod plan;
 mod schema;
+mod server;
 mod suppress;

@@ -23,7 +23,6 @@ macro_rules! conformance {
                     body($crate::support::Db::sqlite())
                 }
                 #[test]
-                #[ignore = "PostgresStore comes in the next commit"]
                 fn postgres() {
                     body($crate::support::Db::postgres())
                 }
