@@ -35,13 +35,18 @@ pub fn dispatch(
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
     let store: Arc<dyn Store> = Arc::from(store);
+    let for_run = store.clone();
     let summary = runtime.block_on(async {
         on_start(shutdown.clone());
-        Dispatcher::new(store, channels, clock, opts, shutdown)
+        Dispatcher::new(for_run, channels, clock, opts, shutdown)
             .run()
             .await
-    })?;
-    Ok(summary)
+    });
+    // The store is dropped here, outside the runtime: a client that blocks to say goodbye
+    // to its server (PostgreSQL's does) may not do so on a thread that drives async tasks.
+    drop(runtime);
+    drop(store);
+    Ok(summary?)
 }
 
 /// The pending messages due at `now` (of `campaign`, if given), at most `limit`: what a run
