@@ -759,8 +759,9 @@ impl Dispatcher {
                     };
                     self.shutdown.sleep(wait.unsigned_abs()).await;
                     drained = false;
-                    // Asleep, this run made no heartbeat: its announcement may have expired.
-                    self.beat_now(worker, run).await?;
+                    // Asleep, this run made no heartbeat: its announcement may have expired,
+                    // and then the others no longer count it. Join again before claiming.
+                    self.join_fleet(worker, run).await?;
                     continue;
                 }
             }
