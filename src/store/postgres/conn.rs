@@ -29,9 +29,10 @@ pub(super) struct Target {
 
 impl Target {
     /// Parses a `postgres://` URL. `sslmode=disable` connects in plain text; `prefer` (the
-    /// default) tries TLS first; `require`, `verify-ca` and `verify-full` insist on TLS, and
-    /// the certificate is always verified against the platform's roots (rustls has no
-    /// "encrypt but trust anyone" mode, and a store should not have one).
+    /// default) tries TLS first; `require`, `verify-ca` and `verify-full` insist on TLS. The
+    /// certificate is always verified, against the platform's roots and the CAs of
+    /// `sslrootcert` (a PEM file): rustls has no "encrypt but trust anyone" mode, and a store
+    /// holding a fleet's schedule should not have one.
     pub(super) fn parse(url: &str) -> Result<Target, StoreError> {
         let shown = redact_url(url);
         let bad = |reason: String| {
