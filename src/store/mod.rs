@@ -7,6 +7,7 @@
 //! URL). Calls are synchronous; async callers run them on a blocking thread.
 
 mod open;
+mod outcome;
 mod plan_batch;
 mod postgres;
 mod sqlite;
@@ -272,6 +273,25 @@ pub struct CampaignInfo {
     pub rules: DispatchRules,
 }
 
+impl CampaignInfo {
+    /// A campaign as stored: its status by name, its rules as JSON text.
+    pub(crate) fn from_stored(
+        name: &str,
+        channel: String,
+        status: &str,
+        status_reason: Option<String>,
+        rules: &str,
+    ) -> Result<CampaignInfo, serde_json::Error> {
+        Ok(CampaignInfo {
+            name: name.to_owned(),
+            channel,
+            status: CampaignStatus::parse(status).unwrap_or(CampaignStatus::Paused),
+            status_reason,
+            rules: serde_json::from_str(rules)?,
+        })
+    }
+}
+
 /// One message with its state, for `messages` and `export`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MessageRow {
@@ -451,23 +471,20 @@ pub trait Store: Send + Sync {
         channel: &str,
         address: &str,
         since: Timestamp,
-    ) -> Result<Vec<Timestamp>, StoreError>;
+    ) -> Result<Vec<Timestamp>, StoreError> {
+        Ok(self
+            .sends_among(&[(channel, address)], since)?
+            .into_values()
+            .next()
+            .unwrap_or_default())
+    }
     /// [`sends_since`](Self::sends_since) for several (channel, address) pairs at once: one
     /// call for a whole claimed batch. Pairs without sends are left out of the map.
     fn sends_among(
         &self,
         pairs: &[(&str, &str)],
         since: Timestamp,
-    ) -> Result<std::collections::HashMap<(String, String), Vec<Timestamp>>, StoreError> {
-        let mut out = std::collections::HashMap::new();
-        for &(channel, address) in pairs {
-            let sends = self.sends_since(channel, address, since)?;
-            if !sends.is_empty() {
-                out.insert((channel.to_owned(), address.to_owned()), sends);
-            }
-        }
-        Ok(out)
-    }
+    ) -> Result<std::collections::HashMap<(String, String), Vec<Timestamp>>, StoreError>;
     fn suppress(
         &self,
         address: &str,

@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use jiff::Timestamp;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use super::outcome::RecordedOutcome;
 use super::*;
 
 mod admin;
@@ -347,10 +348,6 @@ fn bump_gate(tx: &rusqlite::Transaction) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A lease lost this many times (its run died holding it each time) fails the message: it
-/// probably kills the run.
-const MAX_LEASE_LOSSES: i64 = 5;
-
 /// `UnknownCampaign` unless a campaign of that name was planned.
 fn require_campaign(conn: &Connection, campaign: &str) -> Result<(), StoreError> {
     let exists: bool = conn
@@ -377,102 +374,6 @@ fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
         [],
         |r| r.get(0),
     )
-}
-
-/// The columns one outcome writes.
-struct RecordedOutcome<'a> {
-    state: State,
-    due: Option<i64>,
-    provider: Option<&'a str>,
-    error: Option<&'a str>,
-    outcome: &'static str,
-    code: Option<&'a str>,
-}
-
-impl<'a> RecordedOutcome<'a> {
-    fn of(o: &'a Outcome) -> RecordedOutcome<'a> {
-        let r = |state, due, provider, error, outcome, code| RecordedOutcome {
-            state,
-            due,
-            provider,
-            error,
-            outcome,
-            code,
-        };
-        match o {
-            Outcome::Sent { provider_id } => r(
-                State::Sent,
-                None,
-                provider_id.as_deref(),
-                None,
-                "sent",
-                None,
-            ),
-            Outcome::Retry {
-                due_at,
-                code,
-                error,
-            } => r(
-                State::Pending,
-                Some(ms(*due_at)),
-                None,
-                Some(error.as_str()),
-                "retry",
-                code.as_deref(),
-            ),
-            Outcome::Failed { code, error } => r(
-                State::Failed,
-                None,
-                None,
-                Some(error.as_str()),
-                "failed",
-                code.as_deref(),
-            ),
-            Outcome::Refused { code, error, .. } => r(
-                State::Failed,
-                None,
-                None,
-                Some(error.as_str()),
-                "refused",
-                code.as_deref(),
-            ),
-            Outcome::Deferred { due_at, .. } => r(
-                State::Pending,
-                Some(ms(*due_at)),
-                None,
-                None,
-                "deferred",
-                None,
-            ),
-            Outcome::Expired { reason } => r(
-                State::Expired,
-                None,
-                None,
-                Some(reason.as_str()),
-                "expired",
-                None,
-            ),
-            Outcome::Skipped { reason } => r(
-                State::Skipped,
-                None,
-                None,
-                Some(reason.as_str()),
-                "skipped",
-                None,
-            ),
-            Outcome::Released => r(State::Pending, None, None, None, "released", None),
-            // Never recorded as an outcome (see `complete_in`).
-            Outcome::Started => r(State::Sending, None, None, None, "started", None),
-            Outcome::Cancelled { reason } => r(
-                State::Cancelled,
-                None,
-                None,
-                Some(reason.as_str()),
-                "cancelled",
-                None,
-            ),
-        }
-    }
 }
 
 /// The claim's filter for frequency caps across runs: a message of a capped campaign is not
@@ -570,19 +471,15 @@ fn claim_in(
             .map_err(other)?;
         for (id, holder, claimed_at, was_started) in stale {
             if was_started {
-                let error = format!(
-                    "the run {holder} was sending it when it stopped renewing its lease (crashed or killed?); it may or may not have reached the provider, so it is sent again with the same idempotency key"
-                );
+                let error = super::outcome::lease_lost(&holder);
                 let (attempts, losses): (u32, i64) = lost
                     .query_row(params![id, error], |r| Ok((r.get(0)?, r.get(1)?)))
                     .map_err(other)?;
                 lost_attempt
                     .execute(params![id, attempts, claimed_at, now, error])
                     .map_err(other)?;
-                if losses >= MAX_LEASE_LOSSES {
-                    let reason = format!(
-                        "failed: the run sending it died {losses} times while holding it (the last: {holder}); look for what kills `disparo run` on this message, then re-plan it"
-                    );
+                if losses >= super::outcome::MAX_LEASE_LOSSES {
+                    let reason = super::outcome::gave_up(losses, &holder);
                     give_up.execute(params![id, now, reason]).map_err(other)?;
                     continue;
                 }
@@ -684,14 +581,8 @@ fn complete_in(
         .collect::<Result<_, _>>()
         .map_err(other)?
     };
-    let finals = || completions.iter().filter(|c| c.outcome.is_final());
-    let mine = || finals().filter(|c| held.contains(&c.id));
-    let done: HashSet<i64> = finals().map(|c| c.id).collect();
-    let started: Vec<i64> = completions
-        .iter()
-        .filter(|c| !c.outcome.is_final() && held.contains(&c.id) && !done.contains(&c.id))
-        .map(|c| c.id)
-        .collect();
+    let (mine, started) = super::outcome::split(completions, &held);
+    let mine = || mine.iter().copied();
     if !started.is_empty() {
         tx.prepare_cached(
             "UPDATE OR FAIL queue SET started_by = ?2 WHERE message_id IN (SELECT value FROM json_each(?1))",
@@ -760,7 +651,7 @@ fn complete_in(
             set.execute(params![
                 c.id,
                 r.state.as_str(),
-                r.due,
+                r.due.map(ms),
                 attempts_after,
                 r.provider,
                 r.error,
@@ -973,13 +864,9 @@ impl Store for SqliteStore {
         let Some((channel, status, status_reason, rules)) = row else {
             return Ok(None);
         };
-        Ok(Some(CampaignInfo {
-            name: name.to_owned(),
-            channel,
-            status: CampaignStatus::parse(&status).unwrap_or(CampaignStatus::Paused),
-            status_reason,
-            rules: serde_json::from_str(&rules).map_err(other)?,
-        }))
+        CampaignInfo::from_stored(name, channel, &status, status_reason, &rules)
+            .map(Some)
+            .map_err(other)
     }
 
     fn set_campaign_status(
@@ -1121,19 +1008,6 @@ impl Store for SqliteStore {
             )
             .map_err(other)?;
         rows.collect::<Result<_, _>>().map_err(other)
-    }
-
-    fn sends_since(
-        &self,
-        channel: &str,
-        address: &str,
-        since: Timestamp,
-    ) -> Result<Vec<Timestamp>, StoreError> {
-        Ok(self
-            .sends_among(&[(channel, address)], since)?
-            .into_values()
-            .next()
-            .unwrap_or_default())
     }
 
     fn sends_among(

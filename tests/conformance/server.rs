@@ -81,6 +81,30 @@ fn required_tls_is_never_skipped() {
     assert!(!text.contains(pg::PASSWORD), "{text}");
 }
 
+/// TLS through rustls: with the server's CA given (`sslrootcert`), `verify-full` connects
+/// over TLS (the server says so); without it, the certificate is refused with what to do.
+#[test]
+fn tls_verifies_the_server_certificate() {
+    let cluster = PgCluster::start_with_tls();
+    let url = cluster
+        .fresh_database()
+        .replace("sslmode=disable", "sslmode=verify-full");
+    let untrusted = refused(&url);
+    let text = untrusted.to_string();
+    assert!(text.contains("certificate"), "{text}");
+    assert!(text.contains("sslrootcert"), "{text}");
+    let trusted = format!("{url}&sslrootcert={}", cluster.ca_cert().display());
+    let s = open(&trusted, Access::Create).unwrap();
+    plan(&*s, &campaign("c"), &audience(1));
+    assert_eq!(claim(&*s, "w", 1).len(), 1);
+    let mut client = postgres::Client::connect(&cluster.url(), postgres::NoTls).unwrap();
+    let over_tls: i64 = client
+        .query_one("SELECT COUNT(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE s.ssl AND a.application_name = 'disparo'", &[])
+        .unwrap()
+        .get(0);
+    assert!(over_tls >= 1, "no disparo connection over TLS");
+}
+
 /// A log subscriber for the current thread that keeps what it prints.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);

@@ -75,6 +75,79 @@ fn bin_dir() -> PathBuf {
     find_bin().expect("scripts/test-deps.sh installed no PostgreSQL server (initdb)")
 }
 
+/// A CA and a server certificate it signed for `localhost` and 127.0.0.1, with openssl
+/// (installed with PostgreSQL's server packages).
+fn make_certificates(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+         keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=disparo test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.crt",
+    ]);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        dir.join("server.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -85,6 +158,21 @@ fn free_port() -> u16 {
 impl PgCluster {
     /// Creates and starts a new cluster.
     pub fn start() -> PgCluster {
+        PgCluster::start_inner(false)
+    }
+
+    /// A cluster that also speaks TLS, with a certificate for `localhost` and 127.0.0.1 from
+    /// a CA of its own ([`PgCluster::ca_cert`]). Plain connections are still accepted.
+    pub fn start_with_tls() -> PgCluster {
+        PgCluster::start_inner(true)
+    }
+
+    /// The PEM file of the CA that signed a TLS cluster's certificate.
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    fn start_inner(tls: bool) -> PgCluster {
         let bin = bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("disparo-pg-")
@@ -94,6 +182,9 @@ impl PgCluster {
         let pwfile = dir.path().join("password");
         std::fs::write(&pwfile, PASSWORD).unwrap();
         std::fs::create_dir(dir.path().join("sock")).unwrap();
+        if tls {
+            make_certificates(dir.path());
+        }
         if running_as_root() {
             let status = Command::new("chown")
                 .args(["-R", "postgres"])
@@ -126,11 +217,19 @@ impl PgCluster {
                 "--locale=C".as_ref(),
             ],
         );
-        let conf = format!(
+        let mut conf = format!(
             "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
              fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 200\n",
             cluster.dir.path().join("sock").display()
         );
+        if tls {
+            let d = cluster.dir.path();
+            conf.push_str(&format!(
+                "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+                d.join("server.crt").display(),
+                d.join("server.key").display()
+            ));
+        }
         std::fs::OpenOptions::new()
             .append(true)
             .open(data.join("postgresql.conf"))

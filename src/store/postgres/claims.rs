@@ -12,13 +12,10 @@ use jiff::{SignedDuration, Timestamp};
 use super::conn::Replay;
 use super::{CLAIM_LOCK, PostgresStore, millis, to_ms};
 use crate::message::Content;
+use crate::store::outcome::{MAX_LEASE_LOSSES, RecordedOutcome, gave_up, lease_lost};
 use crate::store::{
-    ChannelFleet, ClaimRequest, Claimed, Completion, FleetView, Outcome, State, StoreError,
-    message_key,
+    ChannelFleet, ClaimRequest, Claimed, Completion, FleetView, Outcome, StoreError, message_key,
 };
-
-/// A lease lost this many times (its run died holding it each time) fails the message.
-const MAX_LEASE_LOSSES: i64 = 5;
 
 /// The claim's filter for frequency caps across runs (see the SQLite store): a message of a
 /// capped campaign is not taken while another run holds one to the same (channel, address)
@@ -104,7 +101,7 @@ pub(super) fn claim_in(
 
 /// Takes over messages whose lease expired (their run crashed or was killed), as the SQLite
 /// store does: a started send counts as an attempt of unknown outcome, and a message whose
-/// runs keep dying fails after [`MAX_LEASE_LOSSES`].
+/// runs keep dying fails after `MAX_LEASE_LOSSES`.
 fn take_over(
     tx: &mut Transaction<'_>,
     req: &ClaimRequest<'_>,
@@ -129,9 +126,7 @@ fn take_over(
         let (id, holder, claimed_at, was_started): (i64, String, Timestamp, bool) =
             (row.get(0), row.get(1), row.get(2), row.get(3));
         if was_started {
-            let error = format!(
-                "the run {holder} was sending it when it stopped renewing its lease (crashed or killed?); it may or may not have reached the provider, so it is sent again with the same idempotency key"
-            );
+            let error = lease_lost(&holder);
             let r = tx.query_one(
                 "UPDATE queue SET attempts = attempts + 1, lease_losses = lease_losses + 1, last_error = $2 WHERE message_id = $1 RETURNING attempts, lease_losses",
                 &[&id, &error],
@@ -142,9 +137,7 @@ fn take_over(
                 &[&id, &attempts, &claimed_at, &now, &error],
             )?;
             if losses >= MAX_LEASE_LOSSES {
-                let reason = format!(
-                    "failed: the run sending it died {losses} times while holding it (the last: {holder}); look for what kills `disparo run` on this message, then re-plan it"
-                );
+                let reason = gave_up(losses, &holder);
                 tx.execute(
                     "UPDATE queue SET state = 'failed', lease_owner = NULL, lease_until = NULL, started_by = NULL, updated_at = $2, last_error = $3 WHERE message_id = $1",
                     &[&id, &now, &reason],
@@ -232,77 +225,6 @@ pub(super) fn load_claimed(rows: Vec<Leased>) -> Result<Vec<Claimed>, StoreError
         .collect()
 }
 
-/// The state, due time, provider id, error, outcome name and code one outcome writes.
-type Written<'a> = (
-    State,
-    Option<Timestamp>,
-    Option<&'a str>,
-    Option<&'a str>,
-    &'static str,
-    Option<&'a str>,
-);
-
-fn written(o: &Outcome) -> Written<'_> {
-    match o {
-        Outcome::Sent { provider_id } => (
-            State::Sent,
-            None,
-            provider_id.as_deref(),
-            None,
-            "sent",
-            None,
-        ),
-        Outcome::Retry {
-            due_at,
-            code,
-            error,
-        } => (
-            State::Pending,
-            Some(to_ms(*due_at)),
-            None,
-            Some(error),
-            "retry",
-            code.as_deref(),
-        ),
-        Outcome::Failed { code, error } => (
-            State::Failed,
-            None,
-            None,
-            Some(error),
-            "failed",
-            code.as_deref(),
-        ),
-        Outcome::Refused { code, error, .. } => (
-            State::Failed,
-            None,
-            None,
-            Some(error),
-            "refused",
-            code.as_deref(),
-        ),
-        Outcome::Deferred { due_at, .. } => (
-            State::Pending,
-            Some(to_ms(*due_at)),
-            None,
-            None,
-            "deferred",
-            None,
-        ),
-        Outcome::Expired { reason } => (State::Expired, None, None, Some(reason), "expired", None),
-        Outcome::Skipped { reason } => (State::Skipped, None, None, Some(reason), "skipped", None),
-        Outcome::Released => (State::Pending, None, None, None, "released", None),
-        Outcome::Started => (State::Sending, None, None, None, "started", None),
-        Outcome::Cancelled { reason } => (
-            State::Cancelled,
-            None,
-            None,
-            Some(reason),
-            "cancelled",
-            None,
-        ),
-    }
-}
-
 /// Records outcomes inside `tx` for the messages `owner` still holds (locked, so that no
 /// takeover runs meanwhile); returns how many. Idempotent: once recorded, a message is no
 /// longer held, so a repeat after a lost answer records nothing.
@@ -323,14 +245,7 @@ pub(super) fn complete_in(
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let finals = || completions.iter().filter(|c| c.outcome.is_final());
-    let mine: Vec<&Completion> = finals().filter(|c| held.contains(&c.id)).collect();
-    let done: HashSet<i64> = finals().map(|c| c.id).collect();
-    let started: Vec<i64> = completions
-        .iter()
-        .filter(|c| !c.outcome.is_final() && held.contains(&c.id) && !done.contains(&c.id))
-        .map(|c| c.id)
-        .collect();
+    let (mine, started) = crate::store::outcome::split(completions, &held);
     if !started.is_empty() {
         tx.execute(
             "UPDATE queue SET started_by = $2 WHERE message_id = ANY($1)",
@@ -344,7 +259,10 @@ pub(super) fn complete_in(
     if !sent.is_empty() {
         let ids: Vec<i64> = sent.iter().map(|c| c.id).collect();
         let attempt: Vec<i64> = sent.iter().map(|c| i64::from(c.attempt)).collect();
-        let provider: Vec<Option<&str>> = sent.iter().map(|c| written(&c.outcome).2).collect();
+        let provider: Vec<Option<&str>> = sent
+            .iter()
+            .map(|c| RecordedOutcome::of(&c.outcome).provider)
+            .collect();
         let finished: Vec<Timestamp> = sent.iter().map(|c| to_ms(c.finished_at)).collect();
         tx.execute(
             "UPDATE queue SET state = 'sent', last_error = NULL, lease_owner = NULL, lease_until = NULL,
@@ -363,9 +281,12 @@ pub(super) fn complete_in(
     }
     if !rest.is_empty() {
         let ids: Vec<i64> = rest.iter().map(|c| c.id).collect();
-        let w: Vec<Written<'_>> = rest.iter().map(|c| written(&c.outcome)).collect();
-        let state: Vec<&str> = w.iter().map(|w| w.0.as_str()).collect();
-        let due: Vec<Option<Timestamp>> = w.iter().map(|w| w.1).collect();
+        let w: Vec<RecordedOutcome<'_>> = rest
+            .iter()
+            .map(|c| RecordedOutcome::of(&c.outcome))
+            .collect();
+        let state: Vec<&str> = w.iter().map(|w| w.state.as_str()).collect();
+        let due: Vec<Option<Timestamp>> = w.iter().map(|w| w.due.map(to_ms)).collect();
         let attempts: Vec<i64> = rest
             .iter()
             .map(|c| {
@@ -376,8 +297,8 @@ pub(super) fn complete_in(
                 })
             })
             .collect();
-        let provider: Vec<Option<&str>> = w.iter().map(|w| w.2).collect();
-        let error: Vec<Option<&str>> = w.iter().map(|w| w.3).collect();
+        let provider: Vec<Option<&str>> = w.iter().map(|w| w.provider).collect();
+        let error: Vec<Option<&str>> = w.iter().map(|w| w.error).collect();
         let finished: Vec<Timestamp> = rest.iter().map(|c| to_ms(c.finished_at)).collect();
         tx.execute(
             "UPDATE queue SET state = u.state, due_at = COALESCE(u.due, queue.due_at), attempts = u.attempts,
@@ -428,15 +349,18 @@ fn record_attempts(
     if tried.is_empty() {
         return Ok(());
     }
-    let w: Vec<Written<'_>> = tried.iter().map(|c| written(&c.outcome)).collect();
+    let w: Vec<RecordedOutcome<'_>> = tried
+        .iter()
+        .map(|c| RecordedOutcome::of(&c.outcome))
+        .collect();
     let ids: Vec<i64> = tried.iter().map(|c| c.id).collect();
     let attempt: Vec<i64> = tried.iter().map(|c| i64::from(c.attempt)).collect();
     let started: Vec<Timestamp> = tried.iter().map(|c| to_ms(c.started_at)).collect();
     let finished: Vec<Timestamp> = tried.iter().map(|c| to_ms(c.finished_at)).collect();
-    let outcome: Vec<&str> = w.iter().map(|w| w.4).collect();
-    let provider: Vec<Option<&str>> = w.iter().map(|w| w.2).collect();
-    let code: Vec<Option<&str>> = w.iter().map(|w| w.5).collect();
-    let error: Vec<Option<&str>> = w.iter().map(|w| w.3).collect();
+    let outcome: Vec<&str> = w.iter().map(|w| w.outcome).collect();
+    let provider: Vec<Option<&str>> = w.iter().map(|w| w.provider).collect();
+    let code: Vec<Option<&str>> = w.iter().map(|w| w.code).collect();
+    let error: Vec<Option<&str>> = w.iter().map(|w| w.error).collect();
     tx.execute(
         "INSERT INTO attempts (message_id, attempt, started_at, finished_at, outcome, provider_id, code, error)
          SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::timestamptz[], $4::timestamptz[], $5::text[], $6::text[], $7::text[], $8::text[])",

@@ -29,9 +29,10 @@ pub(super) struct Target {
 
 impl Target {
     /// Parses a `postgres://` URL. `sslmode=disable` connects in plain text; `prefer` (the
-    /// default) tries TLS first; `require`, `verify-ca` and `verify-full` insist on TLS, and
-    /// the certificate is always verified against the platform's roots (rustls has no
-    /// "encrypt but trust anyone" mode, and a store should not have one).
+    /// default) tries TLS first; `require`, `verify-ca` and `verify-full` insist on TLS. The
+    /// certificate is always verified, against the platform's roots and the CAs of
+    /// `sslrootcert` (a PEM file): rustls has no "encrypt but trust anyone" mode, and a store
+    /// holding a fleet's schedule should not have one.
     pub(super) fn parse(url: &str) -> Result<Target, StoreError> {
         let shown = redact_url(url);
         let bad = |reason: String| {
@@ -42,7 +43,9 @@ impl Target {
         }
         };
         // tokio-postgres knows disable, prefer and require; libpq's stricter modes are
-        // `require` here, with the certificate verified.
+        // `require` here, with the certificate verified. `sslrootcert` (a PEM file of CAs to
+        // trust besides the platform's) is ours to read.
+        let (url, root_cert) = take_param(url, "sslrootcert");
         let normalised = url
             .replace("sslmode=verify-full", "sslmode=require")
             .replace("sslmode=verify-ca", "sslmode=require");
@@ -64,7 +67,10 @@ impl Target {
         };
         let tls = match config.get_ssl_mode() {
             ::postgres::config::SslMode::Disable => None,
-            _ => Some(tls_connector().map_err(|e| bad(format!("cannot set up TLS: {e}")))?),
+            _ => Some(
+                tls_connector(root_cert.as_deref())
+                    .map_err(|e| bad(format!("cannot set up TLS: {e}")))?,
+            ),
         };
         Ok(Target {
             config,
@@ -102,6 +108,10 @@ impl Target {
                 describe(e),
                 "create the database (`createdb NAME`, or CREATE DATABASE), or fix its name in the URL",
             ),
+            _ if describe(e).to_ascii_lowercase().contains("certificate") => open(
+                describe(e),
+                "the server's TLS certificate is not trusted here: pass its CA with sslrootcert=/path/ca.pem in the URL (or install it in the system's store), and connect by the name the certificate names",
+            ),
             _ if is_retryable(e) => StoreError::Unavailable {
                 what: format!(
                     "cannot connect to PostgreSQL at {}: {}",
@@ -121,12 +131,57 @@ impl Target {
     }
 }
 
-fn tls_connector() -> Result<MakeRustlsConnect, rustls::Error> {
-    use rustls_platform_verifier::BuilderVerifierExt;
+/// `url` without its `name=` query parameter, and that parameter's value.
+fn take_param(url: &str, name: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut value = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|kv| match kv.split_once('=') {
+            Some((k, v)) if k == name => {
+                value = Some(v.to_owned());
+                false
+            }
+            _ => true,
+        })
+        .collect();
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    (url, value)
+}
+
+/// TLS through rustls (aws-lc-rs), the server's certificate checked against the platform's
+/// roots and, with `sslrootcert`, the CAs of that PEM file.
+fn tls_connector(root_cert: Option<&str>) -> Result<MakeRustlsConnect, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut extra = Vec::new();
+    if let Some(path) = root_cert {
+        let pem =
+            std::fs::read(path).map_err(|e| format!("cannot read sslrootcert {path}: {e}"))?;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            extra.push(
+                cert.map_err(|e| format!("sslrootcert {path} is not a PEM certificate file: {e}"))?,
+            );
+        }
+        if extra.is_empty() {
+            return Err(format!("sslrootcert {path} holds no certificate"));
+        }
+    }
+    let verifier =
+        rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
+            .map_err(|e| e.to_string())?;
     let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_platform_verifier()?
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
     Ok(MakeRustlsConnect::new(config))
 }

@@ -399,19 +399,6 @@ impl Store for PostgresStore {
         queries::messages(self, filter)
     }
 
-    fn sends_since(
-        &self,
-        channel: &str,
-        address: &str,
-        since: Timestamp,
-    ) -> Result<Vec<Timestamp>, StoreError> {
-        Ok(self
-            .sends_among(&[(channel, address)], since)?
-            .into_values()
-            .next()
-            .unwrap_or_default())
-    }
-
     fn sends_among(
         &self,
         pairs: &[(&str, &str)],

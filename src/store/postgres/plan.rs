@@ -104,6 +104,13 @@ fn merge(
     )?;
     copy_in(tx, messages)?;
     tx.batch_execute("ANALYZE plan_stage")?;
+    // The rows this plan may rewrite are locked first, so that no worker claims one between
+    // the look at its state and the rewrite (claims skip locked rows); SQLite gets the same
+    // from its single writer.
+    tx.execute(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM queue WHERE campaign_id = $1 AND state IN ('pending', 'skipped', 'cancelled') FOR UPDATE) AS locked",
+        &[&cid],
+    )?;
     tx.execute(MATCH, &[&cid])?;
     tx.execute(
         "UPDATE messages m SET generation = $1 FROM plan_match p
@@ -123,7 +130,8 @@ fn merge(
         &format!(
             "UPDATE queue q SET state = CASE WHEN p.skipped IS NULL THEN 'pending' ELSE 'skipped' END,
                 due_at = p.at, planned_at = p.at, updated_at = $3, last_error = p.skipped, cancelled_by = NULL
-             FROM plan_match p WHERE q.message_id = p.id AND q.campaign_id = $1 AND {}",
+             FROM plan_match p WHERE q.message_id = p.id AND q.campaign_id = $1 AND {}
+               AND (q.state IN ('pending', 'skipped') OR (q.state = 'cancelled' AND q.cancelled_by = 'plan'))",
             rewritten("$2")
         ),
         &[&cid, &revivable, &now],

@@ -66,17 +66,13 @@ pub(super) fn campaign(
     let Some((channel, status, status_reason, rules)) = row else {
         return Ok(None);
     };
-    Ok(Some(CampaignInfo {
-        name: name.to_owned(),
-        channel,
-        status: CampaignStatus::parse(&status).unwrap_or(CampaignStatus::Paused),
-        status_reason,
-        rules: serde_json::from_str(&rules).map_err(|e| {
+    CampaignInfo::from_stored(name, channel, &status, status_reason, &rules)
+        .map(Some)
+        .map_err(|e| {
             StoreError::Other(format!(
                 "the stored rules of campaign {name:?} are not valid: {e}"
             ))
-        })?,
-    }))
+        })
 }
 
 pub(super) fn set_campaign_status(
