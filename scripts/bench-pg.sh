@@ -13,7 +13,8 @@
 #             together on one database: messages/s of the fleet; the sink must see no duplicate.
 #
 # Usage:  scripts/bench-pg.sh [--quick]   (--quick: 100k plan, 20k dispatch)
-# Env:    CARGO_TARGET_DIR, BENCH_DIR (work dir, kept), BENCH_SEED (default 42).
+# Env:    CARGO_TARGET_DIR, BENCH_DIR (work dir, kept), BENCH_SEED (default 42),
+#         BENCH_ONLY=plan or BENCH_ONLY=dispatch (one half).
 set -euo pipefail
 export DISPARO_SIMULATE=1
 
@@ -128,6 +129,6 @@ bench_fleet() {
 
 echo "| benchmark | value | unit | notes |"
 echo "|---|---|---|---|"
-bench_plan
-for w in 1 2 4; do bench_fleet "$w"; done
+[[ ${BENCH_ONLY:-plan} != plan ]] || bench_plan
+[[ ${BENCH_ONLY:-dispatch} != dispatch ]] || for w in 1 2 4; do bench_fleet "$w"; done
 row "machine" "$(nproc)" "cores" "$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n1), PostgreSQL $("${PSQL[@]}" -tA "$ADMIN_URL" -c 'SHOW server_version'), $(date -u +%Y-%m-%dT%H:%MZ)"

@@ -742,6 +742,17 @@ impl Dispatcher {
                     let until_due = due.map(|d| self.clock.now().duration_until(d));
                     let until_lease = lease.map(|l| self.lease_clock.now().duration_until(l));
                     let next = until_due.into_iter().chain(until_lease).min();
+                    // Another run's lease: a live run renews it, and finishes or gives back
+                    // what it holds at any moment; look again every heartbeat instead of
+                    // sleeping a whole lease (a fleet's idle workers would linger that long).
+                    let next = match (until_due, until_lease) {
+                        (d, Some(l)) if d.is_none_or(|d| l < d) => {
+                            let beat = SignedDuration::try_from(self.opts.heartbeat())
+                                .unwrap_or(SignedDuration::from_secs(5));
+                            next.map(|n| n.min(beat))
+                        }
+                        _ => next,
+                    };
                     let wait = match next {
                         Some(w) if self.opts.watch || w <= self.opts.linger => {
                             w.max(SignedDuration::from_millis(50))
