@@ -9,6 +9,7 @@ mod bad_input;
 mod bench_tools;
 mod channels;
 mod cli;
+mod conformance;
 mod db_commands;
 mod delivery;
 mod faults;

@@ -2,7 +2,7 @@
 
 use disparo::store::Completion;
 
-use crate::support::*;
+use super::support::*;
 
 conformance! {
     /// Sends are read by (channel, address) and time, oldest first; pairs without sends are

@@ -6,7 +6,7 @@ use std::sync::{Arc, Barrier};
 use disparo::store::{CampaignStatus, ClaimRequest, Completion, Outcome, State};
 use jiff::{SignedDuration, Timestamp};
 
-use crate::support::*;
+use super::support::*;
 
 conformance! {
     /// Claims take due pending messages, most due first, up to the limit; not what is due later.

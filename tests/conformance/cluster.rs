@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::pg::{self, PgCluster};
+use crate::harness::pg::{self, PgCluster};
 
 fn connect(url: &str) -> Result<postgres::Client, postgres::Error> {
     postgres::Client::connect(url, postgres::NoTls)
@@ -103,7 +103,7 @@ fn dies_with_a_killed_test_process() {
     use std::io::BufRead;
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
-            "cluster::helper_start_and_wait",
+            "conformance::cluster::helper_start_and_wait",
             "--exact",
             "--ignored",
             "--nocapture",

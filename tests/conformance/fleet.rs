@@ -3,7 +3,7 @@
 use disparo::store::ChannelFleet;
 use jiff::SignedDuration;
 
-use crate::support::*;
+use super::support::*;
 
 fn view(live_workers: u32, seen_by_all: bool) -> ChannelFleet {
     ChannelFleet {

@@ -2,7 +2,7 @@
 
 use disparo::store::{PlanStats, State};
 
-use crate::support::*;
+use super::support::*;
 
 conformance! {
     /// The same plan twice: the second changes nothing and says so.

@@ -4,7 +4,7 @@ use std::sync::{Arc, Barrier};
 
 use disparo::store::{Access, StoreError};
 
-use crate::support::*;
+use super::support::*;
 
 fn version(db: &Db) -> i64 {
     raw_i64(

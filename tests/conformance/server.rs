@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use disparo::store::{Access, ClaimRequest, Location, Store, StoreError};
 use jiff::{SignedDuration, Timestamp};
 
-use crate::pg::{self, PgCluster};
-use crate::support::*;
+use super::support::*;
+use crate::harness::pg::{self, PgCluster};
 
 fn open(url: &str, access: Access) -> Result<Box<dyn Store>, StoreError> {
     disparo::store::open(&Location::Postgres(url.to_owned()), access)

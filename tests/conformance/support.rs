@@ -7,7 +7,7 @@ use disparo::store::{
 };
 use jiff::{SignedDuration, Timestamp};
 
-use crate::pg::PgCluster;
+use crate::harness::pg::PgCluster;
 
 /// Runs each test body against SQLite (`sqlite`) and PostgreSQL (`postgres`).
 macro_rules! conformance {
@@ -17,14 +17,14 @@ macro_rules! conformance {
                 #[allow(unused_imports)]
                 use super::*;
                 $(#[$meta])*
-                fn body($db: $crate::support::Db) $body
+                fn body($db: $crate::conformance::support::Db) $body
                 #[test]
                 fn sqlite() {
-                    body($crate::support::Db::sqlite())
+                    body($crate::conformance::support::Db::sqlite())
                 }
                 #[test]
                 fn postgres() {
-                    body($crate::support::Db::postgres())
+                    body($crate::conformance::support::Db::postgres())
                 }
             }
         )*

@@ -2,7 +2,7 @@
 
 use disparo::store::{CampaignStatus, Completion, Outcome};
 
-use crate::support::*;
+use super::support::*;
 
 conformance! {
     fn suppress_unsuppress_and_among(db) {

@@ -38,7 +38,10 @@ pub fn run_fleet(p: &Project, db: Option<&str>, workers: usize) -> Vec<crate::ha
 }
 
 /// Checks what a fleet delivered: each of `n` messages accepted exactly once, and at most
-/// `rate` arrivals in any second.
+/// `rate` arrivals in any second. (The sink stamps a request when its thread has read it: on a
+/// loaded machine a stalled sink thread stamps late, and the requests of all connections can
+/// bunch up. The fleets here keep few connections open, so that bunching stays inside the
+/// limiter's 1.5 % headroom and the check measures the workers, not the sink's scheduling.)
 pub fn assert_delivered_once_within(provider: &Provider, n: usize, rate: usize) {
     let accepted = provider.accepted();
     let repeated: Vec<_> = accepted.iter().filter(|(_, c)| **c > 1).take(5).collect();
@@ -60,7 +63,7 @@ pub fn assert_delivered_once_within(provider: &Provider, n: usize, rate: usize) 
 #[test]
 fn four_workers_on_one_sqlite_file_share_the_channel_rate() {
     let provider = Provider::ok();
-    let p = project(&provider.url, "rate: 200/s, concurrency: 8", 1600, "");
+    let p = project(&provider.url, "rate: 200/s, concurrency: 2", 1600, "");
     p.ok(&["-q", "plan", "c"]);
     for o in run_fleet(&p, None, 4) {
         assert_eq!(o.code, 0, "{}", o.stderr);
@@ -96,7 +99,7 @@ fn four_workers_on_one_postgres_database_deliver_20000_messages_once_within_the_
     let (p, url) = planned_on_postgres(
         PgCluster::shared(),
         &provider,
-        "rate: 2000/s, concurrency: 16",
+        "rate: 2000/s, concurrency: 4",
         20_000,
     );
     for o in run_fleet(&p, Some(&url), 4) {

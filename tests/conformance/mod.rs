@@ -3,8 +3,6 @@
 //! cluster, tests/harness/pg.rs), through the `Store` trait only. SQLite's behaviour is the
 //! reference; a store that passes is one `disparo` may run on.
 
-#[path = "../harness/pg.rs"]
-mod pg;
 mod support;
 
 mod caps;
