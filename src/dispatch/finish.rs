@@ -7,7 +7,8 @@ use super::start::CODE_BREAKER_ABORT;
 use super::state::{Run, SendDone};
 use super::worker::Worker;
 use super::{Dispatcher, RunError};
-use crate::channel::ErrorClass;
+use crate::channel::limits::RetryPolicy;
+use crate::channel::{ErrorClass, SendError};
 use crate::store::{CampaignStatus, Completion, Outcome};
 
 impl Dispatcher {
@@ -77,22 +78,7 @@ impl Dispatcher {
             },
             Err(e) => match e.class {
                 ErrorClass::Transient { .. } => {
-                    match ch.retry.next_delay_with(&mut run.rng, attempt, &e) {
-                        // Exponential backoff with full jitter, never sooner than Retry-After
-                        // (however large: a date past the end of time is the end of time).
-                        Some(delay) => Outcome::Retry {
-                            due_at: SignedDuration::try_from(delay)
-                                .ok()
-                                .and_then(|d| finished.checked_add(d).ok())
-                                .unwrap_or(Timestamp::MAX),
-                            code: e.code,
-                            error: e.message,
-                        },
-                        None => Outcome::Failed {
-                            code: e.code,
-                            error: format!("{} (gave up after {attempt} attempts)", e.message),
-                        },
-                    }
+                    retry_or_give_up(&ch.retry, &mut run.rng, attempt, finished, e)
                 }
                 ErrorClass::Permanent => Outcome::Failed {
                     code: e.code,
@@ -157,5 +143,32 @@ impl Dispatcher {
         run.paused += 1;
         tracing::error!(campaign = %campaign, "campaign paused by the circuit breaker: {message}");
         Ok(())
+    }
+}
+
+/// A transient error: the message is retried after its backoff, or fails once its attempts
+/// are used up.
+fn retry_or_give_up(
+    retry: &RetryPolicy,
+    rng: &mut fastrand::Rng,
+    attempt: u32,
+    finished: Timestamp,
+    e: SendError,
+) -> Outcome {
+    match retry.next_delay_with(rng, attempt, &e) {
+        // Exponential backoff with full jitter, never sooner than Retry-After
+        // (however large: a date past the end of time is the end of time).
+        Some(delay) => Outcome::Retry {
+            due_at: SignedDuration::try_from(delay)
+                .ok()
+                .and_then(|d| finished.checked_add(d).ok())
+                .unwrap_or(Timestamp::MAX),
+            code: e.code,
+            error: e.message,
+        },
+        None => Outcome::Failed {
+            code: e.code,
+            error: format!("{} (gave up after {attempt} attempts)", e.message),
+        },
     }
 }

@@ -1,6 +1,7 @@
 //! Starting a send: the checks at the moment a message would leave, its turn under the
 //! rate limits, and the send itself, cut when the lease would end.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use futures_util::FutureExt;
@@ -12,9 +13,9 @@ use super::state::{
     Batch, HAND_OVER_CHUNK, Head, InFlight, OwnSend, Queued, Run, SendDone, settled_unsent,
 };
 use super::worker::Worker;
-use super::{ChannelRuntime, Dispatcher};
+use super::{ChannelRuntime, Dispatcher, Shutdown};
 use crate::channel::limits::RateLimiter;
-use crate::channel::{ErrorClass, Outgoing, SendError, Vars};
+use crate::channel::{Delivered, ErrorClass, Outgoing, SendError, Vars};
 use crate::schedule::{self, Dispatch};
 use crate::store::{CampaignStatus, Claimed, Outcome, StoreError};
 
@@ -70,32 +71,9 @@ impl Dispatcher {
             return Ok(());
         }
         let tnow = tokio::time::Instant::now();
-        if run.gate_checked.is_none_or(|t| tnow - t >= GATE_EVERY) {
-            let gate = self.store.gate()?;
-            run.gate_checked = Some(tnow);
-            if run.gate_seen != Some(gate) {
-                // Someone paused, cancelled, suppressed or re-planned: read again what is
-                // held before any more of it goes out (after the claim under way, if any,
-                // so that its batch is read too).
-                run.gate_checked = None;
-                if !claiming {
-                    run.refresh = Some(self.request_refresh(worker, run)?);
-                }
-                return Ok(());
-            }
-        }
-        let lease_now = self.lease_clock.now();
-        let Some(until) = run.leases_until else {
+        let Some(left) = self.lease_left(worker, run, claiming, tnow)? else {
             return Ok(());
         };
-        let left = lease_now.duration_until(until);
-        if left < self.opts.lease / 2 {
-            // The heartbeat is late: start nothing the lease might not cover.
-            if left <= SignedDuration::ZERO {
-                self.release_queued(run);
-            }
-            return Ok(());
-        }
         // Every send is cut when the lease would end (less a margin for the clock).
         let margin = (self.opts.lease / 10).min(SignedDuration::from_secs(1));
         let covered = (left - margin).unsigned_abs();
@@ -112,32 +90,7 @@ impl Dispatcher {
             };
             let throttle = run.throttle_for(campaign);
             while !q.is_empty() {
-                let ready = [ch.limiter.as_ref(), throttle.as_deref()]
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|l| l.ready_at(tnow))
-                    .max();
-                if let Some(at) = ready {
-                    if at - tnow > CLAIM_AHEAD.unsigned_abs() {
-                        // Not its turn for a while: back to pending until then, so that
-                        // nothing is held long and a later claim judges it afresh.
-                        let due = self.clock.now()
-                            + SignedDuration::try_from(at - tnow).unwrap_or(CLAIM_AHEAD);
-                        let now = self.clock.now();
-                        for Queued { m, batch, .. } in q.drain(..) {
-                            run.push(settled_unsent(
-                                &m,
-                                now,
-                                Outcome::Deferred {
-                                    due_at: due,
-                                    reasons: String::new(),
-                                },
-                            ));
-                            run.dequeued(batch.seen);
-                        }
-                    } else {
-                        run.pace_wake = Some(run.pace_wake.map_or(at, |w| w.min(at)));
-                    }
+                if self.not_yet(run, q, [ch.limiter.as_ref(), throttle.as_deref()], tnow) {
                     break;
                 }
                 let Ok(permit) = ch.in_flight.clone().try_acquire_owned() else {
@@ -164,6 +117,85 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// How long the leases are confirmed for, if sends may start now: only on facts as new as
+    /// the store's gate (else they are read again first) and with at least half a lease
+    /// confirmed (once the leases ended, everything queued is given back).
+    fn lease_left(
+        &self,
+        worker: &Worker,
+        run: &mut Run,
+        claiming: bool,
+        tnow: tokio::time::Instant,
+    ) -> Result<Option<SignedDuration>, StoreError> {
+        if run.gate_checked.is_none_or(|t| tnow - t >= GATE_EVERY) {
+            let gate = self.store.gate()?;
+            run.gate_checked = Some(tnow);
+            if run.gate_seen != Some(gate) {
+                // Someone paused, cancelled, suppressed or re-planned: read again what is
+                // held before any more of it goes out (after the claim under way, if any,
+                // so that its batch is read too).
+                run.gate_checked = None;
+                if !claiming {
+                    run.refresh = Some(self.request_refresh(worker, run)?);
+                }
+                return Ok(None);
+            }
+        }
+        let lease_now = self.lease_clock.now();
+        let Some(until) = run.leases_until else {
+            return Ok(None);
+        };
+        let left = lease_now.duration_until(until);
+        if left < self.opts.lease / 2 {
+            // The heartbeat is late: start nothing the lease might not cover.
+            if left <= SignedDuration::ZERO {
+                self.release_queued(run);
+            }
+            return Ok(None);
+        }
+        Ok(Some(left))
+    }
+
+    /// Whether the turn of the queue's head under its rate limits is still to come: soon, the
+    /// loop wakes for it; not for a while, the whole queue goes back to pending until then.
+    fn not_yet(
+        &self,
+        run: &mut Run,
+        q: &mut VecDeque<Queued>,
+        limiters: [Option<&RateLimiter>; 2],
+        tnow: tokio::time::Instant,
+    ) -> bool {
+        let ready = limiters
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l.ready_at(tnow))
+            .max();
+        if let Some(at) = ready {
+            if at - tnow > CLAIM_AHEAD.unsigned_abs() {
+                // Not its turn for a while: back to pending until then, so that
+                // nothing is held long and a later claim judges it afresh.
+                let due =
+                    self.clock.now() + SignedDuration::try_from(at - tnow).unwrap_or(CLAIM_AHEAD);
+                let now = self.clock.now();
+                for Queued { m, batch, .. } in q.drain(..) {
+                    run.push(settled_unsent(
+                        &m,
+                        now,
+                        Outcome::Deferred {
+                            due_at: due,
+                            reasons: String::new(),
+                        },
+                    ));
+                    run.dequeued(batch.seen);
+                }
+            } else {
+                run.pace_wake = Some(run.pace_wake.map_or(at, |w| w.min(at)));
+            }
+            return true;
+        }
+        false
+    }
+
     /// Judges one message at the moment it would leave and, unless a rule holds it back,
     /// takes its turn under the rate limits and starts its send, cut at `cut` if given.
     #[allow(clippy::too_many_arguments)]
@@ -180,47 +212,13 @@ impl Dispatcher {
     ) {
         let now = self.clock.now();
         let attempt = m.attempts + 1;
-        let settle = |outcome| settled_unsent(&m, now, outcome);
-        let rt = match self.unsendable(run, &m) {
-            Ok(rt) => rt,
+        let key = match self.judge(run, &m, batch, now) {
+            Ok(key) => key,
             Err(outcome) => {
-                run.push(settle(outcome));
+                run.push(settled_unsent(&m, now, outcome));
                 return;
             }
         };
-        let Some(tz) = run.zone(&m.zone) else {
-            run.push(settle(Outcome::Failed {
-                code: Some("zone".into()),
-                error: format!(
-                    "the time zone {:?} is unknown to this disparo's time-zone data, so quiet hours cannot be judged; upgrade disparo or re-plan with a known zone",
-                    m.zone
-                ),
-            }));
-            return;
-        };
-        let capped = !rt.caps.is_empty();
-        let key = capped.then(|| (rt.info.channel.clone(), m.address.clone()));
-        let held = match &key {
-            None => hold_back(&m, &rt, &tz, &[], now),
-            Some(key) => {
-                // Sends the store knew of when the batch was claimed, and this run's sends
-                // it did not know of yet.
-                let mut recent: Vec<Timestamp> = batch.recent.get(key).cloned().unwrap_or_default();
-                if let Some(own) = run.own_sends.get(key) {
-                    recent.extend(
-                        own.iter()
-                            .filter(|s| s.outcome.is_none_or(|o| o >= batch.seen))
-                            .map(|s| s.at),
-                    );
-                    recent.sort();
-                }
-                hold_back(&m, &rt, &tz, &recent, now)
-            }
-        };
-        if let Some(o) = held {
-            run.push(settle(o));
-            return;
-        }
         let tnow = tokio::time::Instant::now();
         for limiter in [ch.limiter.as_ref(), throttle].into_iter().flatten() {
             limiter.take(tnow);
@@ -241,24 +239,7 @@ impl Dispatcher {
             std::panic::AssertUnwindSafe(async move {
                 let _permit = permit;
                 let message = outgoing(&m, attempt, now, head.as_deref());
-                let result = tokio::select! {
-                    r = ch.channel.send_outgoing(&message) => r,
-                    _ = async {
-                        match cut {
-                            Some(cut) => tokio::time::sleep_until(cut).await,
-                            None => std::future::pending().await,
-                        }
-                    } => Err(SendError {
-                        class: ErrorClass::Transient { retry_after: None },
-                        code: Some(CODE_LEASE.into()),
-                        message: "no answer before this run's lease on the message would end; it may or may not have reached the provider, and is retried with the same idempotency key".into(),
-                    }),
-                    _ = abort.wait() => Err(SendError {
-                        class: ErrorClass::Transient { retry_after: None },
-                        code: Some(CODE_BREAKER_ABORT.into()),
-                        message: "cut while in flight: the circuit breaker paused the campaign; it may or may not have reached the provider, and is sent again with the same idempotency key when the campaign resumes".into(),
-                    }),
-                };
+                let result = send_until(&ch, &message, cut, &abort).await;
                 let finished = clock.now();
                 SendDone {
                     m,
@@ -282,6 +263,80 @@ impl Dispatcher {
             },
         );
         run.note_started(id);
+    }
+
+    /// The rules of the moment a message would leave, in their order (see the module docs):
+    /// `Ok` with the key its frequency caps count it under, if any, when it may go now; else
+    /// how it ends this round.
+    fn judge(
+        &self,
+        run: &mut Run,
+        m: &Claimed,
+        batch: &Batch,
+        now: Timestamp,
+    ) -> Result<Option<(String, String)>, Outcome> {
+        let rt = self.unsendable(run, m)?;
+        let Some(tz) = run.zone(&m.zone) else {
+            return Err(Outcome::Failed {
+                code: Some("zone".into()),
+                error: format!(
+                    "the time zone {:?} is unknown to this disparo's time-zone data, so quiet hours cannot be judged; upgrade disparo or re-plan with a known zone",
+                    m.zone
+                ),
+            });
+        };
+        let capped = !rt.caps.is_empty();
+        let key = capped.then(|| (rt.info.channel.clone(), m.address.clone()));
+        let held = match &key {
+            None => hold_back(m, &rt, &tz, &[], now),
+            Some(key) => {
+                // Sends the store knew of when the batch was claimed, and this run's sends
+                // it did not know of yet.
+                let mut recent: Vec<Timestamp> = batch.recent.get(key).cloned().unwrap_or_default();
+                if let Some(own) = run.own_sends.get(key) {
+                    recent.extend(
+                        own.iter()
+                            .filter(|s| s.outcome.is_none_or(|o| o >= batch.seen))
+                            .map(|s| s.at),
+                    );
+                    recent.sort();
+                }
+                hold_back(m, &rt, &tz, &recent, now)
+            }
+        };
+        match held {
+            Some(o) => Err(o),
+            None => Ok(key),
+        }
+    }
+}
+
+/// A message's send, cut when this run's lease on it would end (at `cut`, if given) or when
+/// the circuit breaker paused its campaign: either way it may or may not have reached the
+/// provider, so it ends as a transient error, retried with the same idempotency key.
+async fn send_until(
+    ch: &ChannelRuntime,
+    message: &Outgoing<'_>,
+    cut: Option<tokio::time::Instant>,
+    abort: &Shutdown,
+) -> Result<Delivered, SendError> {
+    tokio::select! {
+        r = ch.channel.send_outgoing(message) => r,
+        _ = async {
+            match cut {
+                Some(cut) => tokio::time::sleep_until(cut).await,
+                None => std::future::pending().await,
+            }
+        } => Err(SendError {
+            class: ErrorClass::Transient { retry_after: None },
+            code: Some(CODE_LEASE.into()),
+            message: "no answer before this run's lease on the message would end; it may or may not have reached the provider, and is retried with the same idempotency key".into(),
+        }),
+        _ = abort.wait() => Err(SendError {
+            class: ErrorClass::Transient { retry_after: None },
+            code: Some(CODE_BREAKER_ABORT.into()),
+            message: "cut while in flight: the circuit breaker paused the campaign; it may or may not have reached the provider, and is sent again with the same idempotency key when the campaign resumes".into(),
+        }),
     }
 }
 
