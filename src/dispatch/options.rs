@@ -46,7 +46,8 @@ pub struct RunOptions {
     /// How long a claim is held before another run may take the message over, unless this
     /// run renews it (it does, every [`RunOptions::heartbeat`], while it lives).
     pub lease: SignedDuration,
-    /// Messages claimed and not yet finished, at most (see [`Dispatcher::run`]).
+    /// Messages claimed and not yet finished, at most (see
+    /// [`Dispatcher::run`](super::Dispatcher::run)).
     pub batch: usize,
     /// `--once`: also wait for messages that fall due (retries, deferrals) within this long,
     /// then stop. `--watch` runs until stopped.

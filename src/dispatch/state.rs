@@ -28,7 +28,8 @@ pub(super) fn settled_unsent(m: &Claimed, now: Timestamp, outcome: Outcome) -> C
     }
 }
 
-/// What [`Channel::prepare`] made of a claimed message on the store thread, if anything.
+/// What [`Channel::prepare`](crate::channel::Channel::prepare) made of a claimed message on
+/// the store thread, if anything.
 pub(super) type Head = Option<Vec<u8>>;
 
 /// What a claimed batch's messages share while they wait for their turn: the recent sends
