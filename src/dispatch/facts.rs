@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::FastHash;
+use super::hash::FastHash;
 use super::rules::window_of;
 use crate::schedule;
 use crate::store::{CampaignInfo, CampaignStatus, Claimed, Store, StoreError};
