@@ -21,14 +21,12 @@ impl Database {
     /// `given` (a path relative to `cwd`, or a URL); without it, `disparo.db` in the project
     /// root (or `cwd`).
     pub fn locate(given: Option<&str>, cwd: &Path, project: Option<&Project>) -> Database {
-        let location = match given.map(Location::parse) {
-            Some(Location::Sqlite(p)) => Location::Sqlite(cwd.join(p)),
-            Some(pg) => pg,
-            None => Location::Sqlite(
-                project
-                    .map(|p| p.root.clone())
-                    .unwrap_or_else(|| cwd.to_path_buf())
-                    .join("disparo.db"),
+        let location = match given {
+            Some(_) => Location::resolve(given, cwd, "disparo.db"),
+            None => Location::resolve(
+                None,
+                project.map_or(cwd, |p| p.root.as_path()),
+                "disparo.db",
             ),
         };
         Database { location }

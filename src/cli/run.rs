@@ -147,7 +147,8 @@ fn refuse_fake_now(ctx: &Ctx) -> Result<(), CliError> {
 }
 
 /// First SIGINT/SIGTERM: stop claiming and let in-flight sends finish. Second: exit at once
-/// (claims are left to expire; SQLite transactions keep the file consistent).
+/// (claims are left to expire; every store change is one transaction, so the schedule stays
+/// consistent).
 fn spawn_signal_handler(shutdown: Arc<Shutdown>) {
     tokio::spawn(async move {
         #[cfg(unix)]

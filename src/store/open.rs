@@ -25,6 +25,17 @@ impl Location {
         }
     }
 
+    /// `given` (a path or a URL) with a relative path taken from `dir`; without it, the
+    /// embedded store's file `default_file` in `dir`: callers need not know which back end a
+    /// path means.
+    pub fn resolve(given: Option<&str>, dir: &std::path::Path, default_file: &str) -> Location {
+        match given.map(Location::parse) {
+            Some(Location::Sqlite(p)) => Location::Sqlite(dir.join(p)),
+            Some(other) => other,
+            None => Location::Sqlite(dir.join(default_file)),
+        }
+    }
+
     /// The back end's name, as `disparo db check` prints it.
     pub fn backend(&self) -> &'static str {
         match self {

@@ -264,3 +264,16 @@ fn calls_from_inside_an_async_runtime() {
         assert!(e.to_string().contains("blocking thread"), "{e}");
     });
 }
+
+/// A store dropped inside an async runtime (the end of a dispatch run) closes its connections
+/// without panicking: the client's goodbye blocks, which a runtime thread may not do.
+#[test]
+fn dropped_inside_an_async_runtime() {
+    let url = PgCluster::shared().fresh_database();
+    let s = open(&url, Access::Create).unwrap();
+    assert!(s.next_due(None).unwrap().is_none());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async move { drop(s) });
+}

@@ -244,6 +244,19 @@ pub(super) struct Link {
     connected_once: bool,
 }
 
+/// The client says goodbye to its server when dropped, blocking on its own runtime, which
+/// panics on a thread that drives a tokio runtime (a store dropped at the end of an async
+/// run): there, the goodbye happens on a thread of its own.
+impl Drop for Link {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            let _ = std::thread::spawn(move || drop(client)).join();
+        }
+    }
+}
+
 /// Whether a call may run again after a lost connection.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Replay {
