@@ -26,6 +26,7 @@ mod drive;
 mod facts;
 mod finish;
 mod fleet;
+mod gate;
 mod hash;
 mod heartbeat;
 mod options;
@@ -101,7 +102,7 @@ impl Dispatcher {
             },
             self.clock.follows_tokio() || self.lease_clock.follows_tokio(),
         )?;
-        let mut run = Run::new(self.opts.jitter_seed);
+        let mut run = Run::new(self.opts.jitter_seed, gate::Gate::for_store(&self.store));
         let result = match self.join_fleet(&worker, &mut run).await {
             Ok(()) => self.drive(&worker, &mut run).await,
             Err(e) => Err(e),

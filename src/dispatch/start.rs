@@ -128,7 +128,12 @@ impl Dispatcher {
         tnow: tokio::time::Instant,
     ) -> Result<Option<SignedDuration>, StoreError> {
         if run.gate_checked.is_none_or(|t| tnow - t >= GATE_EVERY) {
-            let gate = self.store.gate()?;
+            let Some(gate) = run.gate.read(self.store.as_ref())? else {
+                // No fresh value yet (a store across a network): look again shortly.
+                let again = tnow + GATE_EVERY;
+                run.pace_wake = Some(run.pace_wake.map_or(again, |w| w.min(again)));
+                return Ok(None);
+            };
             run.gate_checked = Some(tnow);
             if run.gate_seen != Some(gate) {
                 // Someone paused, cancelled, suppressed or re-planned: read again what is

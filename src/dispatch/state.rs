@@ -125,6 +125,8 @@ pub(super) struct Run {
     /// The store's gate the facts of every held message are at least as new as.
     pub(super) gate_seen: Option<u64>,
     pub(super) gate_checked: Option<tokio::time::Instant>,
+    /// Where the gate is read from (on the spot, or a watching thread's latest value).
+    pub(super) gate: super::gate::Gate,
     pub(super) refresh: Option<RefreshReply>,
     /// Until when every lease this run holds is confirmed (real clock).
     pub(super) leases_until: Option<Timestamp>,
@@ -143,7 +145,7 @@ pub(super) struct Run {
 }
 
 impl Run {
-    pub(super) fn new(jitter_seed: Option<u64>) -> Run {
+    pub(super) fn new(jitter_seed: Option<u64>, gate: super::gate::Gate) -> Run {
         Run {
             queues: HashMap::default(),
             queued: 0,
@@ -164,6 +166,7 @@ impl Run {
             suppressed: HashSet::default(),
             gate_seen: None,
             gate_checked: None,
+            gate,
             refresh: None,
             leases_until: None,
             fleet: fleet::Fleet::default(),

@@ -446,6 +446,12 @@ pub trait Store: Send + Sync {
     /// row), and readable while another thread of the process writes: a run reads it before
     /// starting sends and re-reads what it holds when it moved.
     fn gate(&self) -> Result<u64, StoreError>;
+    /// Whether [`gate`](Self::gate) answers without a network round trip (an embedded
+    /// store): a run then reads it on its network thread; otherwise a thread of its own
+    /// reads it and the run uses the latest fresh value.
+    fn gate_is_cheap(&self) -> bool {
+        true
+    }
     /// Extends every lease `owner` holds to `until` (the heartbeat of a live run); returns how
     /// many messages it holds.
     fn renew_leases(&self, owner: &str, until: Timestamp) -> Result<u64, StoreError>;

@@ -233,3 +233,32 @@ fn unusable_postgres_locations_are_exit_4_with_a_hint() {
         assert!(o.stderr.contains("newer"), "{args:?}: {}", o.stderr);
     }
 }
+
+/// On PostgreSQL the gate is read by a thread of its own: an opt-out committed by another
+/// process while a batch is in hand is still honoured before the next send.
+#[test]
+fn an_opt_out_during_a_batch_is_honoured_on_postgres() {
+    use super::dispatch::{Answer, phone};
+    let provider = Provider::scripted(|hit, _| {
+        if hit.n == 1 {
+            Answer::ok().held()
+        } else {
+            Answer::ok()
+        }
+    });
+    let (p, url) = planned_on_postgres(PgCluster::shared(), &provider, "concurrency: 1", 5);
+    let child = spawn(&p, false, &["--db", &url, "run", "--once"]);
+    provider.wait_for(1, MINUTE);
+    let held = provider.hits()[0].recipient.clone();
+    let target = if held == "r4" { 3 } else { 4 };
+    p.ok(&["--db", &url, "suppress", "add", &phone(target)]);
+    provider.release();
+    let o = finish(child, 2 * MINUTE);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let hits = provider.hits();
+    assert!(
+        hits.iter().all(|h| h.recipient != format!("r{target}")),
+        "r{target} was messaged after its opt-out was committed"
+    );
+    assert_eq!(hits.len(), 4, "the other four were sent");
+}

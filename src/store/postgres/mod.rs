@@ -351,6 +351,10 @@ impl Store for PostgresStore {
         Ok((n, claims::load_claimed(rows)?))
     }
 
+    fn gate_is_cheap(&self) -> bool {
+        false
+    }
+
     fn gate(&self) -> Result<u64, StoreError> {
         off_runtime(|| {
             self.link(true)?
