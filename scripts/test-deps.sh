@@ -3,9 +3,22 @@
 # (tests/channels.rs: a real SMTP server with aiosmtpd, test certificates with cryptography,
 # request bodies checked against the providers' OpenAPI descriptions with jsonschema and
 # PyYAML), and PostgreSQL's server binaries for the store tests (tests/conformance, which start
-# throwaway clusters with them: tests/harness/pg.rs, scripts/pg-cluster.sh).
+# throwaway clusters with them: tests/harness/pg.rs, scripts/pg-cluster.sh), and the npm tools
+# in tests/tools (Prism mocks of the providers' OpenAPI descriptions, handlebars.js as the
+# reference renderer), with Node.js from Debian's packages when there is none.
 # Idempotent and quiet: does nothing when the pinned versions and a server are already there.
 set -euo pipefail
+
+# Installs Debian packages, updating the package lists once when apt-get knows none yet.
+apt_install() {
+  local sudo=()
+  if [[ "$(id -u)" != 0 ]]; then sudo=(sudo); fi
+  export DEBIAN_FRONTEND=noninteractive
+  if ! "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1; then
+    "${sudo[@]}" apt-get update -qq >/dev/null
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  fi
+}
 
 # PostgreSQL: any server found in PATH or in Debian's versioned folders will do.
 have_postgres() {
@@ -17,14 +30,7 @@ if ! have_postgres; then
     echo "test-deps: no PostgreSQL server (initdb) found and no apt-get to install one; install PostgreSQL's server binaries" >&2
     exit 1
   fi
-  SUDO=()
-  if [[ "$(id -u)" != 0 ]]; then SUDO=(sudo); fi
-  export DEBIAN_FRONTEND=noninteractive
-  # An apt-get that has never been updated knows no package lists: update once, then install.
-  if ! "${SUDO[@]}" apt-get install -y -qq --no-install-recommends postgresql >/dev/null 2>&1; then
-    "${SUDO[@]}" apt-get update -qq >/dev/null
-    "${SUDO[@]}" apt-get install -y -qq --no-install-recommends postgresql >/dev/null
-  fi
+  apt_install postgresql
 fi
 
 PYTHON="${PYTHON:-python3}"
@@ -49,4 +55,20 @@ done
 
 if ((${#missing[@]})); then
   "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-input --root-user-action=ignore "${missing[@]}"
+fi
+
+# npm tools, pinned by tests/tools/package-lock.json; reinstalled when the lock changes.
+TOOLS="$(cd "$(dirname "$0")/.." && pwd)/tests/tools"
+if ! command -v npm >/dev/null 2>&1; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "test-deps: no npm found and no apt-get to install Node.js; install Node.js 18 or later with npm" >&2
+    exit 1
+  fi
+  apt_install nodejs npm
+fi
+stamp="$TOOLS/node_modules/.lock-sha256"
+want_lock="$(sha256sum "$TOOLS/package-lock.json" | cut -d' ' -f1)"
+if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want_lock" || ! -x "$TOOLS/node_modules/.bin/prism" ]]; then
+  (cd "$TOOLS" && npm ci --no-audit --no-fund --silent)
+  echo "$want_lock" >"$stamp"
 fi

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod prism;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
