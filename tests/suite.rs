@@ -20,4 +20,5 @@ mod run_channels;
 mod schedule_properties;
 mod schedule_reference;
 mod store_dispatch;
+mod template_differential;
 mod template_reference;

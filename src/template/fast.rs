@@ -9,8 +9,6 @@
 //! variable, so strict-mode errors always come from Handlebars itself. A compiled template is
 //! also checked against Handlebars once at load time (see `TemplateSet`).
 
-use std::fmt::Write as _;
-
 use serde_json::Value;
 
 /// One piece of a compiled template.
@@ -138,9 +136,11 @@ impl Fast {
                     match v {
                         Value::String(s) if *escape => escape_html_into(s, out),
                         Value::String(s) => out.push_str(s),
-                        Value::Number(n) => {
-                            let _ = write!(out, "{n}");
-                        }
+                        // As handlebars.js prints numbers; beyond 2^53, Handlebars says why.
+                        Value::Number(n) => match super::compat::js_number(n) {
+                            Some(text) => out.push_str(&text),
+                            None => return false,
+                        },
                         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
                         Value::Null | Value::Array(_) | Value::Object(_) => return false,
                     }

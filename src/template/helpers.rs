@@ -5,24 +5,46 @@
 //! exists precisely to fill a missing one.
 
 use handlebars::{
-    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderError,
-    RenderErrorReason,
+    Context, Handlebars, Helper, HelperDef, RenderContext, RenderError, RenderErrorReason,
+    ScopedJson,
 };
 use serde_json::Value;
 
+use super::compat::js_text;
+
 pub fn register(h: &mut Handlebars<'static>) {
-    h.register_helper("upper", Box::new(change_case(str::to_uppercase)));
-    h.register_helper("lower", Box::new(change_case(str::to_lowercase)));
-    h.register_helper("default", Box::new(default));
-    h.register_helper("format_date", Box::new(format_date));
+    h.register_helper("upper", Box::new(TextHelper(upper)));
+    h.register_helper("lower", Box::new(TextHelper(lower)));
+    h.register_helper("default", Box::new(TextHelper(default)));
+    h.register_helper("format_date", Box::new(TextHelper(format_date)));
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
+/// A helper that computes a text. Returned as a value (`call_inner`), not written, so that
+/// Handlebars escapes it in `{{…}}` of an HTML part and not in `{{{…}}}`, as handlebars.js
+/// does, and a subexpression (`{{upper (default nick "amigo")}}`) gets the text unescaped.
+struct TextHelper(fn(&Helper, &Handlebars, &Context) -> Result<String, RenderError>);
+
+impl HelperDef for TextHelper {
+    fn call_inner<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        r: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        _: &mut RenderContext<'reg, 'rc>,
+    ) -> Result<ScopedJson<'rc>, RenderError> {
+        Ok(ScopedJson::Derived(Value::String((self.0)(h, r, ctx)?)))
     }
+}
+
+/// A value as handlebars.js prints it; an integer beyond 2^53 is an error (it would print
+/// rounded there).
+fn text(v: &Value) -> Result<String, RenderError> {
+    js_text(v).ok_or_else(|| {
+        RenderErrorReason::Other(format!(
+            "{v} is beyond what a JavaScript number holds exactly (2^53); write it as a string in the audience file"
+        ))
+        .into()
+    })
 }
 
 fn param<'a>(h: &'a Helper, idx: usize, r: &Handlebars) -> Result<Option<&'a Value>, RenderError> {
@@ -39,40 +61,39 @@ fn param<'a>(h: &'a Helper, idx: usize, r: &Handlebars) -> Result<Option<&'a Val
     }
 }
 
-/// `upper` and `lower`: one text parameter, its case changed; a missing variable is reported
-/// by name in strict mode.
-fn change_case(
-    convert: fn(&str) -> String,
-) -> impl Fn(&Helper, &Handlebars, &Context, &mut RenderContext, &mut dyn Output) -> HelperResult
-+ Send
-+ Sync {
-    move |h, r, _, _, out| {
-        let v = param(h, 0, r)?.map(text).unwrap_or_default();
-        out.write(&convert(&v))?;
-        Ok(())
-    }
+/// `upper`: one text parameter in capitals; a missing variable is reported by name.
+fn upper(h: &Helper, r: &Handlebars, _: &Context) -> Result<String, RenderError> {
+    Ok(param(h, 0, r)?
+        .map(text)
+        .transpose()?
+        .unwrap_or_default()
+        .to_uppercase())
+}
+
+/// `lower`: one text parameter in small letters; a missing variable is reported by name.
+fn lower(h: &Helper, r: &Handlebars, _: &Context) -> Result<String, RenderError> {
+    Ok(param(h, 0, r)?
+        .map(text)
+        .transpose()?
+        .unwrap_or_default()
+        .to_lowercase())
 }
 
 /// `{{default nickname "amigo"}}`: the value when present and non-empty, else the fallback.
-fn default(
-    h: &Helper,
-    _: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
+fn default(h: &Helper, _: &Handlebars, _: &Context) -> Result<String, RenderError> {
     let value = h
         .param(0)
         .filter(|p| !p.is_value_missing())
         .map(|p| p.value());
-    let chosen = match value {
-        Some(Value::Null) | None => None,
-        Some(Value::String(s)) if s.trim().is_empty() => None,
-        Some(v) => Some(text(v)),
-    };
-    let fallback = h.param(1).map(|p| text(p.value())).unwrap_or_default();
-    out.write(&chosen.unwrap_or(fallback))?;
-    Ok(())
+    match value {
+        Some(Value::Null) | None => {}
+        Some(Value::String(s)) if s.trim().is_empty() => {}
+        Some(v) => return text(v),
+    }
+    match h.param(1) {
+        Some(p) if !p.is_value_missing() => text(p.value()),
+        _ => Ok(String::new()),
+    }
 }
 
 const MONTHS_PT: [&str; 12] = [
@@ -121,21 +142,15 @@ const MONTHS_EN: [&str; 12] = [
 /// `{{format_date when "long"}}`: a date (`2026-11-27`) or instant (RFC 3339) written in the
 /// recipient's locale (`locale` field) and, for instants, zone (`timezone` field).
 /// Styles: `short` (27/11/2026, 11/27/2026 for en-US) and `long` (27 de novembro de 2026).
-fn format_date(
-    h: &Helper,
-    r: &Handlebars,
-    ctx: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
+fn format_date(h: &Helper, r: &Handlebars, ctx: &Context) -> Result<String, RenderError> {
     let Some(v) = param(h, 0, r)? else {
-        return Ok(());
+        return Ok(String::new());
     };
-    let raw = text(v);
-    let style = h
-        .param(1)
-        .map(|p| text(p.value()))
-        .unwrap_or_else(|| "long".into());
+    let raw = text(v)?;
+    let style = match h.param(1) {
+        Some(p) => text(p.value())?,
+        None => "long".into(),
+    };
     let root = ctx.data();
     let locale = root
         .get("locale")
@@ -167,6 +182,5 @@ fn format_date(
         (_, "es") => format!("{d} de {} de {y}", MONTHS_ES[m]),
         _ => format!("{} {d}, {y}", MONTHS_EN[m]),
     };
-    out.write(&s)?;
-    Ok(())
+    Ok(s)
 }

@@ -39,6 +39,9 @@ pub struct Scan {
     /// The first block opening deeper than [`MAX_DEPTH`], if any.
     pub too_deep: Option<(u64, u64)>,
     pub includes: Vec<Include>,
+    /// Names of the inline partials it defines (`{{#*inline "name"}}`), which its own
+    /// `{{> name}}` may use.
+    pub inline: Vec<String>,
 }
 
 /// Reads the block structure of a Handlebars text in one pass: `{{#..}}`, `{{^..}}` (not the
@@ -101,6 +104,13 @@ pub fn scan(src: &str) -> Scan {
                     }
                     if b[j] == b'#' && b.get(j + 1) == Some(&b'>') {
                         out.includes.push(include(src, j + 2, pos, depth - 1, true));
+                    }
+                    if b[j..].starts_with(b"#*inline") {
+                        let rest = src[j + 8..].trim_start();
+                        if let Some(q) = rest.chars().next().filter(|c| *c == '"' || *c == '\'') {
+                            let name: String = rest[1..].chars().take_while(|c| *c != q).collect();
+                            out.inline.push(name);
+                        }
                     }
                 }
             }

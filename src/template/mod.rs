@@ -7,6 +7,7 @@
 //! Text parts are rendered without escaping ("Tom & Jerry" stays so on SMS and WhatsApp); only
 //! the email HTML part is HTML-escaped.
 
+mod compat;
 mod fast;
 mod helpers;
 mod limits;
@@ -162,6 +163,27 @@ fn template_problem(file: &Path, line_offset: usize, e: &handlebars::TemplateErr
     p
 }
 
+fn compile_problem(file: &Path, line_offset: usize, e: compat::CompileError) -> Problem {
+    match e {
+        compat::CompileError::Syntax(e) => template_problem(file, line_offset, &e),
+        compat::CompileError::Unsupported(u) => Problem::new(u.message)
+            .in_file(file)
+            .at_line((u.line + line_offset) as u64)
+            .hint(u.hint),
+    }
+}
+
+/// Registers `src` in a registry from [`registry`] the way templates are loaded: checked for
+/// what disparo refuses and rewritten to print values as handlebars.js does. Public so the
+/// reference cases run through exactly this path.
+#[doc(hidden)]
+pub fn register_text(reg: &mut Handlebars<'static>, name: &str, src: &str) -> Result<(), String> {
+    compat::register(reg, name, src).map_err(|e| match e {
+        compat::CompileError::Syntax(e) => e.to_string(),
+        compat::CompileError::Unsupported(u) => format!("{} ({})", u.message, u.hint),
+    })
+}
+
 /// A Handlebars registry configured as disparo renders: strict, with disparo's helpers, and
 /// HTML escaping only when `escape_html` (the email HTML part). Public so the reference cases
 /// (`tests/template_reference.rs`) run against exactly this configuration.
@@ -172,6 +194,7 @@ pub fn registry(escape_html: bool) -> Handlebars<'static> {
         h.register_escape_fn(handlebars::no_escape);
     }
     helpers::register(&mut h);
+    compat::register_helpers(&mut h);
     h
 }
 
@@ -236,8 +259,8 @@ impl TemplateSet {
                             continue;
                         }
                         for reg in [&mut set.text, &mut set.html] {
-                            if let Err(e) = reg.register_partial(pname, src.as_str()) {
-                                problems.push(template_problem(&path, 0, &e));
+                            if let Err(e) = compat::register(reg, pname, src.as_str()) {
+                                problems.push(compile_problem(&path, 0, e));
                                 break;
                             }
                         }
@@ -285,7 +308,7 @@ impl TemplateSet {
             for (k, scan) in v.scans.iter().enumerate() {
                 for inc in scan.includes.iter().filter(|i| !i.block) {
                     let Some(name) = &inc.name else { continue };
-                    if set.text.has_template(name) {
+                    if set.text.has_template(name) || scan.inline.contains(name) {
                         continue;
                     }
                     let p = Problem::new(format!(
@@ -392,8 +415,8 @@ impl TemplateSet {
         let (text_reg, html_reg) = (&mut self.text, &mut self.html);
         let mut add = |html: bool, name: String, src: &str, line_offset: usize| {
             let reg = if html { &mut *html_reg } else { &mut *text_reg };
-            if let Err(e) = reg.register_template_string(&name, src) {
-                problems.push(template_problem(file, line_offset, &e));
+            if let Err(e) = compat::register(reg, &name, src) {
+                problems.push(compile_problem(file, line_offset, e));
             }
             Part {
                 name,
@@ -560,7 +583,9 @@ impl TemplateSet {
             }
         }
         let reg = if p.html { &self.html } else { &self.text };
-        let mut out = reg.render(&p.name, &ctx.to_value())?;
+        let mut value = ctx.to_value();
+        compat::js_key_order(&mut value);
+        let mut out = reg.render(&p.name, &value)?;
         out.shrink_to_fit();
         Ok(out)
     }

@@ -244,3 +244,24 @@ impl Drop for SmtpServer {
         let _ = self.child.start_kill();
     }
 }
+
+/// Makes sure the npm tools of tests/tools (Prism, handlebars.js) are installed: when they are
+/// missing, runs `scripts/test-deps.sh` once per test binary; fails with what to do otherwise.
+pub fn require_npm_tools() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    let tools = manifest_dir().join("tests/tools/node_modules");
+    let present = || tools.join(".bin/prism").exists() && tools.join("handlebars").exists();
+    if !present() {
+        INSTALL.call_once(|| {
+            let status = std::process::Command::new("bash")
+                .arg(manifest_dir().join("scripts/test-deps.sh"))
+                .status();
+            eprintln!("ran scripts/test-deps.sh: {status:?}");
+        });
+    }
+    assert!(
+        present(),
+        "the npm tools are not in {}: run `scripts/test-deps.sh` (installs Node.js and tests/tools)",
+        tools.display()
+    );
+}

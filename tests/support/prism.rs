@@ -102,17 +102,7 @@ fn prism_bin() -> PathBuf {
 }
 
 fn start(spec: &str) -> Prism {
-    if !prism_bin().exists() {
-        let status = Command::new("bash")
-            .arg(manifest_dir().join("scripts/test-deps.sh"))
-            .status();
-        eprintln!("ran scripts/test-deps.sh: {status:?}");
-    }
-    assert!(
-        prism_bin().exists(),
-        "no Prism at {}: run `scripts/test-deps.sh` (installs the npm tools in tests/tools)",
-        prism_bin().display()
-    );
+    super::require_npm_tools();
     let spec_path = manifest_dir().join("tests/fixtures/specs").join(spec);
     // A port the kernel just gave out; released right before Prism binds it. Another
     // process could take it in between: then Prism fails to start and this retries.
