@@ -201,6 +201,22 @@ fn cases() -> Vec<Bad> {
             vec!["templates/t.hbs:1"],
         ),
         bad(
+            "inverse section handlebars.js renders and the crate cannot",
+            vec![(
+                "templates/t.hbs",
+                s("Oi {{first_name}}\n{{^vip}}Seja VIP!{{/vip}}\n"),
+            )],
+            vec!["templates/t.hbs:2", "{{^vip}}", "{{#unless"],
+        ),
+        bad(
+            "mustache section on a field",
+            vec![(
+                "templates/t.hbs",
+                s("Oi {{first_name}}\n\n{{#first_name}}x{{/first_name}}\n"),
+            )],
+            vec!["templates/t.hbs:3", "{{#first_name}}", "{{#if"],
+        ),
+        bad(
             "missing partial",
             vec![(
                 "templates/t.hbs",
