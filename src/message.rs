@@ -21,6 +21,28 @@ pub struct Content {
     /// WhatsApp Business template parts, from the template's front matter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub whatsapp: Option<WhatsappTemplate>,
+    /// Twilio parts (content template, media), from the template's `twilio:` front matter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub twilio: Option<TwilioContent>,
+}
+
+/// What a template's `twilio:` front matter adds to a Twilio message, rendered.
+///
+/// With a `content_sid` the message is a Twilio Content Template (what WhatsApp
+/// business-initiated messages through Twilio need): Twilio composes the text from the
+/// approved template and `variables`, and the `Body` is not sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TwilioContent {
+    /// `HX` followed by 32 hex digits (checked at validate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_sid: Option<String>,
+    /// Content variables by name (`"1"`, `"2"`, ...), each rendered for the recipient; sent
+    /// as the `ContentVariables` JSON object.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub variables: std::collections::BTreeMap<String, String>,
+    /// Media URLs (MMS, WhatsApp media), sent as repeated `MediaUrl` fields.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media_url: Vec<String>,
 }
 
 /// The parts of a WhatsApp Business ("HSM") template message.

@@ -880,6 +880,7 @@ mod tests {
             subject: None,
             html: None,
             whatsapp: None,
+            twilio: None,
         };
         for i in 0..3 {
             if i == 1 {

@@ -11,6 +11,7 @@ mod compat;
 mod fast;
 mod helpers;
 mod limits;
+mod twilio;
 
 use std::path::{Path, PathBuf};
 
@@ -51,6 +52,9 @@ struct FrontMatter {
     html: Option<String>,
     #[serde(default)]
     whatsapp: Option<WhatsappFront>,
+    /// Twilio content template and media (see [`twilio`]).
+    #[serde(default)]
+    twilio: Option<twilio::TwilioFront>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,6 +87,7 @@ struct Variant {
     subject: Option<Part>,
     html: Option<Part>,
     whatsapp: Option<(String, String, Vec<Part>)>,
+    twilio: Option<twilio::Compiled>,
     /// Lines before the body (front matter), for positions in the file.
     body_line: u64,
     /// The block structure of each of its texts (body first), for the depth and partial checks.
@@ -342,7 +347,8 @@ impl TemplateSet {
             let parts = std::iter::once(&mut v.body)
                 .chain(v.subject.as_mut())
                 .chain(v.html.as_mut())
-                .chain(v.whatsapp.iter_mut().flat_map(|w| w.2.iter_mut()));
+                .chain(v.whatsapp.iter_mut().flat_map(|w| w.2.iter_mut()))
+                .chain(v.twilio.iter_mut().flat_map(twilio::Compiled::parts_mut));
             for p in parts {
                 let Some(f) = &p.fast else { continue };
                 let reg = if p.html { html } else { text };
@@ -400,7 +406,8 @@ impl TemplateSet {
                     .whatsapp
                     .iter()
                     .flat_map(|w| w.body.iter().map(String::as_str)),
-            );
+            )
+            .chain(front.twilio.iter().flat_map(twilio::TwilioFront::texts));
         let scans: Vec<limits::Scan> = texts.map(limits::scan).collect();
         for (i, scan) in scans.iter().enumerate() {
             // Only the body's positions are known in the file; the rest sit in front matter.
@@ -433,6 +440,11 @@ impl TemplateSet {
             .html
             .as_ref()
             .map(|h| add(true, format!("{key}/html"), h, 0));
+        let mut twilio_problems = Vec::new();
+        let twilio = front
+            .twilio
+            .as_ref()
+            .map(|t| twilio::compile(t, file, &key, &mut add, &mut twilio_problems));
         let mut whatsapp = None;
         if let Some(wa) = &front.whatsapp {
             let parts: Vec<Part> = wa
@@ -450,6 +462,7 @@ impl TemplateSet {
             }
             whatsapp = Some((wa.name.clone(), wa.language.clone(), parts));
         }
+        problems.append(&mut twilio_problems);
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -460,6 +473,7 @@ impl TemplateSet {
             subject,
             html,
             whatsapp,
+            twilio,
             body_line: offset as u64,
             scans,
         });
@@ -563,11 +577,16 @@ impl TemplateSet {
             }
             None => None,
         };
+        let twilio = match &v.twilio {
+            Some(t) => Some(t.render(|p| self.part(p, ctx)).map_err(fail)?),
+            None => None,
+        };
         Ok(Content {
             body,
             subject,
             html,
             whatsapp,
+            twilio,
         })
     }
 }
@@ -620,6 +639,9 @@ impl TemplateSet {
                     p.fast = None;
                 }
             }
+            for p in v.twilio.iter_mut().flat_map(twilio::Compiled::parts_mut) {
+                p.fast = None;
+            }
         }
     }
 
@@ -633,6 +655,7 @@ impl TemplateSet {
                     .chain(v.subject.as_ref())
                     .chain(v.html.as_ref())
                     .chain(v.whatsapp.iter().flat_map(|w| w.2.iter()))
+                    .chain(v.twilio.iter().flat_map(twilio::Compiled::parts))
             })
             .filter(|p| p.fast.is_some())
             .count()

@@ -40,6 +40,7 @@ pub fn envelope(address: &str) -> Envelope {
                 language: "pt_BR".into(),
                 body: vec!["Ana".into(), "BF26".into()],
             }),
+            twilio: None,
         },
         vars,
         scheduled_at: "2026-11-27T13:00:00Z".parse().unwrap(),
