@@ -24,9 +24,15 @@ impl AddressKind {
 }
 
 /// Normalises a phone to E.164, dropping spaces, dots, dashes and parentheses.
+///
+/// Twilio's `whatsapp:+5511...` form is the same phone: the prefix is dropped here (so
+/// suppression and caps see one person) and the Twilio adapter adds it back for a WhatsApp
+/// sender.
 pub fn normalize_phone(raw: &str) -> Result<String, String> {
     let mut out = String::with_capacity(16);
-    for (i, c) in raw.trim().chars().enumerate() {
+    let trimmed = raw.trim();
+    let number = trimmed.strip_prefix("whatsapp:").unwrap_or(trimmed);
+    for (i, c) in number.trim().chars().enumerate() {
         match c {
             '+' if i == 0 => out.push('+'),
             '0'..='9' => out.push(c),
@@ -147,6 +153,12 @@ mod tests {
             normalize_phone("+55 (11) 98765-4321").unwrap(),
             "+5511987654321"
         );
+        assert_eq!(
+            normalize_phone(" whatsapp:+5511987654321").unwrap(),
+            "+5511987654321"
+        );
+        assert!(normalize_phone("whatsapp:whatsapp:+5511987654321").is_err());
+        assert!(normalize_phone("whatsapp:11987654321").is_err());
         for bad in [
             "11987654321",
             "+0123456789",

@@ -87,6 +87,25 @@ pub struct TwilioConfig {
     /// Default `https://api.twilio.com`.
     #[serde(default)]
     pub base_url: Option<String>,
+    /// The sender is a WhatsApp one, so `To` gets the `whatsapp:` prefix. Implied by a
+    /// `from` written `whatsapp:+...`; a Messaging Service's senders are not visible from
+    /// here, so with `messaging_service_sid` it must be said (`whatsapp: true`).
+    #[serde(default)]
+    pub whatsapp: Option<bool>,
+    /// Twilio's `StatusCallback` URL; `disparo_key=<message key>` is added to its query so a
+    /// receipts server can match each callback to its message.
+    #[serde(default)]
+    pub status_callback: Option<String>,
+    /// `ValidityPeriod`: seconds Twilio may keep the message queued, 1 to 36000.
+    #[serde(default)]
+    pub validity_period: Option<u32>,
+    /// `ShortenUrls`: needs a Messaging Service with link shortening set up.
+    #[serde(default)]
+    pub shorten_urls: bool,
+    /// Hand a message scheduled 15 minutes to 35 days ahead to Twilio with `SendAt` and
+    /// `ScheduleType=fixed` (needs a Messaging Service); see docs/twilio.md.
+    #[serde(default)]
+    pub send_at: bool,
     #[serde(default)]
     pub address_field: Option<String>,
     #[serde(default)]

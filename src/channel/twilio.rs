@@ -1,6 +1,14 @@
-//! `twilio`: SMS (and anything else Twilio's Messages resource carries) with
-//! `POST {base_url}/2010-04-01/Accounts/{sid}/Messages.json`, form-encoded, HTTP basic auth,
-//! and the message id as `I-Twilio-Idempotency-Token`.
+//! `twilio`: SMS, MMS and WhatsApp through Twilio's Messages resource with
+//! `POST {base_url}/2010-04-01/Accounts/{sid}/Messages.json`, form-encoded, HTTP basic auth.
+//!
+//! Twilio documents no idempotency key for creating a message (its `I-Twilio-Idempotency-Token`
+//! is a header Twilio sends on its own webhooks, not one it reads). So before any attempt after
+//! the first, whose predecessor may have reached Twilio with its answer lost, the adapter looks
+//! the message up ([`lookup`]) and returns the SID it finds instead of sending again.
+//! The form fields are built in [`form`]; docs/twilio.md says what each key does.
+
+mod form;
+mod lookup;
 
 use reqwest::header::CONTENT_TYPE;
 use serde::Deserialize;
@@ -27,6 +35,7 @@ pub struct Twilio {
     account_sid: Secret,
     auth_token: Secret,
     sender: Sender,
+    options: form::Options,
     http: reqwest::Client,
     pub(crate) redactor: Redactor,
 }
@@ -80,6 +89,7 @@ impl Twilio {
                 ),
             ));
         }
+        let options = form::Options::check(name, c, matches!(sender, Sender::Service(_)))?;
         let auth_token = ctx.secret(name, "auth_token_env", &c.auth_token_env)?;
         let mut secrets = vec![account_sid.expose(), auth_token.expose()];
         let proxy = ctx.proxy_credentials();
@@ -92,36 +102,38 @@ impl Twilio {
             account_sid,
             redactor,
             sender,
+            options,
             http: ctx.http.clone(),
         })
-    }
-
-    fn form<'a>(&'a self, env: &'a Outgoing<'a>) -> Vec<(&'static str, &'a str)> {
-        let mut form = vec![("To", env.address)];
-        match &self.sender {
-            Sender::From(f) => form.push(("From", f)),
-            Sender::Service(s) => form.push(("MessagingServiceSid", s)),
-        }
-        form.push(("Body", env.content.body.as_str()));
-        form
     }
 
     fn body(&self, env: &Outgoing<'_>) -> String {
         serde_urlencoded::to_string(self.form(env)).unwrap_or_default()
     }
 
-    pub async fn send(&self, env: &Outgoing<'_>) -> Result<Delivered, SendError> {
-        let url = format!(
+    fn messages_url(&self) -> String {
+        format!(
             "{}/2010-04-01/Accounts/{}/Messages.json",
             self.base,
             self.account_sid.expose()
-        );
+        )
+    }
+
+    /// Sends `env` once; an attempt after the first first looks for what an earlier one may
+    /// have created (see [`lookup`]).
+    pub async fn send(&self, env: &Outgoing<'_>) -> Result<Delivered, SendError> {
+        if env.attempt > 1
+            && let Some(sid) = self.find_earlier(env).await?
+        {
+            return Ok(Delivered {
+                provider_id: Some(sid),
+            });
+        }
         let request = self
             .http
-            .post(url)
+            .post(self.messages_url())
             .basic_auth(self.account_sid.expose(), Some(self.auth_token.expose()))
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header("I-Twilio-Idempotency-Token", env.message_id)
             .body(self.body(env));
         let answer = http::exchange(&format!("channel `{}`", self.name), request).await?;
         let status = answer.status;
@@ -172,15 +184,23 @@ impl Twilio {
             &[
                 ("Authorization", "Basic ***".into()),
                 ("Content-Type", "application/x-www-form-urlencoded".into()),
-                ("I-Twilio-Idempotency-Token", env.message_id.to_string()),
             ],
             serde_json::Value::String(self.body(env)),
         );
-        let form: serde_json::Map<String, serde_json::Value> = self
+        let form = self
             .form(env)
             .into_iter()
-            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.to_string())))
-            .collect();
+            .fold(serde_json::Map::new(), |mut m, (k, v)| {
+                // `MediaUrl` repeats: shown as a list.
+                match m.get_mut(k) {
+                    Some(serde_json::Value::Array(a)) => a.push(v.into()),
+                    Some(first) => *first = serde_json::Value::Array(vec![first.take(), v.into()]),
+                    None => {
+                        m.insert(k.to_string(), v.into());
+                    }
+                }
+                m
+            });
         preview["form"] = serde_json::Value::Object(form);
         preview
     }

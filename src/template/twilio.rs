@@ -116,7 +116,12 @@ pub(super) fn compile(
     let variables = front
         .variables
         .iter()
-        .map(|(name, src)| (name.clone(), add(false, format!("{key}/twilio/{name}"), src, 0)))
+        .map(|(name, src)| {
+            (
+                name.clone(),
+                add(false, format!("{key}/twilio/{name}"), src, 0),
+            )
+        })
         .collect();
     Compiled {
         content_sid: front.content_sid.clone(),
