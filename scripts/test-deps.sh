@@ -39,6 +39,7 @@ PINS=(
   "cryptography==48.0.0"
   "jsonschema==4.26.0"
   "PyYAML==6.0.3"
+  "standardwebhooks==1.1.0"
 )
 
 missing=()

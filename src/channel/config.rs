@@ -171,7 +171,9 @@ pub struct WebhookConfig {
     /// Extra request headers (not secret: they appear in previews).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// Environment variable holding the HMAC key for `X-Disparo-Signature`.
+    /// Environment variable holding the signing secret: the HMAC key of
+    /// `X-Disparo-Signature` and of the Standard Webhooks `webhook-signature`; a secret
+    /// written `whsec_<base64>` (Standard Webhooks' form) keys both with the decoded bytes.
     #[serde(default)]
     pub secret_env: Option<String>,
     /// `POST` (default), `PUT` or `PATCH`.

@@ -6,19 +6,23 @@
 //!
 //! Headers: `Content-Type: application/json`, `Idempotency-Key: {id}` (the same across retries
 //! and re-sends after a crash: receivers deduplicate on it), the configured `headers`, and,
-//! when `secret_env` is set, `X-Disparo-Signature: sha256=<hex>`, the HMAC-SHA256 of the exact
-//! body bytes keyed with the secret. A receiver recomputes it over the raw body before parsing
-//! and compares in constant time. There is no separate timestamp header: the signed body
-//! carries `attempt_at`, the instant of this attempt, so a receiver that wants replay
-//! protection rejects a body whose `attempt_at` is older than a few minutes.
+//! when `secret_env` is set, two signatures with one key (see [`sign`]):
+//! `X-Disparo-Signature: sha256=<hex>` (the HMAC-SHA256 of the exact body bytes, as before),
+//! and Standard Webhooks' `webhook-id` (the message id), `webhook-timestamp` (unix seconds,
+//! the real clock when the attempt leaves) and `webhook-signature: v1,<base64>` over
+//! `{id}.{timestamp}.{body}`, which lets a receiver refuse replays (a stale timestamp, or an
+//! id and timestamp it has seen). A receiver recomputes them over the raw body before parsing
+//! and compares in constant time.
 //!
 //! A 2xx answer is success; its JSON `id`, if any, is the provider id. 408/429/5xx are
 //! transient (honouring `Retry-After`), 401/403 break the circuit, other 4xx are permanent.
 
-use hmac::{KeyInit, Mac};
+mod sign;
+
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
-use sha2::Sha256;
+
+pub(crate) use sign::SigningKey;
 
 use super::Outgoing;
 use super::http::{self, retry_after, status_class};
@@ -31,6 +35,9 @@ pub const SIGNATURE_HEADER: &str = "X-Disparo-Signature";
 
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 const SIGNATURE: HeaderName = HeaderName::from_static("x-disparo-signature");
+const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
 
 /// The `id` of a JSON object answer (a string, or a number as its text), if there is one.
 /// Only that field is decoded; the rest of the answer is skipped. The object is read only as
@@ -80,7 +87,7 @@ pub struct Webhook {
     url: String,
     method: Method,
     headers: Vec<(HeaderName, HeaderValue)>,
-    secret: Option<Secret>,
+    secret: Option<SigningKey>,
     transport: Transport,
     /// The HMAC secret, the URL's credentials, sensitive configured headers, proxy
     /// credentials.
@@ -137,9 +144,18 @@ impl Webhook {
             })?;
             headers.push((hn, hv));
         }
-        let secret = match &c.secret_env {
+        let secret: Option<Secret> = match &c.secret_env {
             Some(var) => Some(ctx.secret(name, "secret_env", var)?),
             None => None,
+        };
+        let key = match (&secret, &c.secret_env) {
+            (Some(s), Some(var)) => Some(SigningKey::from_secret(s.expose()).map_err(|e| {
+                ChannelBuildError::invalid(
+                    name,
+                    format!("the secret in {var} (named by `secret_env`) {e}: write `whsec_` and the base64 of the key, or a plain secret without the prefix"),
+                )
+            })?),
+            _ => None,
         };
         let invalid = |e: &dyn std::fmt::Display| {
             ChannelBuildError::invalid(name, format!("`url: {url}` is not a URL: {e}"))
@@ -220,7 +236,7 @@ impl Webhook {
             url,
             method,
             headers,
-            secret,
+            secret: key,
             transport,
             redactor,
             credentials,
@@ -231,20 +247,27 @@ impl Webhook {
         super::message_json(env)
     }
 
-    /// `sha256=` and the hex HMAC-SHA256 of `body` keyed with `secret`.
-    pub fn signature(secret: &[u8], body: &[u8]) -> String {
-        let mut mac =
-            hmac::Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
-        mac.update(body);
-        let digest = mac.finalize().into_bytes();
-        let mut out = String::with_capacity(7 + digest.len() * 2);
-        out.push_str("sha256=");
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        for b in digest.iter() {
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 15)]));
-        }
-        out
+    /// The signature headers of one attempt of `body`, signed at unix second `timestamp`:
+    /// `X-Disparo-Signature`, then Standard Webhooks' `webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature`.
+    fn signatures(
+        key: &SigningKey,
+        id: &HeaderValue,
+        timestamp: u64,
+        body: &[u8],
+    ) -> [(HeaderName, HeaderValue); 4] {
+        // `id` is a header value already; the rest are ASCII digits, hex and base64.
+        let value = |s: String| HeaderValue::try_from(s).expect("ASCII header value");
+        let id_text = id.to_str().unwrap_or_default();
+        [
+            (SIGNATURE, value(key.legacy(body))),
+            (WEBHOOK_ID, id.clone()),
+            (WEBHOOK_TIMESTAMP, value(timestamp.to_string())),
+            (
+                WEBHOOK_SIGNATURE,
+                value(key.standard(id_text, timestamp, body)),
+            ),
+        ]
     }
 
     pub async fn send(&self, env: &Outgoing<'_>) -> Result<Delivered, SendError> {
@@ -255,18 +278,23 @@ impl Webhook {
                 self.name, env.message_id
             ))
         })?;
-        let signature = self.secret.as_ref().map(|secret| {
-            HeaderValue::try_from(Self::signature(secret.expose().as_bytes(), &body))
-                .expect("hex is a valid header value")
-        });
+        // Standard Webhooks' timestamp is the real clock's (a receiver compares it with its
+        // own), whatever clock the run plans by.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let signatures = self
+            .secret
+            .as_ref()
+            .map(|k| Self::signatures(k, &key, now, &body));
         let answer = match &self.transport {
             Transport::Plain(client, head) => {
                 // The whole request in one buffer: one write.
                 let mut request = Vec::with_capacity(head.len() + 160 + body.len());
                 request.extend_from_slice(head);
                 push_header(&mut request, b"Idempotency-Key", key.as_bytes());
-                if let Some(sig) = &signature {
-                    push_header(&mut request, b"X-Disparo-Signature", sig.as_bytes());
+                for (name, value) in signatures.iter().flatten() {
+                    push_header(&mut request, name.as_str().as_bytes(), value.as_bytes());
                 }
                 request.extend_from_slice(b"Content-Length: ");
                 request.extend_from_slice(body.len().to_string().as_bytes());
@@ -282,8 +310,8 @@ impl Webhook {
                 for (k, v) in &self.headers {
                     request = request.header(k, v);
                 }
-                if let Some(sig) = signature {
-                    request = request.header(SIGNATURE, sig);
+                for (name, value) in signatures.into_iter().flatten() {
+                    request = request.header(name, value);
                 }
                 http::exchange(&format!("channel `{}`", self.name), request.body(body)).await?
             }
@@ -338,6 +366,9 @@ impl Webhook {
         }
         if self.secret.is_some() {
             headers.push((SIGNATURE_HEADER, "sha256=***".into()));
+            headers.push(("webhook-id", env.message_id.to_string()));
+            headers.push(("webhook-timestamp", "<unix seconds when sent>".into()));
+            headers.push(("webhook-signature", "v1,***".into()));
         }
         if self.credentials {
             headers.push(("Authorization", "Basic ***".into()));

@@ -7,6 +7,7 @@ mod command;
 mod smtp;
 mod twilio;
 mod webhook;
+mod webhook_replay;
 mod whatsapp;
 
 use crate::support;
@@ -67,8 +68,12 @@ fn transient(after: Option<u64>) -> ErrorClass {
 pub mod base64_check {
     /// `Basic base64(user:password)`, written out here rather than trusting reqwest's.
     pub fn basic(user: &str, password: &str) -> String {
+        format!("Basic {}", encode(format!("{user}:{password}").as_bytes()))
+    }
+
+    /// Standard base64 with padding, written out here rather than trusting the adapters'.
+    pub fn encode(input: &[u8]) -> String {
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let input = format!("{user}:{password}").into_bytes();
         let mut out = String::new();
         for chunk in input.chunks(3) {
             let b = [
@@ -85,7 +90,7 @@ pub mod base64_check {
                 }
             }
         }
-        format!("Basic {out}")
+        out
     }
 }
 

@@ -1,0 +1,139 @@
+//! The webhook's two signatures, made with one key.
+//!
+//! - `X-Disparo-Signature: sha256=<hex>`: HMAC-SHA256 of the body alone, kept for receivers
+//!   written against it. It signs no time, so a captured request can be replayed.
+//! - Standard Webhooks (<https://www.standardwebhooks.com>): `webhook-id` (the message key),
+//!   `webhook-timestamp` (unix seconds when the attempt left) and
+//!   `webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`. A receiver
+//!   that refuses timestamps older than a few minutes and an `(id, timestamp)` it has seen
+//!   refuses replays; its libraries (and examples/webhook_receiver.py) check it as is.
+//!
+//! The key is the secret's bytes, except for a Standard Webhooks secret, `whsec_` followed by
+//! base64, whose key is the decoded bytes (what those libraries do with such a secret): the
+//! same key signs both headers.
+
+use std::fmt;
+
+use hmac::{KeyInit, Mac};
+use sha2::Sha256;
+
+/// The HMAC key; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct SigningKey(Vec<u8>);
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningKey(***)")
+    }
+}
+
+/// The prefix of a Standard Webhooks secret.
+pub(crate) const WHSEC: &str = "whsec_";
+
+impl SigningKey {
+    /// The key of `secret`: the base64 after `whsec_`, or the secret's own bytes. The error
+    /// says what is wrong without the secret.
+    pub(crate) fn from_secret(secret: &str) -> Result<SigningKey, String> {
+        let Some(encoded) = secret.strip_prefix(WHSEC) else {
+            return Ok(SigningKey(secret.as_bytes().to_vec()));
+        };
+        match base64_decode(encoded) {
+            Some(key) if !key.is_empty() => Ok(SigningKey(key)),
+            Some(_) => Err("is `whsec_` with nothing after it".into()),
+            None => Err(
+                "starts with `whsec_` (a Standard Webhooks secret) but what follows is not base64"
+                    .into(),
+            ),
+        }
+    }
+
+    fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut mac =
+            hmac::Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes a key of any length");
+        for p in parts {
+            mac.update(p);
+        }
+        mac.finalize().into_bytes().into()
+    }
+
+    /// `sha256=` and the hex HMAC-SHA256 of `body`.
+    pub(crate) fn legacy(&self, body: &[u8]) -> String {
+        let digest = self.mac(&[body]);
+        let mut out = String::with_capacity(7 + 64);
+        out.push_str("sha256=");
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for b in digest {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
+        }
+        out
+    }
+
+    /// `v1,` and the base64 HMAC-SHA256 of `{id}.{timestamp}.{body}`.
+    pub(crate) fn standard(&self, id: &str, timestamp: u64, body: &[u8]) -> String {
+        let ts = timestamp.to_string();
+        let digest = self.mac(&[id.as_bytes(), b".", ts.as_bytes(), b".", body]);
+        format!("v1,{}", super::super::base64(&digest, super::super::BASE64))
+    }
+}
+
+/// Standard base64 (padding optional); `None` for anything else.
+pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim_end_matches('=');
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in s.bytes() {
+        let v = super::super::BASE64.iter().position(|&b| b == c)? as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    // A lone 6-bit group cannot end a base64 text.
+    (bits < 6).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_round_trips_and_refuses_other_text() {
+        for n in 0..40u8 {
+            let bytes: Vec<u8> = (0..n).map(|i| i.wrapping_mul(37)).collect();
+            let enc = super::super::super::base64(&bytes, super::super::super::BASE64);
+            assert_eq!(base64_decode(&enc).as_deref(), Some(&bytes[..]));
+            assert_eq!(
+                base64_decode(enc.trim_end_matches('=')).as_deref(),
+                Some(&bytes[..])
+            );
+        }
+        assert_eq!(base64_decode("a b"), None);
+        assert_eq!(base64_decode("abcde"), None);
+        assert_eq!(base64_decode("ab-_"), None);
+    }
+
+    /// The Standard Webhooks specification's own example: secret, id, timestamp, payload and
+    /// the signature it gives for them.
+    #[test]
+    fn standard_signature_matches_the_specifications_example() {
+        let key = SigningKey::from_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let body = br#"{"test": 2432232314}"#;
+        assert_eq!(
+            key.standard("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+        // A plain secret is its own bytes.
+        assert_eq!(
+            SigningKey::from_secret("plain").unwrap(),
+            SigningKey(b"plain".to_vec())
+        );
+        assert!(SigningKey::from_secret("whsec_").is_err());
+        assert!(SigningKey::from_secret("whsec_not base64!").is_err());
+        assert!(format!("{key:?}").contains("***"));
+    }
+}
