@@ -56,6 +56,15 @@ impl Reply {
             body: body.into(),
         }
     }
+    /// No answer at all: the server reads the whole request, then drops the connection (an
+    /// answer lost after the request reached the peer).
+    pub fn drop_connection() -> Reply {
+        Reply {
+            status: 0,
+            headers: Vec::new(),
+            body: String::new(),
+        }
+    }
     pub fn header(mut self, name: &str, value: &str) -> Reply {
         self.headers.push((name.into(), value.into()));
         self
@@ -170,6 +179,9 @@ async fn serve(
             .unwrap()
             .pop_front()
             .unwrap_or_else(|| Reply::text(599, "no scripted reply left"));
+        if reply.status == 0 {
+            return;
+        }
         let mut out = format!("HTTP/1.1 {} Scripted\r\n", reply.status);
         for (k, v) in &reply.headers {
             out.push_str(&format!("{k}: {v}\r\n"));
