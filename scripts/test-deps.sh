@@ -37,6 +37,8 @@ PYTHON="${PYTHON:-python3}"
 PINS=(
   "aiosmtpd==1.4.6"
   "cryptography==48.0.0"
+  "dkimpy==1.1.8"
+  "dnspython==2.8.0"
   "jsonschema==4.26.0"
   "PyYAML==6.0.3"
   "standardwebhooks==1.1.0"

@@ -28,3 +28,4 @@ pub mod schedule;
 pub mod store;
 pub mod template;
 pub mod units;
+pub mod unsubscribe;

@@ -153,6 +153,26 @@ pub struct SmtpConfig {
     /// Connection and command timeout; default `30s`.
     #[serde(default)]
     pub timeout: Option<Duration>,
+    /// The Reply-To header, e.g. `Atendimento <ajuda@example.com>`.
+    #[serde(default)]
+    pub reply_to: Option<String>,
+    /// Extra headers on every message (`X-Campaign-Team: growth`); structural headers (From,
+    /// To, Subject, Date, Message-ID, MIME, DKIM, List-Unsubscribe) are refused.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// A recipient field whose value is the display name in `To` (`"Ana Souza" <ana@…>`).
+    #[serde(default)]
+    pub name_field: Option<String>,
+    /// `List-Unsubscribe` (and, with a URL, RFC 8058's one-click `List-Unsubscribe-Post`).
+    #[serde(default)]
+    pub list_unsubscribe: Option<Box<ListUnsubscribe>>,
+    /// The environment variable holding the key that signs each recipient's unsubscribe
+    /// token; needed when the `list_unsubscribe` URL holds `{token}`.
+    #[serde(default)]
+    pub unsubscribe_secret_env: Option<String>,
+    /// DKIM signing of every message.
+    #[serde(default)]
+    pub dkim: Option<Box<DkimConfig>>,
     #[serde(default)]
     pub address_field: Option<String>,
     #[serde(default)]
@@ -161,6 +181,42 @@ pub struct SmtpConfig {
     pub concurrency: Option<usize>,
     #[serde(default)]
     pub max_attempts: Option<u32>,
+}
+
+/// `list_unsubscribe:` of an smtp channel: where a reader unsubscribes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListUnsubscribe {
+    /// An https URL; `{token}` becomes the recipient's signed token (see `unsubscribe`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// An address that unsubscribes whoever writes to it.
+    #[serde(default)]
+    pub mailto: Option<String>,
+}
+
+/// `dkim:` of an smtp channel.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkimConfig {
+    pub selector: String,
+    pub domain: String,
+    /// The environment variable holding the private key (PEM for rsa, base64 for ed25519).
+    #[serde(default)]
+    pub private_key_env: Option<String>,
+    /// Or a file holding it (relative to the project root).
+    #[serde(default)]
+    pub private_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub algorithm: DkimAlgorithm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DkimAlgorithm {
+    #[default]
+    Rsa,
+    Ed25519,
 }
 
 /// `type: webhook`.

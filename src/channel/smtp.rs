@@ -3,12 +3,16 @@
 //! A message is `text/plain`, or `multipart/alternative` (text, then HTML) when the rendered
 //! content has an HTML part. Its `Message-ID` is derived from the message id, so a message
 //! re-sent after a crash carries the same one (receivers and mailbox providers deduplicate on
-//! it); that id is the provider id. One connection per message (no pool): a relay that
-//! limits connections is served by the channel's `concurrency`.
+//! it); that id is the provider id. Connections are reused: one the relay accepted a message
+//! on waits for the next (answering `NOOP` first, and no longer than [`IDLE_MAX`]), at most the
+//! channel's `concurrency` of them, so a campaign opens `concurrency` connections, not one per
+//! message. What goes in the message is `compose.rs`.
 
+mod compose;
+
+use std::sync::Mutex;
 use std::time::Duration;
 
-use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{
     AsyncSmtpConnection, Certificate, CertificateStore, TlsParameters,
@@ -25,13 +29,19 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the goodbye (`QUIT`) after an accepted message is waited for; its answer changes
 /// nothing.
 const QUIT_WAIT: Duration = Duration::from_secs(1);
+/// How long an idle connection is kept: below the idle timeouts of common relays (Postfix
+/// closes after 300 s, many providers after 30–60 s), so a reused one is rarely found closed.
+const IDLE_MAX: Duration = Duration::from_secs(20);
 
 pub struct Smtp {
     name: String,
     host: String,
     port: u16,
     tls: SmtpTls,
-    from: Mailbox,
+    compose: Box<compose::Compose>,
+    /// Connections the relay last accepted a message on, with when; at most `max_idle`.
+    idle: Mutex<Vec<(AsyncSmtpConnection, tokio::time::Instant)>>,
+    max_idle: usize,
     /// TLS parameters, unless `tls: none`.
     tls_params: Option<TlsParameters>,
     /// lettre's `Credentials` debug-prints nothing. The redactor removes them (and AUTH
@@ -62,12 +72,7 @@ impl Smtp {
         c: &SmtpConfig,
         ctx: &BuildContext,
     ) -> Result<Smtp, ChannelBuildError> {
-        let from: Mailbox = c.from.parse().map_err(|e| {
-            ChannelBuildError::invalid(
-                name,
-                format!("`from: {}` is not an email address ({e}); write e.g. \"Shop <news@example.com>\"", c.from),
-            )
-        })?;
+        let compose = Box::new(compose::Compose::build(name, c, ctx)?);
         let port = c.port.unwrap_or(match c.tls {
             SmtpTls::Starttls => 587,
             SmtpTls::Tls => 465,
@@ -131,7 +136,12 @@ impl Smtp {
             host: c.host.clone(),
             port,
             tls: c.tls,
-            from,
+            compose,
+            idle: Mutex::new(Vec::new()),
+            max_idle: super::ChannelConfig::Smtp(c.clone())
+                .settings()
+                .concurrency
+                .max(1),
             tls_params,
             credentials,
             redactor,
@@ -156,47 +166,21 @@ impl Smtp {
         format!(
             "<{}@{}>",
             if local.is_empty() { "m" } else { local },
-            self.from.email.domain()
+            self.compose.from().email.domain()
         )
     }
 
     fn message(&self, env: &Outgoing<'_>) -> Result<lettre::Message, SendError> {
-        let to: Mailbox = env.address.parse().map_err(|e| {
-            SendError::permanent(format!(
-                "channel `{}`: {:?} is not an email address: {e}",
-                self.name, env.address
-            ))
-            .with_code("address")
-        })?;
-        let mut b = lettre::Message::builder()
-            .from(self.from.clone())
-            .to(to)
-            .message_id(Some(self.message_id(env)));
-        if let Some(subject) = &env.content.subject {
-            b = b.subject(subject);
-        }
-        let built = match &env.content.html {
-            Some(html) => b.multipart(MultiPart::alternative_plain_html(
-                env.content.body.clone(),
-                html.clone(),
-            )),
-            None => b.singlepart(SinglePart::plain(env.content.body.clone())),
-        };
-        built.map_err(|e| {
-            SendError::permanent(format!(
-                "channel `{}`: cannot build the email: {e}",
-                self.name
-            ))
-        })
+        self.compose.message(&self.name, env, self.message_id(env))
     }
 
     pub async fn send(&self, env: &Outgoing<'_>) -> Result<Delivered, SendError> {
         let message = self.message(env)?;
         match tokio::time::timeout(self.timeout, self.deliver(&message)).await {
-            Ok(Ok(mut conn)) => {
+            Ok(Ok(conn)) => {
                 // Accepted: from here on nothing can make it a failure (a retry would deliver
-                // it twice). The goodbye is bounded and its outcome ignored.
-                let _ = tokio::time::timeout(QUIT_WAIT, conn.abort()).await;
+                // it twice). Kept for the next message, or a bounded goodbye.
+                self.keep(conn).await;
                 Ok(Delivered {
                     provider_id: Some(self.message_id(env)),
                 })
@@ -212,12 +196,47 @@ impl Smtp {
         }
     }
 
-    /// Connects (TLS or STARTTLS as configured), authenticates and sends `message`; the
+    /// Sends `message` on an idle connection that still answers, or a new one; the
     /// connection, once the relay accepted it.
     async fn deliver(
         &self,
         message: &lettre::Message,
     ) -> Result<AsyncSmtpConnection, lettre::transport::smtp::Error> {
+        while let Some(mut conn) = self.take_idle() {
+            // A relay that closed an idle connection fails the NOOP: that connection is
+            // dropped before any part of this message went out on it.
+            if conn.test_connected().await {
+                conn.send(message.envelope(), &message.formatted()).await?;
+                return Ok(conn);
+            }
+        }
+        let mut conn = self.connect().await?;
+        conn.send(message.envelope(), &message.formatted()).await?;
+        Ok(conn)
+    }
+
+    /// The most recently used idle connection young enough to reuse; older ones are dropped.
+    fn take_idle(&self) -> Option<AsyncSmtpConnection> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let now = tokio::time::Instant::now();
+        idle.retain(|(_, since)| now.duration_since(*since) < IDLE_MAX);
+        idle.pop().map(|(conn, _)| conn)
+    }
+
+    /// Keeps `conn` for the next message, or says goodbye when enough are kept.
+    async fn keep(&self, mut conn: AsyncSmtpConnection) {
+        if !conn.has_broken() {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < self.max_idle {
+                idle.push((conn, tokio::time::Instant::now()));
+                return;
+            }
+        }
+        let _ = tokio::time::timeout(QUIT_WAIT, conn.abort()).await;
+    }
+
+    /// Connects (TLS or STARTTLS as configured) and authenticates.
+    async fn connect(&self) -> Result<AsyncSmtpConnection, lettre::transport::smtp::Error> {
         let hello = ClientId::default();
         let wrapper = (self.tls == SmtpTls::Tls)
             .then(|| self.tls_params.clone())
@@ -239,7 +258,6 @@ impl Smtp {
         if let Some(c) = &self.credentials {
             conn.auth(DEFAULT_MECHANISMS, c).await?;
         }
-        conn.send(message.envelope(), &message.formatted()).await?;
         Ok(conn)
     }
 
@@ -298,7 +316,7 @@ impl Smtp {
                 SmtpTls::None => "none",
             },
             "auth": if self.credentials.is_none() { "none" } else { "*** (from the environment)" },
-            "mail_from": self.from.email.to_string(),
+            "mail_from": self.compose.from().email.to_string(),
             "rcpt_to": env.address,
             "message": message,
         })

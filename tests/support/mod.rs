@@ -163,6 +163,10 @@ pub struct Received {
     pub headers: HashMap<String, String>,
     pub content_type: String,
     pub parts: Vec<Part>,
+    /// The client's port: one per connection.
+    pub peer: Option<u16>,
+    /// Whether the DKIM signature verified (servers started with a DKIM key only).
+    pub dkim: Option<bool>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -196,7 +200,17 @@ impl Certs {
 
 impl SmtpServer {
     pub async fn start(certs: Option<&Certs>, login: Option<(&str, &str)>) -> SmtpServer {
-        require_python(&["aiosmtpd"]);
+        SmtpServer::start_with(certs, login, None).await
+    }
+
+    /// With `dkim_txt`, the DNS TXT record (`v=DKIM1; k=rsa; p=…`) the server verifies each
+    /// message's DKIM signature against.
+    pub async fn start_with(
+        certs: Option<&Certs>,
+        login: Option<(&str, &str)>,
+        dkim_txt: Option<&Path>,
+    ) -> SmtpServer {
+        require_python(&["aiosmtpd", "dkim"]);
         let mut cmd = tokio::process::Command::new("python3");
         cmd.arg(manifest_dir().join("tests/support/smtp_server.py"))
             .arg("serve");
@@ -208,6 +222,9 @@ impl SmtpServer {
         }
         if let Some((u, p)) = login {
             cmd.args(["--user", u, "--password", p]);
+        }
+        if let Some(txt) = dkim_txt {
+            cmd.arg("--dkim-key").arg(txt);
         }
         let mut child = cmd
             .stdin(Stdio::piped())
