@@ -334,3 +334,24 @@ async fn smtp_reuses_connections_up_to_the_channels_concurrency() {
         peers.len()
     );
 }
+
+/// A relay closes a kept connection while it is idle (here after 0.2 s): the next message
+/// finds it closed at the NOOP, opens a new one, and is sent, not failed.
+#[tokio::test]
+async fn smtp_a_kept_connection_the_relay_closed_is_replaced_without_failing_the_send() {
+    let mut server = support::SmtpServer::start_full(None, None, None, Some(0.2)).await;
+    let channel = plain_smtp(server.port, ", concurrency: 1", &[]);
+    let first = envelope("ana@example.com");
+    channel.send(&first).await.expect("first sent");
+    let a = server.received().await.peer;
+    // Real time: the relay's own idle timer is what is under test.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let mut second = envelope("bia@example.com");
+    second.message_id = "bf26:bia:0".into();
+    channel
+        .send(&second)
+        .await
+        .expect("second sent on a new connection");
+    let b = server.received().await.peer;
+    assert_ne!(a, b, "the closed connection was not replaced");
+}

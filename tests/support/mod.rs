@@ -210,6 +210,16 @@ impl SmtpServer {
         login: Option<(&str, &str)>,
         dkim_txt: Option<&Path>,
     ) -> SmtpServer {
+        SmtpServer::start_full(certs, login, dkim_txt, None).await
+    }
+
+    /// With `idle_timeout`, the server closes a connection idle that long.
+    pub async fn start_full(
+        certs: Option<&Certs>,
+        login: Option<(&str, &str)>,
+        dkim_txt: Option<&Path>,
+        idle_timeout: Option<f64>,
+    ) -> SmtpServer {
         require_python(&["aiosmtpd", "dkim"]);
         let mut cmd = tokio::process::Command::new("python3");
         cmd.arg(manifest_dir().join("tests/support/smtp_server.py"))
@@ -225,6 +235,9 @@ impl SmtpServer {
         }
         if let Some(txt) = dkim_txt {
             cmd.arg("--dkim-key").arg(txt);
+        }
+        if let Some(t) = idle_timeout {
+            cmd.arg("--idle-timeout").arg(t.to_string());
         }
         let mut child = cmd
             .stdin(Stdio::piped())

@@ -12,6 +12,7 @@
         email package.
         A message with a line longer than RFC 5322's 998 octets is refused (554), as strict
         relays do.
+        With --idle-timeout S, a connection idle S seconds is closed by the server.
         With --cert, STARTTLS is offered and required before MAIL and AUTH.
         Exits when its standard input closes.
 """
@@ -157,6 +158,9 @@ async def serve(args):
 
     def factory():
         kwargs = dict(hostname="disparo-test", decode_data=False, enable_SMTPUTF8=True)
+        if "--idle-timeout" in opts:
+            # Closes a connection idle this long, as relays do (Postfix: 300 s).
+            kwargs.update(timeout=float(opts["--idle-timeout"]))
         if tls is not None:
             kwargs.update(tls_context=tls, require_starttls=True)
         if user is not None:
