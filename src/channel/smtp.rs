@@ -29,6 +29,8 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the goodbye (`QUIT`) after an accepted message is waited for; its answer changes
 /// nothing.
 const QUIT_WAIT: Duration = Duration::from_secs(1);
+/// How long a kept connection may take to answer `NOOP` (at most a quarter of the timeout).
+const NOOP_WAIT: Duration = Duration::from_secs(2);
 /// How long an idle connection is kept: below the idle timeouts of common relays (Postfix
 /// closes after 300 s, many providers after 30–60 s), so a reused one is rarely found closed.
 const IDLE_MAX: Duration = Duration::from_secs(20);
@@ -203,9 +205,14 @@ impl Smtp {
         message: &lettre::Message,
     ) -> Result<AsyncSmtpConnection, lettre::transport::smtp::Error> {
         while let Some(mut conn) = self.take_idle() {
-            // A relay that closed an idle connection fails the NOOP: that connection is
-            // dropped before any part of this message went out on it.
-            if conn.test_connected().await {
+            // A relay that closed an idle connection fails the NOOP, one that stalls does not
+            // answer it in time: that connection is dropped before any part of this message
+            // went out on it.
+            let wait = (self.timeout / 4).min(NOOP_WAIT);
+            if tokio::time::timeout(wait, conn.test_connected())
+                .await
+                .unwrap_or(false)
+            {
                 conn.send(message.envelope(), &message.formatted()).await?;
                 return Ok(conn);
             }

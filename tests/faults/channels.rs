@@ -666,13 +666,17 @@ async fn an_smtp_message_accepted_before_a_stalled_quit_is_sent_once() {
         &root(),
         &[("SMTP_USER", SMTP_USER), ("SMTP_PASS", SMTP_PASS)],
     );
-    let mail = build(
-        &format!(
-            "{{ type: smtp, host: 127.0.0.1, port: {}, tls: none, from: 'Shop <news@example.com>', username_env: SMTP_USER, password_env: SMTP_PASS, timeout: 1s }}",
-            p.smtp_port()
-        ),
-        &ctx,
-    );
+    // A channel keeps the connection for the next message (and says QUIT only when it keeps
+    // enough): each case gets a channel of its own, so each message opens its connection.
+    let mail = || {
+        build(
+            &format!(
+                "{{ type: smtp, host: 127.0.0.1, port: {}, tls: none, from: 'Shop <news@example.com>', username_env: SMTP_USER, password_env: SMTP_PASS, timeout: 1s }}",
+                p.smtp_port()
+            ),
+            &ctx,
+        )
+    };
     for b in [
         SmtpBehaviour::Hang {
             at: SmtpStage::Quit,
@@ -682,7 +686,7 @@ async fn an_smtp_message_accepted_before_a_stalled_quit_is_sent_once() {
         },
     ] {
         p.push_smtp(b.clone());
-        let r = mail.send(&envelope("ana@example.com")).await;
+        let r = mail().send(&envelope("ana@example.com")).await;
         assert!(
             r.as_ref().is_ok_and(|d| d.provider_id.is_some()),
             "{b:?}: {r:?}"
@@ -695,7 +699,7 @@ async fn an_smtp_message_accepted_before_a_stalled_quit_is_sent_once() {
     p.push_smtp(SmtpBehaviour::Hang {
         at: SmtpStage::Message,
     });
-    let e = mail.send(&envelope("ana@example.com")).await.unwrap_err();
+    let e = mail().send(&envelope("ana@example.com")).await.unwrap_err();
     assert!(
         matches!(e.class, disparo::channel::ErrorClass::Transient { .. }),
         "{e:?}"
