@@ -31,8 +31,112 @@ pub struct WhatsappTemplate {
     /// The template language code at Meta (`pt_BR`, `en_US`).
     pub language: String,
     /// Body parameters, rendered, in the order of the template's `{{1}}`, `{{2}}`, ...
+    /// (plain positional text; the shape every row had before the richer parts below).
     #[serde(default)]
     pub body: Vec<String>,
+    /// Body parameters that are not plain positional text (currency, date_time, named), in
+    /// Meta's parameter shape; sent after `body` in the body component.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub body_params: Vec<WaParam>,
+    /// The header's one parameter (text, image, video, document or location).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<WaParam>,
+    /// Button parameters by the button's index in the approved template.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buttons: Vec<WaButton>,
+    /// `marketing`, `utility` or `authentication` as declared in front matter; `None` when
+    /// the template does not say (treated as marketing by the +1 check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// Send through Meta's Marketing Messages API (`/marketing_messages`) rather than `/messages`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub marketing_endpoint: bool,
+}
+
+/// One rendered template parameter, serialised exactly as Meta's parameter object, so the
+/// adapter sends it as stored and `preview` shows what is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum WaParam {
+    Text {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parameter_name: Option<String>,
+        text: String,
+    },
+    Currency {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parameter_name: Option<String>,
+        currency: WaCurrency,
+    },
+    DateTime {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parameter_name: Option<String>,
+        date_time: WaDateTime,
+    },
+    Image {
+        image: WaMedia,
+    },
+    Video {
+        video: WaMedia,
+    },
+    Document {
+        document: WaMedia,
+    },
+    Location {
+        location: WaLocation,
+    },
+    /// A quick-reply button's payload.
+    Payload {
+        payload: String,
+    },
+    /// A copy-code button's coupon.
+    CouponCode {
+        coupon_code: String,
+    },
+}
+
+/// Meta's currency object: `amount_1000` is the amount times 1000.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaCurrency {
+    pub fallback_value: String,
+    pub code: String,
+    pub amount_1000: i64,
+}
+
+/// Meta's date_time object (Cloud API always shows the fallback value).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaDateTime {
+    pub fallback_value: String,
+}
+
+/// A media object: by uploaded media `id` or by public `link`; `filename` for documents.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaMedia {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+}
+
+/// A location header; coordinates as the decimal strings Meta's examples send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaLocation {
+    pub latitude: String,
+    pub longitude: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+/// One button's parameter: `sub_type` is `url`, `quick_reply` or `copy_code`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaButton {
+    pub index: u8,
+    pub sub_type: String,
+    pub parameter: WaParam,
 }
 
 /// One message as handed to a channel adapter for one delivery attempt.

@@ -62,7 +62,8 @@ async fn whatsapp_sends_the_exact_template_request_and_returns_the_wamid() {
             "language": {"policy": "deterministic", "code": "pt_BR"},
             "components": [{"type": "body", "parameters": [
                 {"type": "text", "text": "Ana"}, {"type": "text", "text": "BF26"}]}]
-        }
+        },
+        "biz_opaque_callback_data": "bf26:ana:0"
     });
     assert_eq!(r.json(), expected);
 
