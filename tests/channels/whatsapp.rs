@@ -223,3 +223,324 @@ async fn whatsapp_request_is_accepted_by_a_mock_of_metas_openapi_description() {
         bad.body
     );
 }
+
+// ---- The whole template message: header, buttons, currency, date_time, named parameters,
+// ---- the marketing endpoint and biz_opaque_callback_data.
+
+use disparo::message::{
+    WaButton, WaCurrency, WaDateTime, WaLocation, WaMedia, WaParam, WhatsappTemplate,
+};
+
+fn text(t: &str) -> WaParam {
+    WaParam::Text {
+        parameter_name: None,
+        text: t.into(),
+    }
+}
+
+fn link(l: &str) -> WaMedia {
+    WaMedia {
+        link: Some(l.into()),
+        ..WaMedia::default()
+    }
+}
+
+/// The most common marketing shape: an image header, body text + currency + date, a URL
+/// button, a quick reply and a copy-code button.
+fn rich(header: Option<WaParam>, buttons: Vec<WaButton>) -> WhatsappTemplate {
+    WhatsappTemplate {
+        name: "black_friday_offer".into(),
+        language: "en_US".into(),
+        body: vec!["Ana".into()],
+        body_params: vec![
+            WaParam::Currency {
+                parameter_name: None,
+                currency: WaCurrency {
+                    fallback_value: "$100.99".into(),
+                    code: "USD".into(),
+                    amount_1000: 100990,
+                },
+            },
+            WaParam::DateTime {
+                parameter_name: None,
+                date_time: WaDateTime {
+                    fallback_value: "February 25, 1977".into(),
+                },
+            },
+        ],
+        header,
+        buttons,
+        category: Some("marketing".into()),
+        marketing_endpoint: false,
+    }
+}
+
+fn button(index: u8, sub_type: &str, parameter: WaParam) -> WaButton {
+    WaButton {
+        index,
+        sub_type: sub_type.into(),
+        parameter,
+    }
+}
+
+fn with(wa: WhatsappTemplate) -> disparo::message::Envelope {
+    let mut env = envelope("+15551234567");
+    env.content.whatsapp = Some(wa);
+    env
+}
+
+fn image_url_quick_reply(first: u8) -> WhatsappTemplate {
+    rich(
+        Some(WaParam::Image {
+            image: link("https://cdn.example.com/bf.jpg"),
+        }),
+        vec![
+            button(first, "url", text("bf-ana")),
+            button(
+                first + 1,
+                "quick_reply",
+                WaParam::Payload {
+                    payload: "STOP_PROMOS".into(),
+                },
+            ),
+        ],
+    )
+}
+
+/// The exact bytes of the most common shape, as Meta's reference writes each object.
+#[tokio::test]
+async fn whatsapp_sends_header_image_currency_date_and_buttons_byte_exact() {
+    let server = TestServer::start(vec![Reply::json(
+        200,
+        json!({"messages": [{"id": "wamid.r"}]}),
+    )])
+    .await;
+    let channel = whatsapp(&server);
+    let env = with(image_url_quick_reply(0));
+    channel.send(&env).await.expect("sent");
+    let r = &server.requests()[0];
+    assert_eq!(r.path, "/v23.0/106540352242922/messages");
+    let expected = concat!(
+        r#"{"messaging_product":"whatsapp","recipient_type":"individual","to":"+15551234567","type":"template","#,
+        r#""template":{"name":"black_friday_offer","language":{"policy":"deterministic","code":"en_US"},"components":["#,
+        r#"{"type":"header","parameters":[{"type":"image","image":{"link":"https://cdn.example.com/bf.jpg"}}]},"#,
+        r#"{"type":"body","parameters":[{"type":"text","text":"Ana"},"#,
+        r#"{"type":"currency","currency":{"fallback_value":"$100.99","code":"USD","amount_1000":100990}},"#,
+        r#"{"type":"date_time","date_time":{"fallback_value":"February 25, 1977"}}]},"#,
+        r#"{"type":"button","sub_type":"url","index":"0","parameters":[{"type":"text","text":"bf-ana"}]},"#,
+        r#"{"type":"button","sub_type":"quick_reply","index":"1","parameters":[{"type":"payload","payload":"STOP_PROMOS"}]}]},"#,
+        r#""biz_opaque_callback_data":"bf26:ana:0"}"#
+    );
+    assert_eq!(String::from_utf8_lossy(&r.body), expected);
+    // preview --show-request shows the same body.
+    assert_eq!(
+        channel.preview_request(&env)["body"],
+        serde_json::from_str::<serde_json::Value>(expected).unwrap()
+    );
+}
+
+fn meta_channel(mock: &crate::support::prism::Prism) -> Channel {
+    build(
+        &format!(
+            "{{ type: whatsapp_cloud, phone_number_id: '106540352242922', token_env: WA_TOKEN, base_url: '{}' }}",
+            mock.url("/v23.0")
+        ),
+        &context(&root(), &[("WA_TOKEN", WA_TOKEN)]),
+    )
+}
+
+/// Every new request shape, sent by the adapter to a Prism mock of Meta's description, is
+/// accepted (the mock answers 422 with the violations for a body the description refuses).
+#[tokio::test]
+async fn whatsapp_every_template_shape_is_accepted_by_the_meta_mock() {
+    let mock = crate::support::prism::meta();
+    let channel = meta_channel(mock);
+    let media = |kind: &str| -> WaParam {
+        let m = link(&format!("https://cdn.example.com/x.{kind}"));
+        match kind {
+            "jpg" => WaParam::Image { image: m },
+            "mp4" => WaParam::Video { video: m },
+            _ => WaParam::Document {
+                document: WaMedia {
+                    id: Some("1013859600285441".into()),
+                    link: None,
+                    filename: Some("invoice.pdf".into()),
+                },
+            },
+        }
+    };
+    let named = WhatsappTemplate {
+        body: vec![],
+        body_params: vec![
+            WaParam::Text {
+                parameter_name: Some("first_name".into()),
+                text: "Ana".into(),
+            },
+            WaParam::Currency {
+                parameter_name: Some("price".into()),
+                currency: WaCurrency {
+                    fallback_value: "R$ 10,00".into(),
+                    code: "BRL".into(),
+                    amount_1000: 10000,
+                },
+            },
+        ],
+        ..rich(None, vec![])
+    };
+    let cases: Vec<(&str, WhatsappTemplate)> = vec![
+        // Button indexes from 1: the description's `index` pattern `^[2-6, 11-14]$` is a
+        // character class that admits "1".."6" but not "0" (Meta's own examples send "0");
+        // the test below shows that is the only objection.
+        (
+            "image header, url and quick reply buttons",
+            image_url_quick_reply(1),
+        ),
+        ("text header", rich(Some(text("Black Friday")), vec![])),
+        ("video header", rich(Some(media("mp4")), vec![])),
+        (
+            "document header by id with filename",
+            rich(Some(media("pdf")), vec![]),
+        ),
+        (
+            "location header",
+            rich(
+                Some(WaParam::Location {
+                    location: WaLocation {
+                        latitude: "-23.5505".into(),
+                        longitude: "-46.6333".into(),
+                        name: Some("Loja Centro".into()),
+                        address: Some("Rua A, 1, São Paulo".into()),
+                    },
+                }),
+                vec![],
+            ),
+        ),
+        ("named parameters", named),
+    ];
+    let mut refused = Vec::new();
+    for (what, wa) in cases {
+        if let Err(e) = channel.send(&with(wa)).await {
+            refused.push(format!("{what}: {e}"));
+        }
+    }
+    assert!(
+        refused.is_empty(),
+        "the Meta mock refused:\n{}\n{}",
+        refused.join("\n"),
+        mock.log()
+    );
+}
+
+/// Where the description itself is wrong, the mock's refusal names only that: index "0"
+/// (every Meta example sends it) fails the broken pattern, and `copy_code` (Meta's coupon
+/// code templates guide: `sub_type` COPY_CODE, a `coupon_code` parameter) is missing from
+/// the `sub_type` enum. Everything else of those requests is accepted.
+#[tokio::test]
+async fn whatsapp_meta_mock_objects_only_to_its_own_gaps_for_index_0_and_copy_code() {
+    let mock = crate::support::prism::meta();
+    let server = TestServer::start(vec![
+        Reply::json(200, json!({"messages": [{"id": "w1"}]})),
+        Reply::json(200, json!({"messages": [{"id": "w2"}]})),
+    ])
+    .await;
+    let channel = whatsapp(&server);
+    let coupon = rich(
+        None,
+        vec![button(
+            1,
+            "copy_code",
+            WaParam::CouponCode {
+                coupon_code: "BF26".into(),
+            },
+        )],
+    );
+    for wa in [image_url_quick_reply(0), coupon] {
+        channel.send(&with(wa)).await.unwrap();
+    }
+    for (r, expected) in server.requests().iter().zip(["pattern", "enum"]) {
+        let answer = crate::support::prism::request(
+            mock,
+            "POST",
+            "/v23.0/106540352242922/messages",
+            &[
+                ("Authorization", "Bearer x"),
+                ("Content-Type", "application/json"),
+            ],
+            &r.body,
+        );
+        assert_eq!(answer.status, 422, "{}", answer.body);
+        let v: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+        // Errors at the body's top are the other message types of the `oneOf` (text, audio..);
+        // those inside `template` are the template branch's.
+        let errors: Vec<serde_json::Value> = v["validation"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e["location"].to_string().contains("template"))
+            .collect();
+        assert!(!errors.is_empty(), "{}", answer.body);
+        for e in &errors {
+            let path = e["location"].to_string();
+            assert!(
+                (path.contains("index") || path.contains("sub_type")) && e["code"] == expected,
+                "unexpected objection {e}"
+            );
+        }
+    }
+}
+
+/// `endpoint: marketing_messages`: the same template goes to `/marketing_messages`, without
+/// `biz_opaque_callback_data` (the description's request is closed and has no such field),
+/// accepted by the mock and by the schema check (that schema is closed).
+#[tokio::test]
+async fn whatsapp_marketing_endpoint_posts_to_marketing_messages_and_the_mock_accepts() {
+    let mut wa = image_url_quick_reply(1);
+    wa.marketing_endpoint = true;
+    let env = with(wa);
+    let server = TestServer::start(vec![Reply::json(
+        200,
+        json!({"messages": [{"id": "wamid.m"}]}),
+    )])
+    .await;
+    let channel = whatsapp(&server);
+    channel.send(&env).await.unwrap();
+    let r = &server.requests()[0];
+    assert_eq!(r.path, "/v23.0/106540352242922/marketing_messages");
+    let body = r.json();
+    assert!(body.get("biz_opaque_callback_data").is_none(), "{body}");
+    assert_eq!(
+        channel.preview_request(&env)["url"],
+        server.url("/v23.0/106540352242922/marketing_messages")
+    );
+    support::validate_request(
+        "meta_business_messaging_api_v23.0.yaml",
+        "POST",
+        "/{Version}/{Phone-Number-ID}/marketing_messages",
+        "application/json",
+        false, // the schema itself is closed (`additionalProperties: false`)
+        &body,
+    )
+    .unwrap_or_else(|e| panic!("not a marketing_messages request:\n{e}"));
+    // The closed check bites: the callback data /messages carries is refused here.
+    let mut bad = body.clone();
+    bad["biz_opaque_callback_data"] = json!("bf26:ana:0");
+    assert!(
+        support::validate_request(
+            "meta_business_messaging_api_v23.0.yaml",
+            "POST",
+            "/{Version}/{Phone-Number-ID}/marketing_messages",
+            "application/json",
+            false,
+            &bad,
+        )
+        .is_err()
+    );
+
+    let mock = crate::support::prism::meta();
+    let delivered = meta_channel(mock)
+        .send(&env)
+        .await
+        .unwrap_or_else(|e| panic!("the Meta mock refused: {e}\n{}", mock.log()));
+    assert!(delivered.provider_id.is_some());
+}
