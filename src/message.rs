@@ -53,6 +53,68 @@ pub struct WhatsappTemplate {
     pub marketing_endpoint: bool,
 }
 
+impl WhatsappTemplate {
+    /// One line for humans (`preview`): the parameters, then the header and buttons if any.
+    pub fn summary(&self) -> String {
+        let short = |p: &WaParam| match p {
+            WaParam::Text { text, .. } => text.clone(),
+            WaParam::Currency { currency, .. } => currency.fallback_value.clone(),
+            WaParam::DateTime { date_time, .. } => date_time.fallback_value.clone(),
+            WaParam::Image { image: m }
+            | WaParam::Video { video: m }
+            | WaParam::Document { document: m } => {
+                m.link.clone().or_else(|| m.id.clone()).unwrap_or_default()
+            }
+            WaParam::Location { location } => {
+                format!("{},{}", location.latitude, location.longitude)
+            }
+            WaParam::Payload { payload } => payload.clone(),
+            WaParam::CouponCode { coupon_code } => coupon_code.clone(),
+        };
+        let named = |p: &WaParam| match p {
+            WaParam::Text {
+                parameter_name: Some(n),
+                ..
+            }
+            | WaParam::Currency {
+                parameter_name: Some(n),
+                ..
+            }
+            | WaParam::DateTime {
+                parameter_name: Some(n),
+                ..
+            } => format!("{n}={}", short(p)),
+            _ => short(p),
+        };
+        let params: Vec<String> = self
+            .body
+            .iter()
+            .cloned()
+            .chain(self.body_params.iter().map(named))
+            .collect();
+        let mut out = format!("params: {}", params.join(" | "));
+        if let Some(h) = &self.header {
+            let kind = serde_json::to_value(h)
+                .ok()
+                .and_then(|v| v["type"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            out.push_str(&format!(" · header {kind}: {}", short(h)));
+        }
+        for b in &self.buttons {
+            out.push_str(&format!(
+                " · button {} {}: {}",
+                b.index,
+                b.sub_type,
+                short(&b.parameter)
+            ));
+        }
+        if self.marketing_endpoint {
+            out.push_str(" · via marketing_messages");
+        }
+        out
+    }
+}
+
 /// One rendered template parameter, serialised exactly as Meta's parameter object, so the
 /// adapter sends it as stored and `preview` shows what is sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
