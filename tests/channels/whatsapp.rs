@@ -544,3 +544,233 @@ async fn whatsapp_marketing_endpoint_posts_to_marketing_messages_and_the_mock_ac
         .unwrap_or_else(|e| panic!("the Meta mock refused: {e}\n{}", mock.log()));
     assert!(delivered.provider_id.is_some());
 }
+
+// ---- Through the CLI: validate refuses each broken limit with file, field and hint; the
+// ---- parameter count sees partials; preview --show-request shows the components.
+
+const WA_CONFIG: &str = "timezone: America/Sao_Paulo\nchannels:\n  wa: { type: whatsapp_cloud, phone_number_id: '106540352242922', token_env: WA_TOKEN }\n";
+
+const WA_TEMPLATE: &str = r#"---
+whatsapp:
+  name: bf
+  language: en_US
+  category: marketing
+  header: { text: "{{headline}}" }
+  body:
+    - "{{first_name}}"
+    - currency: { fallback_value: "{{price}}", code: "{{cur}}", amount_1000: "{{amount}}" }
+  buttons:
+    - { sub_type: url, text: "{{slug}}" }
+    - { sub_type: quick_reply, payload: "{{payload}}" }
+    - { sub_type: copy_code, coupon_code: "{{coupon}}" }
+---
+Hi {{first_name}}, only {{price}}."#;
+
+fn wa_project(template: &str, audience: &str) -> crate::harness::Project {
+    let p = crate::harness::Project::empty().env("WA_TOKEN", WA_TOKEN);
+    p.file("disparo.yaml", WA_CONFIG)
+        .file(
+            "campaigns/c.yaml",
+            "channel: wa\ntemplate: t\naudience: a.csv\nschedule: { at: 2026-11-27T10:00 }\n",
+        )
+        .file("templates/t.hbs", template)
+        .file(
+            "templates/partials/footer.hbs",
+            "Use {{coupon}} by {{until}}.",
+        )
+        .file("a.csv", audience);
+    p
+}
+
+const WA_HEAD: &str = "id,phone,first_name,headline,price,cur,amount,slug,payload,coupon\n";
+const WA_GOOD: &str = "ok,+5511999990000,Ana,Black Friday,$10.99,USD,10990,bf-ana,STOP,BF26\n";
+
+#[test]
+fn whatsapp_validate_refuses_each_broken_limit_with_its_field() {
+    let long = |n: usize| "x".repeat(n);
+    let rows = [
+        (
+            "header",
+            format!("h,+5511999990001,Bia,{},$1,USD,1000,s,P,C1\n", long(61)),
+            "whatsapp.header.text",
+        ),
+        (
+            "newline",
+            "n,+5511999990002,\"Bia\nMaria\",H,$1,USD,1000,s,P,C1\n".to_owned(),
+            "whatsapp.body[0]",
+        ),
+        (
+            "spaces",
+            "sp,+5511999990003,Bia     Maria,H,$1,USD,1000,s,P,C1\n".to_owned(),
+            "whatsapp.body[0]",
+        ),
+        (
+            "body",
+            format!("b,+5511999990004,{},H,$1,USD,1000,s,P,C1\n", long(1025)),
+            "whatsapp.body[0]",
+        ),
+        (
+            "currency",
+            "cu,+5511999990005,Bia,H,$1,DOLLARS,1000,s,P,C1\n".to_owned(),
+            "whatsapp.body[1].code",
+        ),
+        (
+            "amount",
+            "am,+5511999990006,Bia,H,$1,USD,10.99,s,P,C1\n".to_owned(),
+            "whatsapp.body[1].amount_1000",
+        ),
+        (
+            "url",
+            format!("u,+5511999990007,Bia,H,$1,USD,1000,{},P,C1\n", long(2001)),
+            "whatsapp.buttons[0].text",
+        ),
+        (
+            "payload",
+            format!("p,+5511999990008,Bia,H,$1,USD,1000,s,{},C1\n", long(1001)),
+            "whatsapp.buttons[1].payload",
+        ),
+        (
+            "coupon",
+            "co,+5511999990009,Bia,H,$1,USD,1000,s,P,BLACKFRIDAY2026X\n".to_owned(),
+            "whatsapp.buttons[2].coupon_code",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, row, field) in rows {
+        let p = wa_project(WA_TEMPLATE, &format!("{WA_HEAD}{WA_GOOD}{row}"));
+        let o = p.run(&["validate", "c"]);
+        let ok = o.code == 2
+            && o.stderr.contains(field)
+            && o.stderr.contains("templates/t.hbs")
+            && o.stderr.contains("hint:");
+        if !ok {
+            failures.push(format!("{what}: exit {}\n{}", o.code, o.stderr));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    // The good recipient alone passes, with no warning about it.
+    let p = wa_project(WA_TEMPLATE, &format!("{WA_HEAD}{WA_GOOD}"));
+    p.ok(&["validate", "c"]);
+}
+
+#[test]
+fn whatsapp_parameter_count_sees_partials_through_the_cli() {
+    let audience = "id,phone,first_name,coupon,until\nok,+5511999990000,Ana,BF26,Sunday\n";
+    let t = |body: &str| {
+        format!(
+            "---\nwhatsapp: {{ name: bf, language: pt_BR, category: marketing, body: {body} }}\n---\nOi {{{{first_name}}}}! {{{{> footer}}}}"
+        )
+    };
+    // Three placeholders, two of them in the partial: three parameters are right.
+    let p = wa_project(
+        &t(r#"["{{first_name}}", "{{coupon}}", "{{until}}"]"#),
+        audience,
+    );
+    p.ok(&["validate", "c"]);
+    // One parameter for the body's own placeholder only: refused, counting the partial's.
+    let p = wa_project(&t(r#"["{{first_name}}"]"#), audience);
+    let o = p.expect(2, &["validate", "c"]);
+    assert!(
+        o.stderr.contains("whatsapp.body")
+            && o.stderr.contains("3 placeholder(s)")
+            && o.stderr.contains("templates/t.hbs"),
+        "{}",
+        o.stderr
+    );
+    // Named: one key per distinct placeholder, the partial's included.
+    let p = wa_project(
+        &t(r#"{ first_name: "{{first_name}}", coupon: "{{coupon}}", until: "{{until}}" }"#),
+        audience,
+    );
+    p.ok(&["validate", "c"]);
+    let p = wa_project(
+        &t(r#"{ first_name: "{{first_name}}", coupon: "{{coupon}}" }"#),
+        audience,
+    );
+    let o = p.expect(2, &["validate", "c"]);
+    assert!(
+        o.stderr.contains("whatsapp.body") && o.stderr.contains("until"),
+        "{}",
+        o.stderr
+    );
+}
+
+#[test]
+fn whatsapp_preview_show_request_shows_the_components_and_warns_of_plus_one() {
+    let p = wa_project(
+        WA_TEMPLATE,
+        &format!(
+            "{WA_HEAD}{WA_GOOD}us,+12125554743,Mary,Black Friday,$10.99,USD,10990,bf-mary,STOP,BF26\n"
+        ),
+    );
+    let o = p.ok(&[
+        "--now",
+        "2026-11-26T12:00:00Z",
+        "preview",
+        "c",
+        "--show-request",
+        "--format",
+        "json",
+    ]);
+    let lines: Vec<serde_json::Value> = o
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ana = lines
+        .iter()
+        .find(|l| l["recipient"] == "ok")
+        .expect("Ana's message");
+    let body = &ana["request"]["body"];
+    assert_eq!(
+        ana["request"]["url"],
+        "https://graph.facebook.com/v23.0/106540352242922/messages"
+    );
+    assert_eq!(
+        body["template"]["components"],
+        json!([
+            {"type": "header", "parameters": [{"type": "text", "text": "Black Friday"}]},
+            {"type": "body", "parameters": [{"type": "text", "text": "Ana"},
+                {"type": "currency", "currency": {"fallback_value": "$10.99", "code": "USD", "amount_1000": 10990}}]},
+            {"type": "button", "sub_type": "url", "index": "0", "parameters": [{"type": "text", "text": "bf-ana"}]},
+            {"type": "button", "sub_type": "quick_reply", "index": "1", "parameters": [{"type": "payload", "payload": "STOP"}]},
+            {"type": "button", "sub_type": "copy_code", "index": "2", "parameters": [{"type": "coupon_code", "coupon_code": "BF26"}]}
+        ])
+    );
+    assert!(
+        body["biz_opaque_callback_data"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("m-")),
+        "{body}"
+    );
+    assert!(!o.stdout.contains(WA_TOKEN) && !o.stderr.contains(WA_TOKEN));
+    // The +1 recipient: warned, with the count, at preview and validate.
+    assert!(
+        o.stderr
+            .contains("1 message(s): marketing WhatsApp template to a +1 number"),
+        "{}",
+        o.stderr
+    );
+    let mary = lines.iter().find(|l| l["recipient"] == "us").unwrap();
+    assert!(mary["warnings"].to_string().contains("+1 number"), "{mary}");
+    let v = p.ok(&["validate", "c"]);
+    assert!(
+        v.stderr.contains("+1 number") && v.stderr.contains("recipient us"),
+        "{}",
+        v.stderr
+    );
+    // The table preview shows header and buttons.
+    let t = p.ok(&[
+        "--now",
+        "2026-11-26T12:00:00Z",
+        "preview",
+        "c",
+        "--recipient",
+        "ok",
+    ]);
+    assert!(
+        t.stdout.contains("params: Ana | $10.99 · header text: Black Friday · button 0 url: bf-ana · button 1 quick_reply: STOP · button 2 copy_code: BF26"),
+        "{}",
+        t.stdout
+    );
+}
