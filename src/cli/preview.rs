@@ -448,7 +448,8 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
         for w in audit.warnings(&planner.campaign, &planner.settings.address_field) {
             eprintln!("warning: {}", inert_text(&w));
         }
-        if us_marketing > 0 {
+        // JSON and CSV carry it in each message's `warnings`.
+        if us_marketing > 0 && ctx.format == Format::Table {
             eprintln!("warning: {us_marketing} message(s): {US_MARKETING}");
         }
     }

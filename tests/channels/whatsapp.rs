@@ -745,12 +745,7 @@ fn whatsapp_preview_show_request_shows_the_components_and_warns_of_plus_one() {
     );
     assert!(!o.stdout.contains(WA_TOKEN) && !o.stderr.contains(WA_TOKEN));
     // The +1 recipient: warned, with the count, at preview and validate.
-    assert!(
-        o.stderr
-            .contains("1 message(s): marketing WhatsApp template to a +1 number"),
-        "{}",
-        o.stderr
-    );
+    // JSON carries it in the message's `warnings`; the table preview also sums it up.
     let mary = lines.iter().find(|l| l["recipient"] == "us").unwrap();
     assert!(mary["warnings"].to_string().contains("+1 number"), "{mary}");
     let v = p.ok(&["validate", "c"]);
@@ -772,5 +767,11 @@ fn whatsapp_preview_show_request_shows_the_components_and_warns_of_plus_one() {
         t.stdout.contains("params: Ana | $10.99 · header text: Black Friday · button 0 url: bf-ana · button 1 quick_reply: STOP · button 2 copy_code: BF26"),
         "{}",
         t.stdout
+    );
+    assert!(
+        t.stderr
+            .contains("1 message(s): marketing WhatsApp template to a +1 number"),
+        "{}",
+        t.stderr
     );
 }
