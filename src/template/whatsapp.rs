@@ -9,29 +9,12 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{Part, RenderFailure};
+
+mod render;
 use crate::diag::Problem;
-use crate::message::{
-    WaButton, WaCurrency, WaDateTime, WaLocation, WaMedia, WaParam, WhatsappTemplate,
-};
-
-/// Meta's limits on template parameters (Cloud API template and component references).
-pub mod limit {
-    /// A header text (and so its one parameter), in characters.
-    pub const HEADER_TEXT: usize = 60;
-    /// A body text parameter, in characters (the body text itself is limited to 1024).
-    pub const BODY_PARAM: usize = 1024;
-    /// A URL button's URL, of which the dynamic suffix is a part.
-    pub const URL_SUFFIX: usize = 2000;
-    /// A quick reply button's payload.
-    pub const PAYLOAD: usize = 1000;
-    /// A copy-code button's coupon code.
-    pub const COUPON_CODE: usize = 15;
-    /// Buttons of a template (indexes 0..=9).
-    pub const BUTTONS: u8 = 10;
-}
-
-/// ISO 4217 active alphabetic codes (2025), the `code` of a currency parameter.
-const ISO_4217: &str = "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD BTN BWP BYN BZD CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES VND VUV WST XAF XAG XAU XBA XBB XBC XBD XCD XCG XDR XOF XPD XPF XPT XSU XTS XUA XXX YER ZAR ZMW ZWG ZWL";
+use crate::message::{WaButton, WaParam, WhatsappTemplate};
+pub use render::limit;
+use render::{Where, render_slot};
 
 /// The `whatsapp:` front matter block.
 #[derive(Debug, Deserialize)]
@@ -262,7 +245,7 @@ impl Front {
 
 /// What a compiled value becomes once rendered.
 #[derive(Debug, Clone)]
-enum Slot {
+pub(super) enum Slot {
     Text {
         name: Option<String>,
         part: Part,
@@ -335,7 +318,7 @@ pub(super) struct Compiled {
     /// Every body parameter is positional text: rendered into `WhatsappTemplate::body`.
     plain_body: bool,
     named: bool,
-    buttons: Vec<(u8, SubType, String, Slot)>,
+    buttons: Vec<Button>,
     /// The template's body source, for the parameter count once partials are known.
     body_src: String,
 }
@@ -354,6 +337,9 @@ fn valid_parameter_name(n: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
+/// A compiled button: index, kind, field, value.
+type Button = (u8, SubType, String, Slot);
+
 /// A body parameter as written: its field, its name when named, its value.
 type BodyEntry<'a> = (String, Option<String>, &'a ParamFront);
 
@@ -370,83 +356,10 @@ pub(super) fn compile(
         n += 1;
         add(format!("wa/{n}"), src)
     };
-    let header = match &front.header {
-        None => None,
-        Some(h) => {
-            let kinds = [
-                h.text.is_some(),
-                h.image.is_some(),
-                h.video.is_some(),
-                h.document.is_some(),
-                h.location.is_some(),
-            ];
-            if kinds.iter().filter(|k| **k).count() != 1 {
-                problems.push(problem(file, "whatsapp.header", "the WhatsApp header needs exactly one of `text`, `image`, `video`, `document`, `location`".into(), "write e.g. `header: { image: { link: \"https://...\" } }` or `header: { text: \"{{order_id}}\" }`; leave `header` out when the approved template's header has no parameter"));
-                None
-            } else if h.parameter_name.is_some() && h.text.is_none() {
-                problems.push(problem(
-                    file,
-                    "whatsapp.header.parameter_name",
-                    "`parameter_name` applies to a header text parameter only".into(),
-                    "remove `parameter_name`, or give the header a `text`",
-                ));
-                None
-            } else if let Some(t) = &h.text {
-                if let Some(n) = &h.parameter_name
-                    && !valid_parameter_name(n)
-                {
-                    problems.push(problem(file, "whatsapp.header.parameter_name", format!("parameter name {n:?} is not one Meta accepts"), "use lowercase letters, digits and underscores, starting with a letter, as in the approved template"));
-                }
-                Some((
-                    "whatsapp.header.text".to_owned(),
-                    Slot::Text {
-                        name: h.parameter_name.clone(),
-                        part: part(t),
-                    },
-                ))
-            } else if let Some(l) = &h.location {
-                Some((
-                    "whatsapp.header.location".to_owned(),
-                    Slot::Location {
-                        latitude: part(&l.latitude.source()),
-                        longitude: part(&l.longitude.source()),
-                        name: l.name.as_deref().map(&mut part),
-                        address: l.address.as_deref().map(&mut part),
-                    },
-                ))
-            } else {
-                let (kind, m) = [
-                    ("image", &h.image),
-                    ("video", &h.video),
-                    ("document", &h.document),
-                ]
-                .into_iter()
-                .find_map(|(k, m)| m.as_ref().map(|m| (k, m)))
-                .expect("exactly one header kind is set");
-                let field = format!("whatsapp.header.{kind}");
-                if m.id.is_some() == m.link.is_some() {
-                    problems.push(problem(file, &field, format!("the header {kind} needs exactly one of `link` and `id`"), "give the public https `link` of the media, or the `id` Meta returned when you uploaded it"));
-                }
-                if m.filename.is_some() && kind != "document" {
-                    problems.push(problem(
-                        file,
-                        &format!("{field}.filename"),
-                        format!("`filename` applies to a document header, not to an {kind}"),
-                        "remove `filename`",
-                    ));
-                }
-                Some((
-                    field,
-                    Slot::Media {
-                        kind,
-                        id: m.id.as_deref().map(&mut part),
-                        link: m.link.as_deref().map(&mut part),
-                        filename: m.filename.as_deref().map(&mut part),
-                    },
-                ))
-            }
-        }
-    };
+    let header = front
+        .header
+        .as_ref()
+        .and_then(|h| compile_header(h, file, &mut problems, &mut part));
     let (params, named): (Vec<BodyEntry>, bool) = match &front.body {
         BodyFront::Positional(v) => (
             v.iter()
@@ -494,6 +407,117 @@ pub(super) fn compile(
         };
         body.push((field, slot));
     }
+    let buttons = compile_buttons(front, file, &mut problems, &mut part);
+    if front.endpoint == Some(Endpoint::MarketingMessages)
+        && front.category.is_some_and(|c| c != Category::Marketing)
+    {
+        problems.push(problem(file, "whatsapp.endpoint", "`endpoint: marketing_messages` sends marketing templates only, and this template is not `category: marketing`".into(), "remove `endpoint` (utility and authentication templates go to /messages) or fix `category`"));
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Compiled {
+        name: front.name.clone(),
+        language: front.language.clone(),
+        category: front.category,
+        marketing_endpoint: front.endpoint == Some(Endpoint::MarketingMessages),
+        header,
+        body,
+        plain_body,
+        named,
+        buttons,
+        body_src: body_src.to_owned(),
+    })
+}
+
+/// The header's one parameter, compiled; its shape problems pushed to `problems`.
+fn compile_header(
+    h: &HeaderFront,
+    file: &Path,
+    problems: &mut Vec<Problem>,
+    mut part: impl FnMut(&str) -> Part,
+) -> Option<(String, Slot)> {
+    let kinds = [
+        h.text.is_some(),
+        h.image.is_some(),
+        h.video.is_some(),
+        h.document.is_some(),
+        h.location.is_some(),
+    ];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        problems.push(problem(file, "whatsapp.header", "the WhatsApp header needs exactly one of `text`, `image`, `video`, `document`, `location`".into(), "write e.g. `header: { image: { link: \"https://...\" } }` or `header: { text: \"{{order_id}}\" }`; leave `header` out when the approved template's header has no parameter"));
+        None
+    } else if h.parameter_name.is_some() && h.text.is_none() {
+        problems.push(problem(
+            file,
+            "whatsapp.header.parameter_name",
+            "`parameter_name` applies to a header text parameter only".into(),
+            "remove `parameter_name`, or give the header a `text`",
+        ));
+        None
+    } else if let Some(t) = &h.text {
+        if let Some(n) = &h.parameter_name
+            && !valid_parameter_name(n)
+        {
+            problems.push(problem(file, "whatsapp.header.parameter_name", format!("parameter name {n:?} is not one Meta accepts"), "use lowercase letters, digits and underscores, starting with a letter, as in the approved template"));
+        }
+        Some((
+            "whatsapp.header.text".to_owned(),
+            Slot::Text {
+                name: h.parameter_name.clone(),
+                part: part(t),
+            },
+        ))
+    } else if let Some(l) = &h.location {
+        Some((
+            "whatsapp.header.location".to_owned(),
+            Slot::Location {
+                latitude: part(&l.latitude.source()),
+                longitude: part(&l.longitude.source()),
+                name: l.name.as_deref().map(&mut part),
+                address: l.address.as_deref().map(&mut part),
+            },
+        ))
+    } else {
+        let (kind, m) = [
+            ("image", &h.image),
+            ("video", &h.video),
+            ("document", &h.document),
+        ]
+        .into_iter()
+        .find_map(|(k, m)| m.as_ref().map(|m| (k, m)))
+        .expect("exactly one header kind is set");
+        let field = format!("whatsapp.header.{kind}");
+        if m.id.is_some() == m.link.is_some() {
+            problems.push(problem(file, &field, format!("the header {kind} needs exactly one of `link` and `id`"), "give the public https `link` of the media, or the `id` Meta returned when you uploaded it"));
+        }
+        if m.filename.is_some() && kind != "document" {
+            problems.push(problem(
+                file,
+                &format!("{field}.filename"),
+                format!("`filename` applies to a document header, not to an {kind}"),
+                "remove `filename`",
+            ));
+        }
+        Some((
+            field,
+            Slot::Media {
+                kind,
+                id: m.id.as_deref().map(&mut part),
+                link: m.link.as_deref().map(&mut part),
+                filename: m.filename.as_deref().map(&mut part),
+            },
+        ))
+    }
+}
+
+/// The buttons with a parameter, compiled; their shape problems pushed to `problems`.
+fn compile_buttons(
+    front: &Front,
+    file: &Path,
+    problems: &mut Vec<Problem>,
+    mut part: impl FnMut(&str) -> Part,
+) -> Vec<Button> {
     let mut buttons: Vec<(u8, SubType, String, Slot)> = Vec::new();
     for (i, b) in front.buttons.iter().enumerate() {
         let field = format!("whatsapp.buttons[{i}]");
@@ -547,26 +571,7 @@ pub(super) fn compile(
         };
         buttons.push((index, b.sub_type, format!("{field}.{key}"), slot));
     }
-    if front.endpoint == Some(Endpoint::MarketingMessages)
-        && front.category.is_some_and(|c| c != Category::Marketing)
-    {
-        problems.push(problem(file, "whatsapp.endpoint", "`endpoint: marketing_messages` sends marketing templates only, and this template is not `category: marketing`".into(), "remove `endpoint` (utility and authentication templates go to /messages) or fix `category`"));
-    }
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    Ok(Compiled {
-        name: front.name.clone(),
-        language: front.language.clone(),
-        category: front.category,
-        marketing_endpoint: front.endpoint == Some(Endpoint::MarketingMessages),
-        header,
-        body,
-        plain_body,
-        named,
-        buttons,
-        body_src: body_src.to_owned(),
-    })
+    buttons
 }
 
 impl Compiled {
@@ -687,229 +692,6 @@ impl Compiled {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Where {
-    Header,
-    Body,
-    Button,
-}
-
-fn failure(file: &Path, field: &str, message: String, hint: &str) -> RenderFailure {
-    RenderFailure {
-        file: file.to_path_buf(),
-        variable: None,
-        message,
-        field: Some(field.to_owned()),
-        hint: Some(hint.to_owned()),
-    }
-}
-
-fn check_len(
-    file: &Path,
-    field: &str,
-    value: &str,
-    max: usize,
-    what: &str,
-) -> Result<(), RenderFailure> {
-    let n = value.chars().count();
-    if n > max {
-        return Err(failure(
-            file,
-            field,
-            format!("{what} is {n} characters, over Meta's {max}"),
-            "shorten the value (or the recipient's field it comes from)",
-        ));
-    }
-    Ok(())
-}
-
-/// Meta refuses a body text parameter with a new line, a tab or more than 4 spaces in a row
-/// (error 132018).
-fn check_body_text(file: &Path, field: &str, value: &str) -> Result<(), RenderFailure> {
-    check_len(file, field, value, limit::BODY_PARAM, "the body parameter")?;
-    if value.contains(['\n', '\r', '\t']) || value.contains("     ") {
-        return Err(failure(file, field, "the body parameter has a new line, a tab or more than 4 spaces in a row, which Meta refuses (error 132018)".into(), "remove line breaks and tabs from the value, e.g. write it on one line"));
-    }
-    Ok(())
-}
-
-fn render_slot(
-    file: &Path,
-    field: &str,
-    slot: &Slot,
-    at: Where,
-    render: &mut dyn FnMut(&Part) -> Result<String, RenderFailure>,
-) -> Result<WaParam, RenderFailure> {
-    let mut r = |p: &Part| render(p);
-    Ok(match slot {
-        Slot::Text { name, part } => {
-            // An empty text stays a warning (app/checks.rs), as before this block grew.
-            let text = r(part)?;
-            match at {
-                Where::Header => {
-                    check_len(file, field, &text, limit::HEADER_TEXT, "the header text")?
-                }
-                Where::Body => check_body_text(file, field, &text)?,
-                Where::Button => check_len(
-                    file,
-                    field,
-                    &text,
-                    limit::URL_SUFFIX,
-                    "the URL button suffix",
-                )?,
-            }
-            WaParam::Text {
-                parameter_name: name.clone(),
-                text,
-            }
-        }
-        Slot::Currency {
-            name,
-            fallback,
-            code,
-            amount,
-        } => {
-            let fallback_value = r(fallback)?;
-            check_body_text(file, &format!("{field}.fallback_value"), &fallback_value)?;
-            let code = r(code)?.trim().to_owned();
-            if code.len() != 3 || !ISO_4217.split(' ').any(|c| c == code) {
-                return Err(failure(
-                    file,
-                    &format!("{field}.code"),
-                    format!("{code:?} is not an ISO 4217 currency code"),
-                    "write the three capital letters, such as USD, BRL or EUR",
-                ));
-            }
-            let text = r(amount)?;
-            let amount_1000 = text
-                .trim()
-                .parse::<i64>()
-                .ok()
-                .filter(|a| i32::try_from(*a).is_ok())
-                .ok_or_else(|| {
-                    failure(
-                        file,
-                        &format!("{field}.amount_1000"),
-                        format!("amount_1000 {text:?} is not a whole number (Meta's int32)"),
-                        "give the amount times 1000 as an integer: 100990 for 100.99",
-                    )
-                })?;
-            WaParam::Currency {
-                parameter_name: name.clone(),
-                currency: WaCurrency {
-                    fallback_value,
-                    code,
-                    amount_1000,
-                },
-            }
-        }
-        Slot::DateTime { name, fallback } => {
-            let fallback_value = r(fallback)?;
-            check_body_text(file, &format!("{field}.fallback_value"), &fallback_value)?;
-            WaParam::DateTime {
-                parameter_name: name.clone(),
-                date_time: WaDateTime { fallback_value },
-            }
-        }
-        Slot::Media {
-            kind,
-            id,
-            link,
-            filename,
-        } => {
-            let mut opt = |p: &Option<Part>| p.as_ref().map(&mut r).transpose();
-            let media = WaMedia {
-                id: opt(id)?,
-                link: opt(link)?,
-                filename: opt(filename)?,
-            };
-            if let Some(l) = &media.link
-                && !(l.starts_with("https://") || l.starts_with("http://"))
-            {
-                return Err(failure(
-                    file,
-                    &format!("{field}.link"),
-                    format!("the {kind} link {l:?} is not an http(s) URL"),
-                    "give the public https:// address of the media",
-                ));
-            }
-            if media.id.as_deref().is_some_and(|i| i.trim().is_empty()) {
-                return Err(failure(
-                    file,
-                    &format!("{field}.id"),
-                    "the media id renders empty".into(),
-                    "give the id Meta returned for the uploaded media",
-                ));
-            }
-            match *kind {
-                "image" => WaParam::Image { image: media },
-                "video" => WaParam::Video { video: media },
-                _ => WaParam::Document { document: media },
-            }
-        }
-        Slot::Location {
-            latitude,
-            longitude,
-            name,
-            address,
-        } => {
-            let mut coord = |p: &Part, key: &str, max: f64| {
-                let t = r(p)?.trim().to_owned();
-                match t.parse::<f64>() {
-                    Ok(v) if v.is_finite() && v.abs() <= max => Ok(t),
-                    _ => Err(failure(
-                        file,
-                        &format!("{field}.{key}"),
-                        format!("{key} {t:?} is not a number between -{max} and {max}"),
-                        "write decimal degrees such as -23.5505",
-                    )),
-                }
-            };
-            let latitude = coord(latitude, "latitude", 90.0)?;
-            let longitude = coord(longitude, "longitude", 180.0)?;
-            let mut opt = |p: &Option<Part>| p.as_ref().map(&mut r).transpose();
-            WaParam::Location {
-                location: WaLocation {
-                    latitude,
-                    longitude,
-                    name: opt(name)?,
-                    address: opt(address)?,
-                },
-            }
-        }
-        Slot::Payload(p) => {
-            let payload = r(p)?;
-            check_len(
-                file,
-                field,
-                &payload,
-                limit::PAYLOAD,
-                "the quick reply payload",
-            )?;
-            WaParam::Payload { payload }
-        }
-        Slot::Coupon(p) => {
-            let coupon_code = r(p)?;
-            if coupon_code.trim().is_empty() {
-                return Err(failure(
-                    file,
-                    field,
-                    "the coupon code renders empty".into(),
-                    "give every recipient a coupon",
-                ));
-            }
-            check_len(
-                file,
-                field,
-                &coupon_code,
-                limit::COUPON_CODE,
-                "the coupon code",
-            )?;
-            WaParam::CouponCode { coupon_code }
-        }
-    })
-}
-
 /// `{{> name}}` replaced by the partial's source (recursively, a bounded depth: cycles are
 /// refused elsewhere), so the placeholders inside count.
 pub(super) fn expand_partials(
@@ -976,295 +758,4 @@ pub(super) fn placeholders(body: &str) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::template::TemplateSet;
-    use serde_json::json;
-
-    fn load(files: &[(&str, &str)]) -> (tempfile::TempDir, Result<TemplateSet, Vec<Problem>>) {
-        let dir = tempfile::tempdir().unwrap();
-        for (name, body) in files {
-            let p = dir.path().join(name);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, body).unwrap();
-        }
-        let s = TemplateSet::load(dir.path(), "promo");
-        (dir, s)
-    }
-
-    const FULL: &str = r#"---
-whatsapp:
-  name: bf
-  language: en_US
-  category: marketing
-  header: { image: { link: "https://cdn.example.com/{{sku}}.jpg" } }
-  body:
-    - "{{first_name}}"
-    - currency: { fallback_value: "{{price}}", code: USD, amount_1000: "{{price_1000}}" }
-    - date_time: { fallback_value: "{{until}}" }
-  buttons:
-    - { sub_type: url, text: "{{sku}}" }
-    - { index: 2, sub_type: quick_reply, payload: STOP }
-    - { index: 1, sub_type: copy_code, coupon_code: "{{coupon}}" }
----
-Hi {{first_name}}, {{price}} until {{until}}"#;
-
-    fn vars() -> serde_json::Value {
-        json!({"sku": "p-1", "first_name": "Ana", "price": "$10.99", "price_1000": 10990,
-               "until": "Sunday", "coupon": "BF26"})
-    }
-
-    #[test]
-    fn the_whole_template_renders_into_metas_shapes() {
-        let (_d, s) = load(&[("promo.hbs", FULL)]);
-        let s = s.unwrap();
-        let wa = s.render(None, &vars()).unwrap().whatsapp.unwrap();
-        assert!(wa.body.is_empty());
-        assert_eq!(
-            serde_json::to_value(&wa).unwrap(),
-            json!({"name": "bf", "language": "en_US", "body": [], "category": "marketing",
-                "header": {"type": "image", "image": {"link": "https://cdn.example.com/p-1.jpg"}},
-                "body_params": [
-                    {"type": "text", "text": "Ana"},
-                    {"type": "currency", "currency": {"fallback_value": "$10.99", "code": "USD", "amount_1000": 10990}},
-                    {"type": "date_time", "date_time": {"fallback_value": "Sunday"}}],
-                "buttons": [
-                    {"index": 0, "sub_type": "url", "parameter": {"type": "text", "text": "p-1"}},
-                    {"index": 2, "sub_type": "quick_reply", "parameter": {"type": "payload", "payload": "STOP"}},
-                    {"index": 1, "sub_type": "copy_code", "parameter": {"type": "coupon_code", "coupon_code": "BF26"}}]})
-        );
-        // The reference (Handlebars only) renders the same.
-        assert_eq!(
-            s.reference()
-                .render(None, &vars())
-                .unwrap()
-                .whatsapp
-                .unwrap(),
-            wa
-        );
-        // Stored and loaded back unchanged; a row stored before these fields still loads.
-        let back: crate::message::WhatsappTemplate =
-            serde_json::from_value(serde_json::to_value(&wa).unwrap()).unwrap();
-        assert_eq!(back, wa);
-        let old: crate::message::WhatsappTemplate =
-            serde_json::from_str(r#"{"name":"bf","language":"pt_BR","body":["Ana"]}"#).unwrap();
-        assert_eq!(old.body, ["Ana"]);
-        assert!(old.header.is_none() && old.buttons.is_empty() && old.category.is_none());
-    }
-
-    #[test]
-    fn a_limit_broken_by_a_rendered_value_is_the_recipients_error_with_its_field() {
-        let (_d, s) = load(&[("promo.hbs", FULL)]);
-        let s = s.unwrap();
-        let cases: Vec<(&str, serde_json::Value, &str)> = vec![
-            (
-                "coupon",
-                json!("TOO-LONG-COUPON-1"),
-                "whatsapp.buttons[2].coupon_code",
-            ),
-            ("first_name", json!("Ana\nMaria"), "whatsapp.body[0]"),
-            ("first_name", json!("Ana     Maria"), "whatsapp.body[0]"),
-            ("first_name", json!("x".repeat(1025)), "whatsapp.body[0]"),
-            ("price_1000", json!("10.99"), "whatsapp.body[1].amount_1000"),
-            (
-                "price_1000",
-                json!(3_000_000_000_i64),
-                "whatsapp.body[1].amount_1000",
-            ),
-            ("sku", json!("x".repeat(2001)), "whatsapp.buttons[0].text"),
-        ];
-        for (key, value, field) in cases {
-            let mut v = vars();
-            v[key] = value.clone();
-            let f = s.render(None, &v).unwrap_err();
-            assert_eq!(f.field.as_deref(), Some(field), "{key}={value}: {f:?}");
-            let p = f.to_problem();
-            assert!(p.hint.is_some() && p.file.is_some(), "{p:?}");
-        }
-        // At the limits exactly, accepted.
-        let mut v = vars();
-        v["coupon"] = json!("X".repeat(15));
-        v["first_name"] = json!(format!("Ana    {}", "x".repeat(1017)));
-        s.render(None, &v).unwrap();
-    }
-
-    #[test]
-    fn header_kinds_and_limits() {
-        let t = |header: &str| {
-            load(&[(
-                "promo.hbs",
-                format!("---\nwhatsapp: {{ name: t, language: en, header: {header} }}\n---\nHi")
-                    .leak(),
-            )])
-        };
-        let (_d, s) = t(r#"{ text: "{{h}}" }"#);
-        let s = s.unwrap();
-        let f = s.render(None, &json!({"h": "x".repeat(61)})).unwrap_err();
-        assert_eq!(f.field.as_deref(), Some("whatsapp.header.text"));
-        assert!(s.render(None, &json!({"h": "x".repeat(60)})).is_ok());
-
-        let (_d, s) = t(
-            r#"{ location: { latitude: "{{lat}}", longitude: -46.6333, name: Loja, address: "Rua A, 1" } }"#,
-        );
-        let s = s.unwrap();
-        let wa = s
-            .render(None, &json!({"lat": "-23.5505"}))
-            .unwrap()
-            .whatsapp
-            .unwrap();
-        assert_eq!(
-            serde_json::to_value(wa.header.unwrap()).unwrap(),
-            json!({"type": "location",
-            "location": {"latitude": "-23.5505", "longitude": "-46.6333", "name": "Loja", "address": "Rua A, 1"}})
-        );
-        let f = s.render(None, &json!({"lat": "91"})).unwrap_err();
-        assert_eq!(
-            f.field.as_deref(),
-            Some("whatsapp.header.location.latitude")
-        );
-
-        let (_d, s) = t(r#"{ document: { id: "{{doc}}", filename: "{{inv}}.pdf" } }"#);
-        let wa = s
-            .unwrap()
-            .render(None, &json!({"doc": "123", "inv": "F-1"}))
-            .unwrap()
-            .whatsapp
-            .unwrap();
-        assert_eq!(
-            serde_json::to_value(wa.header.unwrap()).unwrap(),
-            json!({"type": "document", "document": {"id": "123", "filename": "F-1.pdf"}})
-        );
-
-        for (bad, field) in [
-            (
-                r#"{ image: { link: "https://a/x.jpg", id: "1" } }"#,
-                "whatsapp.header.image",
-            ),
-            (
-                r#"{ image: { link: "https://a/x.jpg", filename: a.pdf } }"#,
-                "whatsapp.header.image.filename",
-            ),
-            (r#"{ text: a, image: { id: "1" } }"#, "whatsapp.header"),
-        ] {
-            let (_d, s) = t(bad);
-            let p = &s.unwrap_err()[0];
-            assert_eq!(p.field.as_deref(), Some(field), "{bad}: {p:?}");
-        }
-    }
-
-    #[test]
-    fn named_parameters_and_partials_count() {
-        let files = |body: &str| {
-            vec![
-                ("promo.hbs", format!("---\nwhatsapp: {{ name: t, language: en, body: {body} }}\n---\nHi {{{{first_name}}}} {{{{> footer}}}}").leak() as &str),
-                ("partials/footer.hbs", "use {{coupon}}"),
-            ]
-        };
-        // Positional: the placeholder inside the partial counts.
-        let (_d, s) = load(&files(r#"["{{first_name}}", "{{coupon}}"]"#));
-        let c = s
-            .unwrap()
-            .render(None, &json!({"first_name": "Ana", "coupon": "BF"}))
-            .unwrap();
-        assert_eq!(c.whatsapp.unwrap().body, ["Ana", "BF"]);
-        let (_d, s) = load(&files(r#"["{{first_name}}"]"#));
-        let p = &s.unwrap_err()[0];
-        assert_eq!(p.field.as_deref(), Some("whatsapp.body"));
-        assert!(
-            p.message.contains("1 body parameter(s)") && p.message.contains("2 placeholder(s)"),
-            "{}",
-            p.message
-        );
-        // Named: a map, one key per distinct placeholder.
-        let (_d, s) = load(&files(
-            r#"{ first_name: "{{first_name}}", coupon: "{{coupon}}" }"#,
-        ));
-        let wa = s
-            .unwrap()
-            .render(None, &json!({"first_name": "Ana", "coupon": "BF"}))
-            .unwrap()
-            .whatsapp
-            .unwrap();
-        assert_eq!(
-            serde_json::to_value(&wa.body_params).unwrap(),
-            json!([
-            {"type": "text", "parameter_name": "coupon", "text": "BF"},
-            {"type": "text", "parameter_name": "first_name", "text": "Ana"}])
-        );
-        let (_d, s) = load(&files(
-            r#"{ first_name: "{{first_name}}", code: "{{coupon}}" }"#,
-        ));
-        assert_eq!(s.unwrap_err()[0].field.as_deref(), Some("whatsapp.body"));
-        let (_d, s) = load(&files(
-            r#"{ First: "{{first_name}}", coupon: "{{coupon}}" }"#,
-        ));
-        assert_eq!(
-            s.unwrap_err()[0].field.as_deref(),
-            Some("whatsapp.body.First")
-        );
-    }
-
-    #[test]
-    fn button_shapes_are_checked_at_load() {
-        for (buttons, field) in [
-            ("[{ sub_type: url, payload: x }]", "whatsapp.buttons[0]"),
-            ("[{ sub_type: copy_code }]", "whatsapp.buttons[0]"),
-            (
-                "[{ sub_type: url, text: a }, { index: 0, sub_type: quick_reply, payload: b }]",
-                "whatsapp.buttons[1].index",
-            ),
-            (
-                "[{ index: 10, sub_type: url, text: a }]",
-                "whatsapp.buttons[0].index",
-            ),
-        ] {
-            let (_d, s) = load(&[(
-                "promo.hbs",
-                format!("---\nwhatsapp: {{ name: t, language: en, buttons: {buttons} }}\n---\nHi")
-                    .leak(),
-            )]);
-            let p = &s.unwrap_err()[0];
-            assert_eq!(p.field.as_deref(), Some(field), "{buttons}: {p:?}");
-        }
-        let (_d, s) = load(&[(
-            "promo.hbs",
-            "---\nwhatsapp: { name: t, language: en, category: utility, endpoint: marketing_messages }\n---\nHi",
-        )]);
-        assert_eq!(
-            s.unwrap_err()[0].field.as_deref(),
-            Some("whatsapp.endpoint")
-        );
-    }
-
-    #[test]
-    fn partials_are_expanded_before_counting() {
-        let mut p = BTreeMap::new();
-        p.insert(
-            "footer".to_owned(),
-            "Code {{coupon}} {{> inner}}".to_owned(),
-        );
-        p.insert("inner".to_owned(), "until {{until}}".to_owned());
-        let e = expand_partials("Hi {{name}} {{> footer}}{{~> inner ~}}", &p, 0);
-        assert_eq!(
-            e,
-            "Hi {{name}} Code {{coupon}} until {{until}}until {{until}}"
-        );
-        assert_eq!(placeholders(&e), ["name", "coupon", "until", "until"]);
-    }
-
-    #[test]
-    fn placeholders_skip_blocks_and_keep_helpers() {
-        assert_eq!(
-            placeholders("{{#if a}}{{b}}{{else}}{{{c}}}{{/if}}{{! x}}{{format_date d \"long\"}}"),
-            ["b", "c", "format_date d \"long\""]
-        );
-    }
-
-    #[test]
-    fn parameter_names_follow_meta() {
-        assert!(valid_parameter_name("first_name2"));
-        assert!(!valid_parameter_name("First"));
-        assert!(!valid_parameter_name("2x"));
-        assert!(!valid_parameter_name("a-b"));
-    }
-}
+mod tests;
