@@ -133,6 +133,32 @@ fn quote_chars(cs: &[char]) -> String {
         .join(", ")
 }
 
+/// The warning for a marketing WhatsApp template to a +1 number: Meta paused delivery of
+/// marketing templates to US numbers on 2025-04-01 (the send is accepted, then fails with
+/// error 131049). A template without `category:` counts as marketing: most campaign
+/// templates are, and the cost of being wrong is a message silently never delivered, while
+/// a utility template silences this with one line.
+pub const US_MARKETING: &str = "marketing WhatsApp template to a +1 number: Meta has not delivered marketing templates to US numbers since 2025-04-01 (error 131049); send these recipients SMS or email, or declare `category: utility` in the template's `whatsapp:` front matter if it is one";
+
+/// Whether a message is a (possibly) marketing WhatsApp template to a +1 (NANP) number.
+pub fn us_marketing(kind: Kind, content: &crate::message::Content, address: &str) -> bool {
+    kind == Kind::WhatsApp
+        && address.trim_start().starts_with("+1")
+        && content
+            .whatsapp
+            .as_ref()
+            .is_some_and(|w| w.category.as_deref().is_none_or(|c| c == "marketing"))
+}
+
+/// [`check`] plus what depends on the address: the +1 marketing warning.
+pub fn check_to(kind: Kind, content: &crate::message::Content, address: &str) -> Checks {
+    let mut out = check(kind, content);
+    if us_marketing(kind, content, address) {
+        out.warnings.push(US_MARKETING.to_owned());
+    }
+    out
+}
+
 pub fn check(kind: Kind, content: &crate::message::Content) -> Checks {
     let body = &content.body;
     let chars = body.chars().count();
@@ -177,9 +203,9 @@ pub fn check(kind: Kind, content: &crate::message::Content) -> Checks {
                             "template parameter {} is empty: WhatsApp rejects empty parameters",
                             i + 1
                         ));
-                    } else if p.contains(['\n', '\t']) || p.contains("    ") {
+                    } else if p.contains(['\n', '\t']) || p.contains("     ") {
                         out.warnings.push(format!(
-                            "template parameter {} has a new line, a tab or 4+ spaces in a row: WhatsApp rejects it",
+                            "template parameter {} has a new line, a tab or more than 4 spaces in a row: WhatsApp rejects it",
                             i + 1
                         ));
                     }
@@ -248,5 +274,30 @@ mod tests {
         assert!(check(Kind::WhatsApp, &c).warnings.is_empty());
         c.body.push('x');
         assert_eq!(check(Kind::WhatsApp, &c).warnings.len(), 1);
+    }
+
+    #[test]
+    fn marketing_whatsapp_to_plus_one_is_flagged_unless_utility() {
+        let mut c = crate::message::Content {
+            body: "Hi".into(),
+            whatsapp: Some(crate::message::WhatsappTemplate::default()),
+            ..Default::default()
+        };
+        let warned = |c: &crate::message::Content, to: &str, kind: Kind| {
+            check_to(kind, c, to)
+                .warnings
+                .iter()
+                .any(|w| w == US_MARKETING)
+        };
+        assert!(
+            warned(&c, "+12125554743", Kind::WhatsApp),
+            "no category counts as marketing"
+        );
+        assert!(!warned(&c, "+5511987654321", Kind::WhatsApp));
+        assert!(!warned(&c, "+12125554743", Kind::Sms));
+        c.whatsapp.as_mut().unwrap().category = Some("marketing".into());
+        assert!(warned(&c, "+12125554743", Kind::WhatsApp));
+        c.whatsapp.as_mut().unwrap().category = Some("utility".into());
+        assert!(!warned(&c, "+12125554743", Kind::WhatsApp));
     }
 }

@@ -79,7 +79,7 @@ pub fn check_campaign(
             Ok(row) => {
                 out.messages += 1;
                 out.skipped += u64::from(row.skipped.is_some());
-                for w in super::checks::check(kind, &row.content).warnings {
+                for w in super::checks::check_to(kind, &row.content, &row.address).warnings {
                     let i = match message_warnings.iter().position(|(x, ..)| *x == w) {
                         Some(i) => i,
                         None => {

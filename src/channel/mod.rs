@@ -892,6 +892,7 @@ mod tests {
                     name: "promo".into(),
                     language: "pt_BR".into(),
                     body: vec!["Ana".into()],
+                    ..Default::default()
                 });
             }
             let mut env = Outgoing {

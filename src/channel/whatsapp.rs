@@ -3,6 +3,9 @@
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+use crate::message::WaParam;
 
 use super::Outgoing;
 use super::http::{self, retry_after, status_class};
@@ -17,6 +20,9 @@ pub const DEFAULT_BASE_URL: &str = "https://graph.facebook.com/v23.0";
 pub struct WhatsappCloud {
     name: String,
     endpoint: String,
+    /// `POST /{Phone-Number-ID}/marketing_messages`, for templates with
+    /// `endpoint: marketing_messages` in front matter.
+    marketing_endpoint: String,
     token: Secret,
     http: reqwest::Client,
     pub(crate) redactor: Redactor,
@@ -30,6 +36,10 @@ struct Payload<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     template: Template<'a>,
+    /// The message key, echoed in status webhooks so they can be matched to the message.
+    /// Not on `/marketing_messages`, whose description allows no such field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    biz_opaque_callback_data: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -50,15 +60,27 @@ struct Language<'a> {
 struct Component<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
-    parameters: Vec<Parameter<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub_type: Option<&'a str>,
+    /// A string in Meta's description (`"0"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<String>,
+    parameters: Vec<Cow<'a, WaParam>>,
 }
 
-#[derive(Debug, Serialize)]
-struct Parameter<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    text: &'a str,
+impl<'a> Component<'a> {
+    fn new(kind: &'static str, parameters: Vec<Cow<'a, WaParam>>) -> Self {
+        Component {
+            kind,
+            sub_type: None,
+            index: None,
+            parameters,
+        }
+    }
 }
+
+/// Longest `biz_opaque_callback_data` Meta accepts; a longer message key is not sent.
+const CALLBACK_DATA_LIMIT: usize = 512;
 
 #[derive(Deserialize)]
 struct Accepted {
@@ -121,6 +143,7 @@ impl WhatsappCloud {
         Ok(WhatsappCloud {
             name: name.into(),
             endpoint: format!("{base}/{id}/messages"),
+            marketing_endpoint: format!("{base}/{id}/marketing_messages"),
             token,
             http: ctx.http.clone(),
             redactor,
@@ -136,16 +159,30 @@ impl WhatsappCloud {
             .with_code("no_template")
         })?;
         let mut components = Vec::new();
-        if !wa.body.is_empty() {
+        if let Some(h) = &wa.header {
+            components.push(Component::new("header", vec![Cow::Borrowed(h)]));
+        }
+        if !wa.body.is_empty() || !wa.body_params.is_empty() {
+            let plain = wa.body.iter().map(|text| {
+                Cow::Owned(WaParam::Text {
+                    parameter_name: None,
+                    text: text.clone(),
+                })
+            });
+            let rich = wa.body_params.iter().map(Cow::Borrowed);
+            components.push(Component::new("body", plain.chain(rich).collect()));
+        }
+        for b in &wa.buttons {
             components.push(Component {
-                kind: "body",
-                parameters: wa
-                    .body
-                    .iter()
-                    .map(|text| Parameter { kind: "text", text })
-                    .collect(),
+                kind: "button",
+                sub_type: Some(&b.sub_type),
+                index: Some(b.index.to_string()),
+                parameters: vec![Cow::Borrowed(&b.parameter)],
             });
         }
+        let callback = (!wa.marketing_endpoint
+            && env.message_id.chars().count() <= CALLBACK_DATA_LIMIT)
+            .then_some(env.message_id);
         Ok(Payload {
             messaging_product: "whatsapp",
             recipient_type: "individual",
@@ -159,7 +196,16 @@ impl WhatsappCloud {
                 },
                 components,
             },
+            biz_opaque_callback_data: callback,
         })
+    }
+
+    /// `/marketing_messages` for a template that asks for it, else `/messages`.
+    fn url(&self, env: &Outgoing<'_>) -> &str {
+        match &env.content.whatsapp {
+            Some(wa) if wa.marketing_endpoint => &self.marketing_endpoint,
+            _ => &self.endpoint,
+        }
     }
 
     pub async fn send(&self, env: &Outgoing<'_>) -> Result<Delivered, SendError> {
@@ -167,7 +213,7 @@ impl WhatsappCloud {
             .map_err(|e| SendError::permanent(format!("cannot encode the request: {e}")))?;
         let request = self
             .http
-            .post(&self.endpoint)
+            .post(self.url(env))
             .header(AUTHORIZATION, format!("Bearer {}", self.token.expose()))
             .header(CONTENT_TYPE, "application/json")
             .body(body);
@@ -236,7 +282,7 @@ impl WhatsappCloud {
         };
         http::preview(
             "POST",
-            &self.endpoint,
+            self.url(env),
             &[
                 ("Authorization", "Bearer ***".into()),
                 ("Content-Type", "application/json".into()),

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 
 use super::output::{bar, human_duration, inert, inert_text, paint};
 use super::{CliError, CliResult, Ctx, Exit, Format};
-use disparo::app::checks::{Checks, Kind, check};
+use disparo::app::checks::{Checks, Kind, US_MARKETING, check_to};
 use disparo::app::forecast::{Forecast, REASONS};
 use disparo::app::preview::Preview;
 use disparo::diag::Problem;
@@ -379,11 +379,13 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut csv_started = false;
     let mut io_err = None;
+    let mut us_marketing = 0u64;
     let recipients = planner.run(&mut |item| {
         let wanted = |id: Option<&str>| args.recipients.is_empty() || id.is_some_and(|id| args.recipients.iter().any(|r| r == id));
         let res = match item {
             Ok(row) => {
-                let checks = check(kind, &row.content);
+                let checks = check_to(kind, &row.content, &row.address);
+                us_marketing += u64::from(checks.warnings.iter().any(|w| w == US_MARKETING));
                 forecast.add(row, &checks, &zone);
                 if !wanted(Some(&row.recipient)) {
                     return ControlFlow::Continue(());
@@ -445,6 +447,10 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
         }
         for w in audit.warnings(&planner.campaign, &planner.settings.address_field) {
             eprintln!("warning: {}", inert_text(&w));
+        }
+        // JSON and CSV carry it in each message's `warnings`.
+        if us_marketing > 0 && ctx.format == Format::Table {
+            eprintln!("warning: {us_marketing} message(s): {US_MARKETING}");
         }
     }
     if ctx.format == Format::Csv
@@ -693,10 +699,10 @@ fn write_message(
             out,
             "   {}",
             dim(format!(
-                "WhatsApp template {} ({}) · params: {}",
+                "WhatsApp template {} ({}) · {}",
                 inert(&wa.name),
                 inert(&wa.language),
-                inert(&wa.body.join(" | "))
+                inert(&wa.summary())
             ))
         )?;
     }

@@ -12,6 +12,7 @@ mod fast;
 mod helpers;
 mod limits;
 mod twilio;
+mod whatsapp;
 
 use std::path::{Path, PathBuf};
 
@@ -20,7 +21,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::diag::Problem;
-use crate::message::{Content, WhatsappTemplate};
+use crate::message::Content;
 
 /// Where a template's variables come from: a JSON object, or a recipient's variables read in
 /// place (the model's `Vars`) so that planning builds no map per recipient.
@@ -50,21 +51,12 @@ struct FrontMatter {
     /// Email HTML part (a template, HTML-escaped).
     #[serde(default)]
     html: Option<String>,
+    /// The WhatsApp template message (src/template/whatsapp.rs, docs/whatsapp.md).
     #[serde(default)]
-    whatsapp: Option<WhatsappFront>,
+    whatsapp: Option<whatsapp::Front>,
     /// Twilio content template and media (see [`twilio`]).
     #[serde(default)]
     twilio: Option<twilio::TwilioFront>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WhatsappFront {
-    name: String,
-    language: String,
-    /// Body parameters in order; each a template.
-    #[serde(default)]
-    body: Vec<String>,
 }
 
 /// One template of a variant (body, subject, HTML part, a WhatsApp parameter): its name in
@@ -86,7 +78,7 @@ struct Variant {
     body: Part,
     subject: Option<Part>,
     html: Option<Part>,
-    whatsapp: Option<(String, String, Vec<Part>)>,
+    whatsapp: Option<whatsapp::Compiled>,
     twilio: Option<twilio::Compiled>,
     /// Lines before the body (front matter), for positions in the file.
     body_line: u64,
@@ -118,11 +110,21 @@ pub struct RenderFailure {
     /// The variable the recipient lacks, when that is the cause.
     pub variable: Option<String>,
     pub message: String,
+    /// The front matter field concerned (`whatsapp.buttons[0].text`), for a limit broken by
+    /// the rendered value, with what to do.
+    pub field: Option<String>,
+    pub hint: Option<String>,
 }
 
 impl RenderFailure {
     pub fn to_problem(&self) -> Problem {
         let mut p = Problem::new(self.message.clone()).in_file(&self.file);
+        if let Some(f) = &self.field {
+            p = p.field(f.clone());
+        }
+        if let Some(h) = &self.hint {
+            p = p.hint(h.clone());
+        }
         if let Some(v) = &self.variable {
             p = p.field(v.clone()).hint(format!(
                 "add a `{v}` column/field for this recipient, set it in the campaign's `vars`, or use {{{{default {v} \"...\"}}}} in the template"
@@ -245,6 +247,7 @@ impl TemplateSet {
         }
         let partials = templates_dir.join("partials");
         let mut scanned = Vec::new();
+        let mut partial_src = std::collections::BTreeMap::new();
         if let Ok(entries) = std::fs::read_dir(&partials) {
             for e in entries.flatten() {
                 let path = e.path();
@@ -269,6 +272,7 @@ impl TemplateSet {
                                 break;
                             }
                         }
+                        partial_src.insert(pname.to_owned(), src.clone());
                         scanned.push(limits::Partial {
                             name: pname.to_owned(),
                             file: path.clone(),
@@ -330,6 +334,16 @@ impl TemplateSet {
                 }
             }
         }
+        // The WhatsApp parameter count, once the partials the body includes are known.
+        for v in &set.variants {
+            if let Some(p) = v
+                .whatsapp
+                .as_ref()
+                .and_then(|w| w.check_count(&v.file, &partial_src))
+            {
+                problems.push(p);
+            }
+        }
         if problems.is_empty() {
             set.check_fast();
             Ok(set)
@@ -347,7 +361,11 @@ impl TemplateSet {
             let parts = std::iter::once(&mut v.body)
                 .chain(v.subject.as_mut())
                 .chain(v.html.as_mut())
-                .chain(v.whatsapp.iter_mut().flat_map(|w| w.2.iter_mut()))
+                .chain(
+                    v.whatsapp
+                        .iter_mut()
+                        .flat_map(whatsapp::Compiled::parts_mut),
+                )
                 .chain(v.twilio.iter_mut().flat_map(twilio::Compiled::parts_mut));
             for p in parts {
                 let Some(f) = &p.fast else { continue };
@@ -401,12 +419,7 @@ impl TemplateSet {
         let texts = std::iter::once(body)
             .chain(front.subject.as_deref())
             .chain(front.html.as_deref())
-            .chain(
-                front
-                    .whatsapp
-                    .iter()
-                    .flat_map(|w| w.body.iter().map(String::as_str)),
-            )
+            .chain(front.whatsapp.iter().flat_map(whatsapp::Front::texts))
             .chain(front.twilio.iter().flat_map(twilio::TwilioFront::texts));
         let scans: Vec<limits::Scan> = texts.map(limits::scan).collect();
         for (i, scan) in scans.iter().enumerate() {
@@ -447,20 +460,12 @@ impl TemplateSet {
             .map(|t| twilio::compile(t, file, &key, &mut add, &mut twilio_problems));
         let mut whatsapp = None;
         if let Some(wa) = &front.whatsapp {
-            let parts: Vec<Part> = wa
-                .body
-                .iter()
-                .enumerate()
-                .map(|(i, p)| add(false, format!("{key}/wa/{i}"), p, 0))
-                .collect();
-            let placeholders = count_placeholders(body);
-            if placeholders != wa.body.len() {
-                problems.push(Problem::new(format!(
-                    "the WhatsApp template {:?} has {} body parameter(s) in front matter but the body text has {} placeholder(s)",
-                    wa.name, wa.body.len(), placeholders
-                )).in_file(file).field("whatsapp.body").hint("Meta rejects a parameter count mismatch (error 132000): list one `body` entry per {{...}} in the approved template's text, in order"));
+            let mut add_wa =
+                |suffix: String, src: &str| add(false, format!("{key}/{suffix}"), src, 0);
+            match whatsapp::compile(wa, file, body, &mut add_wa) {
+                Ok(c) => whatsapp = Some(c),
+                Err(mut ps) => problems.append(&mut ps),
             }
-            whatsapp = Some((wa.name.clone(), wa.language.clone(), parts));
         }
         problems.append(&mut twilio_problems);
         if !problems.is_empty() {
@@ -537,6 +542,8 @@ impl TemplateSet {
                 locale.unwrap_or(""),
                 self.name
             ),
+            field: None,
+            hint: None,
         })?;
         let fail = |e: handlebars::RenderError| {
             let variable = match e.reason() {
@@ -552,6 +559,8 @@ impl TemplateSet {
                     None => format!("cannot render the template: {}", e.reason()),
                 },
                 variable,
+                field: None,
+                hint: None,
             }
         };
         let body = self.part(&v.body, ctx).map_err(fail)?;
@@ -564,17 +573,7 @@ impl TemplateSet {
             None => None,
         };
         let whatsapp = match &v.whatsapp {
-            Some((name, language, parts)) => {
-                let mut body = Vec::with_capacity(parts.len());
-                for p in parts {
-                    body.push(self.part(p, ctx).map_err(fail)?);
-                }
-                Some(WhatsappTemplate {
-                    name: name.clone(),
-                    language: language.clone(),
-                    body,
-                })
-            }
+            Some(w) => Some(w.render(&v.file, &mut |p| self.part(p, ctx).map_err(fail))?),
             None => None,
         };
         let twilio = match &v.twilio {
@@ -634,10 +633,12 @@ impl TemplateSet {
             if let Some(p) = &mut v.html {
                 p.fast = None;
             }
-            if let Some((_, _, ps)) = &mut v.whatsapp {
-                for p in ps {
-                    p.fast = None;
-                }
+            for p in v
+                .whatsapp
+                .iter_mut()
+                .flat_map(whatsapp::Compiled::parts_mut)
+            {
+                p.fast = None;
             }
             for p in v.twilio.iter_mut().flat_map(twilio::Compiled::parts_mut) {
                 p.fast = None;
@@ -650,15 +651,18 @@ impl TemplateSet {
     pub fn fast_parts(&self) -> usize {
         self.variants
             .iter()
-            .flat_map(|v| {
+            .map(|v| {
                 std::iter::once(&v.body)
                     .chain(v.subject.as_ref())
                     .chain(v.html.as_ref())
-                    .chain(v.whatsapp.iter().flat_map(|w| w.2.iter()))
                     .chain(v.twilio.iter().flat_map(twilio::Compiled::parts))
+                    .filter(|p| p.fast.is_some())
+                    .count()
+                    + v.whatsapp
+                        .as_ref()
+                        .map_or(0, |w| w.count_parts(|p| p.fast.is_some()))
             })
-            .filter(|p| p.fast.is_some())
-            .count()
+            .sum()
     }
 }
 

@@ -39,6 +39,7 @@ pub fn envelope(address: &str) -> Envelope {
                 name: "black_friday_offer".into(),
                 language: "pt_BR".into(),
                 body: vec!["Ana".into(), "BF26".into()],
+                ..Default::default()
             }),
             twilio: None,
         },
