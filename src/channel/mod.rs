@@ -747,6 +747,21 @@ pub enum Vars<'a> {
     Raw(&'a serde_json::value::RawValue),
 }
 
+impl Vars<'_> {
+    /// One top-level variable: read in place from a parsed map, or parsed out of the raw
+    /// JSON (the rest stays unparsed).
+    pub fn get(&self, name: &str) -> Option<serde_json::Value> {
+        match self {
+            Vars::Map(m) => m.get(name).cloned(),
+            Vars::Raw(r) => {
+                let fields: std::collections::HashMap<String, &serde_json::value::RawValue> =
+                    serde_json::from_str(r.get()).ok()?;
+                serde_json::from_str(fields.get(name)?.get()).ok()
+            }
+        }
+    }
+}
+
 impl serde::Serialize for Vars<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -869,6 +884,19 @@ mod tests {
 
     /// A body made from a head prepared beforehand is the one made at once, byte for byte
     /// (the webhook signs these bytes).
+    #[test]
+    fn vars_read_one_field_alike_parsed_or_raw() {
+        let json = r#"{"full_name":"João \"Jô\"","n":3,"none":null}"#;
+        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json).unwrap();
+        let raw: Box<serde_json::value::RawValue> = serde_json::from_str(json).unwrap();
+        for vars in [Vars::Map(&map), Vars::Raw(&raw)] {
+            assert_eq!(vars.get("full_name"), Some("João \"Jô\"".into()));
+            assert_eq!(vars.get("n"), Some(3.into()));
+            assert_eq!(vars.get("none"), Some(serde_json::Value::Null));
+            assert_eq!(vars.get("absent"), None);
+        }
+    }
+
     #[test]
     fn message_json_from_a_prepared_head_is_the_same_document() {
         let vars = serde_json::value::RawValue::from_string(

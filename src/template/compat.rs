@@ -196,10 +196,13 @@ fn array_index(k: &str) -> Option<u32> {
 fn unsupported_syntax(src: &str) -> Option<Unsupported> {
     let mut rest = src;
     let mut offset = 0;
+    // The line of byte `counted`, advanced as tags are found: one pass however long the text.
+    let (mut line, mut counted) = (1, 0);
     while let Some(at) = rest.find("{{") {
         let open = &rest[at + 2..];
         let inner = open.trim_start_matches(['{', '~', '&']).trim_start();
-        let line = src[..offset + at].matches('\n').count() + 1;
+        line += src[counted..offset + at].matches('\n').count();
+        counted = offset + at;
         let close = open.find("}}").unwrap_or(open.len());
         let tag = open[..close].trim_matches(['~', ' ', '\t', '\r', '\n']);
         if open.starts_with('!') {

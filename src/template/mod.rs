@@ -685,34 +685,6 @@ fn insert_path(m: &mut serde_json::Map<String, Value>, path: &str, value: Value)
     }
 }
 
-/// Counts the simple `{{expr}}` / `{{{expr}}}` placeholders of a body, the ones that become
-/// WhatsApp body parameters; blocks (`{{#..}}`, `{{/..}}`), partials, comments and `{{else}}`
-/// are not parameters.
-pub fn count_placeholders(body: &str) -> usize {
-    let mut n = 0;
-    let mut rest = body;
-    while let Some(i) = rest.find("{{") {
-        let after = rest[i + 2..]
-            .trim_start_matches('{')
-            .trim_start_matches('~')
-            .trim_start();
-        let Some(end) = after.find("}}") else { break };
-        let inner = after[..end].trim();
-        let skip = inner.is_empty()
-            || matches!(
-                inner.chars().next(),
-                Some('#' | '/' | '>' | '!' | '^' | '*')
-            )
-            || inner == "else"
-            || inner.starts_with("else ");
-        if !skip {
-            n += 1;
-        }
-        rest = &after[end + 2..];
-    }
-    n
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -817,7 +789,7 @@ mod tests {
     #[test]
     fn placeholder_count() {
         assert_eq!(
-            count_placeholders("Oi {{a}}, {{#if b}}{{b}}{{/if}} {{{c}}} {{!x}}"),
+            whatsapp::placeholders("Oi {{a}}, {{#if b}}{{b}}{{/if}} {{{c}}} {{!x}}").len(),
             3
         );
     }
@@ -874,7 +846,7 @@ mod tests {
                 "---\nsubject: {subject}\nhtml: {html}\nwhatsapp: {{ name: t, language: pt_BR, body: [{wa}] }}\n---\n{body}",
                 subject = serde_json::to_string(&format!("S {body}")).unwrap(),
                 html = serde_json::to_string(&html).unwrap(),
-                wa = std::iter::repeat_n("\"{{a}}\"", count_placeholders(body))
+                wa = std::iter::repeat_n("\"{{a}}\"", whatsapp::placeholders(body).len())
                     .collect::<Vec<_>>()
                     .join(", "),
             );

@@ -705,3 +705,39 @@ async fn an_smtp_message_accepted_before_a_stalled_quit_is_sent_once() {
         "{e:?}"
     );
 }
+
+/// A relay that keeps a connection open after accepting a message but never answers on it
+/// again: the next message's check (`NOOP`) is given a quarter of the timeout, then a new
+/// connection takes the message, within the send's timeout, instead of the send timing out.
+#[tokio::test]
+async fn a_kept_smtp_connection_that_stalls_is_replaced_within_the_timeout() {
+    use super::provider::{SmtpBehaviour, SmtpStage};
+    let p = Provider::start();
+    let ctx = context(
+        &root(),
+        &[("SMTP_USER", SMTP_USER), ("SMTP_PASS", SMTP_PASS)],
+    );
+    let mail = build(
+        &format!(
+            "{{ type: smtp, host: 127.0.0.1, port: {}, tls: none, from: 'Shop <news@example.com>', username_env: SMTP_USER, password_env: SMTP_PASS, timeout: 1s }}",
+            p.smtp_port()
+        ),
+        &ctx,
+    );
+    p.push_smtp(SmtpBehaviour::Hang {
+        at: SmtpStage::Noop,
+    });
+    mail.send(&envelope("ana@example.com"))
+        .await
+        .expect("first sent");
+    let mut second = envelope("bia@example.com");
+    second.message_id = "bf26:bia:0".into();
+    let d = mail
+        .send(&second)
+        .await
+        .expect("second sent on a new connection, not timed out");
+    assert!(d.provider_id.is_some());
+    let seen = p.requests();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|r| r.accepted));
+}

@@ -147,6 +147,8 @@ pub enum SmtpStage {
     Message,
     /// The `QUIT` after the message was accepted.
     Quit,
+    /// A `NOOP` (the check before a kept connection is reused).
+    Noop,
 }
 
 /// How the provider answers one SMTP session (one message: the smtp adapter opens a
@@ -907,7 +909,8 @@ async fn serve_smtp(stream: TcpStream, inner: Arc<Inner>) {
                 from.clear();
                 to.clear();
             }
-            "RSET" | "NOOP" => {
+            "NOOP" => at!(SmtpStage::Noop, "250 2.0.0 ok\r\n"),
+            "RSET" => {
                 if stream
                     .get_mut()
                     .write_all(b"250 2.0.0 ok\r\n")

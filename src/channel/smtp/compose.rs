@@ -323,9 +323,8 @@ fn encoded_words(value: &str) -> String {
 
 /// A recipient field as text, for the display name.
 fn field(env: &Outgoing<'_>, name: &str) -> Option<String> {
-    let vars = serde_json::to_value(env.vars).ok()?;
-    match vars.get(name)? {
-        serde_json::Value::String(s) => Some(s.clone()),
+    match env.vars.get(name)? {
+        serde_json::Value::String(s) => Some(s),
         serde_json::Value::Null => None,
         other => Some(other.to_string()),
     }
