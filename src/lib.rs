@@ -24,6 +24,7 @@ pub mod message;
 pub mod model;
 pub mod phone;
 pub mod plan;
+pub mod receipt;
 pub mod schedule;
 pub mod store;
 pub mod template;

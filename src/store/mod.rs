@@ -10,6 +10,7 @@ mod open;
 mod outcome;
 mod plan_batch;
 mod postgres;
+pub(crate) mod receipts;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::message::Content;
+use crate::receipt::{Applied, Funnel, FunnelBy, Receipt};
 
 /// Message states (docs/delivery.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -539,6 +541,22 @@ pub trait Store: Send + Sync {
     /// `owner` stops: its announcements are removed at once, so the others' shares grow
     /// without waiting for its `ttl`.
     fn retire_worker(&self, owner: &str) -> Result<(), StoreError>;
+    /// Applies receipts in one transaction, so a batch costs one durable commit: each is
+    /// stored once per (source, dedupe), moves its message's delivery status only upwards,
+    /// and takes its effect (suppress the address, send again later). Returns what became
+    /// of each, in order. Opt-outs move the gate.
+    fn record_receipts(
+        &self,
+        receipts: &[Receipt],
+        now: Timestamp,
+    ) -> Result<Vec<Applied>, StoreError>;
+    /// Applies receipts stored since `since` that found no message when they arrived (a
+    /// provider's status can overtake the run's record of the send); returns how many
+    /// found it now.
+    fn match_receipts(&self, since: Timestamp, now: Timestamp) -> Result<u64, StoreError>;
+    /// How far each campaign's messages got (planned → sent → delivered → read, and the
+    /// failures and opt-outs), whole or split by locale or zone.
+    fn funnel(&self, campaign: Option<&str>, by: FunnelBy) -> Result<Vec<Funnel>, StoreError>;
 }
 
 /// A campaign's last run, from its attempts' timestamps (for `status`).
@@ -596,6 +614,14 @@ pub struct ReportRow {
     pub provider_id: Option<String>,
     pub sent_at: Option<Timestamp>,
     pub last_error: Option<String>,
+    /// How far the message got after it was sent, by its receipts (`sent`, `delivered`,
+    /// `read`, `failed`, `bounced`); `None` without a receipt.
+    pub delivery: Option<String>,
+    pub delivered_at: Option<Timestamp>,
+    pub read_at: Option<Timestamp>,
+    /// The provider's code of a late failure or bounce.
+    pub delivery_code: Option<String>,
+    pub opted_out_at: Option<Timestamp>,
 }
 
 /// One delivery attempt (`export --attempts`).

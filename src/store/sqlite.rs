@@ -17,6 +17,7 @@ use super::*;
 
 mod admin;
 mod fleet;
+mod receipts;
 
 mod embedded {
     refinery::embed_migrations!("migrations/sqlite");
@@ -1154,8 +1155,10 @@ impl Store for SqliteStore {
                         (SELECT MAX(a.finished_at) FROM attempts a WHERE a.message_id = m.id),
                         (SELECT a.outcome FROM attempts a WHERE a.message_id = m.id ORDER BY a.attempt DESC, a.id DESC LIMIT 1),
                         (SELECT a.code FROM attempts a WHERE a.message_id = m.id ORDER BY a.attempt DESC, a.id DESC LIMIT 1),
-                        (SELECT MAX(a.finished_at) FROM attempts a WHERE a.message_id = m.id AND a.outcome = 'sent')
+                        (SELECT MAX(a.finished_at) FROM attempts a WHERE a.message_id = m.id AND a.outcome = 'sent'),
+                        d.status, d.delivered_at, d.read_at, d.code, d.opted_out_at
                  FROM messages m JOIN queue q ON q.message_id = m.id JOIN campaigns c ON c.id = m.campaign_id
+                 LEFT JOIN delivery d ON d.message_id = m.id
                  WHERE c.name = ?1
                  ORDER BY q.due_at, m.recipient, m.occurrence",
             )
@@ -1190,6 +1193,11 @@ impl Store for SqliteStore {
                     last_outcome: r.get(18)?,
                     last_code: r.get(19)?,
                     sent_at: r.get::<_, Option<i64>>(20)?.map(ts),
+                    delivery: r.get::<_, Option<String>>(21)?.filter(|s| s != "none"),
+                    delivered_at: r.get::<_, Option<i64>>(22)?.map(ts),
+                    read_at: r.get::<_, Option<i64>>(23)?.map(ts),
+                    delivery_code: r.get(24)?,
+                    opted_out_at: r.get::<_, Option<i64>>(25)?.map(ts),
                 })
             })()
             .map_err(other)?;
@@ -1206,6 +1214,26 @@ impl Store for SqliteStore {
         ttl: jiff::SignedDuration,
     ) -> Result<FleetView, StoreError> {
         self.heartbeat(owner, channels, ttl)
+    }
+
+    fn record_receipts(
+        &self,
+        receipts: &[crate::receipt::Receipt],
+        now: Timestamp,
+    ) -> Result<Vec<crate::receipt::Applied>, StoreError> {
+        self.record_receipts_in(receipts, now)
+    }
+
+    fn match_receipts(&self, since: Timestamp, now: Timestamp) -> Result<u64, StoreError> {
+        self.match_receipts_in(since, now)
+    }
+
+    fn funnel(
+        &self,
+        campaign: Option<&str>,
+        by: crate::receipt::FunnelBy,
+    ) -> Result<Vec<crate::receipt::Funnel>, StoreError> {
+        self.funnel_in(campaign, by)
     }
 
     fn retire_worker(&self, owner: &str) -> Result<(), StoreError> {

@@ -16,6 +16,7 @@ mod claims;
 mod conn;
 mod plan;
 mod queries;
+mod receipts;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -473,6 +474,26 @@ impl Store for PostgresStore {
         ttl: jiff::SignedDuration,
     ) -> Result<FleetView, StoreError> {
         claims::worker_heartbeat(self, owner, channels, ttl)
+    }
+
+    fn record_receipts(
+        &self,
+        batch: &[crate::receipt::Receipt],
+        now: Timestamp,
+    ) -> Result<Vec<crate::receipt::Applied>, StoreError> {
+        receipts::record_receipts(self, batch, now)
+    }
+
+    fn match_receipts(&self, since: Timestamp, now: Timestamp) -> Result<u64, StoreError> {
+        receipts::match_receipts(self, since, now)
+    }
+
+    fn funnel(
+        &self,
+        campaign: Option<&str>,
+        by: crate::receipt::FunnelBy,
+    ) -> Result<Vec<crate::receipt::Funnel>, StoreError> {
+        receipts::funnel(self, campaign, by)
     }
 
     fn retire_worker(&self, owner: &str) -> Result<(), StoreError> {

@@ -391,8 +391,10 @@ pub(super) fn report(
                 (SELECT MAX(a.finished_at) FROM attempts a WHERE a.message_id = m.id),
                 (SELECT a.outcome FROM attempts a WHERE a.message_id = m.id ORDER BY a.attempt DESC, a.id DESC LIMIT 1),
                 (SELECT a.code FROM attempts a WHERE a.message_id = m.id ORDER BY a.attempt DESC, a.id DESC LIMIT 1),
-                (SELECT MAX(a.finished_at) FROM attempts a WHERE a.message_id = m.id AND a.outcome = 'sent')
+                (SELECT MAX(a.finished_at) FROM attempts a WHERE a.message_id = m.id AND a.outcome = 'sent'),
+                d.status, d.delivered_at, d.read_at, d.code, d.opted_out_at
          FROM messages m JOIN queue q ON q.message_id = m.id JOIN campaigns c ON c.id = m.campaign_id
+         LEFT JOIN delivery d ON d.message_id = m.id
          WHERE c.name = $1
          ORDER BY q.due_at, m.recipient COLLATE \"C\", m.occurrence",
         &mut |r| {
@@ -422,6 +424,11 @@ pub(super) fn report(
                 last_outcome: r.get(16),
                 last_code: r.get(17),
                 sent_at: r.get(18),
+                delivery: r.get::<_, Option<String>>(19).filter(|s| s != "none"),
+                delivered_at: r.get(20),
+                read_at: r.get(21),
+                delivery_code: r.get(22),
+                opted_out_at: r.get(23),
             })?;
             Ok(())
         },
