@@ -10,6 +10,7 @@ mod claims;
 mod cluster;
 mod fleet;
 mod plan;
+mod receipts;
 mod schema;
 mod server;
 mod suppress;

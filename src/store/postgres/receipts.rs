@@ -254,7 +254,7 @@ pub(super) fn funnel(
          FROM queue q JOIN campaigns c ON c.id = q.campaign_id {join}
          LEFT JOIN delivery d ON d.message_id = q.message_id
          WHERE ($1::text IS NULL OR c.name = $1)
-         GROUP BY 1, 2 ORDER BY 1 COLLATE \"C\", 2 COLLATE \"C\""
+         GROUP BY 1, 2 ORDER BY c.name COLLATE \"C\", {group} COLLATE \"C\""
     );
     if let Some(name) = campaign {
         let found = store.with("reading a campaign", Replay::Safe, |c| {
