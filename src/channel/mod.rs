@@ -738,6 +738,19 @@ pub struct Outgoing<'a> {
     pub attempt_at: jiff::Timestamp,
     /// What [`Channel::prepare`] made of this message beforehand, if anything.
     pub prepared: Option<&'a [u8]>,
+    /// The message's row in the store, when it comes from one: with the key it makes the
+    /// callback reference receipts name it by ([`Outgoing::reference`]).
+    pub row: Option<i64>,
+}
+
+impl Outgoing<'_> {
+    /// The callback reference (`<key>.<row>`, see [`crate::receipt::CallbackRef`]) that
+    /// adapters hand to providers so their receipts name this message; `None` outside a
+    /// store (a preview, a test send).
+    pub fn reference(&self) -> Option<String> {
+        self.row
+            .map(|row| crate::receipt::CallbackRef::new(self.message_id, row).to_string())
+    }
 }
 
 /// Template variables as a JSON object, parsed or not; both serialize to the same JSON.
@@ -786,6 +799,7 @@ impl<'a> From<&'a Envelope> for Outgoing<'a> {
             attempt: env.attempt,
             attempt_at: env.attempt_at,
             prepared: None,
+            row: None,
         }
     }
 }
@@ -819,6 +833,9 @@ struct MessageHead<'a> {
     whatsapp: Option<&'a crate::message::WhatsappTemplate>,
     vars: Vars<'a>,
     scheduled_at: jiff::Timestamp,
+    /// What a receipt posted back to `disparo serve` names the message by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reference: Option<String>,
 }
 
 impl<'a> MessageDoc<'a> {
@@ -846,6 +863,7 @@ impl<'a> MessageHead<'a> {
             whatsapp: env.content.whatsapp.as_ref(),
             vars: env.vars,
             scheduled_at: env.scheduled_at,
+            reference: env.reference(),
         }
     }
 }
@@ -936,6 +954,7 @@ mod tests {
                 attempt: 3,
                 attempt_at: "2026-11-27T12:00:01.25Z".parse().unwrap(),
                 prepared: None,
+                row: None,
             };
             let whole = serde_json::to_vec(&MessageDoc::new(&env)).unwrap();
             assert_eq!(message_json(&env), whole);

@@ -17,7 +17,7 @@
 //! A 2xx answer is success; its JSON `id`, if any, is the provider id. 408/429/5xx are
 //! transient (honouring `Retry-After`), 401/403 break the circuit, other 4xx are permanent.
 
-mod sign;
+pub(crate) mod sign;
 
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use reqwest::{Method, Url};

@@ -39,7 +39,7 @@ struct Payload<'a> {
     /// The message key, echoed in status webhooks so they can be matched to the message.
     /// Not on `/marketing_messages`, whose description allows no such field.
     #[serde(skip_serializing_if = "Option::is_none")]
-    biz_opaque_callback_data: Option<&'a str>,
+    biz_opaque_callback_data: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -180,9 +180,10 @@ impl WhatsappCloud {
                 parameters: vec![Cow::Borrowed(&b.parameter)],
             });
         }
-        let callback = (!wa.marketing_endpoint
-            && env.message_id.chars().count() <= CALLBACK_DATA_LIMIT)
-            .then_some(env.message_id);
+        // The callback reference (key and row) when the message comes from the store, so a
+        // status names its message even if the answer to this send is lost; else the key.
+        let callback = Some(env.reference().unwrap_or_else(|| env.message_id.to_owned()))
+            .filter(|c| !wa.marketing_endpoint && c.chars().count() <= CALLBACK_DATA_LIMIT);
         Ok(Payload {
             messaging_product: "whatsapp",
             recipient_type: "individual",

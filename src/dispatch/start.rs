@@ -365,6 +365,7 @@ pub(super) fn outgoing<'a>(
         attempt,
         attempt_at,
         prepared,
+        row: Some(m.id),
     }
 }
 

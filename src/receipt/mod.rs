@@ -8,6 +8,9 @@
 //! them to [`crate::store::Store::record_receipts`].
 
 mod reference;
+pub mod twilio;
+pub mod webhook;
+pub mod whatsapp;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};

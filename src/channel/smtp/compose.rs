@@ -34,6 +34,7 @@ const STRUCTURAL: &[&str] = &[
     "list-unsubscribe-post",
     "return-path",
     "received",
+    "x-disparo-ref",
 ];
 
 /// Everything about a message that comes from the channel's configuration, checked once.
@@ -240,6 +241,14 @@ impl Compose {
         }
         for (name, value) in &self.headers {
             b = b.raw_header(header(name.clone(), value.clone()));
+        }
+        // Returned with the headers in a bounce (DSN) or a complaint (ARF): `disparo bounces
+        // import` names the message by it even when the Message-ID was rewritten.
+        if let Some(reference) = env.reference() {
+            b = b.raw_header(header(
+                HeaderName::new_from_ascii_str("X-Disparo-Ref"),
+                reference,
+            ));
         }
         if let Some(u) = &self.unsubscribe {
             let mut links = Vec::new();

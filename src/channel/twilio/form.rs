@@ -105,10 +105,16 @@ impl Twilio {
         }
     }
 
-    /// The `StatusCallback` for `key`: the configured URL with `disparo_key=<key>` added.
-    pub(super) fn status_callback(&self, key: &str) -> Option<String> {
+    /// The `StatusCallback` for a message: the configured URL with `disparo_key=<key>`
+    /// added, and `disparo_ref=<callback reference>` when the message comes from the store
+    /// (what `disparo serve` matches the callback by).
+    pub(super) fn status_callback(&self, env: &Outgoing<'_>) -> Option<String> {
         let mut url = self.options.status_callback.clone()?;
-        url.query_pairs_mut().append_pair("disparo_key", key);
+        url.query_pairs_mut()
+            .append_pair("disparo_key", env.message_id);
+        if let Some(reference) = env.reference() {
+            url.query_pairs_mut().append_pair("disparo_ref", &reference);
+        }
         Some(url.into())
     }
 
@@ -135,7 +141,7 @@ impl Twilio {
         for url in twilio.iter().flat_map(|t| t.media_url.iter()) {
             form.push(("MediaUrl", url.clone()));
         }
-        if let Some(cb) = self.status_callback(env.message_id) {
+        if let Some(cb) = self.status_callback(env) {
             form.push(("StatusCallback", cb));
         }
         if let Some(v) = self.options.validity_period {

@@ -69,6 +69,42 @@ impl SigningKey {
         out
     }
 
+    fn verify(&self, parts: &[&[u8]], expected: &[u8]) -> bool {
+        let mut mac =
+            hmac::Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes a key of any length");
+        for p in parts {
+            mac.update(p);
+        }
+        mac.verify_slice(expected).is_ok()
+    }
+
+    /// Whether `header` is [`legacy`](Self::legacy) of `body` (constant time).
+    pub(crate) fn legacy_ok(&self, body: &[u8], header: &str) -> bool {
+        let Some(hex) = header.trim().strip_prefix("sha256=") else {
+            return false;
+        };
+        if hex.len() != 64 {
+            return false;
+        }
+        let bytes: Option<Vec<u8>> = (0..64)
+            .step_by(2)
+            .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+            .collect();
+        bytes.is_some_and(|b| self.verify(&[body], &b))
+    }
+
+    /// Whether one of the space-separated `v1,<base64>` signatures in `header` is
+    /// [`standard`](Self::standard) of this id, timestamp and body (constant time).
+    pub(crate) fn standard_ok(&self, id: &str, timestamp: &str, body: &[u8], header: &str) -> bool {
+        header.split_whitespace().any(|sig| {
+            sig.strip_prefix("v1,")
+                .and_then(base64_decode)
+                .is_some_and(|b| {
+                    self.verify(&[id.as_bytes(), b".", timestamp.as_bytes(), b".", body], &b)
+                })
+        })
+    }
+
     /// `v1,` and the base64 HMAC-SHA256 of `{id}.{timestamp}.{body}`.
     pub(crate) fn standard(&self, id: &str, timestamp: u64, body: &[u8]) -> String {
         let ts = timestamp.to_string();
@@ -118,6 +154,16 @@ mod tests {
             key.standard("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
             "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
         );
+        let id = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+        let good = "v1,bm9ub3Q= v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+        assert!(key.standard_ok(id, "1614265330", body, good));
+        assert!(!key.standard_ok(id, "1614265331", body, good));
+        assert!(!key.standard_ok(id, "1614265330", b"{}", good));
+        assert!(!key.standard_ok(id, "1614265330", body, "v1,bm9ub3Q="));
+        let legacy = key.legacy(body);
+        assert!(key.legacy_ok(body, &legacy));
+        assert!(!key.legacy_ok(b"{}", &legacy));
+        assert!(!key.legacy_ok(body, &legacy[..70]));
         // A plain secret is its own bytes.
         assert_eq!(
             SigningKey::from_secret("plain").unwrap(),
