@@ -52,8 +52,15 @@ pub(crate) struct DeliveryChange<'a> {
 /// The statements a store runs for receipts, inside one transaction.
 pub(crate) trait ReceiptTx {
     type Error;
-    /// Stores the receipt; `None` when (source, dedupe) is already stored.
-    fn insert_receipt(&mut self, r: &Receipt, now: Timestamp) -> Result<Option<i64>, Self::Error>;
+    /// Stores the receipt, matched to `message_id` (or none) and `applied` or not; `None`
+    /// when (source, dedupe) is already stored.
+    fn insert_receipt(
+        &mut self,
+        r: &Receipt,
+        message_id: Option<i64>,
+        applied: bool,
+        now: Timestamp,
+    ) -> Result<Option<i64>, Self::Error>;
     fn message_by_id(&mut self, id: i64) -> Result<Option<MessageFacts>, Self::Error>;
     fn message_by_provider_id(&mut self, id: &str) -> Result<Option<MessageFacts>, Self::Error>;
     /// The recipient's latest message of the campaign (highest occurrence).
@@ -104,11 +111,18 @@ pub(crate) fn apply_all<T: ReceiptTx>(
     let mut out = Vec::with_capacity(receipts.len());
     let mut gate = false;
     for r in receipts {
-        let Some(receipt_id) = tx.insert_receipt(r, now)? else {
+        let message = find(tx, r)?;
+        // Worth matching later only if it names a message; an address-only event (an
+        // opt-out, a bounce of no message of ours) is done.
+        let later = message.is_none()
+            && (r.target.provider_id.is_some() || r.target.reference.is_some());
+        if tx
+            .insert_receipt(r, message.as_ref().map(|m| m.id), !later, now)?
+            .is_none()
+        {
             out.push(Applied::Duplicate);
             continue;
-        };
-        let message = find(tx, r)?;
+        }
         let address = r
             .target
             .address
@@ -123,7 +137,6 @@ pub(crate) fn apply_all<T: ReceiptTx>(
             Some(m) => {
                 let moved = ladder(tx, m, event_of(r), r.code.as_deref(), r.occurred_at, now)?;
                 message_effect(tx, m, &r.effect, r.occurred_at, r.code.as_deref())?;
-                tx.set_matched(receipt_id, Some(m.id), true)?;
                 if moved {
                     Applied::Recorded
                 } else {
@@ -131,10 +144,6 @@ pub(crate) fn apply_all<T: ReceiptTx>(
                 }
             }
             None => {
-                // Worth matching later only if it names a message; an address-only event
-                // (an opt-out, a bounce of no message of ours) is done.
-                let later = r.target.provider_id.is_some() || r.target.reference.is_some();
-                tx.set_matched(receipt_id, None, !later)?;
                 if later || address.is_none() {
                     Applied::Unmatched
                 } else {

@@ -30,12 +30,18 @@ fn facts(r: &::postgres::Row) -> MessageFacts {
 impl ReceiptTx for Tx<'_, '_> {
     type Error = ::postgres::Error;
 
-    fn insert_receipt(&mut self, r: &Receipt, now: Timestamp) -> Result<Option<i64>, Self::Error> {
+    fn insert_receipt(
+        &mut self,
+        r: &Receipt,
+        message_id: Option<i64>,
+        applied: bool,
+        now: Timestamp,
+    ) -> Result<Option<i64>, Self::Error> {
         let effect = serde_json::to_string(&r.effect).unwrap_or_else(|_| "{}".into());
         let reference = r.target.reference.as_ref().map(|x| x.to_string());
         let row = self.0.query_opt(
-            "INSERT INTO receipts (source, dedupe, event, provider_id, reference, address, code, detail, occurred_at, received_at, effect, raw)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (source, dedupe) DO NOTHING RETURNING id",
+            "INSERT INTO receipts (source, dedupe, event, provider_id, reference, address, code, detail, occurred_at, received_at, effect, raw, message_id, applied)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (source, dedupe) DO NOTHING RETURNING id",
             &[
                 &r.source.as_str(),
                 &r.dedupe,
@@ -49,6 +55,8 @@ impl ReceiptTx for Tx<'_, '_> {
                 &to_ms(now),
                 &effect,
                 &r.raw,
+                &message_id,
+                &applied,
             ],
         )?;
         Ok(row.map(|r| r.get(0)))

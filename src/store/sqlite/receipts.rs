@@ -29,11 +29,17 @@ fn facts(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageFacts> {
 impl ReceiptTx for Tx<'_, '_> {
     type Error = rusqlite::Error;
 
-    fn insert_receipt(&mut self, r: &Receipt, now: Timestamp) -> rusqlite::Result<Option<i64>> {
+    fn insert_receipt(
+        &mut self,
+        r: &Receipt,
+        message_id: Option<i64>,
+        applied: bool,
+        now: Timestamp,
+    ) -> rusqlite::Result<Option<i64>> {
         let effect = serde_json::to_string(&r.effect).unwrap_or_else(|_| "{}".into());
         let n = self.0.prepare_cached(
-            "INSERT INTO receipts (source, dedupe, event, provider_id, reference, address, code, detail, occurred_at, received_at, effect, raw)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (source, dedupe) DO NOTHING",
+            "INSERT INTO receipts (source, dedupe, event, provider_id, reference, address, code, detail, occurred_at, received_at, effect, raw, message_id, applied)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) ON CONFLICT (source, dedupe) DO NOTHING",
         )?
         .execute(params![
             r.source.as_str(),
@@ -48,6 +54,8 @@ impl ReceiptTx for Tx<'_, '_> {
             ms(now),
             effect,
             r.raw,
+            message_id,
+            applied,
         ])?;
         Ok((n > 0).then(|| self.0.last_insert_rowid()))
     }
