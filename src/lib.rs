@@ -26,6 +26,7 @@ pub mod phone;
 pub mod plan;
 pub mod receipt;
 pub mod schedule;
+pub mod serve;
 pub mod store;
 pub mod template;
 pub mod units;

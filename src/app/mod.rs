@@ -16,6 +16,7 @@ pub mod forecast;
 pub mod plan;
 pub mod preview;
 pub mod run;
+pub mod serve;
 pub mod validate;
 
 use crate::diag::Problem;

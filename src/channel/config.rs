@@ -56,6 +56,14 @@ pub struct WhatsappCloudConfig {
     pub phone_number_id: String,
     /// Environment variable holding the access token.
     pub token_env: String,
+    /// Environment variable holding the Meta app's secret, the key of the
+    /// `X-Hub-Signature-256` on status webhooks (`disparo serve` checks it).
+    #[serde(default)]
+    pub app_secret_env: Option<String>,
+    /// Environment variable holding the verify token of the webhook subscription (the
+    /// `hub.verify_token` Meta's handshake sends to `disparo serve`).
+    #[serde(default)]
+    pub verify_token_env: Option<String>,
     /// Default `https://graph.facebook.com/v23.0`.
     #[serde(default)]
     pub base_url: Option<String>,

@@ -19,7 +19,7 @@ pub mod limits;
 mod outbox;
 mod smtp;
 mod twilio;
-mod webhook;
+pub(crate) mod webhook;
 mod whatsapp;
 
 use std::fmt;

@@ -10,6 +10,7 @@ mod output;
 mod plan;
 mod preview;
 mod run;
+mod serve;
 mod status;
 mod validate;
 
@@ -101,6 +102,8 @@ pub enum Command {
     Plan(plan::Args),
     /// Dispatch due messages.
     Run(run::Args),
+    /// Receive delivery receipts, opt-outs and one-click unsubscribes over HTTP (docs/receipts.md).
+    Serve(serve::Args),
     /// Counts by state, next due instant, recent failures.
     Status(status::Args),
     /// List individual messages.
@@ -216,6 +219,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Preview(a) => preview::run(&ctx, a),
         Command::Plan(a) => plan::run(&ctx, a),
         Command::Run(a) => run::run(&ctx, a),
+        Command::Serve(a) => serve::run(&ctx, a),
         Command::Status(a) => status::run(&ctx, a),
         Command::Messages(a) => admin::messages(&ctx, a),
         Command::Pause(a) => admin::pause(&ctx, a),
