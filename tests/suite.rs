@@ -19,6 +19,7 @@ mod rate_limit;
 mod run_channels;
 mod schedule_properties;
 mod schedule_reference;
+mod serve;
 mod store_dispatch;
 mod template_differential;
 mod template_reference;

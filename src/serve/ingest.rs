@@ -187,7 +187,10 @@ fn wait(
 }
 
 fn commit(store: &dyn Store, now: Timestamp, jobs: Vec<Job>, stats: &IngestStats) {
-    let all: Vec<Receipt> = jobs.iter().flat_map(|j| j.receipts.iter().cloned()).collect();
+    let all: Vec<Receipt> = jobs
+        .iter()
+        .flat_map(|j| j.receipts.iter().cloned())
+        .collect();
     match store.record_receipts(&all, now) {
         Ok(applied) => {
             stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -233,7 +236,10 @@ fn match_late(
         Ok(0) => {}
         Ok(n) => {
             stats.late_matches.fetch_add(n, Ordering::Relaxed);
-            tracing::info!(matched = n, "receipts matched to their messages after the send was recorded");
+            tracing::info!(
+                matched = n,
+                "receipts matched to their messages after the send was recorded"
+            );
         }
         Err(e) => tracing::warn!(error = %e, "matching earlier receipts failed; tried again later"),
     }

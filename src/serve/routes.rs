@@ -122,7 +122,12 @@ pub(super) async fn whatsapp_verify(
     match (q.mode.as_deref(), same, q.challenge) {
         (Some("subscribe"), true, Some(challenge)) => {
             tracing::info!("WhatsApp webhook subscription verified");
-            (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], challenge).into_response()
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/plain")],
+                challenge,
+            )
+                .into_response()
         }
         _ => {
             tracing::warn!("refused: WhatsApp verification with a wrong token");
@@ -135,7 +140,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     use sha2::{Digest, Sha256};
     // Equal-length digests compared without an early exit: timing says nothing of either.
     let (x, y) = (Sha256::digest(a), Sha256::digest(b));
-    x.iter().zip(y.iter()).fold(0u8, |acc, (p, q)| acc | (p ^ q)) == 0
+    x.iter()
+        .zip(y.iter())
+        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
+        == 0
 }
 
 pub(super) async fn whatsapp_post(
@@ -193,8 +201,8 @@ fn twilio_form(
             "define a twilio channel in disparo.yaml with its `auth_token_env` set in this environment",
         ));
     }
-    let params: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
-        .map_err(|e| bad_request(format!("not a form: {e}")))?;
+    let params: Vec<(String, String)> =
+        serde_urlencoded::from_bytes(body).map_err(|e| bad_request(format!("not a form: {e}")))?;
     let url = twilio_url(state, headers, uri);
     let signature = header_str(headers, "x-twilio-signature");
     if !state

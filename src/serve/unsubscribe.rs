@@ -163,6 +163,9 @@ mod tests {
         assert_eq!(masked("ana@example.com"), "a***@example.com");
         assert_eq!(masked("+5511999990000"), "+55*******0000");
         assert_eq!(masked("+1234"), "*****");
-        assert_eq!(escape("<b>\"x\" & 'y'\u{7}"), "&lt;b&gt;&quot;x&quot; &amp; &#39;y&#39;\u{FFFD}");
+        assert_eq!(
+            escape("<b>\"x\" & 'y'\u{7}"),
+            "&lt;b&gt;&quot;x&quot; &amp; &#39;y&#39;\u{FFFD}"
+        );
     }
 }

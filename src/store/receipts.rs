@@ -114,8 +114,8 @@ pub(crate) fn apply_all<T: ReceiptTx>(
         let message = find(tx, r)?;
         // Worth matching later only if it names a message; an address-only event (an
         // opt-out, a bounce of no message of ours) is done.
-        let later = message.is_none()
-            && (r.target.provider_id.is_some() || r.target.reference.is_some());
+        let later =
+            message.is_none() && (r.target.provider_id.is_some() || r.target.reference.is_some());
         if tx
             .insert_receipt(r, message.as_ref().map(|m| m.id), !later, now)?
             .is_none()

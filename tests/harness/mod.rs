@@ -97,6 +97,20 @@ impl Project {
         self
     }
 
+    /// The `disparo` command in this project, with its environment, not started.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_disparo"));
+        c.args(args)
+            .current_dir(self.path())
+            .env_remove("DISPARO_DB")
+            .env_remove("DISPARO_CONFIG")
+            .env_remove("DISPARO_NOW")
+            .env("NO_COLOR", "1")
+            .env("DISPARO_SIMULATE", "1")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        c
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         let out = Command::new(env!("CARGO_BIN_EXE_disparo"))
             .args(args)

@@ -101,6 +101,16 @@ pub fn require_python(modules: &[&str]) {
     );
 }
 
+/// Validates `instance` against the schema `components.schemas[name]` of the OpenAPI
+/// description `spec` (a file under tests/fixtures/specs): payloads the provider sends us.
+pub fn validate_component(
+    spec: &str,
+    name: &str,
+    instance: &serde_json::Value,
+) -> Result<(), String> {
+    validate_request(spec, "component", name, "-", false, instance)
+}
+
 /// Validates `instance` against the request body schema of `method path_template` in the
 /// OpenAPI description `spec` (a file under tests/fixtures/specs).
 pub fn validate_request(

@@ -1,6 +1,7 @@
 """Checks a request body against the request schema an OpenAPI description gives.
 
     validate_request.py SPEC METHOD PATH_TEMPLATE CONTENT_TYPE [--closed] < instance.json
+    validate_request.py SPEC component NAME - < instance.json
 
 SPEC is a .yaml or .json OpenAPI file; the schema is
 paths[PATH_TEMPLATE][METHOD].requestBody.content[CONTENT_TYPE].schema, validated as JSON
@@ -24,7 +25,11 @@ def main():
     closed = "--closed" in sys.argv[5:]
     with open(spec_path, encoding="utf-8") as f:
         spec = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) if spec_path.endswith((".yaml", ".yml")) else json.load(f)
-    schema = spec["paths"][path][method.lower()]["requestBody"]["content"][ctype]["schema"]
+    if method == "component":
+        # A schema the description declares without an operation (webhook payloads).
+        schema = spec["components"]["schemas"][path]
+    else:
+        schema = spec["paths"][path][method.lower()]["requestBody"]["content"][ctype]["schema"]
     if closed:
         schema = dict(schema)
         if "properties" not in schema:
