@@ -15,6 +15,9 @@ use super::audience::Fields;
 pub struct Vars {
     campaign: Arc<Map<String, Value>>,
     fields: Fields,
+    /// A variable disparo computes per recipient (`unsubscribe_url`): it wins over a field
+    /// of the same name, so an audience cannot put another link there.
+    generated: Option<Box<(&'static str, Value)>>,
 }
 
 /// An empty cell means "no value of my own": the campaign's var, if any, applies.
@@ -24,10 +27,25 @@ fn is_blank(v: &Value) -> bool {
 
 impl Vars {
     pub fn new(campaign: Arc<Map<String, Value>>, fields: Fields) -> Vars {
-        Vars { campaign, fields }
+        Vars {
+            campaign,
+            fields,
+            generated: None,
+        }
+    }
+
+    /// These variables with `name` computed by disparo for this recipient.
+    pub fn with_generated(mut self, name: &'static str, value: Value) -> Vars {
+        self.generated = Some(Box::new((name, value)));
+        self
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
+        if let Some(g) = &self.generated
+            && g.0 == key
+        {
+            return Some(&g.1);
+        }
         match self.fields.get(key) {
             Some(own) if !is_blank(own) => Some(own),
             own => self.campaign.get(key).or(own),
@@ -43,11 +61,14 @@ impl Vars {
             };
             (k.as_str(), v)
         });
+        let generated = self.generated.as_deref();
+        let shadowed = move |k: &str| generated.is_some_and(|g| g.0 == k);
+        let campaign = campaign.filter(move |(k, _)| !shadowed(k));
         let own = self
             .fields
             .iter()
-            .filter(|(k, _)| !self.campaign.contains_key(*k));
-        campaign.chain(own)
+            .filter(move |(k, _)| !self.campaign.contains_key(*k) && !shadowed(k));
+        campaign.chain(own).chain(generated.map(|g| (g.0, &g.1)))
     }
 
     /// The recipient's own fields, taken back (to reuse their buffers).
