@@ -34,7 +34,7 @@ pub fn signature_ok(app_secret: &[u8], body: &[u8], header: Option<&str>) -> boo
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())
