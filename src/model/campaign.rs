@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::diag::{Problem, yaml_problem};
+use crate::model::filter::{Filter, FilterError};
 use crate::schedule::{
     FrequencyCap as Cap, LatePolicy, QuietHours, QuietPreset, SendWindow, WallCron, Weekdays,
 };
@@ -29,6 +30,9 @@ struct CampaignFile {
     throttle: Option<Rate>,
     #[serde(default)]
     frequency_cap: Option<FrequencyCap>,
+    /// `where:`: which recipients of the audience the campaign is for.
+    #[serde(default, rename = "where")]
+    filter: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -148,6 +152,8 @@ pub struct Campaign {
     pub throttle: Option<Rate>,
     /// The campaign's `frequency_cap` and a quiet-hours preset's own cap, all enforced.
     pub caps: Vec<Cap>,
+    /// `where:`: recipients it does not keep get no message.
+    pub filter: Option<Filter>,
     /// Line of each key, for problems found after parsing (unknown channel, missing template).
     pub lines: KeyLines,
 }
@@ -159,6 +165,7 @@ pub struct KeyLines {
     pub template: (u64, u64),
     pub audience: (u64, u64),
     pub cron: (u64, u64),
+    pub filter: (u64, u64),
 }
 
 fn pos<T>(s: &Spanned<T>) -> (u64, u64) {
@@ -473,6 +480,13 @@ impl Campaign {
             }
             b
         });
+        let filter = file.filter.as_ref().and_then(|w| match Filter::parse(&w.value) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                problems.push(filter_problem(path, text, w, &e));
+                None
+            }
+        });
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -488,6 +502,7 @@ impl Campaign {
                 template: pos(&file.template),
                 audience: pos(&file.audience),
                 cron: sched.cron.as_ref().map(pos).unwrap_or_default(),
+                filter: file.filter.as_ref().map(pos).unwrap_or_default(),
             },
             channel: file.channel.value,
             template: file.template.value,
@@ -503,6 +518,35 @@ impl Campaign {
             expire_after: sched.expire_after,
             throttle: file.throttle,
             caps,
+            filter,
         })
     }
+}
+
+/// A `where:` that does not parse, located at its column when the expression sits on the
+/// key's line (plain or quoted), with the expression and a caret under the place.
+fn filter_problem(path: &Path, text: &str, w: &Spanned<String>, e: &FilterError) -> Problem {
+    let (line, col) = pos(w);
+    let source_line = text.lines().nth(line.saturating_sub(1) as usize).unwrap_or("");
+    let before: String = w.value.chars().take(w.value[..e.offset.min(w.value.len())].chars().count()).collect();
+    let lead = source_line.chars().nth(col.saturating_sub(1) as usize);
+    let on_line = source_line.contains(w.value.as_str());
+    let quoted = matches!(lead, Some('\'' | '"'));
+    let column = if on_line {
+        col + u64::from(quoted) + before.chars().count() as u64
+    } else {
+        0
+    };
+    let mut p = Problem::new(format!("this filter cannot be read: {}", e.message))
+        .in_file(path)
+        .at(line, column)
+        .field("where");
+    p.excerpt = Some(format!(
+        "    {}\n    {}^",
+        w.value.trim_end(),
+        " ".repeat(before.chars().count())
+    ));
+    p.hint(e.hint.clone().unwrap_or_else(|| {
+        "see docs/campaign-reference.md, \"Audience filters\"".to_owned()
+    }))
 }

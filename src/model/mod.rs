@@ -6,6 +6,7 @@
 pub mod audience;
 pub mod campaign;
 pub mod config;
+pub mod filter;
 pub mod project;
 pub mod vars;
 
