@@ -23,9 +23,9 @@ h3 { font-size: 15px; margin: 18px 0 6px; color: #3e4c59; }
 .meta { color: #52606d; margin: 0 0 8px; }
 section { background: #fff; border: 1px solid #e4e7eb; border-radius: 6px; padding: 4px 18px 16px; margin-top: 18px; }
 table { border-collapse: collapse; margin: 8px 0; font-variant-numeric: tabular-nums; }
-th, td { padding: 4px 10px; border-bottom: 1px solid #e4e7eb; text-align: right; vertical-align: top; }
+th, td { padding: 4px 10px; border-bottom: 1px solid #e4e7eb; text-align: right; vertical-align: top; white-space: nowrap; }
 th:first-child, td:first-child { text-align: left; }
-td.text, th.text { text-align: left; overflow-wrap: anywhere; max-width: 420px; }
+td.text, th.text { text-align: left; overflow-wrap: anywhere; white-space: normal; max-width: 420px; }
 th { background: #f0f2f5; font-weight: 600; }
 code { font: 13px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; background: #f0f2f5; padding: 0 3px; border-radius: 3px; }
 .empty { color: #52606d; font-style: italic; }
@@ -260,7 +260,7 @@ fn funnel_chart(h: &mut String, f: &Funnel) {
 }
 
 fn sends_section(h: &mut String, s: &Sends, funnel_sent: u64) {
-    h.push_str("<section id=\"sends\">\n<h2>Sends per hour</h2>\n");
+    h.push_str("<section id=\"sends\" data-section=\"sends\">\n<h2>Sends per hour</h2>\n");
     if s.total == 0 {
         h.push_str(
             "<p class=\"empty\" data-empty=\"sends\">No message has been sent yet: \
@@ -397,7 +397,9 @@ fn failures_section(h: &mut String, failures: &[FailureGroup]) {
 }
 
 fn read_section(h: &mut String, t: &ReadTimes) {
-    h.push_str("<section id=\"time-to-read\">\n<h2>Time to read</h2>\n");
+    h.push_str(
+        "<section id=\"time-to-read\" data-section=\"time-to-read\">\n<h2>Time to read</h2>\n",
+    );
     if t.count == 0 {
         h.push_str(
             "<p class=\"empty\" data-empty=\"reads\">No message has been reported read yet. Read \
