@@ -148,7 +148,7 @@ fn campaign_row(
 }
 
 /// The table: states nobody is in and receipt counts nobody has are left out (JSON and CSV
-/// keep every column), then why campaigns are paused and their most common errors.
+/// keep every column), then the notes.
 fn print_table(mut rows: Rows, summaries: &[CampaignSummary], now: Timestamp) -> CliResult {
     let mut cols: Vec<&'static str> = vec!["campaign", "status", "channel"];
     for st in State::ALL {
@@ -194,6 +194,11 @@ fn print_table(mut rows: Rows, summaries: &[CampaignSummary], now: Timestamp) ->
         ..rows
     };
     rows.show(Format::Table)?;
+    print_notes(summaries)
+}
+
+/// Below the table: why campaigns are not active, and their most common errors.
+fn print_notes(summaries: &[CampaignSummary]) -> CliResult {
     let mut out = String::new();
     for s in summaries {
         if s.status != CampaignStatus::Active

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 
 use super::browser::{self, Png};
-use super::{Trap, funnel_metrics, json_of, sent_campaign};
+use super::{Sent, Trap, funnel_metrics, json_of, sent_campaign};
 use crate::harness::Project;
 
 const NOW: &str = "2026-12-01T00:00:00Z";
@@ -69,12 +69,22 @@ fn the_html_report_in_chromium_shows_the_stores_figures_and_loads_nothing() {
     assert_eq!(browser::page_problems(&dom.stderr), Vec::<&str>::new());
     let facts = browser::dom_facts(&dom.stdout);
 
-    // The funnel: the store's lines, whole and by group.
+    check_funnel(p, &facts);
+    check_sends(&facts, &data);
+    check_failures(&facts, &s);
+    check_reads(&facts, &data);
+    check_hostile(&facts, &s);
+    check_drawn(&s, &page);
+    assert_eq!(s.trap.hits(), 0, "the page made a request");
+}
+
+/// The funnel: the store's lines, whole and by group.
+fn check_funnel(p: &Project, facts: &Value) {
     let whole = json_of(p, &["export", "c", "--funnel"]).remove(0);
     for (k, v) in funnel_metrics(&whole) {
-        assert_eq!(figure(&facts, "funnel", None, &k), v, "funnel {k}");
+        assert_eq!(figure(facts, "funnel", None, &k), v, "funnel {k}");
     }
-    assert_eq!(figure(&facts, "funnel", None, "delivered"), json!(5));
+    assert_eq!(figure(facts, "funnel", None, "delivered"), json!(5));
     for (by, section) in [("zone", "by-zone"), ("locale", "by-locale")] {
         let lines = json_of(p, &["status", "--by", by]);
         assert!(lines.len() >= 3);
@@ -82,19 +92,21 @@ fn the_html_report_in_chromium_shows_the_stores_figures_and_loads_nothing() {
             let group = line[by].as_str().unwrap_or("");
             for (k, v) in funnel_metrics(line) {
                 assert_eq!(
-                    figure(&facts, section, Some(group), &k),
+                    figure(facts, section, Some(group), &k),
                     v,
                     "{section} {group:?} {k}"
                 );
             }
         }
     }
+}
 
-    // Sends per hour: one run per zone, in UTC; all at 09:30 on their own clocks.
-    assert_eq!(figure(&facts, "sends", None, "sends_total"), json!(7));
-    assert_eq!(data["sends"]["total"], whole["sent"]);
+/// Sends per hour: one run per zone, in UTC; all at 09:30 on their own clocks.
+fn check_sends(facts: &Value, data: &Value) {
+    assert_eq!(figure(facts, "sends", None, "sends_total"), json!(7));
+    assert_eq!(data["sends"]["total"], data["funnel"]["sent"]);
     assert_eq!(
-        rows(&facts, "sends-utc", "hour"),
+        rows(facts, "sends-utc", "hour"),
         [
             ("2026-11-30T00:00:00Z".to_string(), 1),
             ("2026-11-30T09:00:00Z".to_string(), 2),
@@ -112,14 +124,12 @@ fn the_html_report_in_chromium_shows_the_stores_figures_and_loads_nothing() {
             )
         })
         .collect();
-    assert_eq!(
-        utc,
-        rows(&facts, "sends-utc", "hour"),
-        "page and JSON agree"
-    );
-    assert_eq!(rows(&facts, "sends-local", "hour"), [("9".to_string(), 7)]);
+    assert_eq!(utc, rows(facts, "sends-utc", "hour"), "page and JSON agree");
+    assert_eq!(rows(facts, "sends-local", "hour"), [("9".to_string(), 7)]);
+}
 
-    // Failures by code: the refused send, the late failure (hostile code), the bounce.
+/// Failures by code: the refused send, the late failure (hostile code), the bounce.
+fn check_failures(facts: &Value, s: &Sent) {
     let mut failures: Vec<(String, String, u64)> = facts["metrics"]
         .as_array()
         .unwrap()
@@ -142,10 +152,12 @@ fn the_html_report_in_chromium_shows_the_stores_figures_and_loads_nothing() {
             ("send".to_string(), "HTTP 400".to_string(), 1),
         ]
     );
+}
 
-    // Time to read: 2 min, 3 min and 40 min after the sends (less the run's own milliseconds).
+/// Time to read: 2 min, 3 min and 40 min after the sends (less the run's own milliseconds).
+fn check_reads(facts: &Value, data: &Value) {
     let t = &data["time_to_read"];
-    assert_eq!(figure(&facts, "time-to-read", None, "read_count"), json!(3));
+    assert_eq!(figure(facts, "time-to-read", None, "read_count"), json!(3));
     let median = facts["metrics"]
         .as_array()
         .unwrap()
@@ -162,7 +174,7 @@ fn the_html_report_in_chromium_shows_the_stores_figures_and_loads_nothing() {
         (2340..2400).contains(&t["p90_secs"].as_i64().unwrap()),
         "{t}"
     );
-    let buckets: Vec<(String, u64)> = rows(&facts, "time-to-read", "bucket")
+    let buckets: Vec<(String, u64)> = rows(facts, "time-to-read", "bucket")
         .into_iter()
         .filter(|(_, n)| *n > 0)
         .collect();
@@ -171,9 +183,11 @@ fn the_html_report_in_chromium_shows_the_stores_figures_and_loads_nothing() {
         [("60".to_string(), 2), ("900".to_string(), 1)],
         "1–5 min: 2, 15 min–1 h: 1"
     );
+}
 
-    // Hostile data is text: the name reads as written, and no markup of it made an element,
-    // an event handler or a URL.
+/// Hostile data is text: the name reads as written, and no markup of it made an element, an
+/// event handler or a URL.
+fn check_hostile(facts: &Value, s: &Sent) {
     assert_eq!(facts["fields"]["campaign"], s.hostile.name.as_str());
     for tag in ["script", "img", "iframe", "b"] {
         assert!(
@@ -191,11 +205,14 @@ fn the_html_report_in_chromium_shows_the_stores_figures_and_loads_nothing() {
     );
     assert!(text.contains(&format!("<script src=\"{}\">", s.trap.url("/error.js"))));
     assert!(text.contains(&s.hostile.locale));
+}
 
-    // It draws: a full-size screenshot with the funnel's and the hours' bars in it.
+/// It draws: a full-size screenshot with the funnel's and the hours' bars in it.
+fn check_drawn(s: &Sent, page: &std::path::Path) {
+    let p = &s.p;
     let shot = p.path().join("shot.png");
     let run = browser::run(
-        &page,
+        page,
         &[
             &format!("--screenshot={}", shot.display()),
             "--window-size=1200,2000",

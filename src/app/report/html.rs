@@ -126,11 +126,11 @@ fn funnel_section(h: &mut String, r: &Report) {
     funnel_head(h, None);
     funnel_row(h, f, None);
     h.push_str("</table>\n");
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<p class=\"note\">Delivered of sent: {}; read of delivered: {}. A message read counts as \
          delivered; failed counts failed sends and messages reported failed after the provider \
-         accepted them ({} of these).</p>\n",
+         accepted them ({} of these).</p>",
         pct_text(f.delivered_pct),
         pct_text(f.read_pct),
         f.counts.undelivered,
