@@ -176,6 +176,32 @@ conformance! {
         assert_eq!(again.len(), 1);
     }
 
+    fn the_report_gathers_the_same_figures_on_every_store(db) {
+        let s = db.create();
+        plan(&*s, &campaign("c"), &audience(3));
+        let c = claim(&*s, "w", 3);
+        let mut done: Vec<_> = c.iter().map(|m| sent(m, t())).collect();
+        done[2].outcome = disparo::store::Outcome::Failed { code: Some("HTTP 400".into()), error: "<b>no</b>".into() };
+        s.complete("w", &done).unwrap();
+        let mut read = receipt(&format!("p-{}", c[0].recipient), Event::Read, "read");
+        read.occurred_at = t() + mins(3);
+        let mut bounce = receipt(&format!("p-{}", c[1].recipient), Event::Bounced, "bounce");
+        bounce.code = Some("5.1.1".into());
+        s.record_receipts(&[read, bounce], t()).unwrap();
+        let r = disparo::app::report::gather(&*s, "c", t()).unwrap();
+        let f = &r.funnel.counts;
+        assert_eq!((f.planned, f.sent, f.delivered, f.read, f.failed, f.bounced), (3, 2, 1, 1, 1, 1));
+        assert_eq!(r.sends.total, f.sent);
+        assert_eq!(r.sends.per_utc_hour.len(), 1);
+        assert_eq!(r.sends.per_local_hour.iter().sum::<u64>(), 2);
+        let failures: Vec<_> = r.failures.iter().map(|g| (g.stage.as_str(), g.code.as_deref(), g.count)).collect();
+        assert_eq!(failures, [("send", Some("HTTP 400"), 1), ("bounce", Some("5.1.1"), 1)], "most frequent first, then sends before receipts");
+        assert_eq!(r.failures[0].example.as_deref(), Some("<b>no</b>"));
+        assert_eq!((r.time_to_read.count, r.time_to_read.median_secs), (1, Some(180)));
+        assert_eq!(r.messages, 3);
+        assert!(disparo::app::report::gather(&*s, "nope", t()).is_err());
+    }
+
     fn the_funnel_splits_by_zone_and_locale(db) {
         let s = db.create();
         let mut rows = audience(3);
