@@ -5,7 +5,8 @@
 # PyYAML), and PostgreSQL's server binaries for the store tests (tests/conformance, which start
 # throwaway clusters with them: tests/harness/pg.rs, scripts/pg-cluster.sh), and the npm tools
 # in tests/tools (Prism mocks of the providers' OpenAPI descriptions, handlebars.js as the
-# reference renderer), with Node.js from Debian's packages when there is none.
+# reference renderer), with Node.js from Debian's packages when there is none, and headless
+# Chromium for the HTML report's browser test (tests/report: DOM, screenshot, console).
 # Idempotent and quiet: does nothing when the pinned versions and a server are already there.
 set -euo pipefail
 
@@ -31,6 +32,15 @@ if ! have_postgres; then
     exit 1
   fi
   apt_install postgresql
+fi
+
+# Chromium: Debian's package, at the path tests/report/browser.rs runs (or $CHROMIUM).
+if [[ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]]; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "test-deps: no Chromium at ${CHROMIUM:-/usr/bin/chromium} and no apt-get to install it; install Chromium or set CHROMIUM" >&2
+    exit 1
+  fi
+  apt_install chromium
 fi
 
 PYTHON="${PYTHON:-python3}"

@@ -16,6 +16,7 @@ mod faults;
 mod loaders_fuzz;
 mod outputs;
 mod rate_limit;
+mod report;
 mod run_channels;
 mod schedule_properties;
 mod schedule_reference;

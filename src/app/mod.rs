@@ -7,6 +7,8 @@
 //! - [`channels`]: building the channel adapters a run needs, from `disparo.yaml`.
 //! - [`checks`], [`forecast`]: what `preview` shows of each message and of all of them.
 //! - [`preview`], [`validate`]: a campaign prepared for a preview; one checked end to end.
+//! - [`report`]: a campaign's funnel, sends per hour, failures and reading times, gathered
+//!   from the store and written as one self-contained HTML page.
 //! - [`run`]: one dispatch run on its own runtime, and what a dry run would send.
 
 pub mod channels;
@@ -15,6 +17,7 @@ pub mod db;
 pub mod forecast;
 pub mod plan;
 pub mod preview;
+pub mod report;
 pub mod run;
 pub mod serve;
 pub mod validate;

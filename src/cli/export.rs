@@ -1,23 +1,32 @@
 //! `disparo export CAMPAIGN`: the delivery report a marketer hands on — one row per message
-//! with its attempts summed up, or one row per attempt with `--attempts`.
+//! with its attempts summed up and what its receipts said, one row per attempt with
+//! `--attempts`, or the campaign's funnel with `--funnel [--by locale|zone]`.
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
+use super::funnel::By;
 use super::output::{Format, RowStream, ok_unless_broken, say};
 use super::{CliResult, Ctx, Exit};
 use disparo::diag::Problem;
-use disparo::store::ReportError;
+use disparo::store::{ReportError, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The campaign: its `name:` or its file's name (`black-friday` for campaigns/black-friday.yaml).
     pub campaign: String,
     /// One row per delivery attempt instead of one per message.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "funnel")]
     pub attempts: bool,
+    /// The campaign's funnel (planned, sent, delivered, read, failed, bounced, opted out)
+    /// instead of its messages: one row, or one per group with `--by`.
+    #[arg(long)]
+    pub funnel: bool,
+    /// With `--funnel`: one row per locale or zone of the recipients.
+    #[arg(long, value_enum, value_name = "locale|zone", requires = "funnel")]
+    pub by: Option<By>,
     /// Write the report to this file instead of stdout. Its format is `--format` when that is
     /// json or csv, else taken from the extension (.jsonl/.json: JSON Lines, anything else: CSV).
     #[arg(long, short, value_name = "FILE")]
@@ -25,7 +34,7 @@ pub struct Args {
 }
 
 /// Columns of the per-message report (CSV and table); JSON carries the same fields.
-pub const MESSAGE_COLUMNS: [&str; 21] = [
+pub const MESSAGE_COLUMNS: [&str; 26] = [
     "campaign",
     "message_id",
     "recipient",
@@ -47,9 +56,14 @@ pub const MESSAGE_COLUMNS: [&str; 21] = [
     "provider_id",
     "sent_at",
     "last_error",
+    "delivery",
+    "delivered_at",
+    "read_at",
+    "delivery_code",
+    "opted_out_at",
 ];
 
-const MESSAGE_TABLE: [&str; 9] = [
+const MESSAGE_TABLE: [&str; 10] = [
     "recipient",
     "occurrence",
     "address",
@@ -57,6 +71,7 @@ const MESSAGE_TABLE: [&str; 9] = [
     "attempts",
     "last_outcome",
     "sent_at",
+    "delivery",
     "provider_id",
     "last_error",
 ];
@@ -127,13 +142,20 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
             (format, Box::new(std::io::BufWriter::new(file)))
         }
     };
-    let (columns, table): (&[&'static str], &[&'static str]) = if args.attempts {
-        (&ATTEMPT_COLUMNS, &ATTEMPT_TABLE)
+    let (columns, table): (Vec<&'static str>, Vec<&'static str>) = if args.funnel {
+        (
+            super::funnel::columns(args.by),
+            super::funnel::table_columns(args.by),
+        )
+    } else if args.attempts {
+        (ATTEMPT_COLUMNS.to_vec(), ATTEMPT_TABLE.to_vec())
     } else {
-        (&MESSAGE_COLUMNS, &MESSAGE_TABLE)
+        (MESSAGE_COLUMNS.to_vec(), MESSAGE_TABLE.to_vec())
     };
-    let mut stream = RowStream::new(format, columns, table, out);
-    let result = if args.attempts {
+    let mut stream = RowStream::new(format, &columns, &table, out);
+    let result = if args.funnel {
+        funnel_rows(store.as_ref(), &args, &mut stream)
+    } else if args.attempts {
         store.report_attempts(&args.campaign, &mut |r| {
             stream.push(ordered(&r, &ATTEMPT_COLUMNS))
         })
@@ -155,7 +177,9 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
             ctx.quiet,
             format!(
                 "wrote {n} {} of {} to {}",
-                if args.attempts {
+                if args.funnel {
+                    "funnel row(s)"
+                } else if args.attempts {
                     "attempt(s)"
                 } else {
                     "message(s)"
@@ -166,4 +190,17 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
         );
     }
     Ok(Exit::Ok)
+}
+
+/// `--funnel`: the store's funnel lines for the campaign, as rows; how many.
+fn funnel_rows(
+    store: &dyn Store,
+    args: &Args,
+    stream: &mut RowStream<'_>,
+) -> Result<u64, ReportError> {
+    let lines = store.funnel(Some(&args.campaign), By::store(args.by))?;
+    for f in &lines {
+        stream.push(super::funnel::row(f, args.by))?;
+    }
+    Ok(lines.len() as u64)
 }

@@ -5,10 +5,12 @@ mod admin;
 mod completions;
 mod db;
 mod export;
+mod funnel;
 mod init;
 mod output;
 mod plan;
 mod preview;
+mod report;
 mod run;
 mod serve;
 mod status;
@@ -104,7 +106,7 @@ pub enum Command {
     Run(run::Args),
     /// Receive delivery receipts, opt-outs and one-click unsubscribes over HTTP (docs/receipts.md).
     Serve(serve::Args),
-    /// Counts by state, next due instant, recent failures.
+    /// Counts by state, receipts (delivered, read, ...), next due instant, recent failures; --by locale|zone: the funnel per group.
     Status(status::Args),
     /// List individual messages.
     Messages(admin::MessagesArgs),
@@ -117,8 +119,10 @@ pub enum Command {
     /// The opt-out list, honoured at plan and at dispatch.
     #[command(subcommand)]
     Suppress(admin::SuppressCmd),
-    /// The delivery report: every message with its attempts (CSV or JSON Lines with --format).
+    /// The delivery report: every message with its attempts and receipts, or the funnel (CSV or JSON Lines with --format).
     Export(export::Args),
+    /// A campaign's report as one self-contained HTML page: funnel, sends per hour, failures, time to read.
+    Report(report::Args),
     /// The schedule database itself: migrate its schema, check it (for fleets of workers).
     #[command(subcommand)]
     Db(db::DbCmd),
@@ -227,6 +231,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Cancel(a) => admin::cancel(&ctx, a),
         Command::Suppress(c) => admin::suppress(&ctx, c),
         Command::Export(a) => export::run(&ctx, a),
+        Command::Report(a) => report::run(&ctx, a),
         Command::Db(c) => db::run(&ctx, c),
         Command::Completions(a) => completions::completions(&ctx, a),
         Command::Man(a) => completions::man(&ctx, a),

@@ -206,11 +206,33 @@ pub struct Funnel {
     /// Reported delivered (a message read counts as delivered).
     pub delivered: u64,
     pub read: u64,
-    /// Failed at the send, or reported failed afterwards.
+    /// Failed at the send, or reported failed afterwards (those are also in `sent` and in
+    /// `undelivered`).
     pub failed: u64,
+    /// Accepted by the provider, then reported failed by a receipt (Twilio's `undelivered`,
+    /// WhatsApp's late `failed`): the part of `failed` that the queue shows as `sent`.
+    pub undelivered: u64,
+    /// Hard bounces (the address does not exist); not counted in `failed`.
     pub bounced: u64,
     /// Opt-outs and complaints traced to one of these messages.
     pub opted_out: u64,
+}
+
+impl Funnel {
+    /// Delivered per hundred sent, to one decimal; `None` before anything was sent.
+    pub fn delivered_pct(&self) -> Option<f64> {
+        pct(self.delivered, self.sent)
+    }
+    /// Read per hundred delivered (the read rate WhatsApp's own reports show), to one
+    /// decimal; `None` before anything was delivered.
+    pub fn read_pct(&self) -> Option<f64> {
+        pct(self.read, self.delivered)
+    }
+}
+
+/// `part` per hundred `whole`, rounded to one decimal.
+fn pct(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| (part as f64 * 1000.0 / whole as f64).round() / 10.0)
 }
 
 /// How [`crate::store::Store::funnel`] splits a campaign.

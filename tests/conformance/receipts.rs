@@ -135,7 +135,28 @@ conformance! {
         assert_eq!(s.record_receipts(&[unsub], t()).unwrap(), [Applied::Recorded]);
         assert!(s.is_suppressed(&c[1].address).unwrap());
         let f = &s.funnel(Some("c"), FunnelBy::Campaign).unwrap()[0];
-        assert_eq!((f.failed, f.opted_out), (1, 1));
+        assert_eq!((f.failed, f.undelivered, f.opted_out), (1, 1, 1));
+    }
+
+    fn a_late_failure_counts_as_failed_and_undelivered_a_failed_send_only_as_failed(db) {
+        let s = db.create();
+        plan(&*s, &campaign("c"), &audience(3));
+        let c = claim(&*s, "w", 3);
+        let mut done: Vec<_> = c.iter().map(|m| sent(m, t())).collect();
+        done[2].outcome = disparo::store::Outcome::Failed { code: Some("HTTP 400".into()), error: "refused".into() };
+        s.complete("w", &done).unwrap();
+        let mut late = receipt(&format!("p-{}", c[0].recipient), Event::Failed, "late");
+        late.code = Some("30008".into());
+        assert_eq!(s.record_receipts(&[late], t()).unwrap(), [Applied::Recorded]);
+        s.record_receipts(&[receipt(&format!("p-{}", c[1].recipient), Event::Read, "read")], t()).unwrap();
+        let f = &s.funnel(Some("c"), FunnelBy::Campaign).unwrap()[0];
+        // The late failure stays `sent` in the queue: counted as sent, failed and undelivered.
+        assert_eq!(
+            (f.planned, f.sent, f.delivered, f.read, f.failed, f.undelivered, f.bounced),
+            (3, 2, 1, 1, 2, 1, 0)
+        );
+        assert_eq!((f.delivered_pct(), f.read_pct()), (Some(50.0), Some(100.0)));
+        assert_eq!(states(&*s).iter().filter(|(_, st)| *st == State::Sent).count(), 2);
     }
 
     fn the_per_user_limit_sends_again_a_day_later(db) {
@@ -153,6 +174,32 @@ conformance! {
         // The next send starts the ladder again.
         let again = claim_at(&*s, "w", t() + mins(24 * 60), mins(1), 1);
         assert_eq!(again.len(), 1);
+    }
+
+    fn the_report_gathers_the_same_figures_on_every_store(db) {
+        let s = db.create();
+        plan(&*s, &campaign("c"), &audience(3));
+        let c = claim(&*s, "w", 3);
+        let mut done: Vec<_> = c.iter().map(|m| sent(m, t())).collect();
+        done[2].outcome = disparo::store::Outcome::Failed { code: Some("HTTP 400".into()), error: "<b>no</b>".into() };
+        s.complete("w", &done).unwrap();
+        let mut read = receipt(&format!("p-{}", c[0].recipient), Event::Read, "read");
+        read.occurred_at = t() + mins(3);
+        let mut bounce = receipt(&format!("p-{}", c[1].recipient), Event::Bounced, "bounce");
+        bounce.code = Some("5.1.1".into());
+        s.record_receipts(&[read, bounce], t()).unwrap();
+        let r = disparo::app::report::gather(&*s, "c", t()).unwrap();
+        let f = &r.funnel.counts;
+        assert_eq!((f.planned, f.sent, f.delivered, f.read, f.failed, f.bounced), (3, 2, 1, 1, 1, 1));
+        assert_eq!(r.sends.total, f.sent);
+        assert_eq!(r.sends.per_utc_hour.len(), 1);
+        assert_eq!(r.sends.per_local_hour.iter().sum::<u64>(), 2);
+        let failures: Vec<_> = r.failures.iter().map(|g| (g.stage.as_str(), g.code.as_deref(), g.count)).collect();
+        assert_eq!(failures, [("send", Some("HTTP 400"), 1), ("bounce", Some("5.1.1"), 1)], "most frequent first, then sends before receipts");
+        assert_eq!(r.failures[0].example.as_deref(), Some("<b>no</b>"));
+        assert_eq!((r.time_to_read.count, r.time_to_read.median_secs), (1, Some(180)));
+        assert_eq!(r.messages, 3);
+        assert!(disparo::app::report::gather(&*s, "nope", t()).is_err());
     }
 
     fn the_funnel_splits_by_zone_and_locale(db) {

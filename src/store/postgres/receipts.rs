@@ -257,6 +257,7 @@ pub(super) fn funnel(
                 COUNT(*) FILTER (WHERE d.delivered_at IS NOT NULL OR d.read_at IS NOT NULL),
                 COUNT(*) FILTER (WHERE d.read_at IS NOT NULL),
                 COUNT(*) FILTER (WHERE q.state = 'failed' OR d.failed_at IS NOT NULL),
+                COUNT(*) FILTER (WHERE q.state <> 'failed' AND d.failed_at IS NOT NULL),
                 COUNT(*) FILTER (WHERE d.bounced_at IS NOT NULL),
                 COUNT(*) FILTER (WHERE d.opted_out_at IS NOT NULL)
          FROM queue q JOIN campaigns c ON c.id = q.campaign_id {join}
@@ -286,8 +287,9 @@ pub(super) fn funnel(
             delivered: n(r, 4),
             read: n(r, 5),
             failed: n(r, 6),
-            bounced: n(r, 7),
-            opted_out: n(r, 8),
+            undelivered: n(r, 7),
+            bounced: n(r, 8),
+            opted_out: n(r, 9),
         })
         .collect())
 }

@@ -250,7 +250,8 @@ impl SqliteStore {
             "SELECT c.name, {group},
                     SUM(q.state <> 'cancelled'), SUM(q.state = 'sent'),
                     SUM(d.delivered_at IS NOT NULL OR d.read_at IS NOT NULL), SUM(d.read_at IS NOT NULL),
-                    SUM(q.state = 'failed' OR d.failed_at IS NOT NULL), SUM(d.bounced_at IS NOT NULL),
+                    SUM(q.state = 'failed' OR d.failed_at IS NOT NULL),
+                    SUM(q.state <> 'failed' AND d.failed_at IS NOT NULL), SUM(d.bounced_at IS NOT NULL),
                     SUM(d.opted_out_at IS NOT NULL)
              FROM queue q JOIN campaigns c ON c.id = q.campaign_id {join}
              LEFT JOIN delivery d ON d.message_id = q.message_id
@@ -269,8 +270,9 @@ impl SqliteStore {
                     delivered: n(4)?,
                     read: n(5)?,
                     failed: n(6)?,
-                    bounced: n(7)?,
-                    opted_out: n(8)?,
+                    undelivered: n(7)?,
+                    bounced: n(8)?,
+                    opted_out: n(9)?,
                 })
             })
             .map_err(other)?;
