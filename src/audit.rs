@@ -73,6 +73,9 @@ pub struct Audit {
     pub late: u64,
     /// How a CSV audience was read, and whether the campaign's `delimiter` said so.
     pub csv: Option<(CsvDialect, bool)>,
+    /// With `where:`: recipients each top-level clause removed (the first clause a
+    /// recipient fails takes it), in the clauses' order.
+    pub filtered: Vec<u64>,
 }
 
 impl Audit {
@@ -97,6 +100,43 @@ impl Audit {
                 }
             }
         }
+    }
+
+    /// Counts a recipient `where:` removed, against the clause that removed it.
+    pub fn filtered_out(&mut self, clause: usize, clauses: usize) {
+        if self.filtered.len() < clauses {
+            self.filtered.resize(clauses, 0);
+        }
+        self.filtered[clause] += 1;
+    }
+
+    /// How many recipients `where:` removed in all.
+    pub fn filtered_total(&self) -> u64 {
+        self.filtered.iter().sum()
+    }
+
+    /// What the campaign's `where:` did, in one line: recipients kept, and how many each
+    /// clause removed (preview, validate). `read`: recipients read from the audience.
+    pub fn filter_line(&self, campaign: &Campaign, read: u64) -> Option<String> {
+        let f = campaign.filter.as_ref()?;
+        let removed = self.filtered_total();
+        let by: Vec<String> = f
+            .clauses()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                format!(
+                    "{} by {}",
+                    self.filtered.get(i).copied().unwrap_or(0),
+                    c.text
+                )
+            })
+            .collect();
+        Some(format!(
+            "where: {} of {read} recipient(s) kept; removed {removed}: {}",
+            read.saturating_sub(removed),
+            by.join(", ")
+        ))
     }
 
     /// Warnings about the audience as a whole, each a sentence naming the campaign.

@@ -555,6 +555,10 @@ impl Planner {
         let mut seen = SeenIds::new(&path);
         let progress = self.progress.clone();
         let spares = audience::Spares::default();
+        let is_csv =
+            audience::AudienceFormat::from_path(&path) == Some(audience::AudienceFormat::Csv);
+        let mut header_checked = self.campaign.filter.is_none() || !is_csv;
+        let mut whole: Option<Problem> = None;
         let (rows, csv) = audience::read_with(
             &path,
             delimiter,
@@ -565,6 +569,13 @@ impl Planner {
                     Ok(r) => r,
                     Err(p) => return each(Err(Unplanned::new(None, p))),
                 };
+                if !header_checked {
+                    header_checked = true;
+                    if let Err(p) = self.check_filter_fields(r.fields.names()) {
+                        whole = Some(p);
+                        return ControlFlow::Break(());
+                    }
+                }
                 if !seen.first_time(&r.id) {
                     let p = Problem::new(format!("duplicate recipient id {:?}", r.id))
                         .in_file(&path)
@@ -596,6 +607,9 @@ impl Planner {
                 }
             },
         )?;
+        if let Some(p) = whole {
+            return Err(p);
+        }
         self.audit.csv = csv.map(|d| (d, delimiter.is_some()));
         if rows == 0 {
             return Err(Problem::new("the audience has no recipients")
@@ -609,6 +623,11 @@ impl Planner {
     /// for reporting a problem).
     fn plan_recipient(&mut self, r: &mut Recipient) -> Result<Vec<PlannedRow>, Problem> {
         let own_zone = self.zone_for(r)?;
+        // `where:` first: a recipient the campaign is not for gets no message and is no
+        // problem, whatever else is wrong with its row.
+        if self.campaign.filter.is_some() && !self.kept(r, own_zone.as_ref())? {
+            return Ok(Vec::new());
+        }
         let field = &self.settings.address_field;
         let raw = r.text_or_number(field).ok_or_else(|| {
             Problem::new(format!(
@@ -697,6 +716,76 @@ impl Planner {
             });
         }
         Ok(out)
+    }
+
+    /// Whether `where:` keeps the recipient, judged on its own clock (its zone, else the one
+    /// its phone or the default gives); counts the clause that removed it.
+    fn kept(
+        &mut self,
+        r: &Recipient,
+        own_zone: Option<&(String, TimeZone)>,
+    ) -> Result<bool, Problem> {
+        let tz = match own_zone {
+            Some((_, tz)) => tz.clone(),
+            None => {
+                let raw = r.text_or_number(&self.settings.address_field);
+                match raw.and_then(|a| address::normalize(self.address_kind, &a).ok()) {
+                    Some(a) => self.default_zone(&a).1,
+                    None => self.fallback_zone.1.clone(),
+                }
+            }
+        };
+        let filter = self.campaign.filter.as_ref().expect("called with a filter");
+        let ctx = crate::model::filter::EvalCtx {
+            now: self.opts.now,
+            tz: &tz,
+        };
+        match filter.first_failing(&|k| r.fields.get(k), &ctx) {
+            Ok(None) => Ok(true),
+            Ok(Some(clause)) => {
+                self.audit.filtered_out(clause, filter.clauses().len());
+                Ok(false)
+            }
+            Err(e) => Err(Problem::new(format!("where: {}", e.message))
+                .field(e.field)
+                .hint(e.hint)),
+        }
+    }
+
+    /// `where:` names only columns the CSV audience has (`header`): `country == BR` reads a
+    /// column `BR`, and a typo would otherwise keep nobody, silently.
+    fn check_filter_fields(&self, header: &[String]) -> Result<(), Problem> {
+        let Some(f) = &self.campaign.filter else {
+            return Ok(());
+        };
+        let missing: Vec<&str> = f
+            .fields()
+            .into_iter()
+            .filter(|k| !header.iter().any(|h| h == k))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let (l, c) = self.campaign.lines.filter;
+        Err(Problem::new(format!(
+            "the filter reads {}, which the audience {} has no column for",
+            missing
+                .iter()
+                .map(|m| format!("`{m}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            self.campaign
+                .audience
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+        ))
+        .in_file(&self.campaign.file)
+        .at(l, c)
+        .field("where")
+        .hint(format!(
+            "its columns are {}; quote text values: country == 'BR'",
+            header.join(", ")
+        )))
     }
 
     /// The occurrences of the campaign's schedule for one zone, each placed by rule 3, with a

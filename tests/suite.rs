@@ -13,6 +13,7 @@ mod conformance;
 mod db_commands;
 mod delivery;
 mod faults;
+mod filters;
 mod loaders_fuzz;
 mod outputs;
 mod rate_limit;

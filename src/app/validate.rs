@@ -117,6 +117,10 @@ pub fn check_campaign(
             .map(Problem::new),
     );
     out.notes = audit.notes(&planner.campaign.audience);
+    if out.recipients > 0 {
+        out.notes
+            .extend(audit.filter_line(&planner.campaign, out.recipients));
+    }
     for (w, n, who) in message_warnings {
         let more = if n > who.len() as u64 { ", …" } else { "" };
         out.warnings.push(Problem::new(format!(

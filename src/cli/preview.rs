@@ -137,6 +137,14 @@ impl Report<'_> {
             "multi_segment_messages": (self.kind == Kind::Sms).then_some(f.multi_segment),
             "messages_with_warnings": f.with_warnings,
             "caps_at_dispatch": !self.campaign.caps.is_empty(),
+            "filter": self.campaign.filter.as_ref().map(|flt| json!({
+                "where": flt.text(),
+                "kept": f.recipients.saturating_sub(self.audit.filtered_total()),
+                "removed": flt.clauses().iter().enumerate().map(|(i, c)| json!({
+                    "clause": c.text,
+                    "recipients": self.audit.filtered.get(i).copied().unwrap_or(0),
+                })).collect::<Vec<_>>(),
+            })),
             "zone_fallback": self.audit.zone_fallback,
             "zone_from_phone": self.audit.zone_from_phone,
             "per_hour_mode": if f.by_actual_hour() { "hour" } else { "hour_of_day" },
@@ -169,6 +177,24 @@ impl Report<'_> {
             h(&f.messages.to_string()),
             f.recipients
         );
+        if let Some(flt) = &self.campaign.filter {
+            let _ = writeln!(
+                o,
+                "  where         {} of {} recipient(s) kept ({})",
+                f.recipients.saturating_sub(self.audit.filtered_total()),
+                f.recipients,
+                flt.clauses()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| format!(
+                        "{} removed by {}",
+                        self.audit.filtered.get(i).copied().unwrap_or(0),
+                        inert_text(&c.text)
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         if f.errors > 0 {
             let _ = writeln!(
                 o,
@@ -443,6 +469,9 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     if !ctx.quiet {
         let audit = planner.audit();
         for n in audit.notes(&planner.campaign.audience) {
+            eprintln!("note: {}", inert_text(&n));
+        }
+        if let Some(n) = audit.filter_line(&planner.campaign, recipients) {
             eprintln!("note: {}", inert_text(&n));
         }
         for w in audit.warnings(&planner.campaign, &planner.settings.address_field) {

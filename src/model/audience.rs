@@ -124,6 +124,10 @@ impl Fields {
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.header.position(key).map(|i| &self.values[i])
     }
+    /// The header's column names (for a CSV audience, every row's).
+    pub fn names(&self) -> &[String] {
+        self.header.names()
+    }
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
         self.header
             .names

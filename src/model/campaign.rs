@@ -480,13 +480,16 @@ impl Campaign {
             }
             b
         });
-        let filter = file.filter.as_ref().and_then(|w| match Filter::parse(&w.value) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                problems.push(filter_problem(path, text, w, &e));
-                None
-            }
-        });
+        let filter = file
+            .filter
+            .as_ref()
+            .and_then(|w| match Filter::parse(&w.value) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    problems.push(filter_problem(path, text, w, &e));
+                    None
+                }
+            });
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -527,8 +530,15 @@ impl Campaign {
 /// key's line (plain or quoted), with the expression and a caret under the place.
 fn filter_problem(path: &Path, text: &str, w: &Spanned<String>, e: &FilterError) -> Problem {
     let (line, col) = pos(w);
-    let source_line = text.lines().nth(line.saturating_sub(1) as usize).unwrap_or("");
-    let before: String = w.value.chars().take(w.value[..e.offset.min(w.value.len())].chars().count()).collect();
+    let source_line = text
+        .lines()
+        .nth(line.saturating_sub(1) as usize)
+        .unwrap_or("");
+    let before: String = w
+        .value
+        .chars()
+        .take(w.value[..e.offset.min(w.value.len())].chars().count())
+        .collect();
     let lead = source_line.chars().nth(col.saturating_sub(1) as usize);
     let on_line = source_line.contains(w.value.as_str());
     let quoted = matches!(lead, Some('\'' | '"'));
@@ -546,7 +556,9 @@ fn filter_problem(path: &Path, text: &str, w: &Spanned<String>, e: &FilterError)
         w.value.trim_end(),
         " ".repeat(before.chars().count())
     ));
-    p.hint(e.hint.clone().unwrap_or_else(|| {
-        "see docs/campaign-reference.md, \"Audience filters\"".to_owned()
-    }))
+    p.hint(
+        e.hint
+            .clone()
+            .unwrap_or_else(|| "see docs/campaign-reference.md, \"Audience filters\"".to_owned()),
+    )
 }

@@ -222,15 +222,30 @@ fn field_as<'a>(
             (Value::Number(n), _) => Typed::Num(n.as_f64().unwrap_or(f64::NAN)),
             (_, Some(t)) => match t.parse::<f64>() {
                 Ok(n) if n.is_finite() => Typed::Num(n),
-                _ => return Err(bad("a number", "write a number such as 42 or 2.5, or leave it blank")),
+                _ => {
+                    return Err(bad(
+                        "a number",
+                        "write a number such as 42 or 2.5, or leave it blank",
+                    ));
+                }
             },
-            _ => return Err(bad("a number", "write a number such as 42 or 2.5, or leave it blank")),
+            _ => {
+                return Err(bad(
+                    "a number",
+                    "write a number such as 42 or 2.5, or leave it blank",
+                ));
+            }
         },
         Kind::Bool => match (v, text.map(str::to_ascii_lowercase).as_deref()) {
             (Value::Bool(b), _) => Typed::Bool(*b),
             (_, Some("true" | "yes")) => Typed::Bool(true),
             (_, Some("false" | "no")) => Typed::Bool(false),
-            _ => return Err(bad("true or false", "write true or false (or yes/no), or leave it blank")),
+            _ => {
+                return Err(bad(
+                    "true or false",
+                    "write true or false (or yes/no), or leave it blank",
+                ));
+            }
         },
         Kind::Date | Kind::Time => {
             let ctx = ctx.expect("dates are resolved with a context");
@@ -267,7 +282,9 @@ fn read_time(t: &str, ctx: &EvalCtx<'_>) -> Option<(Date, Timestamp)> {
         return Some((at.to_zoned(ctx.tz.clone()).date(), at));
     }
     let wall: DateTime = if t.len() == 10 {
-        t.parse::<Date>().ok()?.to_datetime(jiff::civil::Time::midnight())
+        t.parse::<Date>()
+            .ok()?
+            .to_datetime(jiff::civil::Time::midnight())
     } else {
         t.replacen(' ', "T", 1).parse().ok()?
     };

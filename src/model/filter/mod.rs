@@ -55,7 +55,10 @@ pub(crate) enum Expr {
         negated: bool,
     },
     /// `field == null` / `field != null`.
-    IsNull { field: String, negated: bool },
+    IsNull {
+        field: String,
+        negated: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

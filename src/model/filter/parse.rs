@@ -41,7 +41,7 @@ fn err(offset: usize, message: impl Into<String>, hint: Option<&str>) -> FilterE
     }
 }
 
-const QUOTE_HINT: &str = "quote text values: country == 'BR'";
+const QUOTE_HINT: &str = "quote text values: country == 'BR', locale == 'pt-BR'";
 
 fn lex(text: &str) -> Result<Vec<(usize, usize, Tok)>, FilterError> {
     let bytes = text.as_bytes();
@@ -239,7 +239,11 @@ pub(super) fn parse(text: &str) -> Result<(Expr, Vec<(usize, usize)>), FilterErr
         return Err(err(
             *at,
             format!("unexpected {} here", describe(t)),
-            Some("join clauses with and / or"),
+            Some(if matches!(t, Tok::Minus | Tok::Plus) {
+                QUOTE_HINT
+            } else {
+                "join clauses with and / or"
+            }),
         ));
     }
     Ok(expr)
@@ -273,9 +277,7 @@ impl Parser<'_> {
         self.toks.get(self.pos).map(|t| &t.2)
     }
     fn offset(&self) -> usize {
-        self.toks
-            .get(self.pos)
-            .map_or(self.text.len(), |t| t.0)
+        self.toks.get(self.pos).map_or(self.text.len(), |t| t.0)
     }
     fn end_of_previous(&self) -> usize {
         self.pos
@@ -401,7 +403,10 @@ impl Parser<'_> {
     }
 
     fn list(&mut self) -> Result<Vec<Operand>, FilterError> {
-        self.expect(Tok::LBracket, "`[` to start the list: plan in ['gold', 'black']")?;
+        self.expect(
+            Tok::LBracket,
+            "`[` to start the list: plan in ['gold', 'black']",
+        )?;
         let mut items = Vec::new();
         loop {
             if self.peek() == Some(&Tok::RBracket) && !items.is_empty() {
@@ -413,7 +418,10 @@ impl Parser<'_> {
                 Operand::Field(f) => {
                     return Err(err(
                         at,
-                        format!("`{}` in a list: lists hold values", f.trim_start_matches('`')),
+                        format!(
+                            "`{}` in a list: lists hold values",
+                            f.trim_start_matches('`')
+                        ),
                         Some(QUOTE_HINT),
                     ));
                 }

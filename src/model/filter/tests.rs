@@ -34,7 +34,10 @@ fn comparisons_membership_and_logic() {
     assert!(keeps("plan in ['gold', 'black']", ana.clone()));
     assert!(!keeps("plan not in ['gold', 'black']", ana.clone()));
     assert!(keeps("vip == true and score > 7", ana.clone()));
-    assert!(keeps("not (country == 'PT') and (age > 60 or plan == 'gold')", ana.clone()));
+    assert!(keeps(
+        "not (country == 'PT') and (age > 60 or plan == 'gold')",
+        ana.clone()
+    ));
     assert!(!keeps("country != 'BR' or age > 40", ana.clone()));
     // Numbers compare as numbers, even when written as text: "34" > "100" as text.
     assert!(!keeps("age > 100", ana.clone()));
@@ -65,7 +68,9 @@ fn dates_are_judged_on_the_recipients_calendar() {
     assert!(sp("last_purchase == today - 30d"));
     assert!(lis("last_purchase == today - 31d"));
     assert!(sp("last_purchase < today - 29d") && !sp("last_purchase < today - 30d"));
-    assert!(sp("last_purchase <= 2026-11-01 and last_purchase > 2026-10-31"));
+    assert!(sp(
+        "last_purchase <= 2026-11-01 and last_purchase > 2026-10-31"
+    ));
     // A wall time in the audience is on the recipient's clock: 22:00 in São Paulo is
     // 01:00Z, half an hour before now; in Lisbon it is 22:00Z, three and a half hours before.
     assert!(sp("signup > now - 1h") && !lis("signup > now - 1h"));
@@ -73,7 +78,11 @@ fn dates_are_judged_on_the_recipients_calendar() {
     assert!(sp("signup >= 2026-12-01T22:00"));
     // An instant with an offset is that instant anywhere.
     let row = json!({"seen": "2026-12-02T01:00:00Z"});
-    assert!(judge("seen > now - 1h", &row, now, "Asia/Tokyo").unwrap().is_none());
+    assert!(
+        judge("seen > now - 1h", &row, now, "Asia/Tokyo")
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]
@@ -93,18 +102,35 @@ fn a_value_the_filter_cannot_read_is_an_error_naming_the_field() {
 
 #[test]
 fn clauses_are_counted_in_order() {
-    let f = Filter::parse("country == 'BR' and age >= 18 and (plan == 'gold' or vip == true)").unwrap();
+    let f =
+        Filter::parse("country == 'BR' and age >= 18 and (plan == 'gold' or vip == true)").unwrap();
     let texts: Vec<&str> = f.clauses().iter().map(|c| c.text.as_str()).collect();
-    assert_eq!(texts, ["country == 'BR'", "age >= 18", "(plan == 'gold' or vip == true)"]);
+    assert_eq!(
+        texts,
+        [
+            "country == 'BR'",
+            "age >= 18",
+            "(plan == 'gold' or vip == true)"
+        ]
+    );
     assert_eq!(f.fields(), ["country", "age", "plan", "vip"]);
     let z = tz("UTC");
-    let ctx = EvalCtx { now: Timestamp::UNIX_EPOCH, tz: &z };
+    let ctx = EvalCtx {
+        now: Timestamp::UNIX_EPOCH,
+        tz: &z,
+    };
     let row = json!({"country": "BR", "age": "12"});
     assert_eq!(f.first_failing(&|k| row.get(k), &ctx).unwrap(), Some(1));
     let row = json!({"country": "PT", "age": "12"});
     assert_eq!(f.first_failing(&|k| row.get(k), &ctx).unwrap(), Some(0));
     // One `or` at the top: one clause.
-    assert_eq!(Filter::parse("a == 1 or b == 2 and c == 3").unwrap().clauses().len(), 1);
+    assert_eq!(
+        Filter::parse("a == 1 or b == 2 and c == 3")
+            .unwrap()
+            .clauses()
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -157,14 +183,25 @@ const OPS: [&str; 6] = ["==", "!=", "<", "<=", ">", ">="];
 const WORDS: [&str; 3] = ["x", "y", "z"];
 
 fn lit() -> impl Strategy<Value = Lit> {
-    prop_oneof![(-3i64..4).prop_map(Lit::N), prop::sample::select(&WORDS[..]).prop_map(Lit::S)]
+    prop_oneof![
+        (-3i64..4).prop_map(Lit::N),
+        prop::sample::select(&WORDS[..]).prop_map(Lit::S)
+    ]
 }
 
 fn tree() -> impl Strategy<Value = Ref> {
     let leaf = prop_oneof![
-        (prop::sample::select(&FIELDS[..]), prop::sample::select(&OPS[..]), lit())
+        (
+            prop::sample::select(&FIELDS[..]),
+            prop::sample::select(&OPS[..]),
+            lit()
+        )
             .prop_map(|(f, o, l)| Ref::Cmp(f, o, l)),
-        (prop::sample::select(&FIELDS[..]), prop::collection::vec(lit(), 1..4), any::<bool>())
+        (
+            prop::sample::select(&FIELDS[..]),
+            prop::collection::vec(lit(), 1..4),
+            any::<bool>()
+        )
             .prop_map(|(f, l, n)| Ref::In(f, l, n)),
         (prop::sample::select(&FIELDS[..]), any::<bool>()).prop_map(|(f, n)| Ref::Null(f, n)),
     ];
