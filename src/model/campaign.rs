@@ -534,11 +534,7 @@ fn filter_problem(path: &Path, text: &str, w: &Spanned<String>, e: &FilterError)
         .lines()
         .nth(line.saturating_sub(1) as usize)
         .unwrap_or("");
-    let before: String = w
-        .value
-        .chars()
-        .take(w.value[..e.offset.min(w.value.len())].chars().count())
-        .collect();
+    let before = w.value.get(..e.offset).unwrap_or(&w.value);
     let lead = source_line.chars().nth(col.saturating_sub(1) as usize);
     let on_line = source_line.contains(w.value.as_str());
     let quoted = matches!(lead, Some('\'' | '"'));
