@@ -8,11 +8,14 @@
 //! - [`checks`], [`forecast`]: what `preview` shows of each message and of all of them.
 //! - [`preview`], [`validate`]: a campaign prepared for a preview; one checked end to end.
 //! - [`run`]: one dispatch run on its own runtime, and what a dry run would send.
+//! - [`bounces`], [`mailbox`]: bounces and complaints imported from mbox files and Maildirs.
 
+pub mod bounces;
 pub mod channels;
 pub mod checks;
 pub mod db;
 pub mod forecast;
+pub mod mailbox;
 pub mod plan;
 pub mod preview;
 pub mod run;
