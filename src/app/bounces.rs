@@ -274,3 +274,93 @@ fn bare(location: String, outcome: Outcome, detail: String) -> Entry {
         detail: Some(detail),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Access, Location};
+
+    fn dsn(i: usize, status: &str) -> String {
+        format!(
+            "From MAILER-DAEMON Mon Nov 30 12:00:06 2026\nMessage-ID: <b{i}@mta.example>\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\n\n--b\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mta.example\n\nFinal-Recipient: rfc822; r{i}@example.com\nAction: failed\nStatus: {status}\n--b--\n\n"
+        )
+    }
+
+    /// Batches smaller than the mailbox: several transactions, entries still in mailbox
+    /// order, each with what its batch did; a second import finds every receipt stored.
+    #[test]
+    fn batches_keep_the_order_and_a_second_import_records_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            crate::store::open(&Location::Sqlite(dir.path().join("d.db")), Access::Create).unwrap();
+        let mut mbox = String::new();
+        for i in 0..5 {
+            mbox.push_str(&dsn(i, if i == 2 { "4.2.2" } else { "5.1.1" }));
+        }
+        mbox.push_str("From x Mon Nov 30 12:00:06 2026\nSubject: hello\n\nhi\n");
+        let path = dir.path().join("mbox");
+        std::fs::write(&path, mbox).unwrap();
+        let boxes = open(std::slice::from_ref(&path)).unwrap();
+        let options = Options {
+            dry_run: false,
+            batch: 2,
+            now: "2026-11-30T18:00:00Z".parse().unwrap(),
+        };
+        let mut seen = Vec::new();
+        let summary = import(Some(store.as_ref()), &boxes, options, &mut |e| {
+            seen.push((e.address.clone(), e.outcome, e.applied));
+            Ok(())
+        })
+        .unwrap();
+        let addresses: Vec<_> = seen.iter().map(|s| s.0.as_deref()).collect();
+        assert_eq!(
+            addresses,
+            [
+                Some("r0@example.com"),
+                Some("r1@example.com"),
+                Some("r2@example.com"),
+                Some("r3@example.com"),
+                Some("r4@example.com"),
+                None
+            ]
+        );
+        assert_eq!(seen[2].1, Outcome::SoftBounce);
+        assert_eq!(seen[5].1, Outcome::Skipped);
+        // No message of ours is named: stored, the address suppressed all the same.
+        assert!(seen[..5].iter().all(|s| s.2 == Some(Applied::Recorded)));
+        assert_eq!(
+            (summary.messages, summary.hard_bounces, summary.soft_bounces),
+            (6, 4, 1)
+        );
+        assert_eq!((summary.matched, summary.unmatched), (0, 5));
+        assert_eq!((summary.skipped, summary.newly_suppressed), (1, 4));
+        assert!(store.is_suppressed("r0@example.com").unwrap());
+        assert!(!store.is_suppressed("r2@example.com").unwrap());
+
+        let again = import(Some(store.as_ref()), &boxes, options, &mut |_| Ok(())).unwrap();
+        assert_eq!((again.duplicates, again.newly_suppressed), (5, 0));
+        assert_eq!((again.matched, again.unmatched), (0, 0));
+    }
+
+    #[test]
+    fn a_dry_run_touches_no_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("one.eml");
+        std::fs::write(&path, dsn(0, "5.1.1").split_once('\n').unwrap().1).unwrap();
+        let boxes = open(std::slice::from_ref(&path)).unwrap();
+        let options = Options {
+            dry_run: true,
+            batch: BATCH,
+            now: jiff::Timestamp::UNIX_EPOCH,
+        };
+        let mut rows = Vec::new();
+        let s = import(None, &boxes, options, &mut |e| {
+            rows.push(e.clone());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((s.hard_bounces, s.matched, s.duplicates), (1, 0, 0));
+        assert_eq!(rows[0].applied, None);
+        assert_eq!(rows[0].location, path.display().to_string());
+    }
+}
