@@ -39,8 +39,8 @@ conformance! {
         let read = receipt("p-r0", Event::Read, "r0-read");
         let delivered = receipt("p-r0", Event::Delivered, "r0-delivered");
         // Read overtakes delivered: read stays.
-        assert_eq!(s.record_receipts(&[read.clone()], t()).unwrap(), [Applied::Recorded]);
-        assert_eq!(s.record_receipts(&[delivered.clone()], t()).unwrap(), [Applied::Stale]);
+        assert_eq!(s.record_receipts(std::slice::from_ref(&read), t()).unwrap(), [Applied::Recorded]);
+        assert_eq!(s.record_receipts(std::slice::from_ref(&delivered), t()).unwrap(), [Applied::Stale]);
         // The provider sends both again: nothing new.
         assert_eq!(s.record_receipts(&[read, delivered], t()).unwrap(), [Applied::Duplicate, Applied::Duplicate]);
         // A failure after delivery does not undo it.
@@ -119,7 +119,7 @@ conformance! {
             source: Source::Twilio,
             ..receipt("", Event::OptedIn, "start-1")
         };
-        s.record_receipts(&[start.clone()], t()).unwrap();
+        s.record_receipts(std::slice::from_ref(&start), t()).unwrap();
         assert!(!s.is_suppressed("+5511999990000").unwrap());
         s.suppress("+5511999990000", Some("asked by phone"), "cli", t()).unwrap();
         s.record_receipts(&[Receipt { dedupe: "start-2".into(), ..start }], t()).unwrap();
