@@ -58,3 +58,30 @@ conformance! {
         assert!(bounced.iter().all(|r| r.delivery_code.as_deref() == Some("5.1.1")));
     }
 }
+
+conformance! {
+    /// A receipt whose event sets no instant column (a provider's `sent`, a soft bounce)
+    /// is stored on every store (PostgreSQL once refused to type the unused instant).
+    fn receipts_that_set_no_instant_are_stored(db) {
+        use disparo::receipt::{Applied, Effect, Event, Receipt, Source, Target};
+        let s = db.create();
+        plan(&*s, &campaign("c"), &audience(1));
+        let c = claim(&*s, "w", 1);
+        s.complete("w", &[sent(&c[0], t())]).unwrap();
+        let r = |event, dedupe: &str| Receipt {
+            source: Source::Webhook,
+            target: Target { provider_id: Some("p-r0".into()), ..Default::default() },
+            event,
+            code: None,
+            detail: None,
+            occurred_at: t(),
+            raw: "{}".into(),
+            dedupe: dedupe.into(),
+            effect: Effect::None,
+        };
+        let applied = s
+            .record_receipts(&[r(Event::Sent, "a"), r(Event::SoftBounce, "b")], t())
+            .unwrap();
+        assert_eq!(applied, [Applied::Recorded, Applied::Recorded]);
+    }
+}
