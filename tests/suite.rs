@@ -7,6 +7,7 @@ mod support;
 
 mod bad_input;
 mod bench_tools;
+mod bounces;
 mod channels;
 mod cli;
 mod conformance;

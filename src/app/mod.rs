@@ -10,11 +10,14 @@
 //! - [`report`]: a campaign's funnel, sends per hour, failures and reading times, gathered
 //!   from the store and written as one self-contained HTML page.
 //! - [`run`]: one dispatch run on its own runtime, and what a dry run would send.
+//! - [`bounces`], [`mailbox`]: bounces and complaints imported from mbox files and Maildirs.
 
+pub mod bounces;
 pub mod channels;
 pub mod checks;
 pub mod db;
 pub mod forecast;
+pub mod mailbox;
 pub mod plan;
 pub mod preview;
 pub mod report;

@@ -2,6 +2,7 @@
 //! to a documented exit code. Data goes to stdout, chatter and problems to stderr.
 
 mod admin;
+mod bounces;
 mod completions;
 mod db;
 mod export;
@@ -116,6 +117,9 @@ pub enum Command {
     Resume(admin::CampaignArg),
     /// Cancel a campaign: its pending messages are never sent.
     Cancel(admin::CampaignArg),
+    /// Bounces and complaints that came back by email (docs/bounces.md).
+    #[command(subcommand)]
+    Bounces(bounces::BouncesCmd),
     /// The opt-out list, honoured at plan and at dispatch.
     #[command(subcommand)]
     Suppress(admin::SuppressCmd),
@@ -230,6 +234,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Resume(a) => admin::resume(&ctx, a),
         Command::Cancel(a) => admin::cancel(&ctx, a),
         Command::Suppress(c) => admin::suppress(&ctx, c),
+        Command::Bounces(c) => bounces::run(&ctx, c),
         Command::Export(a) => export::run(&ctx, a),
         Command::Report(a) => report::run(&ctx, a),
         Command::Db(c) => db::run(&ctx, c),

@@ -7,6 +7,7 @@
 //! and are pure: bytes in, receipts out. `disparo serve` and `disparo bounces import` feed
 //! them to [`crate::store::Store::record_receipts`].
 
+pub mod email;
 mod reference;
 pub mod twilio;
 pub mod webhook;

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod bounces;
 mod caps;
 mod claims;
 mod cluster;

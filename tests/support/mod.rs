@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod bounce_fill;
 pub mod http;
 pub mod prism;
 

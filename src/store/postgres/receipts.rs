@@ -102,34 +102,38 @@ impl ReceiptTx for Tx<'_, '_> {
 
     fn write_delivery(&mut self, c: &DeliveryChange<'_>) -> Result<(), Self::Error> {
         // The column name comes from a closed list in store::receipts, never from input.
+        // The instant is a parameter ($8) only when a column takes it: PostgreSQL cannot type
+        // a parameter the statement never uses (a soft bounce sets no instant).
         let set_at = c
             .column
-            .map(|col| format!(", {col} = COALESCE(delivery.{col}, $6)"))
+            .map(|col| format!(", {col} = COALESCE(delivery.{col}, $8)"))
             .unwrap_or_default();
         let insert_at = c.column.map(|col| format!(", {col}")).unwrap_or_default();
-        let insert_val = if c.column.is_some() { ", $6" } else { "" };
+        let insert_val = if c.column.is_some() { ", $8" } else { "" };
         let sql = format!(
             "INSERT INTO delivery (message_id, campaign_id, status, rank, code, soft_bounces, updated_at{insert_at})
-             VALUES ($1, $2, COALESCE($3::text, 'none'), COALESCE($4::smallint, 0), $5, $7, $8{insert_val})
+             VALUES ($1, $2, COALESCE($3::text, 'none'), COALESCE($4::smallint, 0), $5, $6, $7{insert_val})
              ON CONFLICT (message_id) DO UPDATE SET
                status = COALESCE($3::text, delivery.status), rank = COALESCE($4::smallint, delivery.rank),
-               code = COALESCE($5, delivery.code), soft_bounces = delivery.soft_bounces + $7, updated_at = $8{set_at}"
+               code = COALESCE($5, delivery.code), soft_bounces = delivery.soft_bounces + $6, updated_at = $7{set_at}"
         );
         let status = c.status.map(|s| s.0);
         let rank = c.status.map(|s| i16::from(s.1));
-        self.0.execute(
-            &sql,
-            &[
-                &c.message_id,
-                &c.campaign_id,
-                &status,
-                &rank,
-                &c.code,
-                &to_ms(c.at),
-                &i64::from(c.soft_bounce),
-                &to_ms(c.now),
-            ],
-        )?;
+        let soft = i64::from(c.soft_bounce);
+        let (now, at) = (to_ms(c.now), to_ms(c.at));
+        let mut params: Vec<&(dyn ::postgres::types::ToSql + Sync)> = vec![
+            &c.message_id,
+            &c.campaign_id,
+            &status,
+            &rank,
+            &c.code,
+            &soft,
+            &now,
+        ];
+        if c.column.is_some() {
+            params.push(&at);
+        }
+        self.0.execute(&sql, &params)?;
         Ok(())
     }
 
