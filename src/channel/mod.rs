@@ -211,6 +211,16 @@ impl BuildContext {
         }
     }
 
+    /// `DISPARO_PUBLIC_URL`: where providers reach this project's `disparo serve` (the same
+    /// variable `serve --public-url` reads), without a trailing slash. Adapters whose
+    /// provider calls back (Twilio's `StatusCallback`) point there when their channel names
+    /// no callback of its own.
+    pub fn public_url(&self) -> Option<String> {
+        (self.env)("DISPARO_PUBLIC_URL")
+            .map(|u| u.trim().trim_end_matches('/').to_owned())
+            .filter(|u| !u.is_empty())
+    }
+
     /// The user names and passwords of the proxies the environment names (reqwest's
     /// variables), to be redacted like the channel's own secrets.
     fn proxy_credentials(&self) -> Vec<String> {

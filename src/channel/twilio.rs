@@ -89,7 +89,12 @@ impl Twilio {
                 ),
             ));
         }
-        let options = form::Options::check(name, c, matches!(sender, Sender::Service(_)))?;
+        let options = form::Options::check(
+            name,
+            c,
+            matches!(sender, Sender::Service(_)),
+            ctx.public_url().as_deref(),
+        )?;
         let auth_token = ctx.secret(name, "auth_token_env", &c.auth_token_env)?;
         let mut secrets = vec![account_sid.expose(), auth_token.expose()];
         let proxy = ctx.proxy_credentials();

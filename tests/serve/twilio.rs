@@ -12,13 +12,25 @@ const TOKEN: &str = "tw-auth-token-0123456789abcdef";
 const PUBLIC: &str = "https://hooks.example.com";
 
 fn project(base_url: &str) -> std::sync::Arc<Project> {
-    let p = Project::empty()
+    project_with(
+        base_url,
+        &format!(", status_callback: '{PUBLIC}/twilio/status'"),
+        None,
+    )
+}
+
+/// The project with `extra` keys on the twilio channel and `DISPARO_PUBLIC_URL` set or not.
+fn project_with(base_url: &str, extra: &str, public_url: Option<&str>) -> std::sync::Arc<Project> {
+    let mut p = Project::empty()
         .env("TW_SID", crate::support::prism::TWILIO_SID)
         .env("TW_TOKEN", TOKEN);
+    if let Some(u) = public_url {
+        p = p.env("DISPARO_PUBLIC_URL", u);
+    }
     p.file(
         "disparo.yaml",
         &format!(
-            "timezone: America/Sao_Paulo\nchannels:\n  sms: {{ type: twilio, account_sid_env: TW_SID, auth_token_env: TW_TOKEN, from: '+15550001111', base_url: '{base_url}', status_callback: '{PUBLIC}/twilio/status' }}\n"
+            "timezone: America/Sao_Paulo\nchannels:\n  sms: {{ type: twilio, account_sid_env: TW_SID, auth_token_env: TW_TOKEN, from: '+15550001111', base_url: '{base_url}'{extra} }}\n"
         ),
     )
     .file("campaigns/c.yaml", "channel: sms\ntemplate: t\naudience: a.csv\nschedule: { at: 2026-11-30T09:00 }\n")
@@ -126,6 +138,51 @@ async fn status_callbacks_come_back_through_the_url_the_adapter_gave_twilio() {
             .contains("duplicate")
     );
     assert_eq!(count(&p, "SELECT COUNT(*) FROM receipts"), 1);
+}
+
+/// With no `status_callback` of its own, the channel points Twilio at `disparo serve`'s
+/// endpoint under `DISPARO_PUBLIC_URL` (the variable `serve --public-url` reads too); with
+/// neither, Twilio is given no callback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_url_gives_twilio_the_serve_endpoint_as_callback() {
+    let reply = || {
+        Reply::json(
+            201,
+            json!({"sid": "SMaaaabbbbccccdddd0000111122223333", "status": "queued"}),
+        )
+    };
+    let callback_of = |api: &TestServer| {
+        form(&api.requests()[0].text())
+            .into_iter()
+            .find(|(k, _)| k == "StatusCallback")
+            .map(|(_, v)| v)
+    };
+    let api = TestServer::start(vec![reply()]).await;
+    let p = project_with(&api.url(""), "", Some("https://hooks.example.com/"));
+    let o = run_async(&p, &["--now", "2026-11-30T12:00:00Z", "run", "--once"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let cb = callback_of(&api).expect("StatusCallback set from DISPARO_PUBLIC_URL");
+    assert!(
+        cb.starts_with(&format!("{PUBLIC}/twilio/status?disparo_key=m-")),
+        "{cb}"
+    );
+    assert!(cb.contains("&disparo_ref=m-"), "{cb}");
+
+    let api = TestServer::start(vec![reply()]).await;
+    let p = project_with(&api.url(""), "", None);
+    let o = run_async(&p, &["--now", "2026-11-30T12:00:00Z", "run", "--once"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(callback_of(&api), None);
+
+    // A public URL that is no URL is the channel's error, named by the variable.
+    let p = project_with("http://127.0.0.1:9", "", Some("hooks example"));
+    let o = p.expect(2, &["--now", "2026-11-30T12:00:00Z", "run", "--once"]);
+    assert!(
+        o.stderr
+            .contains("`DISPARO_PUBLIC_URL: hooks example/twilio/status` is not a URL"),
+        "{}",
+        o.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

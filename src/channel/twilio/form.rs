@@ -30,6 +30,7 @@ impl Options {
         name: &str,
         c: &TwilioConfig,
         service: bool,
+        public_url: Option<&str>,
     ) -> Result<Options, ChannelBuildError> {
         let bad = |m: String| Err(ChannelBuildError::invalid(name, m));
         let from_whatsapp = c
@@ -46,10 +47,20 @@ impl Options {
             (w, false) => w.unwrap_or(from_whatsapp),
             (w, true) => w.unwrap_or(false),
         };
-        let status_callback = match &c.status_callback {
+        // The channel's own callback, else `disparo serve`'s endpoint at the public URL.
+        let callback = c
+            .status_callback
+            .clone()
+            .or_else(|| public_url.map(|base| format!("{base}/twilio/status")));
+        let status_callback = match &callback {
             None => None,
             Some(u) => {
-                let checked = http::check_url(name, "status_callback", u)?;
+                let field = if c.status_callback.is_some() {
+                    "status_callback"
+                } else {
+                    "DISPARO_PUBLIC_URL"
+                };
+                let checked = http::check_url(name, field, u)?;
                 match reqwest::Url::parse(&checked) {
                     Ok(url) if url.query_pairs().any(|(k, _)| k == "disparo_key") => {
                         return bad("`status_callback` already has a `disparo_key` parameter: disparo adds it (the message key); remove it".into());
