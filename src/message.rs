@@ -24,6 +24,10 @@ pub struct Content {
     /// Twilio parts (content template, media), from the template's `twilio:` front matter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub twilio: Option<TwilioContent>,
+    /// The A/B variant (`variants:` of the campaign) whose template rendered this: part of
+    /// what was rendered, so it is stored, previewed, exported and reported with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
 }
 
 /// What a template's `twilio:` front matter adds to a Twilio message, rendered.

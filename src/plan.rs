@@ -216,6 +216,32 @@ pub struct Planner {
     audit: Audit,
     /// How `{{unsubscribe_url}}` is made, when the template uses it.
     unsubscribe: Option<UnsubscribeLink>,
+    /// With `variants:`: each variant's name, the end of its share of the weights (running
+    /// sum) and its templates; the first variant's templates are also `templates`.
+    variants: Vec<(String, u64, Option<TemplateSet>)>,
+    /// The running sums of `variants`, as [`variant_index`] takes them.
+    variant_ends: Vec<u64>,
+}
+
+/// Which of `weights` (running sums, the last one the total) a recipient gets: a hash of the
+/// campaign and the recipient id, so the same recipient keeps its variant across re-plans,
+/// machines and versions (SHA-256: its value is fixed by its standard).
+pub fn variant_index(campaign: &str, recipient: &str, ends: &[u64]) -> usize {
+    use sha2::Digest;
+    let total = ends.last().copied().unwrap_or(0);
+    if total == 0 {
+        return 0;
+    }
+    let mut h = sha2::Sha256::new();
+    h.update(campaign.as_bytes());
+    h.update([0u8]);
+    h.update(recipient.as_bytes());
+    let digest = h.finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    // The remainder's bias is below 2^-40 for any plausible total.
+    let point = u64::from_be_bytes(first) % total;
+    ends.iter().position(|end| point < *end).unwrap_or(0)
 }
 
 /// A channel's unsubscribe link: its URL with `{token}` and the key that signs the token.
@@ -319,6 +345,24 @@ impl Planner {
                 None
             }
         };
+        let mut variant_sets = Vec::new();
+        for (i, v) in campaign.variants.iter().enumerate().skip(1) {
+            match TemplateSet::load(&project.templates_dir(), &v.template) {
+                Ok(t) => variant_sets.push((v.name.clone(), t)),
+                Err(mut ps) => {
+                    for p in &mut ps {
+                        if p.message.starts_with("no template named") {
+                            *p = Problem::new(p.message.clone())
+                                .in_file(&campaign.file)
+                                .at(v.line.0, v.line.1)
+                                .field(format!("variants[{i}].template"))
+                                .hint(p.hint.clone().unwrap_or_default());
+                        }
+                    }
+                    problems.append(&mut ps);
+                }
+            }
+        }
         let templates = match TemplateSet::load(&project.templates_dir(), &campaign.template) {
             Ok(t) => Some(t),
             Err(mut ps) => {
@@ -365,9 +409,27 @@ impl Planner {
             return Err(problems);
         }
         let settings = channel.settings();
-        let uses_link = templates
-            .files()
+        let uses_link = std::iter::once(&templates)
+            .chain(variant_sets.iter().map(|(_, t)| t))
+            .flat_map(|t| t.files())
             .any(|f| std::fs::read_to_string(f).is_ok_and(|t| t.contains("unsubscribe_url")));
+        // Running sums of the weights, the first variant's templates first.
+        let mut sum = 0u64;
+        let mut variants = Vec::with_capacity(campaign.variants.len());
+        let mut others = variant_sets.into_iter();
+        for (i, v) in campaign.variants.iter().enumerate() {
+            sum += u64::from(v.weight);
+            // The first variant's templates are `templates` itself.
+            let set = if i == 0 {
+                None
+            } else {
+                match others.next() {
+                    Some((_, t)) => Some(t),
+                    None => break,
+                }
+            };
+            variants.push((v.name.clone(), sum, set));
+        }
         let unsubscribe = if uses_link {
             Some(UnsubscribeLink::of(&campaign, &channel).map_err(|p| vec![p])?)
         } else {
@@ -392,6 +454,8 @@ impl Planner {
             progress: None,
             audit: Audit::default(),
             unsubscribe,
+            variant_ends: variants.iter().map(|v| v.1).collect(),
+            variants,
         };
         planner.check_explicit_end().map_err(|p| vec![p])?;
         Ok(planner)
@@ -659,15 +723,19 @@ impl Planner {
             let url = link.for_recipient(&self.campaign.name, &r.id, &address);
             vars = vars.with_generated("unsubscribe_url", serde_json::Value::String(url));
         }
-        let content = self
-            .templates
-            .render(locale.as_deref(), &vars)
-            .map_err(|f| {
-                let mut p = f.to_problem();
-                p.file = None;
-                p.message = format!("{} ({})", p.message, f.file.display());
-                p
-            })?;
+        let (variant, templates) = if self.variants.is_empty() {
+            (None, &self.templates)
+        } else {
+            let v = &self.variants[variant_index(&self.campaign.name, &r.id, &self.variant_ends)];
+            (Some(v.0.clone()), v.2.as_ref().unwrap_or(&self.templates))
+        };
+        let mut content = templates.render(locale.as_deref(), &vars).map_err(|f| {
+            let mut p = f.to_problem();
+            p.file = None;
+            p.message = format!("{} ({})", p.message, f.file.display());
+            p
+        })?;
+        content.variant = variant;
         let suppressed = self.opts.suppressed.contains(&address);
         let placements = self.placements(&tz)?;
         self.audit.recipient(r.row, &r.id, &address, zone_source);
@@ -878,6 +946,44 @@ impl crate::template::Lookup for crate::model::Vars {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variants_are_stable_and_follow_the_weights() {
+        // 30 / 50 / 20 over 100k recipients: each share within 1 % of its weight.
+        let ends = [30, 80, 100];
+        let mut n = [0u64; 3];
+        for i in 0..100_000 {
+            n[variant_index("promo", &format!("c{i}"), &ends)] += 1;
+        }
+        for (got, want) in n.iter().zip([30_000u64, 50_000, 20_000]) {
+            assert!(got.abs_diff(want) < 1_000, "{n:?}");
+        }
+        // The same recipient, the same variant; another campaign draws again.
+        assert_eq!(
+            variant_index("promo", "c7", &ends),
+            variant_index("promo", "c7", &ends)
+        );
+        let moved = (0..1000)
+            .filter(|i| {
+                let id = format!("c{i}");
+                variant_index("promo", &id, &ends) != variant_index("other", &id, &ends)
+            })
+            .count();
+        assert!(moved > 300, "{moved}");
+        // A weight of 0 is never drawn; no weights at all is the first.
+        assert!((0..1000).all(|i| variant_index("p", &format!("{i}"), &[50, 50, 100]) != 1));
+        assert_eq!(variant_index("p", "x", &[]), 0);
+        // Pinned: the assignment is part of the data's meaning and must not change between
+        // versions (a recipient would switch arms mid-test).
+        assert_eq!(
+            (0..8)
+                .map(|i| variant_index("black-friday", &format!("c00{i}"), &[50, 100]))
+                .collect::<Vec<_>>(),
+            PINNED
+        );
+    }
+    // Computed by Python: sha256(b"black-friday\0" + id), first 8 bytes big-endian, mod 100.
+    const PINNED: [usize; 8] = [1, 1, 0, 0, 1, 1, 1, 0];
 
     #[test]
     fn seen_ids_finds_repeats_in_sorted_and_unsorted_streams() {

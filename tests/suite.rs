@@ -26,3 +26,4 @@ mod serve;
 mod store_dispatch;
 mod template_differential;
 mod template_reference;
+mod variants;

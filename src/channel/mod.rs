@@ -937,6 +937,7 @@ mod tests {
             html: None,
             whatsapp: None,
             twilio: None,
+            variant: None,
         };
         for i in 0..3 {
             if i == 1 {

@@ -34,7 +34,7 @@ pub struct Args {
 }
 
 /// Columns of the per-message report (CSV and table); JSON carries the same fields.
-pub const MESSAGE_COLUMNS: [&str; 26] = [
+pub const MESSAGE_COLUMNS: [&str; 27] = [
     "campaign",
     "message_id",
     "recipient",
@@ -61,6 +61,7 @@ pub const MESSAGE_COLUMNS: [&str; 26] = [
     "read_at",
     "delivery_code",
     "opted_out_at",
+    "variant",
 ];
 
 const MESSAGE_TABLE: [&str; 10] = [

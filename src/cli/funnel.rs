@@ -12,6 +12,8 @@ pub enum By {
     Locale,
     /// One row per time zone of the recipients.
     Zone,
+    /// One row per A/B variant (`variants:` of the campaign).
+    Variant,
 }
 
 impl By {
@@ -20,12 +22,14 @@ impl By {
             None => FunnelBy::Campaign,
             Some(By::Locale) => FunnelBy::Locale,
             Some(By::Zone) => FunnelBy::Zone,
+            Some(By::Variant) => FunnelBy::Variant,
         }
     }
     fn column(self) -> &'static str {
         match self {
             By::Locale => "locale",
             By::Zone => "zone",
+            By::Variant => "variant",
         }
     }
 }

@@ -592,6 +592,9 @@ pub fn message_json(
     if let Some(wa) = &row.content.whatsapp {
         obj.insert("whatsapp".into(), json!(wa));
     }
+    if let Some(v) = &row.content.variant {
+        obj.insert("variant".into(), json!(v));
+    }
     if let Some(reason) = &row.skipped {
         obj.insert("skipped".into(), json!(reason));
     }
@@ -690,6 +693,9 @@ fn write_message(
     }
     if let Some(l) = &row.locale {
         head.push_str(&format!(" · {}", inert(l)));
+    }
+    if let Some(v) = &row.content.variant {
+        head.push_str(&format!(" · variant {}", inert(v)));
     }
     if row.occurrence > 0 {
         head.push_str(&format!(" · occurrence {}", row.occurrence));

@@ -261,6 +261,7 @@ fn by_group(ctx: &Ctx, store: &dyn Store, campaign: Option<&str>, by: By) -> Cli
         let group = match by {
             By::Locale => "locale",
             By::Zone => "zone",
+            By::Variant => "variant",
         };
         for r in &mut rows.rows {
             if r.get(group).is_none_or(Value::is_null) {

@@ -20,7 +20,11 @@ struct CampaignFile {
     #[serde(default)]
     name: Option<String>,
     channel: Spanned<String>,
-    template: Spanned<String>,
+    #[serde(default)]
+    template: Option<Spanned<String>>,
+    /// A/B test: templates with weights, instead of `template`.
+    #[serde(default)]
+    variants: Option<Spanned<Vec<VariantFile>>>,
     audience: Spanned<AudienceFile>,
     #[serde(default)]
     vars: serde_json::Map<String, serde_json::Value>,
@@ -64,6 +68,24 @@ struct ScheduleFile {
     zone_from_phone: bool,
     #[serde(default)]
     expire_after: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VariantFile {
+    name: String,
+    template: Spanned<String>,
+    weight: u32,
+}
+
+/// One arm of an A/B test: recipients get it in proportion to `weight`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variant {
+    pub name: String,
+    pub template: String,
+    pub weight: u32,
+    /// Where its `template` stands in the campaign file.
+    pub line: (u64, u64),
 }
 
 /// `audience: a.csv`, or `audience: { path: a.csv, delimiter: ";" }` with reader options.
@@ -131,7 +153,10 @@ pub struct Campaign {
     pub name: String,
     pub file: PathBuf,
     pub channel: String,
+    /// The template (with `variants`: the first variant's).
     pub template: String,
+    /// `variants:`, in order; empty for a campaign with one `template`.
+    pub variants: Vec<Variant>,
     /// Absolute or project-relative path as written, resolved against the project root.
     pub audience: PathBuf,
     /// The CSV column separator `audience.delimiter` sets; `None`: read from the header line.
@@ -238,6 +263,8 @@ impl Campaign {
                 .field("name")
                 .hint("give the campaign a name, or omit `name` to use the file's stem"));
         }
+        let (template, template_pos, variants) =
+            check_variants(&file.template, &file.variants, &mut bad);
         let sched = file.schedule.unwrap_or_default();
         let mut window = SendWindow::default();
         let mut caps: Vec<Cap> = Vec::new();
@@ -502,13 +529,14 @@ impl Campaign {
             file: path.to_path_buf(),
             lines: KeyLines {
                 channel: pos(&file.channel),
-                template: pos(&file.template),
+                template: template_pos,
                 audience: pos(&file.audience),
                 cron: sched.cron.as_ref().map(pos).unwrap_or_default(),
                 filter: file.filter.as_ref().map(pos).unwrap_or_default(),
             },
             channel: file.channel.value,
-            template: file.template.value,
+            template,
+            variants,
             audience,
             delimiter,
             vars: file.vars,
@@ -524,6 +552,81 @@ impl Campaign {
             filter,
         })
     }
+}
+
+/// `template` or `variants` (exactly one): the campaign's first template, where it stands, and
+/// the variants checked (names unique and plain, weights summing above 0).
+fn check_variants(
+    template: &Option<Spanned<String>>,
+    variants: &Option<Spanned<Vec<VariantFile>>>,
+    bad: &mut dyn FnMut(Problem),
+) -> (String, (u64, u64), Vec<Variant>) {
+    let list = match (template, variants) {
+        (Some(t), None) => return (t.value.clone(), pos(t), Vec::new()),
+        (None, None) => {
+            bad(Problem::new("the campaign names no template")
+                .field("template")
+                .hint("add `template: NAME` (templates/NAME.hbs), or `variants:` for an A/B test"));
+            return (String::new(), (0, 0), Vec::new());
+        }
+        (Some(t), Some(_)) => {
+            let (l, c) = pos(t);
+            bad(
+                Problem::new("`template` and `variants` both name the templates")
+                    .at(l, c)
+                    .field("template")
+                    .hint("keep `variants` (each names its template) and remove `template`"),
+            );
+            return (t.value.clone(), pos(t), Vec::new());
+        }
+        (None, Some(v)) => v,
+    };
+    let (l, c) = pos(list);
+    if list.value.is_empty() {
+        bad(Problem::new("`variants` is empty")
+            .at(l, c)
+            .field("variants")
+            .hint("list at least one: - { name: a, template: promo_a, weight: 50 }"));
+        return (String::new(), (l, c), Vec::new());
+    }
+    let mut out: Vec<Variant> = Vec::new();
+    for (i, v) in list.value.iter().enumerate() {
+        let (vl, vc) = pos(&v.template);
+        let field = format!("variants[{i}].name");
+        if v.name.is_empty()
+            || !v
+                .name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+        {
+            bad(
+                Problem::new(format!("variant name {:?} is not a plain name", v.name))
+                    .at(vl, vc)
+                    .field(field)
+                    .hint("use letters, digits, `-` and `_`: a, b, promo-short"),
+            );
+        } else if out.iter().any(|o| o.name == v.name) {
+            bad(Problem::new(format!("two variants are named {:?}", v.name))
+                .at(vl, vc)
+                .field(field)
+                .hint("give each variant its own name: reports split by it"));
+        }
+        out.push(Variant {
+            name: v.name.clone(),
+            template: v.template.value.clone(),
+            weight: v.weight,
+            line: (vl, vc),
+        });
+    }
+    if out.iter().all(|v| v.weight == 0) {
+        bad(
+            Problem::new("every variant has weight 0: nobody would get a message")
+                .at(l, c)
+                .field("variants")
+                .hint("give at least one variant a weight above 0"),
+        );
+    }
+    (out[0].template.clone(), out[0].line, out)
 }
 
 /// A `where:` that does not parse, located at its column when the expression sits on the

@@ -243,4 +243,6 @@ pub enum FunnelBy {
     Campaign,
     Locale,
     Zone,
+    /// The A/B variant (`variants:`); '' for a campaign without.
+    Variant,
 }

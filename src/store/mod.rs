@@ -622,6 +622,8 @@ pub struct ReportRow {
     /// The provider's code of a late failure or bounce.
     pub delivery_code: Option<String>,
     pub opted_out_at: Option<Timestamp>,
+    /// The A/B variant that rendered it (`variants:`), if any.
+    pub variant: Option<String>,
 }
 
 /// One delivery attempt (`export --attempts`).

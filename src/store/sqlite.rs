@@ -1156,7 +1156,8 @@ impl Store for SqliteStore {
                         (SELECT a.outcome FROM attempts a WHERE a.message_id = m.id ORDER BY a.attempt DESC, a.id DESC LIMIT 1),
                         (SELECT a.code FROM attempts a WHERE a.message_id = m.id ORDER BY a.attempt DESC, a.id DESC LIMIT 1),
                         (SELECT MAX(a.finished_at) FROM attempts a WHERE a.message_id = m.id AND a.outcome = 'sent'),
-                        d.status, d.delivered_at, d.read_at, d.code, d.opted_out_at
+                        d.status, d.delivered_at, d.read_at, d.code, d.opted_out_at,
+                        json_extract(m.content, '$.variant')
                  FROM messages m JOIN queue q ON q.message_id = m.id JOIN campaigns c ON c.id = m.campaign_id
                  LEFT JOIN delivery d ON d.message_id = m.id
                  WHERE c.name = ?1
@@ -1198,6 +1199,7 @@ impl Store for SqliteStore {
                     read_at: r.get::<_, Option<i64>>(23)?.map(ts),
                     delivery_code: r.get(24)?,
                     opted_out_at: r.get::<_, Option<i64>>(25)?.map(ts),
+                    variant: r.get(26)?,
                 })
             })()
             .map_err(other)?;

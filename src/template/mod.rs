@@ -586,6 +586,7 @@ impl TemplateSet {
             html,
             whatsapp,
             twilio,
+            variant: None,
         })
     }
 }

@@ -207,6 +207,8 @@ conformance! {
         let mut rows = audience(3);
         rows[2].zone = "Europe/Lisbon".into();
         rows[2].locale = Some("pt-PT".into());
+        rows[0].content = r#"{"body":"Oi r0","variant":"long"}"#.into();
+        rows[2].content = r#"{"body":"Oi r2","variant":"short"}"#.into();
         plan(&*s, &campaign("c"), &rows);
         let c = claim(&*s, "w", 3);
         let done: Vec<_> = c.iter().map(|m| sent(m, t())).collect();
@@ -217,6 +219,18 @@ conformance! {
         assert_eq!(zones, [("America/Sao_Paulo".to_string(), 2, 0), ("Europe/Lisbon".to_string(), 1, 1)]);
         let by_locale = s.funnel(Some("c"), FunnelBy::Locale).unwrap();
         assert_eq!(by_locale.iter().map(|f| f.group.clone().unwrap()).collect::<Vec<_>>(), ["pt-BR", "pt-PT"]);
+        // The A/B variant rendered into the content; '' for a message without one.
+        let by_variant = s.funnel(Some("c"), FunnelBy::Variant).unwrap();
+        let variants: Vec<_> = by_variant.iter().map(|f| (f.group.clone().unwrap(), f.sent, f.read)).collect();
+        assert_eq!(variants, [(String::new(), 1, 0), ("long".to_string(), 1, 0), ("short".to_string(), 1, 1)]);
+        let mut exported = Vec::new();
+        s.report("c", &mut |r| {
+            exported.push((r.recipient, r.variant));
+            Ok(())
+        })
+        .unwrap();
+        exported.sort();
+        assert_eq!(exported, [("r0".into(), Some("long".into())), ("r1".into(), None), ("r2".into(), Some("short".into()))]);
         assert!(s.funnel(Some("nope"), FunnelBy::Campaign).is_err());
     }
 }

@@ -43,6 +43,7 @@ pub fn envelope(address: &str) -> Envelope {
                 ..Default::default()
             }),
             twilio: None,
+            variant: None,
         },
         vars,
         scheduled_at: "2026-11-27T13:00:00Z".parse().unwrap(),

@@ -136,9 +136,13 @@ fn funnel_section(h: &mut String, r: &Report) {
         f.counts.undelivered,
     );
     for (title, by, lines) in [
+        ("By variant", "variant", &r.by_variant),
         ("By locale", "locale", &r.by_locale),
         ("By zone", "zone", &r.by_zone),
     ] {
+        if by == "variant" && lines.is_empty() {
+            continue;
+        }
         let _ = writeln!(h, "<h3>{title}</h3>");
         if lines.is_empty() {
             let _ = writeln!(

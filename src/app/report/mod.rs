@@ -38,6 +38,8 @@ pub struct Report {
     pub funnel: FunnelLine,
     pub by_locale: Vec<FunnelLine>,
     pub by_zone: Vec<FunnelLine>,
+    /// Per A/B variant; empty for a campaign without `variants:`.
+    pub by_variant: Vec<FunnelLine>,
     pub sends: Sends,
     /// Failures grouped by where they happened and the provider's code, most frequent first.
     pub failures: Vec<FailureGroup>,
@@ -178,6 +180,9 @@ pub fn gather(store: &dyn Store, campaign: &str, now: Timestamp) -> Result<Repor
     };
     let by_locale = lines(FunnelBy::Locale)?;
     let by_zone = lines(FunnelBy::Zone)?;
+    let mut by_variant = lines(FunnelBy::Variant)?;
+    // A campaign without variants has one group, unnamed: nothing to split.
+    by_variant.retain(|l| l.counts.group.as_deref().is_some_and(|g| !g.is_empty()));
     let mut acc = Accumulator::default();
     let messages = store.report(campaign, &mut |row| {
         acc.add(&row);
@@ -194,6 +199,7 @@ pub fn gather(store: &dyn Store, campaign: &str, now: Timestamp) -> Result<Repor
         funnel: whole.into(),
         by_locale,
         by_zone,
+        by_variant,
         sends: acc.sends(),
         failures: acc.failures(),
         time_to_read: read_times(acc.read_secs),

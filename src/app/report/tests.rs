@@ -33,6 +33,7 @@ fn row(recipient: &str, zone: &str, state: State) -> ReportRow {
         read_at: None,
         delivery_code: None,
         opted_out_at: None,
+        variant: None,
     }
 }
 
@@ -184,6 +185,7 @@ fn report(name: &str) -> Report {
         funnel: Funnel::default().into(),
         by_locale: Vec::new(),
         by_zone: Vec::new(),
+        by_variant: Vec::new(),
         sends: Accumulator::default().sends(),
         failures: Vec::new(),
         time_to_read: read_times(Vec::new()),

@@ -392,7 +392,8 @@ pub(super) fn report(
                 (SELECT a.outcome FROM attempts a WHERE a.message_id = m.id ORDER BY a.attempt DESC, a.id DESC LIMIT 1),
                 (SELECT a.code FROM attempts a WHERE a.message_id = m.id ORDER BY a.attempt DESC, a.id DESC LIMIT 1),
                 (SELECT MAX(a.finished_at) FROM attempts a WHERE a.message_id = m.id AND a.outcome = 'sent'),
-                d.status, d.delivered_at, d.read_at, d.code, d.opted_out_at
+                d.status, d.delivered_at, d.read_at, d.code, d.opted_out_at,
+                m.content::json->>'variant'
          FROM messages m JOIN queue q ON q.message_id = m.id JOIN campaigns c ON c.id = m.campaign_id
          LEFT JOIN delivery d ON d.message_id = m.id
          WHERE c.name = $1
@@ -429,6 +430,7 @@ pub(super) fn report(
                 read_at: r.get(21),
                 delivery_code: r.get(22),
                 opted_out_at: r.get(23),
+                variant: r.get(24),
             })?;
             Ok(())
         },

@@ -254,6 +254,10 @@ pub(super) fn funnel(
             "JOIN messages m ON m.id = q.message_id",
         ),
         FunnelBy::Zone => ("m.zone", "JOIN messages m ON m.id = q.message_id"),
+        FunnelBy::Variant => (
+            "COALESCE(m.content::json->>'variant', '')",
+            "JOIN messages m ON m.id = q.message_id",
+        ),
     };
     let sql = format!(
         "SELECT c.name, {group},

@@ -245,6 +245,10 @@ impl SqliteStore {
                 "JOIN messages m ON m.id = q.message_id",
             ),
             FunnelBy::Zone => ("m.zone", "JOIN messages m ON m.id = q.message_id"),
+            FunnelBy::Variant => (
+                "COALESCE(json_extract(m.content, '$.variant'), '')",
+                "JOIN messages m ON m.id = q.message_id",
+            ),
         };
         let sql = format!(
             "SELECT c.name, {group},
