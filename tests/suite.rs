@@ -22,6 +22,7 @@ mod report;
 mod run_channels;
 mod schedule_properties;
 mod schedule_reference;
+mod send_test;
 mod serve;
 mod store_dispatch;
 mod template_differential;

@@ -22,6 +22,7 @@ pub mod plan;
 pub mod preview;
 pub mod report;
 pub mod run;
+pub mod send_test;
 pub mod serve;
 pub mod validate;
 

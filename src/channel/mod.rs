@@ -841,6 +841,9 @@ struct MessageHead<'a> {
     html: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     whatsapp: Option<&'a crate::message::WhatsappTemplate>,
+    /// The campaign's A/B variant that rendered it, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    variant: Option<&'a str>,
     vars: Vars<'a>,
     scheduled_at: jiff::Timestamp,
     /// What a receipt posted back to `disparo serve` names the message by.
@@ -871,6 +874,7 @@ impl<'a> MessageHead<'a> {
             subject: env.content.subject.as_deref(),
             html: env.content.html.as_deref(),
             whatsapp: env.content.whatsapp.as_ref(),
+            variant: env.content.variant.as_deref(),
             vars: env.vars,
             scheduled_at: env.scheduled_at,
             reference: env.reference(),

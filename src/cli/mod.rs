@@ -13,6 +13,7 @@ mod plan;
 mod preview;
 mod report;
 mod run;
+mod send_test;
 mod serve;
 mod status;
 mod validate;
@@ -105,6 +106,8 @@ pub enum Command {
     Plan(plan::Args),
     /// Dispatch due messages.
     Run(run::Args),
+    /// Send one rendered message now to a tester's address through the real channel, recorded as a test.
+    SendTest(send_test::Args),
     /// Receive delivery receipts, opt-outs and one-click unsubscribes over HTTP (docs/receipts.md).
     Serve(serve::Args),
     /// Counts by state, receipts (delivered, read, ...), next due instant, recent failures; --by locale|zone: the funnel per group.
@@ -228,6 +231,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Plan(a) => plan::run(&ctx, a),
         Command::Run(a) => run::run(&ctx, a),
         Command::Serve(a) => serve::run(&ctx, a),
+        Command::SendTest(a) => send_test::run(&ctx, a),
         Command::Status(a) => status::run(&ctx, a),
         Command::Messages(a) => admin::messages(&ctx, a),
         Command::Pause(a) => admin::pause(&ctx, a),

@@ -557,6 +557,27 @@ pub trait Store: Send + Sync {
     /// How far each campaign's messages got (planned → sent → delivered → read, and the
     /// failures and opt-outs), whole or split by locale or zone.
     fn funnel(&self, campaign: Option<&str>, by: FunnelBy) -> Result<Vec<Funnel>, StoreError>;
+    /// Records a test send (`disparo send-test`), apart from the campaign's messages: it never
+    /// marks a message sent, never counts against a cap and is not in the funnel.
+    fn record_test_send(&self, t: &TestSend) -> Result<(), StoreError>;
+    /// The test sends recorded, of one campaign or all, oldest first.
+    fn test_sends(&self, campaign: Option<&str>) -> Result<Vec<TestSend>, StoreError>;
+}
+
+/// One test send, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TestSend {
+    pub campaign: String,
+    /// The audience recipient whose message was rendered.
+    pub recipient: String,
+    pub channel: String,
+    /// Where it went (the tester's address, not the recipient's).
+    pub address: String,
+    pub sent_at: Timestamp,
+    /// `sent` or `failed`.
+    pub outcome: String,
+    pub provider_id: Option<String>,
+    pub error: Option<String>,
 }
 
 /// A campaign's last run, from its attempts' timestamps (for `status`).

@@ -1242,6 +1242,42 @@ impl Store for SqliteStore {
         self.retire(owner)
     }
 
+    fn record_test_send(&self, t: &super::TestSend) -> Result<(), StoreError> {
+        let conn = self.conn()?;
+        conn.execute(
+            "INSERT INTO test_sends (campaign, recipient, channel, address, sent_at, outcome, provider_id, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![t.campaign, t.recipient, t.channel, t.address, ms(t.sent_at), t.outcome, t.provider_id, t.error],
+        )
+        .map_err(other)?;
+        Ok(())
+    }
+
+    fn test_sends(&self, campaign: Option<&str>) -> Result<Vec<super::TestSend>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT campaign, recipient, channel, address, sent_at, outcome, provider_id, error
+                 FROM test_sends WHERE (?1 IS NULL OR campaign = ?1) ORDER BY sent_at, id",
+            )
+            .map_err(other)?;
+        let rows = stmt
+            .query_map([campaign], |r| {
+                Ok(super::TestSend {
+                    campaign: r.get(0)?,
+                    recipient: r.get(1)?,
+                    channel: r.get(2)?,
+                    address: r.get(3)?,
+                    sent_at: ts(r.get(4)?),
+                    outcome: r.get(5)?,
+                    provider_id: r.get(6)?,
+                    error: r.get(7)?,
+                })
+            })
+            .map_err(other)?;
+        rows.collect::<Result<_, _>>().map_err(other)
+    }
+
     fn report_attempts(
         &self,
         campaign: &str,

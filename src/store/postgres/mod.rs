@@ -496,6 +496,43 @@ impl Store for PostgresStore {
         receipts::funnel(self, campaign, by)
     }
 
+    fn record_test_send(&self, t: &crate::store::TestSend) -> Result<(), StoreError> {
+        self.with("recording a test send", Replay::Never, |c| {
+            c.execute(
+                "INSERT INTO test_sends (campaign, recipient, channel, address, sent_at, outcome, provider_id, error)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[&t.campaign, &t.recipient, &t.channel, &t.address, &t.sent_at, &t.outcome, &t.provider_id, &t.error],
+            )
+        })?;
+        Ok(())
+    }
+
+    fn test_sends(
+        &self,
+        campaign: Option<&str>,
+    ) -> Result<Vec<crate::store::TestSend>, StoreError> {
+        let rows = self.with("reading test sends", Replay::Safe, |c| {
+            c.query(
+                "SELECT campaign, recipient, channel, address, sent_at, outcome, provider_id, error
+                 FROM test_sends WHERE ($1::text IS NULL OR campaign = $1) ORDER BY sent_at, id",
+                &[&campaign],
+            )
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| crate::store::TestSend {
+                campaign: r.get(0),
+                recipient: r.get(1),
+                channel: r.get(2),
+                address: r.get(3),
+                sent_at: r.get(4),
+                outcome: r.get(5),
+                provider_id: r.get(6),
+                error: r.get(7),
+            })
+            .collect())
+    }
+
     fn retire_worker(&self, owner: &str) -> Result<(), StoreError> {
         self.with("retiring a worker", Replay::Safe, |client| {
             client.execute("DELETE FROM workers WHERE owner = $1", &[&owner])?;

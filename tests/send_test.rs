@@ -1,0 +1,191 @@
+//! `disparo send-test` against a real HTTP peer on 127.0.0.1: the recipient's rendered
+//! message goes now (at night on the recipient's clock too) to the tester's address, with a
+//! key of its own, recorded as a test; the recipient's own message stays pending and a cap
+//! does not count the test; opt-outs and unknown recipients are refused.
+
+use serde_json::json;
+
+use crate::harness::{Project, run_async};
+use crate::support::http::{Reply, TestServer};
+
+/// 03:00 in São Paulo: a night hour no campaign sends at.
+const NIGHT: &str = "2026-11-30T06:00:00Z";
+
+fn project(url: &str) -> std::sync::Arc<Project> {
+    let p = Project::empty().env("HOOK_SECRET", "s3cr3t-hmac");
+    p.file(
+        "disparo.yaml",
+        &format!("timezone: America/Sao_Paulo\nchannels:\n  hook: {{ type: webhook, url: '{url}', secret_env: HOOK_SECRET }}\n"),
+    )
+    .file(
+        "campaigns/c.yaml",
+        "channel: hook\ntemplate: t\naudience: a.csv\nschedule: { at: 2026-11-30T09:00, quiet_hours: { start: '21:00', end: '08:00' } }\nfrequency_cap: { max: 1, per: 1d }\n",
+    )
+    .file("templates/t.hbs", "Oi {{first_name}}, seu cupom {{coupon}}")
+    .file(
+        "a.csv",
+        "id,first_name,phone,coupon\nr1,Ana,+5511920000001,ANA-1\nr2,Bia,+5511920000002,BIA-2\n",
+    );
+    std::sync::Arc::new(p)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_send_goes_now_to_the_tester_and_changes_nothing_of_the_campaign() {
+    let hook = TestServer::start(vec![
+        Reply::json(200, json!({"id": "prov-test-1"})),
+        Reply::json(200, json!({"id": "prov-test-2"})),
+        Reply::json(200, json!({"id": "prov-real-1"})),
+        Reply::json(200, json!({"id": "prov-real-2"})),
+    ])
+    .await;
+    let p = project(&hook.url("/send"));
+    // Before any plan: sent, but nothing to record it in.
+    let o = run_async(
+        &p,
+        &[
+            "--now",
+            NIGHT,
+            "send-test",
+            "c",
+            "--to",
+            "+55 11 90000-9999",
+            "--as",
+            "r2",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("not recorded: there is no database yet"),
+        "{}",
+        o.stderr
+    );
+
+    p.ok(&["-q", "--now", NIGHT, "plan", "c"]);
+    let o = run_async(
+        &p,
+        &[
+            "--now",
+            NIGHT,
+            "--format",
+            "json",
+            "send-test",
+            "c",
+            "--to",
+            "+5511900009999",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("sent r1's message of c to +5511900009999 through hook"),
+        "{}",
+        o.stderr
+    );
+    let shown = o.json_lines();
+    assert_eq!(shown[0]["outcome"], "sent");
+    assert_eq!(shown[0]["provider_id"], "prov-test-2");
+
+    let requests = hook.requests();
+    assert_eq!(requests.len(), 2);
+    let (first, second) = (requests[0].json(), requests[1].json());
+    assert_eq!(first["to"], "+5511900009999");
+    assert_eq!(first["recipient"], "r2");
+    assert_eq!(first["body"], "Oi Bia, seu cupom BIA-2");
+    assert_eq!(second["recipient"], "r1");
+    assert_eq!(second["body"], "Oi Ana, seu cupom ANA-1");
+    // A key of its own each time: never the real message's, never the other test's.
+    let key = |i: usize| requests[i].header("idempotency-key").unwrap().to_owned();
+    assert!(key(0).starts_with("t-") && key(1).starts_with("t-") && key(0) != key(1));
+
+    // Recorded as a test, and only as a test.
+    let listed = p
+        .ok(&["--format", "json", "send-test", "c", "--list"])
+        .json_lines();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (
+            listed[0]["recipient"].as_str(),
+            listed[0]["address"].as_str()
+        ),
+        (Some("r1"), Some("+5511900009999"))
+    );
+    let msgs = p.messages();
+    assert!(msgs.iter().all(|m| m["state"] == "pending"), "{msgs:?}");
+
+    // The real run at 09:00 sends both: the cap (1 a day) does not count the tests.
+    let o = run_async(&p, &["--now", "2026-11-30T12:00:00Z", "run", "--once"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stderr.contains("2 sent"), "{}", o.stderr);
+    let requests = hook.requests();
+    assert_eq!(requests.len(), 4);
+    for r in &requests[2..] {
+        assert!(r.header("idempotency-key").unwrap().starts_with("m-"));
+        assert_ne!(r.json()["to"], "+5511900009999");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_tests_say_why_and_send_nothing() {
+    let hook = TestServer::start(vec![Reply::json(400, json!({"error": "bad to"}))]).await;
+    let p = project(&hook.url("/send"));
+    p.ok(&["-q", "--now", NIGHT, "plan", "c"]);
+    p.ok(&["-q", "suppress", "add", "+5511900001111"]);
+
+    let o = run_async(
+        &p,
+        &["--now", NIGHT, "send-test", "c", "--to", "+5511900001111"],
+    )
+    .await;
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("+5511900001111 is on the suppression list"),
+        "{}",
+        o.stderr
+    );
+    let o = run_async(
+        &p,
+        &[
+            "--now",
+            NIGHT,
+            "send-test",
+            "c",
+            "--to",
+            "+5511900002222",
+            "--as",
+            "nobody",
+        ],
+    )
+    .await;
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(
+        o.stderr.contains("no message for recipient \"nobody\""),
+        "{}",
+        o.stderr
+    );
+    let o = run_async(&p, &["--now", NIGHT, "send-test", "c", "--to", "12345"]).await;
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    assert!(o.stderr.contains("field `--to`"), "{}", o.stderr);
+    assert!(hook.requests().is_empty());
+
+    // The provider refuses it: exit 1, recorded as failed, with the provider's words.
+    let o = run_async(
+        &p,
+        &["--now", NIGHT, "send-test", "c", "--to", "+5511900002222"],
+    )
+    .await;
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(o.stderr.contains("the channel refused it"), "{}", o.stderr);
+    let listed = p
+        .ok(&["--format", "json", "send-test", "c", "--list"])
+        .json_lines();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["outcome"], "failed");
+    assert!(
+        listed[0]["error"].as_str().unwrap().contains("400"),
+        "{}",
+        listed[0]
+    );
+}
