@@ -23,6 +23,12 @@ use crate::schedule::{self, OneShot, Placement, Reasons};
 use crate::store::{CampaignRecord, DispatchRules, PackedText, PlanBatch};
 use crate::template::TemplateSet;
 
+mod audience_rules;
+mod unsubscribe_link;
+
+pub use audience_rules::variant_index;
+use unsubscribe_link::UnsubscribeLink;
+
 /// How far ahead recurring occurrences are materialised when the campaign sets no end.
 pub const DEFAULT_HORIZON: SignedDuration = SignedDuration::from_hours(30 * 24);
 
@@ -221,95 +227,6 @@ pub struct Planner {
     variants: Vec<(String, u64, Option<TemplateSet>)>,
     /// The running sums of `variants`, as [`variant_index`] takes them.
     variant_ends: Vec<u64>,
-}
-
-/// Which of `weights` (running sums, the last one the total) a recipient gets: a hash of the
-/// campaign and the recipient id, so the same recipient keeps its variant across re-plans,
-/// machines and versions (SHA-256: its value is fixed by its standard).
-pub fn variant_index(campaign: &str, recipient: &str, ends: &[u64]) -> usize {
-    use sha2::Digest;
-    let total = ends.last().copied().unwrap_or(0);
-    if total == 0 {
-        return 0;
-    }
-    let mut h = sha2::Sha256::new();
-    h.update(campaign.as_bytes());
-    h.update([0u8]);
-    h.update(recipient.as_bytes());
-    let digest = h.finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    // The remainder's bias is below 2^-40 for any plausible total.
-    let point = u64::from_be_bytes(first) % total;
-    ends.iter().position(|end| point < *end).unwrap_or(0)
-}
-
-/// A channel's unsubscribe link: its URL with `{token}` and the key that signs the token.
-struct UnsubscribeLink {
-    url: String,
-    key: Vec<u8>,
-}
-
-impl UnsubscribeLink {
-    /// The link of `campaign`'s channel, for a template that uses `{{unsubscribe_url}}`: an
-    /// smtp channel with `list_unsubscribe.url` holding `{token}` and its key's variable
-    /// set (the same link its `List-Unsubscribe` header carries, answered by `disparo
-    /// serve`).
-    fn of(campaign: &Campaign, channel: &ChannelConfig) -> Result<UnsubscribeLink, Problem> {
-        let problem = |what: String| {
-            let (l, c) = campaign.lines.channel;
-            Problem::new(format!(
-                "the template uses {{{{unsubscribe_url}}}}, but {what}"
-            ))
-            .in_file(&campaign.file)
-            .at(l, c)
-            .field("channel")
-        };
-        let ChannelConfig::Smtp(smtp) = channel else {
-            return Err(problem(format!("channel {:?} is not an smtp channel", campaign.channel))
-                .hint("unsubscribe links come with an smtp channel's `list_unsubscribe.url`; for SMS and WhatsApp, tell readers to reply STOP (disparo serve honours it)"));
-        };
-        let url = smtp
-            .list_unsubscribe
-            .as_ref()
-            .and_then(|l| l.url.clone())
-            .filter(|u| u.contains("{token}"))
-            .ok_or_else(|| {
-                problem(format!("channel {:?} has no `list_unsubscribe.url` with {{token}}", campaign.channel))
-                    .hint("set e.g. `list_unsubscribe: { url: \"https://hooks.example.com/unsubscribe/{token}\" }` and `unsubscribe_secret_env` on the channel (docs/receipts.md)")
-            })?;
-        let var = smtp.unsubscribe_secret_env.as_deref().ok_or_else(|| {
-            problem(format!(
-                "channel {:?} has no `unsubscribe_secret_env`",
-                campaign.channel
-            ))
-            .hint("name the environment variable holding the key that signs each link")
-        })?;
-        match std::env::var(var) {
-            Ok(v) if !v.is_empty() => Ok(UnsubscribeLink {
-                url,
-                key: v.into_bytes(),
-            }),
-            _ => Err(problem(format!(
-                "environment variable {var} (named by `unsubscribe_secret_env`) is not set"
-            ))
-            .hint(format!(
-                "export {var} (the key `disparo serve` checks links with)"
-            ))),
-        }
-    }
-
-    fn for_recipient(&self, campaign: &str, recipient: &str, address: &str) -> String {
-        let token = crate::unsubscribe::token(
-            &self.key,
-            &crate::unsubscribe::Subscriber {
-                campaign: campaign.to_owned(),
-                recipient: recipient.to_owned(),
-                address: address.to_owned(),
-            },
-        );
-        self.url.replace("{token}", &token)
-    }
 }
 
 impl std::fmt::Debug for Planner {
@@ -786,76 +703,6 @@ impl Planner {
         Ok(out)
     }
 
-    /// Whether `where:` keeps the recipient, judged on its own clock (its zone, else the one
-    /// its phone or the default gives); counts the clause that removed it.
-    fn kept(
-        &mut self,
-        r: &Recipient,
-        own_zone: Option<&(String, TimeZone)>,
-    ) -> Result<bool, Problem> {
-        let tz = match own_zone {
-            Some((_, tz)) => tz.clone(),
-            None => {
-                let raw = r.text_or_number(&self.settings.address_field);
-                match raw.and_then(|a| address::normalize(self.address_kind, &a).ok()) {
-                    Some(a) => self.default_zone(&a).1,
-                    None => self.fallback_zone.1.clone(),
-                }
-            }
-        };
-        let filter = self.campaign.filter.as_ref().expect("called with a filter");
-        let ctx = crate::model::filter::EvalCtx {
-            now: self.opts.now,
-            tz: &tz,
-        };
-        match filter.first_failing(&|k| r.fields.get(k), &ctx) {
-            Ok(None) => Ok(true),
-            Ok(Some(clause)) => {
-                self.audit.filtered_out(clause, filter.clauses().len());
-                Ok(false)
-            }
-            Err(e) => Err(Problem::new(format!("where: {}", e.message))
-                .field(e.field)
-                .hint(e.hint)),
-        }
-    }
-
-    /// `where:` names only columns the CSV audience has (`header`): `country == BR` reads a
-    /// column `BR`, and a typo would otherwise keep nobody, silently.
-    fn check_filter_fields(&self, header: &[String]) -> Result<(), Problem> {
-        let Some(f) = &self.campaign.filter else {
-            return Ok(());
-        };
-        let missing: Vec<&str> = f
-            .fields()
-            .into_iter()
-            .filter(|k| !header.iter().any(|h| h == k))
-            .collect();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        let (l, c) = self.campaign.lines.filter;
-        Err(Problem::new(format!(
-            "the filter reads {}, which the audience {} has no column for",
-            missing
-                .iter()
-                .map(|m| format!("`{m}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            self.campaign
-                .audience
-                .file_name()
-                .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-        ))
-        .in_file(&self.campaign.file)
-        .at(l, c)
-        .field("where")
-        .hint(format!(
-            "its columns are {}; quote text values: country == 'BR'",
-            header.join(", ")
-        )))
-    }
-
     /// The occurrences of the campaign's schedule for one zone, each placed by rule 3, with a
     /// skip reason for a late one-shot under `late: skip`.
     fn placements(&self, tz: &TimeZone) -> Result<Vec<(u32, Placement, Option<String>)>, Problem> {
@@ -944,63 +791,4 @@ impl crate::template::Lookup for crate::model::Vars {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn variants_are_stable_and_follow_the_weights() {
-        // 30 / 50 / 20 over 100k recipients: each share within 1 % of its weight.
-        let ends = [30, 80, 100];
-        let mut n = [0u64; 3];
-        for i in 0..100_000 {
-            n[variant_index("promo", &format!("c{i}"), &ends)] += 1;
-        }
-        for (got, want) in n.iter().zip([30_000u64, 50_000, 20_000]) {
-            assert!(got.abs_diff(want) < 1_000, "{n:?}");
-        }
-        // The same recipient, the same variant; another campaign draws again.
-        assert_eq!(
-            variant_index("promo", "c7", &ends),
-            variant_index("promo", "c7", &ends)
-        );
-        let moved = (0..1000)
-            .filter(|i| {
-                let id = format!("c{i}");
-                variant_index("promo", &id, &ends) != variant_index("other", &id, &ends)
-            })
-            .count();
-        assert!(moved > 300, "{moved}");
-        // A weight of 0 is never drawn; no weights at all is the first.
-        assert!((0..1000).all(|i| variant_index("p", &format!("{i}"), &[50, 50, 100]) != 1));
-        assert_eq!(variant_index("p", "x", &[]), 0);
-        // Pinned: the assignment is part of the data's meaning and must not change between
-        // versions (a recipient would switch arms mid-test).
-        assert_eq!(
-            (0..8)
-                .map(|i| variant_index("black-friday", &format!("c00{i}"), &[50, 100]))
-                .collect::<Vec<_>>(),
-            PINNED
-        );
-    }
-    // Computed by Python: sha256(b"black-friday\0" + id), first 8 bytes big-endian, mod 100.
-    const PINNED: [usize; 8] = [1, 1, 0, 0, 1, 1, 1, 0];
-
-    #[test]
-    fn seen_ids_finds_repeats_in_sorted_and_unsorted_streams() {
-        let check = |ids: &[&str]| -> Vec<bool> {
-            let mut seen = SeenIds::new(std::path::Path::new("/nonexistent"));
-            ids.iter().map(|id| seen.first_time(id)).collect()
-        };
-        // Sorted throughout: never a set.
-        assert_eq!(check(&["a", "b", "c"]), [true, true, true]);
-        // The repeat is the first id out of order.
-        assert_eq!(check(&["a", "b", "c", "b"]), [true, true, true, false]);
-        // Equal to the last one is out of order too.
-        assert_eq!(check(&["a", "b", "b"]), [true, true, false]);
-        // After the order broke, earlier sorted ids and later ones are all remembered.
-        assert_eq!(
-            check(&["a", "c", "b", "a", "d", "d", "b"]),
-            [true, true, true, false, true, false, false]
-        );
-    }
-}
+mod tests;
