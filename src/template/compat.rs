@@ -210,7 +210,8 @@ fn unsupported_syntax(src: &str) -> Option<Unsupported> {
             let end = if open.starts_with("!--") {
                 open.find("--}}").map(|e| e + 4)
             } else {
-                Some(close + 2)
+                // An unclosed `{{!` runs to the end of the text.
+                open.find("}}").map(|e| e + 2)
             };
             let skip = at + 2 + end.unwrap_or(open.len());
             offset += skip;
@@ -571,5 +572,9 @@ mod tests {
         assert!(unsupported_syntax("{{> (lookup . 'p')}}").is_some());
         assert!(unsupported_syntax("{{> \"footer\"}}").is_some());
         assert!(unsupported_syntax("{{> footer}} {{this}}").is_none());
+        // An unclosed comment (found by tests/loaders_fuzz.rs): the rest is the comment.
+        assert!(unsupported_syntax("uJpe[r first_name}{{!uppe[r fi").is_none());
+        assert!(unsupported_syntax("{{!").is_none());
+        assert!(unsupported_syntax("x {{!-- open").is_none());
     }
 }
