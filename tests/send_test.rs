@@ -94,6 +94,8 @@ async fn a_test_send_goes_now_to_the_tester_and_changes_nothing_of_the_campaign(
     assert_eq!(first["recipient"], "r2");
     assert_eq!(first["body"], "Oi Bia, seu cupom BIA-2");
     assert_eq!(second["recipient"], "r1");
+    // The tester's address stands in the variables too: no customer's phone in the test.
+    assert_eq!(first["vars"]["phone"], "+5511900009999");
     assert_eq!(second["body"], "Oi Ana, seu cupom ANA-1");
     // A key of its own each time: never the real message's, never the other test's.
     let key = |i: usize| requests[i].header("idempotency-key").unwrap().to_owned();

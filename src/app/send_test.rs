@@ -43,6 +43,8 @@ pub struct Outcome {
     pub envelope: Envelope,
     /// Whether a database recorded it (none exists before the first `plan`).
     pub recorded: bool,
+    /// Why recording it failed, when a database exists but could not take it.
+    pub record_error: Option<String>,
 }
 
 /// Renders and sends one test message; a failed send is an `Ok` whose outcome says so.
@@ -72,16 +74,13 @@ pub fn send(project: &Project, db: &Database, req: &Request<'_>) -> Result<Outco
         .into());
     }
     let row = find_row(&mut planner, req.as_recipient)?;
-    let mut content = row.content.clone();
+    let message_id = test_key(&planner.campaign.name, &row.recipient, req.now);
+    let (mut content, vars) = planner.render_for_tester(&row, &to, &message_id)?;
     if let Some(subject) = &mut content.subject {
         *subject = format!("[test] {subject}");
     }
-    let vars = match serde_json::to_value(&row.vars) {
-        Ok(serde_json::Value::Object(m)) => m,
-        _ => serde_json::Map::new(),
-    };
     let envelope = Envelope {
-        message_id: test_key(&planner.campaign.name, &row.recipient, req.now),
+        message_id,
         campaign: planner.campaign.name.clone(),
         recipient: row.recipient.clone(),
         channel: planner.campaign.channel.clone(),
@@ -118,17 +117,20 @@ pub fn send(project: &Project, db: &Database, req: &Request<'_>) -> Result<Outco
             format!("{}{code}", e.message)
         }),
     };
-    let recorded = match &store {
-        Some(s) => {
-            s.record_test_send(&send)?;
-            true
-        }
-        None => false,
+    // It went (or was refused) whatever the record does: a failed record is said, not an
+    // error that would make the tester send it again.
+    let (recorded, record_error) = match &store {
+        Some(s) => match s.record_test_send(&send) {
+            Ok(()) => (true, None),
+            Err(e) => (false, Some(e.to_string())),
+        },
+        None => (false, None),
     };
     Ok(Outcome {
         send,
         envelope,
         recorded,
+        record_error,
     })
 }
 

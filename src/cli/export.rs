@@ -1,6 +1,6 @@
 //! `disparo export CAMPAIGN`: the delivery report a marketer hands on — one row per message
 //! with its attempts summed up and what its receipts said, one row per attempt with
-//! `--attempts`, or the campaign's funnel with `--funnel [--by locale|zone]`.
+//! `--attempts`, or the campaign's funnel with `--funnel [--by locale|zone|variant]`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -24,8 +24,13 @@ pub struct Args {
     /// instead of its messages: one row, or one per group with `--by`.
     #[arg(long)]
     pub funnel: bool,
-    /// With `--funnel`: one row per locale or zone of the recipients.
-    #[arg(long, value_enum, value_name = "locale|zone", requires = "funnel")]
+    /// With `--funnel`: one row per locale, zone or A/B variant of the recipients.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "locale|zone|variant",
+        requires = "funnel"
+    )]
     pub by: Option<By>,
     /// Write the report to this file instead of stdout. Its format is `--format` when that is
     /// json or csv, else taken from the extension (.jsonl/.json: JSON Lines, anything else: CSV).

@@ -97,5 +97,5 @@ pub fn row(f: &Funnel, by: Option<By>) -> Map<String, Value> {
     m
 }
 
-/// What a table shows for a row without a locale or zone.
+/// What a table shows for a row without a locale, zone or variant.
 pub const NO_GROUP: &str = "(none)";

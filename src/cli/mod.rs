@@ -110,7 +110,7 @@ pub enum Command {
     SendTest(send_test::Args),
     /// Receive delivery receipts, opt-outs and one-click unsubscribes over HTTP (docs/receipts.md).
     Serve(serve::Args),
-    /// Counts by state, receipts (delivered, read, ...), next due instant, recent failures; --by locale|zone: the funnel per group.
+    /// Counts by state, receipts (delivered, read, ...), next due instant, recent failures; --by locale|zone|variant: the funnel per group.
     Status(status::Args),
     /// List individual messages.
     Messages(admin::MessagesArgs),

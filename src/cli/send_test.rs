@@ -55,14 +55,19 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
             campaign: &args.campaign,
             to,
             as_recipient: args.as_recipient.as_deref(),
-            // The real clock: a test goes now, and `today` in `where:` means today.
+            // `--now` only moves `today` in `where:` (a simulation); the send is immediate.
             now: ctx.now(),
         },
     )?;
     let mut rows = Rows::new(&COLUMNS);
     rows.push(row(&out.send));
     rows.show(ctx.format)?;
-    if !out.recorded {
+    if let Some(e) = &out.record_error {
+        eprintln!(
+            "warning: send-test: sent as shown, but not recorded: {}",
+            inert_text(e)
+        );
+    } else if !out.recorded {
         say(
             ctx.quiet,
             "note: not recorded: there is no database yet (`disparo plan` makes one)",

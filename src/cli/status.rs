@@ -1,6 +1,6 @@
 //! `disparo status`: per campaign, counts by state, what its receipts say (delivered, read,
 //! undelivered, bounced, opted out), next due instant, the last run's throughput, why a
-//! campaign is paused, and its most common errors; `--by locale|zone`, the funnel per group.
+//! campaign is paused, and its most common errors; `--by locale|zone|variant`, the funnel per group.
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value, json};
@@ -19,8 +19,8 @@ pub struct Args {
     /// Only this campaign.
     pub campaign: Option<String>,
     /// The funnel (planned → sent → delivered → read, failed, bounced, opted out) split by
-    /// the recipients' locale or zone: one row per campaign and group.
-    #[arg(long, value_enum, value_name = "locale|zone")]
+    /// the recipients' locale, zone or A/B variant: one row per campaign and group.
+    #[arg(long, value_enum, value_name = "locale|zone|variant")]
     pub by: Option<By>,
 }
 
@@ -242,7 +242,7 @@ fn print_notes(summaries: &[CampaignSummary]) -> CliResult {
     Ok(Exit::Ok)
 }
 
-/// `status --by locale|zone`: the funnel, one row per campaign and group.
+/// `status --by locale|zone|variant`: the funnel, one row per campaign and group.
 fn by_group(ctx: &Ctx, store: &dyn Store, campaign: Option<&str>, by: By) -> CliResult {
     let funnels = store.funnel(campaign, By::store(Some(by)))?;
     let mut rows = Rows::new(&super::funnel::columns(Some(by)))

@@ -8,25 +8,36 @@ use crate::address;
 use crate::diag::Problem;
 use crate::model::Recipient;
 
-/// Which of `weights` (running sums, the last one the total) a recipient gets: a hash of the
-/// campaign and the recipient id, so the same recipient keeps its variant across re-plans,
-/// machines and versions (SHA-256: its value is fixed by its standard).
-pub fn variant_index(campaign: &str, recipient: &str, ends: &[u64]) -> usize {
+/// Which of the `arms` (name, weight) a recipient gets, by weighted rendezvous hashing: each
+/// arm scores `-ln(u) / weight` with `u` a hash of the campaign, the recipient id and the
+/// arm's name, and the lowest score wins. The same recipient keeps its arm across re-plans,
+/// machines and versions (SHA-256 is fixed by its standard); changing one arm's weight, or
+/// adding or removing an arm, moves only the recipients that must move (to or from that arm),
+/// never some from one unchanged arm to another. A weight of 0 is never drawn.
+pub fn variant_index(campaign: &str, recipient: &str, arms: &[(String, u64)]) -> usize {
     use sha2::Digest;
-    let total = ends.last().copied().unwrap_or(0);
-    if total == 0 {
-        return 0;
+    let mut best: Option<(f64, usize)> = None;
+    for (i, (name, weight)) in arms.iter().enumerate() {
+        if *weight == 0 {
+            continue;
+        }
+        let mut h = sha2::Sha256::new();
+        h.update(campaign.as_bytes());
+        h.update([0u8]);
+        h.update(recipient.as_bytes());
+        h.update([0u8]);
+        h.update(name.as_bytes());
+        let digest = h.finalize();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        // 53 bits, centred in their interval: u in (0, 1), never 0.
+        let u = ((u64::from_be_bytes(first) >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        let score = -u.ln() / *weight as f64;
+        if best.is_none_or(|(b, _)| score < b) {
+            best = Some((score, i));
+        }
     }
-    let mut h = sha2::Sha256::new();
-    h.update(campaign.as_bytes());
-    h.update([0u8]);
-    h.update(recipient.as_bytes());
-    let digest = h.finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    // The remainder's bias is below 2^-40 for any plausible total.
-    let point = u64::from_be_bytes(first) % total;
-    ends.iter().position(|end| point < *end).unwrap_or(0)
+    best.map_or(0, |(_, i)| i)
 }
 
 impl Planner {

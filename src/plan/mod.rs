@@ -222,11 +222,11 @@ pub struct Planner {
     audit: Audit,
     /// How `{{unsubscribe_url}}` is made, when the template uses it.
     unsubscribe: Option<UnsubscribeLink>,
-    /// With `variants:`: each variant's name, the end of its share of the weights (running
-    /// sum) and its templates; the first variant's templates are also `templates`.
+    /// With `variants:`: each variant's name, weight and templates (`None`: the first
+    /// variant's, which are `templates`).
     variants: Vec<(String, u64, Option<TemplateSet>)>,
-    /// The running sums of `variants`, as [`variant_index`] takes them.
-    variant_ends: Vec<u64>,
+    /// Each variant's name and weight, as [`variant_index`] takes them.
+    variant_arms: Vec<(String, u64)>,
 }
 
 impl std::fmt::Debug for Planner {
@@ -330,12 +330,11 @@ impl Planner {
             .chain(variant_sets.iter().map(|(_, t)| t))
             .flat_map(|t| t.files())
             .any(|f| std::fs::read_to_string(f).is_ok_and(|t| t.contains("unsubscribe_url")));
-        // Running sums of the weights, the first variant's templates first.
-        let mut sum = 0u64;
+        // Each variant with its weight, the first variant's templates being `templates`.
         let mut variants = Vec::with_capacity(campaign.variants.len());
         let mut others = variant_sets.into_iter();
         for (i, v) in campaign.variants.iter().enumerate() {
-            sum += u64::from(v.weight);
+            let weight = u64::from(v.weight);
             // The first variant's templates are `templates` itself.
             let set = if i == 0 {
                 None
@@ -345,7 +344,7 @@ impl Planner {
                     None => break,
                 }
             };
-            variants.push((v.name.clone(), sum, set));
+            variants.push((v.name.clone(), weight, set));
         }
         let unsubscribe = if uses_link {
             Some(UnsubscribeLink::of(&campaign, &channel).map_err(|p| vec![p])?)
@@ -371,7 +370,7 @@ impl Planner {
             progress: None,
             audit: Audit::default(),
             unsubscribe,
-            variant_ends: variants.iter().map(|v| v.1).collect(),
+            variant_arms: variants.iter().map(|v| (v.0.clone(), v.1)).collect(),
             variants,
         };
         planner.check_explicit_end().map_err(|p| vec![p])?;
@@ -643,7 +642,7 @@ impl Planner {
         let (variant, templates) = if self.variants.is_empty() {
             (None, &self.templates)
         } else {
-            let v = &self.variants[variant_index(&self.campaign.name, &r.id, &self.variant_ends)];
+            let v = &self.variants[variant_index(&self.campaign.name, &r.id, &self.variant_arms)];
             (Some(v.0.clone()), v.2.as_ref().unwrap_or(&self.templates))
         };
         let mut content = templates.render(locale.as_deref(), &vars).map_err(|f| {
@@ -701,6 +700,48 @@ impl Planner {
             });
         }
         Ok(out)
+    }
+
+    /// `row`'s message as a tester at `to` gets it (`disparo send-test`): rendered again from
+    /// the same variant with the address field reading `to` and an unsubscribe link made for
+    /// the tester (`test_key` as its recipient), so that clicking it opts out the tester,
+    /// never the recipient whose message it shows. Returns the content and the variables.
+    pub fn render_for_tester(
+        &self,
+        row: &PlannedRow,
+        to: &str,
+        test_key: &str,
+    ) -> Result<(Content, serde_json::Map<String, serde_json::Value>), Problem> {
+        let mut vars = match serde_json::to_value(&row.vars) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        vars.insert(
+            self.settings.address_field.clone(),
+            serde_json::Value::String(to.to_owned()),
+        );
+        if let Some(link) = &self.unsubscribe {
+            let url = link.for_recipient(&self.campaign.name, test_key, to);
+            vars.insert("unsubscribe_url".into(), serde_json::Value::String(url));
+        }
+        let templates = match &row.content.variant {
+            Some(name) => self
+                .variants
+                .iter()
+                .find(|v| &v.0 == name)
+                .and_then(|v| v.2.as_ref())
+                .unwrap_or(&self.templates),
+            None => &self.templates,
+        };
+        let value = serde_json::Value::Object(vars);
+        let mut content = templates
+            .render(row.locale.as_deref(), &value)
+            .map_err(|f| f.to_problem())?;
+        content.variant = row.content.variant.clone();
+        let serde_json::Value::Object(vars) = value else {
+            unreachable!("built as an object")
+        };
+        Ok((content, vars))
     }
 
     /// The occurrences of the campaign's schedule for one zone, each placed by rule 3, with a

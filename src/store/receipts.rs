@@ -204,7 +204,12 @@ fn find<T: ReceiptTx>(tx: &mut T, r: &Receipt) -> Result<Option<MessageFacts>, T
         return Ok(Some(m));
     }
     match &r.target.recipient {
-        Some((campaign, recipient)) => tx.latest_message(campaign, recipient),
+        // The token names the campaign, the recipient and the address it was made for: only
+        // a message to that address is that recipient's (a test send's link carries the
+        // tester's address and must not mark the customer's message).
+        Some((campaign, recipient)) => Ok(tx
+            .latest_message(campaign, recipient)?
+            .filter(|m| r.target.address.as_deref().is_none_or(|a| a == m.address))),
         None => Ok(None),
     }
 }

@@ -93,7 +93,7 @@ conformance! {
 
     fn opt_outs_suppress_move_the_gate_and_count_in_the_funnel(db) {
         let s = db.create();
-        let c = sent_campaign(&*s, 2);
+        let c = sent_campaign(&*s, 3);
         let gate = s.gate().unwrap();
         let mut stop = receipt("p-r0", Event::Failed, "r0-131050");
         stop.code = Some("131050".into());
@@ -132,8 +132,22 @@ conformance! {
             source: Source::Unsubscribe,
             ..receipt("", Event::OptedOut, "unsub-r1")
         };
-        assert_eq!(s.record_receipts(&[unsub], t()).unwrap(), [Applied::Recorded]);
+        assert_eq!(s.record_receipts(std::slice::from_ref(&unsub), t()).unwrap(), [Applied::Recorded]);
         assert!(s.is_suppressed(&c[1].address).unwrap());
+        // A link made for another address (a test send's, to a tester) names the recipient
+        // but is not its message: the tester is suppressed, the recipient's message untouched.
+        let tester = Receipt {
+            target: Target {
+                recipient: Some(("c".into(), "r2".into())),
+                address: Some("+5511900009999".into()),
+                ..Default::default()
+            },
+            dedupe: "unsub-tester".into(),
+            ..unsub.clone()
+        };
+        assert_eq!(s.record_receipts(&[tester], t()).unwrap(), [Applied::Recorded]);
+        assert!(s.is_suppressed("+5511900009999").unwrap());
+        assert!(!s.is_suppressed(&c[2].address).unwrap());
         let f = &s.funnel(Some("c"), FunnelBy::Campaign).unwrap()[0];
         assert_eq!((f.failed, f.undelivered, f.opted_out), (1, 1, 1));
     }

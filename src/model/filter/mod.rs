@@ -133,7 +133,9 @@ impl Filter {
     pub fn parse(text: &str) -> Result<Filter, FilterError> {
         let expr = parse::parse(text)?;
         let clauses = match expr {
-            (Expr::And(parts), spans) => parts
+            // Spans only for a top-level `and` chain; a conjunction inside one pair of
+            // parentheses is one clause (its parts have no spans of their own).
+            (Expr::And(parts), spans) if parts.len() == spans.len() => parts
                 .into_iter()
                 .zip(spans)
                 .map(|(expr, (a, b))| Clause {

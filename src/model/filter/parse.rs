@@ -41,6 +41,10 @@ fn err(offset: usize, message: impl Into<String>, hint: Option<&str>) -> FilterE
     }
 }
 
+/// How far `today`, `now` or a date may be moved, in all: 100 years.
+const MAX_SHIFT_DAYS: i64 = 36_525;
+const MAX_SHIFT_SECS: i64 = MAX_SHIFT_DAYS * 86_400;
+
 const QUOTE_HINT: &str = "quote text values: country == 'BR', locale == 'pt-BR'";
 
 fn lex(text: &str) -> Result<Vec<(usize, usize, Tok)>, FilterError> {
@@ -201,6 +205,11 @@ fn number_like(s: &str) -> Result<(Tok, usize), String> {
     if n.fract() != 0.0 {
         return Err(format!("{word:?}: durations are whole numbers"));
     }
+    if n * secs > MAX_SHIFT_SECS as f64 {
+        return Err(format!(
+            "{word:?} is more than {MAX_SHIFT_DAYS} days (100 years)"
+        ));
+    }
     Ok((Tok::Duration((n * secs) as i64, whole_days), word.len()))
 }
 
@@ -286,7 +295,7 @@ impl Parser<'_> {
             .map_or(0, |t| t.1)
     }
     fn keyword(&mut self, word: &str) -> bool {
-        if matches!(self.peek(), Some(Tok::Ident(w)) if w == word) {
+        if matches!(self.peek(), Some(Tok::Ident(w)) if w.eq_ignore_ascii_case(word)) {
             self.pos += 1;
             true
         } else {
@@ -352,6 +361,13 @@ impl Parser<'_> {
         let left = self.operand()?;
         let negated = self.keyword("not");
         if self.keyword("in") {
+            if !matches!(left, Operand::Field(_)) {
+                return Err(err(
+                    at,
+                    "`in` needs a field on its left",
+                    Some("name a field of the audience: plan in ['gold', 'black']"),
+                ));
+            }
             let list = self.list()?;
             return Ok(Expr::In {
                 left,
@@ -460,6 +476,17 @@ impl Parser<'_> {
                 }
                 _ => return Err(err(at, "a `-` with no number after it", None)),
             },
+            // Keywords in any case (`NULL`, `True`): only a backtick makes a field of one.
+            Tok::Ident(w)
+                if !w.starts_with('`')
+                    && w != w.to_ascii_lowercase()
+                    && KEYWORDS.contains(&w.to_ascii_lowercase().as_str()) =>
+            {
+                let lower = Tok::Ident(w.to_ascii_lowercase());
+                self.toks[self.pos - 1].2 = lower;
+                self.pos -= 1;
+                return self.operand();
+            }
             Tok::Date(d) => Operand::Date(DateTerm::Literal(d)),
             Tok::Wall(w) => Operand::Time(TimeTerm::Wall(w)),
             Tok::Ident(w) if w == "today" => Operand::Date(DateTerm::Today(0)),
@@ -515,6 +542,20 @@ impl Parser<'_> {
             };
             self.pos += 1;
             let secs = sign * secs;
+            let total = match &base {
+                Operand::Date(DateTerm::Today(n)) => n * 86_400 + secs,
+                Operand::Time(TimeTerm::Now(n)) => n + secs,
+                _ => secs,
+            };
+            if total.abs() > MAX_SHIFT_SECS {
+                return Err(err(
+                    op_at,
+                    format!(
+                        "this moves the date or time by more than {MAX_SHIFT_DAYS} days (100 years)"
+                    ),
+                    Some("write a shorter duration: today - 30d, now - 12h"),
+                ));
+            }
             base = match base {
                 Operand::Date(d) => {
                     if !whole_days {
@@ -528,7 +569,9 @@ impl Parser<'_> {
                     match d {
                         DateTerm::Today(n) => Operand::Date(DateTerm::Today(n + days)),
                         DateTerm::Literal(date) => Operand::Date(DateTerm::Literal(
-                            date.checked_add(jiff::Span::new().days(days))
+                            jiff::Span::new()
+                                .try_days(days)
+                                .and_then(|span| date.checked_add(span))
                                 .map_err(|e| err(op_at, e.to_string(), None))?,
                         )),
                     }

@@ -43,6 +43,9 @@ fn comparisons_membership_and_logic() {
     assert!(!keeps("age > 100", ana.clone()));
     // A keyword-named field in backticks.
     assert!(keeps("`in` == 'x'", json!({"in": "x"})));
+    // Keywords in any case; `NULL` is null, not a field named NULL.
+    assert!(keeps("country != NULL AND vip == TRUE", ana.clone()));
+    assert!(!keeps("country == NULL", ana.clone()));
 }
 
 #[test]
@@ -123,6 +126,21 @@ fn clauses_are_counted_in_order() {
     assert_eq!(f.first_failing(&|k| row.get(k), &ctx).unwrap(), Some(1));
     let row = json!({"country": "PT", "age": "12"});
     assert_eq!(f.first_failing(&|k| row.get(k), &ctx).unwrap(), Some(0));
+    // A conjunction in one pair of parentheses is one clause, and all of it holds.
+    for expr in [
+        "(country == 'BR' and age >= 18)",
+        "((country == 'BR' and age >= 18))",
+    ] {
+        let f = Filter::parse(expr).unwrap();
+        assert_eq!(f.clauses().len(), 1, "{expr}");
+        assert_eq!(f.fields(), ["country", "age"], "{expr}");
+        let row = json!({"country": "BR", "age": "12"});
+        assert_eq!(
+            f.first_failing(&|k| row.get(k), &ctx).unwrap(),
+            Some(0),
+            "{expr}"
+        );
+    }
     // One `or` at the top: one clause.
     assert_eq!(
         Filter::parse("a == 1 or b == 2 and c == 3")
@@ -151,6 +169,10 @@ fn mistakes_are_reported_at_their_place() {
         ("", 0, "empty"),
         ("age ≥ 3", 4, "unexpected"),
         ("seen > 2026-13-01", 7, "not a date"),
+        ("d > 2026-01-01 + 8000000d", 17, "100 years"),
+        ("last < today - 99999999999999999999d", 15, "100 years"),
+        ("seen > now - 36000d - 36000d", 20, "100 years"),
+        ("'x' in ['x']", 0, "`in` needs a field"),
     ] {
         let e = Filter::parse(expr).unwrap_err();
         assert_eq!(e.offset, at, "{expr}: {e:?}");
