@@ -177,4 +177,16 @@ fn filter_mistakes_are_located_in_the_campaign_file() {
         v.stderr
     );
     assert!(p.messages().is_empty());
+
+    // An unknown zone is a problem only for a recipient the filter keeps.
+    let p = project("\"country == 'BR'\"");
+    let csv = p
+        .read("audiences/a.csv")
+        .replace("Europe/Lisbon", "Mars/Olympus");
+    p.file("audiences/a.csv", &csv);
+    p.ok(&["--now", NOW, "plan", "c"]);
+    let p = project("\"country == 'PT'\"");
+    p.file("audiences/a.csv", &csv);
+    let v = p.expect(2, &["--now", NOW, "plan", "c"]);
+    assert!(v.stderr.contains("Mars/Olympus"), "{}", v.stderr);
 }

@@ -602,12 +602,16 @@ impl Planner {
     /// Plans one recipient; its fields are moved into the rows' `vars` (id, row and line stay
     /// for reporting a problem).
     fn plan_recipient(&mut self, r: &mut Recipient) -> Result<Vec<PlannedRow>, Problem> {
-        let own_zone = self.zone_for(r)?;
+        let own_zone = self.zone_for(r);
         // `where:` first: a recipient the campaign is not for gets no message and is no
-        // problem, whatever else is wrong with its row.
-        if self.campaign.filter.is_some() && !self.kept(r, own_zone.as_ref())? {
+        // problem, whatever else is wrong with its row (an unknown `timezone` included: it
+        // is judged on the default zone then, and the zone is a problem only if kept).
+        if self.campaign.filter.is_some()
+            && !self.kept(r, own_zone.as_ref().ok().and_then(Option::as_ref))?
+        {
             return Ok(Vec::new());
         }
+        let own_zone = own_zone?;
         let field = &self.settings.address_field;
         let raw = r.text_or_number(field).ok_or_else(|| {
             Problem::new(format!(

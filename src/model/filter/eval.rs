@@ -80,15 +80,29 @@ pub(super) fn eval<'f>(
             list,
             negated,
         } => {
+            // Each item reads the field as its own kind; an item the value cannot be read
+            // as is no match, and only a value no item can read is an error.
             let mut found = false;
+            let mut unreadable = None;
+            let mut readable = false;
             for item in list {
                 let k = kind(item).unwrap_or(Kind::Str);
-                let l = resolve(left, k, fields, ctx)?;
+                let l = match resolve(left, k, fields, ctx) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        unreadable.get_or_insert(e);
+                        continue;
+                    }
+                };
+                readable = true;
                 let r = resolve(item, k, fields, ctx)?;
                 if compare(&l, CmpOp::Eq, &r) {
                     found = true;
                     break;
                 }
+            }
+            if let (false, Some(e)) = (readable, unreadable) {
+                return Err(e);
             }
             found != *negated
         }

@@ -43,6 +43,9 @@ fn comparisons_membership_and_logic() {
     assert!(!keeps("age > 100", ana.clone()));
     // A keyword-named field in backticks.
     assert!(keeps("`in` == 'x'", json!({"in": "x"})));
+    // A mixed list: an item the value cannot be read as is no match, in any order.
+    assert!(keeps("plan in [1, 'gold']", ana.clone()) && keeps("plan in ['gold', 1]", ana.clone()));
+    assert!(!keeps("plan in [1, 'x']", ana.clone()));
     // Keywords in any case; `NULL` is null, not a field named NULL.
     assert!(keeps("country != NULL AND vip == TRUE", ana.clone()));
     assert!(!keeps("country == NULL", ana.clone()));
