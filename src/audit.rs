@@ -10,6 +10,7 @@ use std::hash::{Hash, Hasher};
 use std::path::Path;
 
 use crate::model::audience::CsvDialect;
+use crate::model::filter::Filter;
 use crate::model::{Campaign, ScheduleKind};
 use crate::schedule::LatePolicy;
 
@@ -115,22 +116,25 @@ impl Audit {
         self.filtered.iter().sum()
     }
 
+    /// Each clause of `filter` as written, with how many recipients it removed.
+    pub fn removed_by<'f>(&self, filter: &'f Filter) -> Vec<(&'f str, u64)> {
+        filter
+            .clauses()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.text.as_str(), self.filtered.get(i).copied().unwrap_or(0)))
+            .collect()
+    }
+
     /// What the campaign's `where:` did, in one line: recipients kept, and how many each
     /// clause removed (preview, validate). `read`: recipients read from the audience.
     pub fn filter_line(&self, campaign: &Campaign, read: u64) -> Option<String> {
         let f = campaign.filter.as_ref()?;
         let removed = self.filtered_total();
-        let by: Vec<String> = f
-            .clauses()
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                format!(
-                    "{} by {}",
-                    self.filtered.get(i).copied().unwrap_or(0),
-                    c.text
-                )
-            })
+        let by: Vec<String> = self
+            .removed_by(f)
+            .into_iter()
+            .map(|(clause, n)| format!("{n} by {clause}"))
             .collect();
         Some(format!(
             "where: {} of {read} recipient(s) kept; removed {removed}: {}",

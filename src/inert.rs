@@ -41,6 +41,25 @@ fn shown(s: &str, lines: bool) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Text from recipients, templates or providers for an HTML page (the report, the
+/// unsubscribe page): [`inert_text`] first, so controls and bidi overrides are shown as they
+/// are on a terminal, then escaped for element content and quoted attribute values.
+pub fn html(s: &str) -> String {
+    let s = inert_text(s);
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +76,14 @@ mod tests {
             inert_text("l1\r\nl2\n\tx\ry\u{1b}]8;;"),
             "l1\r\nl2\n\tx␍y␛]8;;"
         );
+    }
+
+    #[test]
+    fn html_is_escaped_and_inert() {
+        assert_eq!(
+            html("<b>\"x\" & 'y'\u{7}\u{202e}"),
+            "&lt;b&gt;&quot;x&quot; &amp; &#39;y&#39;\u{2407}\\u{202e}"
+        );
+        assert_eq!(html("two\nlines"), "two\nlines");
     }
 }

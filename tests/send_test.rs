@@ -5,7 +5,7 @@
 
 use serde_json::json;
 
-use crate::harness::{Project, run_async};
+use crate::harness::{Output, Project, run_async};
 use crate::support::http::{Reply, TestServer};
 
 /// 03:00 in São Paulo: a night hour no campaign sends at.
@@ -29,6 +29,25 @@ fn project(url: &str) -> std::sync::Arc<Project> {
     std::sync::Arc::new(p)
 }
 
+/// `disparo [FLAGS] send-test c ARGS` at night, off the runtime; asserts the exit code and
+/// that stderr says `says`.
+async fn send_test(
+    p: &std::sync::Arc<Project>,
+    flags: &[&str],
+    args: &[&str],
+    code: i32,
+    says: &str,
+) -> Output {
+    let mut all = vec!["--now", NIGHT];
+    all.extend_from_slice(flags);
+    all.extend_from_slice(&["send-test", "c"]);
+    all.extend_from_slice(args);
+    let o = run_async(p, &all).await;
+    assert_eq!(o.code, code, "{args:?}: {}", o.stderr);
+    assert!(o.stderr.contains(says), "{args:?}: {}", o.stderr);
+    o
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_test_send_goes_now_to_the_tester_and_changes_nothing_of_the_campaign() {
     let hook = TestServer::start(vec![
@@ -40,49 +59,19 @@ async fn a_test_send_goes_now_to_the_tester_and_changes_nothing_of_the_campaign(
     .await;
     let p = project(&hook.url("/send"));
     // Before any plan: sent, but nothing to record it in.
-    let o = run_async(
-        &p,
-        &[
-            "--now",
-            NIGHT,
-            "send-test",
-            "c",
-            "--to",
-            "+55 11 90000-9999",
-            "--as",
-            "r2",
-        ],
-    )
-    .await;
-    assert_eq!(o.code, 0, "{}", o.stderr);
-    assert!(
-        o.stderr.contains("not recorded: there is no database yet"),
-        "{}",
-        o.stderr
-    );
+    let to = ["--to", "+55 11 90000-9999", "--as", "r2"];
+    send_test(&p, &[], &to, 0, "not recorded: there is no database yet").await;
 
     p.ok(&["-q", "--now", NIGHT, "plan", "c"]);
-    let o = run_async(
+    let says = "sent r1's message of c to +5511900009999 through hook";
+    let o = send_test(
         &p,
-        &[
-            "--now",
-            NIGHT,
-            "--format",
-            "json",
-            "send-test",
-            "c",
-            "--to",
-            "+5511900009999",
-        ],
+        &["--format", "json"],
+        &["--to", "+5511900009999"],
+        0,
+        says,
     )
     .await;
-    assert_eq!(o.code, 0, "{}", o.stderr);
-    assert!(
-        o.stderr
-            .contains("sent r1's message of c to +5511900009999 through hook"),
-        "{}",
-        o.stderr
-    );
     let shown = o.json_lines();
     assert_eq!(shown[0]["outcome"], "sent");
     assert_eq!(shown[0]["provider_id"], "prov-test-2");
@@ -93,9 +82,9 @@ async fn a_test_send_goes_now_to_the_tester_and_changes_nothing_of_the_campaign(
     assert_eq!(first["to"], "+5511900009999");
     assert_eq!(first["recipient"], "r2");
     assert_eq!(first["body"], "Oi Bia, seu cupom BIA-2");
-    assert_eq!(second["recipient"], "r1");
     // The tester's address stands in the variables too: no customer's phone in the test.
     assert_eq!(first["vars"]["phone"], "+5511900009999");
+    assert_eq!(second["recipient"], "r1");
     assert_eq!(second["body"], "Oi Ana, seu cupom ANA-1");
     // A key of its own each time: never the real message's, never the other test's.
     let key = |i: usize| requests[i].header("idempotency-key").unwrap().to_owned();
@@ -106,13 +95,11 @@ async fn a_test_send_goes_now_to_the_tester_and_changes_nothing_of_the_campaign(
         .ok(&["--format", "json", "send-test", "c", "--list"])
         .json_lines();
     assert_eq!(listed.len(), 1);
-    assert_eq!(
-        (
-            listed[0]["recipient"].as_str(),
-            listed[0]["address"].as_str()
-        ),
-        (Some("r1"), Some("+5511900009999"))
+    let who = (
+        listed[0]["recipient"].as_str(),
+        listed[0]["address"].as_str(),
     );
+    assert_eq!(who, (Some("r1"), Some("+5511900009999")));
     let msgs = p.messages();
     assert!(msgs.iter().all(|m| m["state"] == "pending"), "{msgs:?}");
 
@@ -135,59 +122,21 @@ async fn refused_tests_say_why_and_send_nothing() {
     p.ok(&["-q", "--now", NIGHT, "plan", "c"]);
     p.ok(&["-q", "suppress", "add", "+5511900001111"]);
 
-    let o = run_async(
-        &p,
-        &["--now", NIGHT, "send-test", "c", "--to", "+5511900001111"],
-    )
-    .await;
-    assert_eq!(o.code, 2, "{}", o.stderr);
-    assert!(
-        o.stderr
-            .contains("+5511900001111 is on the suppression list"),
-        "{}",
-        o.stderr
-    );
-    let o = run_async(
-        &p,
-        &[
-            "--now",
-            NIGHT,
-            "send-test",
-            "c",
-            "--to",
-            "+5511900002222",
-            "--as",
-            "nobody",
-        ],
-    )
-    .await;
-    assert_eq!(o.code, 2, "{}", o.stderr);
-    assert!(
-        o.stderr.contains("no message for recipient \"nobody\""),
-        "{}",
-        o.stderr
-    );
-    let o = run_async(&p, &["--now", NIGHT, "send-test", "c", "--to", "12345"]).await;
-    assert_eq!(o.code, 2, "{}", o.stderr);
-    assert!(o.stderr.contains("field `--to`"), "{}", o.stderr);
+    let suppressed = "+5511900001111 is on the suppression list";
+    send_test(&p, &[], &["--to", "+5511900001111"], 2, suppressed).await;
+    let nobody = ["--to", "+5511900002222", "--as", "nobody"];
+    send_test(&p, &[], &nobody, 2, "no message for recipient \"nobody\"").await;
+    send_test(&p, &[], &["--to", "12345"], 2, "field `--to`").await;
     assert!(hook.requests().is_empty());
 
     // The provider refuses it: exit 1, recorded as failed, with the provider's words.
-    let o = run_async(
-        &p,
-        &["--now", NIGHT, "send-test", "c", "--to", "+5511900002222"],
-    )
-    .await;
-    assert_eq!(o.code, 1, "{}", o.stderr);
-    assert!(o.stderr.contains("the channel refused it"), "{}", o.stderr);
+    let to = ["--to", "+5511900002222"];
+    send_test(&p, &[], &to, 1, "the channel refused it").await;
     let listed = p
         .ok(&["--format", "json", "send-test", "c", "--list"])
         .json_lines();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["outcome"], "failed");
-    assert!(
-        listed[0]["error"].as_str().unwrap().contains("400"),
-        "{}",
-        listed[0]
-    );
+    let error = listed[0]["error"].as_str().unwrap();
+    assert!(error.contains("400"), "{error}");
 }

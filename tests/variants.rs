@@ -163,6 +163,11 @@ fn variant_mistakes_are_located() {
             "c.yaml:6:26: field `variants[1].template`: no template named",
         ),
         (
+            "  - { name: a, template: nope, weight: 1 }\n",
+            "",
+            "c.yaml:5:26: field `variants[0].template`: no template named",
+        ),
+        (
             "  - { name: a, template: short, weight: 1 }\n",
             "template: short\n",
             "`template` and `variants` both name the templates",

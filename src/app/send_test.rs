@@ -39,8 +39,6 @@ pub struct Request<'a> {
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub send: TestSend,
-    /// The rendered message as it went (subject marked `[test]`).
-    pub envelope: Envelope,
     /// Whether a database recorded it (none exists before the first `plan`).
     pub recorded: bool,
     /// Why recording it failed, when a database exists but could not take it.
@@ -128,7 +126,6 @@ pub fn send(project: &Project, db: &Database, req: &Request<'_>) -> Result<Outco
     };
     Ok(Outcome {
         send,
-        envelope,
         recorded,
         record_error,
     })

@@ -140,10 +140,9 @@ impl Report<'_> {
             "filter": self.campaign.filter.as_ref().map(|flt| json!({
                 "where": flt.text(),
                 "kept": f.recipients.saturating_sub(self.audit.filtered_total()),
-                "removed": flt.clauses().iter().enumerate().map(|(i, c)| json!({
-                    "clause": c.text,
-                    "recipients": self.audit.filtered.get(i).copied().unwrap_or(0),
-                })).collect::<Vec<_>>(),
+                "removed": self.audit.removed_by(flt).into_iter()
+                    .map(|(clause, n)| json!({ "clause": clause, "recipients": n }))
+                    .collect::<Vec<_>>(),
             })),
             "zone_fallback": self.audit.zone_fallback,
             "zone_from_phone": self.audit.zone_from_phone,
@@ -183,14 +182,10 @@ impl Report<'_> {
                 "  where         {} of {} recipient(s) kept ({})",
                 f.recipients.saturating_sub(self.audit.filtered_total()),
                 f.recipients,
-                flt.clauses()
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| format!(
-                        "{} removed by {}",
-                        self.audit.filtered.get(i).copied().unwrap_or(0),
-                        inert_text(&c.text)
-                    ))
+                self.audit
+                    .removed_by(flt)
+                    .into_iter()
+                    .map(|(clause, n)| format!("{n} removed by {}", inert_text(clause)))
                     .collect::<Vec<_>>()
                     .join(", ")
             );

@@ -262,41 +262,43 @@ impl Planner {
                 None
             }
         };
-        let mut variant_sets = Vec::new();
-        for (i, v) in campaign.variants.iter().enumerate().skip(1) {
-            match TemplateSet::load(&project.templates_dir(), &v.template) {
-                Ok(t) => variant_sets.push((v.name.clone(), t)),
+        let load = |name: &str, (l, c): (u64, u64), field: String, problems: &mut Vec<Problem>| {
+            match TemplateSet::load(&project.templates_dir(), name) {
+                Ok(t) => Some(t),
                 Err(mut ps) => {
+                    // A missing template is the campaign file's mistake: point at its key.
                     for p in &mut ps {
                         if p.message.starts_with("no template named") {
                             *p = Problem::new(p.message.clone())
                                 .in_file(&campaign.file)
-                                .at(v.line.0, v.line.1)
-                                .field(format!("variants[{i}].template"))
+                                .at(l, c)
+                                .field(field.clone())
                                 .hint(p.hint.clone().unwrap_or_default());
                         }
                     }
                     problems.append(&mut ps);
+                    None
                 }
-            }
-        }
-        let templates = match TemplateSet::load(&project.templates_dir(), &campaign.template) {
-            Ok(t) => Some(t),
-            Err(mut ps) => {
-                let (l, c) = campaign.lines.template;
-                for p in &mut ps {
-                    if p.message.starts_with("no template named") {
-                        *p = Problem::new(p.message.clone())
-                            .in_file(&campaign.file)
-                            .at(l, c)
-                            .field("template")
-                            .hint(p.hint.clone().unwrap_or_default());
-                    }
-                }
-                problems.append(&mut ps);
-                None
             }
         };
+        let mut variant_sets = Vec::new();
+        for (i, v) in campaign.variants.iter().enumerate().skip(1) {
+            let field = format!("variants[{i}].template");
+            if let Some(t) = load(&v.template, v.line, field, &mut problems) {
+                variant_sets.push((v.name.clone(), t));
+            }
+        }
+        let field = if campaign.variants.is_empty() {
+            "template".to_owned()
+        } else {
+            "variants[0].template".to_owned()
+        };
+        let templates = load(
+            &campaign.template,
+            campaign.lines.template,
+            field,
+            &mut problems,
+        );
         if !campaign.audience.is_file() {
             let (l, c) = campaign.lines.audience;
             problems.push(

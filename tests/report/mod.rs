@@ -229,7 +229,10 @@ fn post_receipts(p: &Project, rt: &tokio::runtime::Runtime, body: &str) {
     let answer: Value = rt.block_on(async {
         crate::serve::client()
             .post(server.url("/webhook/receipts"))
-            .header("X-Disparo-Signature", signature(body.as_bytes()))
+            .header(
+                "X-Disparo-Signature",
+                crate::support::hmac_sha256_header(SECRET.as_bytes(), body.as_bytes()),
+            )
             .body(body.to_owned())
             .send()
             .await
@@ -246,20 +249,6 @@ fn post_receipts(p: &Project, rt: &tokio::runtime::Runtime, body: &str) {
         server.log()
     );
     server.stop();
-}
-
-/// `X-Disparo-Signature` of `body` (HMAC-SHA256 under the channel's secret, hex).
-fn signature(body: &[u8]) -> String {
-    use hmac::{KeyInit, Mac};
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256={hex}")
 }
 
 /// The JSON Lines of a `--format json` command.

@@ -17,19 +17,6 @@ const SECONDS: u64 = 30;
 const WORKERS: u64 = 20;
 const MESSAGES: usize = 200;
 
-fn sign(body: &str) -> String {
-    use hmac::{KeyInit, Mac};
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"s3cr3t-hmac").unwrap();
-    mac.update(body.as_bytes());
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256={hex}")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_receipts_a_second_for_thirty_seconds_are_all_stored() {
     let replies = (0..MESSAGES)
@@ -101,4 +88,8 @@ async fn a_thousand_receipts_a_second_for_thirty_seconds_are_all_stored() {
     let server = Arc::try_unwrap(server).ok().unwrap();
     let (code, log) = server.stop();
     assert_eq!(code, 0, "{log}");
+}
+
+fn sign(body: &str) -> String {
+    crate::support::hmac_sha256_header(b"s3cr3t-hmac", body.as_bytes())
 }

@@ -124,21 +124,6 @@ pub fn fixture(name: &str) -> String {
     .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
 }
 
-/// `sha256=<hex>` of `body` under `secret`, as Meta signs a webhook (written here from Meta's
-/// description, independently of the server's check).
-pub fn meta_signature(secret: &str, body: &[u8]) -> String {
-    use hmac::{KeyInit, Mac};
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256={hex}")
-}
-
 /// Rows of a query on the project's SQLite database (what is really stored).
 pub fn count(p: &Project, sql: &str) -> i64 {
     let db = rusqlite::Connection::open(p.path().join("disparo.db")).unwrap();
@@ -150,4 +135,9 @@ pub fn client() -> reqwest::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
+}
+
+/// `sha256=<hex>` of `body` under `secret`, as Meta signs a webhook.
+pub fn meta_signature(secret: &str, body: &[u8]) -> String {
+    crate::support::hmac_sha256_header(secret.as_bytes(), body)
 }

@@ -118,7 +118,7 @@ async fn a_receiver_reports_delivery_by_the_reference_disparo_posted() {
         &legacy_body,
         &[(
             "X-Disparo-Signature",
-            hmac_hex(&key, legacy_body.as_bytes()),
+            crate::support::hmac_sha256_header(&key, legacy_body.as_bytes()),
         )],
     )
     .await;
@@ -128,7 +128,7 @@ async fn a_receiver_reports_delivery_by_the_reference_disparo_posted() {
         &legacy_body,
         &[(
             "X-Disparo-Signature",
-            hmac_hex(b"wrong", legacy_body.as_bytes()),
+            crate::support::hmac_sha256_header(b"wrong", legacy_body.as_bytes()),
         )],
     )
     .await;
@@ -178,17 +178,4 @@ async fn a_receiver_reports_delivery_by_the_reference_disparo_posted() {
 fn base64_decode(s: &str) -> Vec<u8> {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.decode(s).unwrap()
-}
-
-fn hmac_hex(key: &[u8], body: &[u8]) -> String {
-    use hmac::{KeyInit, Mac};
-    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
-    mac.update(body);
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256={hex}")
 }

@@ -309,3 +309,19 @@ pub fn require_npm_tools() {
         tools.display()
     );
 }
+
+/// `sha256=<hex>` of the HMAC-SHA256 of `body` under `key`: how Meta signs a webhook
+/// (`X-Hub-Signature-256`) and disparo its own (`X-Disparo-Signature`), written here from
+/// their descriptions, independently of the code under test.
+pub fn hmac_sha256_header(key: &[u8], body: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(body);
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}

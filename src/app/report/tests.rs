@@ -1,5 +1,6 @@
-use super::html::{duration_text, esc, render};
+use super::html::{duration_text, render};
 use super::*;
+use crate::inert::html as esc;
 
 fn ts(s: &str) -> Timestamp {
     s.parse().unwrap()
