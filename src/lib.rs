@@ -19,6 +19,7 @@ pub mod audit;
 pub mod channel;
 pub mod diag;
 pub mod dispatch;
+pub mod follow_up;
 pub mod inert;
 pub mod message;
 pub mod model;

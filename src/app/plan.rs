@@ -15,7 +15,9 @@ use super::db::Database;
 use crate::diag::Problem;
 use crate::model::{Campaign, Project};
 use crate::plan::{PlanOptions, Planner, Unplanned};
-use crate::store::{Access, MessageRef, PackedText, PlanBatch, PlanSource, PlanStats, Store};
+use crate::store::{
+    Access, MessageRef, PackedText, PlanBatch, PlanSource, PlanStats, ReleaseStats, Store,
+};
 
 /// What a front end shows while campaigns are planned (the CLI draws a progress bar).
 pub trait Progress {
@@ -66,6 +68,9 @@ pub struct Stored {
     pub skipped: Vec<Problem>,
     /// Audience-wide warnings (the same address twice, a one-shot mostly late).
     pub warnings: Vec<String>,
+    /// A follow-up campaign's rule: its plan stored drafts, one per recipient, that become
+    /// messages as the parent's messages are decided.
+    pub follows: Option<crate::follow_up::FollowRule>,
 }
 
 /// Reads and checks every named campaign (names or files) before anything is planned: a bad
@@ -79,7 +84,10 @@ pub fn load(project: &Project, names: &[String]) -> Result<Vec<Campaign>, Error>
     let mut problems = Vec::new();
     for file in &files {
         match project.load_campaign(file) {
-            Ok(c) => campaigns.push(c),
+            Ok(c) => {
+                problems.extend(super::validate::follow_up_problems(project, &c));
+                campaigns.push(c);
+            }
             Err(mut p) => problems.append(&mut p),
         }
     }
@@ -134,7 +142,9 @@ pub fn dry_run(
 /// Plans and stores `campaigns`, one transaction each; `on_stored` hears of each as it is
 /// committed. So that `plan a b` is all or nothing for bad input, every campaign but the first
 /// is planned once without storing (the first is checked as it is stored, and rolled back on
-/// any problem); only then is anything stored, and the database created if needed.
+/// any problem); only then is anything stored, and the database created if needed. Then the
+/// follow-ups whose parents are decided at `settings.now` are released (what that did is
+/// returned): a plan made after the parent's receipts came in sees them at once.
 pub fn store(
     project: &Project,
     db: &Database,
@@ -142,7 +152,7 @@ pub fn store(
     settings: &Settings,
     progress: &mut dyn Progress,
     on_stored: &mut dyn FnMut(Stored),
-) -> Result<(), Error> {
+) -> Result<ReleaseStats, Error> {
     let store = db.open_if_exists(Access::Write)?;
     for campaign in campaigns.iter().skip(1) {
         check(
@@ -169,7 +179,7 @@ pub fn store(
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    Ok(store.release_follow_ups(settings.now)?)
 }
 
 /// What the planning thread sends the store thread.
@@ -340,6 +350,7 @@ fn store_one(
     progress: &mut dyn Progress,
 ) -> Result<Stored, Error> {
     let record = planner.record();
+    let follows = record.rules.follows.clone();
     let name = record.name.clone();
     let bytes = Arc::new(AtomicU64::new(0));
     progress.start(&name, &planner.campaign.audience, bytes.clone());
@@ -442,6 +453,7 @@ fn store_one(
         stats,
         skipped: problems,
         warnings,
+        follows,
     })
 }
 

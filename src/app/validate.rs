@@ -5,6 +5,7 @@ use std::ops::ControlFlow;
 
 use crate::diag::Problem;
 use crate::model::Project;
+use crate::model::campaign::Campaign;
 use crate::plan::{PlanOptions, Planner};
 
 /// What validating one campaign found.
@@ -22,6 +23,58 @@ pub struct Checked {
     pub warnings: Vec<Problem>,
     /// Facts said once, not problems (the CSV separator used).
     pub notes: Vec<String>,
+}
+
+/// How many steps up a chain of follow-ups is followed looking for a cycle.
+const CHAIN_LIMIT: usize = 64;
+
+/// A follow-up's parent must be a campaign of the project, and the chain of parents must not
+/// come back to it (each would wait for the other forever). Located at `follows.campaign`.
+pub(crate) fn follow_up_problems(project: &Project, campaign: &Campaign) -> Vec<Problem> {
+    let Some(follows) = &campaign.follows else {
+        return Vec::new();
+    };
+    let (line, column) = follows.line;
+    let here = |p: Problem| {
+        p.in_file(&campaign.file)
+            .at(line, column)
+            .field("follows.campaign")
+    };
+    let mut chain = vec![campaign.name.clone()];
+    let mut parent = follows.rule.parent.clone();
+    for step in 0..CHAIN_LIMIT {
+        let found = project
+            .find_campaign(&parent)
+            .ok()
+            .and_then(|f| project.load_campaign(&f).ok());
+        let Some(p) = found else {
+            if step > 0 {
+                // The broken link is that campaign's own problem, reported when it is checked.
+                return Vec::new();
+            }
+            let known = project.find_campaign(&parent).err().and_then(|e| e.hint);
+            return vec![here(
+                Problem::new(format!("follows an unknown campaign {parent:?}")).hint(
+                    known.unwrap_or_else(|| {
+                        "name a campaign of this project (its `name`, or its file's stem)".into()
+                    }),
+                ),
+            )];
+        };
+        if chain.contains(&p.name) {
+            chain.push(p.name.clone());
+            return vec![here(
+                Problem::new(format!("follow-ups form a cycle: {}", chain.join(" → ")))
+                    .hint("each would wait for the other forever; the first step of a chain follows nothing"),
+            )];
+        }
+        chain.push(p.name.clone());
+        match p.follows {
+            Some(f) => parent = f.rule.parent,
+            None => return Vec::new(),
+        }
+    }
+    Vec::new()
 }
 
 /// Loads and checks one campaign file end to end, rendering every recipient.
@@ -53,6 +106,7 @@ pub fn check_campaign(
         }
     };
     out.name = campaign.name.clone();
+    out.problems.extend(follow_up_problems(project, &campaign));
     let mut planner = match Planner::prepare(project, campaign, PlanOptions::new(now)) {
         Ok(p) => p,
         Err(ps) => {

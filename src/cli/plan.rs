@@ -109,7 +109,7 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
         }
         return Ok(Exit::Ok);
     }
-    plan::store(
+    let released = plan::store(
         &project,
         &db,
         campaigns,
@@ -127,6 +127,22 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
                     serde_json::json!({"campaign": name, "inserted": stats.inserted, "updated": stats.updated, "unchanged": stats.unchanged, "kept": stats.kept, "skipped": stats.skipped, "cancelled": stats.cancelled})
                 );
             }
+            if let Some(rule) = &stored.follows {
+                say(
+                    ctx.quiet,
+                    format!(
+                        "planned {name}: a follow-up ({}): {} recipient(s) new, {} updated, {} unchanged, {} skipped; each gets it once {}'s message to them is decided, {} pending follow-up(s) cancelled",
+                        rule.describe(),
+                        stats.inserted,
+                        stats.updated,
+                        stats.unchanged,
+                        stats.skipped,
+                        rule.parent,
+                        stats.cancelled
+                    ),
+                );
+                return;
+            }
             say(
                 ctx.quiet,
                 format!(
@@ -141,6 +157,15 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
             );
         },
     )?;
+    if released.released + released.not_needed > 0 {
+        say(
+            ctx.quiet,
+            format!(
+                "follow-ups: {} planned, {} not needed (their parents' messages are decided)",
+                released.released, released.not_needed
+            ),
+        );
+    }
     Ok(Exit::Ok)
 }
 

@@ -85,7 +85,7 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     say(
         ctx.quiet,
         format!(
-            "run: {} sent, {} failed, {} retrying, {} deferred, {} expired, {} skipped{}{}{}{}",
+            "run: {} sent, {} failed, {} retrying, {} deferred, {} expired, {} skipped{}{}{}{}{}",
             summary.sent,
             summary.failed,
             summary.retried,
@@ -99,6 +99,14 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
             },
             if summary.released > 0 {
                 format!(", {} released", summary.released)
+            } else {
+                String::new()
+            },
+            if summary.follow_ups_released + summary.follow_ups_not_needed > 0 {
+                format!(
+                    "; follow-ups: {} planned, {} not needed",
+                    summary.follow_ups_released, summary.follow_ups_not_needed
+                )
             } else {
                 String::new()
             },

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 
 use super::Dispatcher;
-use super::facts::{self, Facts, Held};
+use super::facts::{self, Facts, Held, HeldRef};
 use super::start::outgoing;
 use super::state::{Batch, Head, Queued, Run, settled_unsent};
 use super::worker::Worker;
@@ -67,12 +67,7 @@ impl Dispatcher {
                     campaign: campaign.as_deref(),
                 },
             )?;
-            let facts = Facts::read(
-                s,
-                claimed
-                    .iter()
-                    .map(|m| (m.id, m.campaign.as_str(), m.address.as_str())),
-            )?;
+            let facts = Facts::read(s, claimed.iter().map(HeldRef::of), now)?;
             let recent = facts::recent_sends(
                 s,
                 &claimed,
@@ -115,12 +110,9 @@ impl Dispatcher {
             .flatten()
             .map(|q| Held::of(&q.m))
             .collect();
+        let now = self.clock.now();
         worker.request(move |s| {
-            let facts = Facts::read(
-                s,
-                held.iter()
-                    .map(|h| (h.id, h.campaign.as_str(), h.address.as_str())),
-            )?;
+            let facts = Facts::read(s, held.iter().map(Held::as_ref), now)?;
             Ok((facts, held.iter().map(|h| h.id).collect()))
         })
     }
@@ -150,6 +142,7 @@ impl Dispatcher {
         run.paused += facts.paused as u64;
         run.campaigns.extend(facts.campaigns);
         run.suppressed.extend(facts.suppressed);
+        run.withdrawn.extend(facts.withdrawn);
         let batch = Arc::new(Batch { recent, seen });
         let now = self.clock.now();
         let mut queued = 0;

@@ -202,12 +202,40 @@ impl Dispatcher {
         run.leases_until = Some(until);
     }
 
+    /// Turns follow-up drafts whose parent messages are decided into messages (see
+    /// `store::follow_ups`): at the start of the run and whenever it has nothing left to
+    /// send, so that a follow-up falling due during a long `--watch` run is found.
+    pub(super) async fn release_follow_ups(
+        &self,
+        worker: &Worker,
+        run: &mut Run,
+    ) -> Result<(), RunError> {
+        let now = self.clock.now();
+        let stats = worker.call(move |s| s.release_follow_ups(now)).await?;
+        if stats.released + stats.not_needed > 0 {
+            tracing::info!(
+                released = stats.released,
+                not_needed = stats.not_needed,
+                "follow-ups decided"
+            );
+        }
+        run.follow_ups.released += stats.released;
+        run.follow_ups.not_needed += stats.not_needed;
+        Ok(())
+    }
+
     /// Nothing is held and the last claim found nothing: records everything, then sleeps
     /// until the next message falls due or a lease another run left behind ends. `false`
     /// when the run is over instead (`--once` and nothing due within the linger).
     async fn wait_for_due(&self, worker: &Worker, run: &mut Run) -> Result<bool, RunError> {
         run.hand_over(worker)?;
         worker.flush().await?;
+        let before = run.follow_ups.released;
+        self.release_follow_ups(worker, run).await?;
+        if run.follow_ups.released > before {
+            // Some may be due now: claim again at once.
+            return Ok(true);
+        }
         let campaign = self.opts.campaign.clone();
         let (due, lease) = worker
             .call(move |s| {
@@ -260,6 +288,8 @@ fn refreshed(run: &mut Run, facts: Facts, ids: Vec<i64>) {
     run.paused += facts.paused as u64;
     run.suppressed.retain(|id| !ids.contains(id));
     run.suppressed.extend(facts.suppressed);
+    run.withdrawn.retain(|id, _| !ids.contains(id));
+    run.withdrawn.extend(facts.withdrawn);
     run.campaigns.extend(facts.campaigns);
     run.gate_seen = Some(facts.gate);
 }

@@ -10,6 +10,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::hash::FastHash;
 use super::rules::window_of;
+use crate::follow_up::{ParentFacts, Verdict, judge};
 use crate::schedule;
 use crate::store::{CampaignInfo, CampaignStatus, Claimed, Store, StoreError};
 
@@ -55,6 +56,9 @@ pub(super) struct Facts {
     pub(super) campaigns: HashMap<String, CampaignFacts, FastHash>,
     /// Ids of the messages whose address is on the suppression list.
     pub(super) suppressed: HashSet<i64, FastHash>,
+    /// Follow-up messages whose condition no longer holds (a read came after the release),
+    /// with the reason: cancelled instead of sent.
+    pub(super) withdrawn: HashMap<i64, String, FastHash>,
     /// Campaigns paused here because their stored rules could not be read.
     pub(super) paused: usize,
 }
@@ -64,6 +68,8 @@ pub(super) struct Held {
     pub(super) id: i64,
     pub(super) campaign: String,
     pub(super) address: String,
+    pub(super) recipient: String,
+    pub(super) occurrence: u32,
 }
 
 impl Held {
@@ -72,6 +78,39 @@ impl Held {
             id: m.id,
             campaign: m.campaign.clone(),
             address: m.address.clone(),
+            recipient: m.recipient.clone(),
+            occurrence: m.occurrence,
+        }
+    }
+    pub(super) fn as_ref(&self) -> HeldRef<'_> {
+        HeldRef {
+            id: self.id,
+            campaign: &self.campaign,
+            address: &self.address,
+            recipient: &self.recipient,
+            occurrence: self.occurrence,
+        }
+    }
+}
+
+/// A held message, borrowed.
+#[derive(Clone, Copy)]
+pub(super) struct HeldRef<'a> {
+    pub(super) id: i64,
+    pub(super) campaign: &'a str,
+    pub(super) address: &'a str,
+    pub(super) recipient: &'a str,
+    pub(super) occurrence: u32,
+}
+
+impl<'a> HeldRef<'a> {
+    pub(super) fn of(m: &'a Claimed) -> HeldRef<'a> {
+        HeldRef {
+            id: m.id,
+            campaign: &m.campaign,
+            address: &m.address,
+            recipient: &m.recipient,
+            occurrence: m.occurrence,
         }
     }
 }
@@ -83,12 +122,13 @@ impl Facts {
     /// send at night.
     pub(super) fn read<'a>(
         store: &dyn Store,
-        held: impl Iterator<Item = (i64, &'a str, &'a str)> + Clone,
+        held: impl Iterator<Item = HeldRef<'a>> + Clone,
+        now: Timestamp,
     ) -> Result<Facts, StoreError> {
         let gate = store.gate()?;
         let mut campaigns: HashMap<String, CampaignFacts, FastHash> = HashMap::default();
         let mut paused = 0;
-        for (_, campaign, _) in held.clone() {
+        for HeldRef { campaign, .. } in held.clone() {
             if campaigns.contains_key(campaign) {
                 continue;
             }
@@ -121,22 +161,76 @@ impl Facts {
         }
         let addresses: Vec<&str> = held
             .clone()
-            .map(|(_, _, address)| address)
+            .map(|h| h.address)
             .collect::<HashSet<_, FastHash>>()
             .into_iter()
             .collect();
         let on_list = store.suppressed_among(&addresses)?;
         let suppressed = held
-            .filter(|(_, _, address)| on_list.contains(*address))
-            .map(|(id, _, _)| id)
+            .clone()
+            .filter(|h| on_list.contains(h.address))
+            .map(|h| h.id)
             .collect();
+        let withdrawn = withdrawn(store, held, &campaigns, now)?;
         Ok(Facts {
             gate,
             campaigns,
             suppressed,
+            withdrawn,
             paused,
         })
     }
+}
+
+/// The held follow-up messages whose parent's facts, read now, say they are no longer
+/// needed: the check at the moment of the send, so that a read receipt arriving after the
+/// release (or while the message waits for its turn) still stops it. One query per
+/// follow-up campaign held; none when no follow-up is held.
+fn withdrawn<'a>(
+    store: &dyn Store,
+    held: impl Iterator<Item = HeldRef<'a>>,
+    campaigns: &HashMap<String, CampaignFacts, FastHash>,
+    now: Timestamp,
+) -> Result<HashMap<i64, String, FastHash>, StoreError> {
+    let mut by_campaign: HashMap<&str, Vec<HeldRef<'a>>, FastHash> = HashMap::default();
+    for h in held {
+        if let Some(Some(rt)) = campaigns.get(h.campaign)
+            && rt.info.rules.follows.is_some()
+        {
+            by_campaign.entry(h.campaign).or_default().push(h);
+        }
+    }
+    let mut out = HashMap::default();
+    for (campaign, list) in by_campaign {
+        let Some(Some(rt)) = campaigns.get(campaign) else {
+            continue;
+        };
+        let Some(rule) = &rt.info.rules.follows else {
+            continue;
+        };
+        let recipients: Vec<&str> = list.iter().map(|h| h.recipient).collect();
+        let parents: HashMap<(String, u32), ParentFacts> = store
+            .parent_facts(&rule.parent, Some(&recipients))?
+            .into_iter()
+            .map(|p| ((p.recipient.clone(), p.occurrence), p))
+            .collect();
+        for h in list {
+            let why = match parents.get(&(h.recipient.to_owned(), h.occurrence)) {
+                None => Some(format!(
+                    "not needed: the message of {} it follows is gone from the database",
+                    rule.parent
+                )),
+                Some(p) => match judge(rule, p, now) {
+                    Verdict::NotNeeded { why } => Some(format!("not needed: {why}")),
+                    _ => None,
+                },
+            };
+            if let Some(why) = why {
+                out.insert(h.id, why);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Recent successful sends per (channel, address) for the capped campaigns of a batch: one

@@ -104,7 +104,10 @@ impl Dispatcher {
         )?;
         let mut run = Run::new(self.opts.jitter_seed, gate::Gate::for_store(&self.store));
         let result = match self.join_fleet(&worker, &mut run).await {
-            Ok(()) => self.drive(&worker, &mut run).await,
+            Ok(()) => match self.release_follow_ups(&worker, &mut run).await {
+                Ok(()) => self.drive(&worker, &mut run).await,
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         // Whatever happened, record what is known before stopping. (After a store error the
@@ -123,6 +126,8 @@ impl Dispatcher {
         handed?;
         let mut summary = finished?;
         summary.paused = run.paused;
+        summary.follow_ups_released = run.follow_ups.released;
+        summary.follow_ups_not_needed = run.follow_ups.not_needed;
         summary.interrupted = self.shutdown.is_set();
         Ok(summary)
     }

@@ -132,6 +132,9 @@ pub struct Summary {
     /// Outcomes not recorded because another run had taken the message over (our lease
     /// expired while sending: the lease is shorter than a send).
     pub lost: u64,
+    /// Follow-up messages this run released (made pending) and found not needed.
+    pub follow_ups_released: u64,
+    pub follow_ups_not_needed: u64,
     pub interrupted: bool,
 }
 

@@ -53,6 +53,11 @@ impl Dispatcher {
                 reason: "suppressed: the address is on the suppression list".into(),
             });
         }
+        if let Some(why) = run.withdrawn.get(&m.id) {
+            return Err(Outcome::Cancelled {
+                reason: why.clone(),
+            });
+        }
         Ok(rt)
     }
 

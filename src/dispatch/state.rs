@@ -122,6 +122,10 @@ pub(super) struct Run {
     pub(super) campaigns: HashMap<String, CampaignFacts, FastHash>,
     /// Held messages whose address is suppressed.
     pub(super) suppressed: HashSet<i64, FastHash>,
+    /// Held follow-up messages no longer needed, with the reason.
+    pub(super) withdrawn: HashMap<i64, String, FastHash>,
+    /// What this run's follow-up releases did, summed.
+    pub(super) follow_ups: crate::store::ReleaseStats,
     /// The store's gate the facts of every held message are at least as new as.
     pub(super) gate_seen: Option<u64>,
     pub(super) gate_checked: Option<tokio::time::Instant>,
@@ -164,6 +168,8 @@ impl Run {
             paused: 0,
             campaigns: HashMap::default(),
             suppressed: HashSet::default(),
+            withdrawn: HashMap::default(),
+            follow_ups: Default::default(),
             gate_seen: None,
             gate_checked: None,
             gate,

@@ -9,6 +9,7 @@ use serde_saphyr::Spanned;
 
 use crate::diag::{Problem, yaml_problem};
 use crate::model::filter::{Filter, FilterError};
+use crate::model::follows::{self, Follows, FollowsFile};
 use crate::schedule::{
     FrequencyCap as Cap, LatePolicy, QuietHours, QuietPreset, SendWindow, WallCron, Weekdays,
 };
@@ -37,6 +38,9 @@ struct CampaignFile {
     /// `where:`: which recipients of the audience the campaign is for.
     #[serde(default, rename = "where")]
     filter: Option<Spanned<String>>,
+    /// `follows:`: the next step of another campaign, on its receipts.
+    #[serde(default)]
+    follows: Option<Spanned<FollowsFile>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -179,6 +183,9 @@ pub struct Campaign {
     pub caps: Vec<Cap>,
     /// `where:`: recipients it does not keep get no message.
     pub filter: Option<Filter>,
+    /// `follows:`: sent to a recipient only once the parent campaign's message to them met
+    /// the condition; timed by it rather than by `schedule.at` or `cron`.
+    pub follows: Option<Follows>,
     /// Line of each key, for problems found after parsing (unknown channel, missing template).
     pub lines: KeyLines,
 }
@@ -517,6 +524,25 @@ impl Campaign {
                     None
                 }
             });
+        let follows = file.follows.as_ref().and_then(|f| {
+            let mut bad = |p: Problem| problems.push(p.in_file(path));
+            for (key, present) in [
+                ("at", sched.at.is_some()),
+                ("cron", sched.cron.is_some()),
+                ("late", sched.late.is_some()),
+                ("late_until", sched.late_until.is_some()),
+            ] {
+                if present {
+                    bad(Problem::new(format!(
+                        "a follow-up has no `schedule.{key}`: it is timed by `follows` (the parent's send or receipt, plus `after`)"
+                    ))
+                    .at(f.referenced.line(), f.referenced.column())
+                    .field(format!("schedule.{key}"))
+                    .hint("remove it; quiet_hours, days, blackout_dates, timezone and expire_after still apply"));
+                }
+            }
+            follows::check(&name, f, &mut bad)
+        });
         if !problems.is_empty() {
             return Err(problems);
         }
@@ -550,6 +576,7 @@ impl Campaign {
             throttle: file.throttle,
             caps,
             filter,
+            follows,
         })
     }
 }

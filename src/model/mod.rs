@@ -7,6 +7,7 @@ pub mod audience;
 pub mod campaign;
 pub mod config;
 pub mod filter;
+pub mod follows;
 pub mod project;
 pub mod vars;
 

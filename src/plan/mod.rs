@@ -462,6 +462,7 @@ impl Planner {
                     .map(|cap| (cap.max, cap.per.as_secs()))
                     .collect(),
                 throttle: c.throttle.map(|r| r.as_per_second()),
+                follows: c.follows.as_ref().map(|f| f.rule.clone()),
             },
             recurrence_start: self.recurrence_start().map(|d| d.to_string()),
         }

@@ -6,6 +6,7 @@
 //! workers on several machines. [`open`] picks one from `--db` (a path or a `postgres://`
 //! URL). Calls are synchronous; async callers run them on a blocking thread.
 
+pub mod follow_ups;
 mod open;
 mod outcome;
 mod plan_batch;
@@ -18,6 +19,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
+pub use follow_ups::ReleaseStats;
 pub use open::{Access, CheckReport, Location, MigrationReport, check, migrate, open};
 pub use plan_batch::{BatchSource, MessageRef, PackedText, PlanBatch, PlanSource, RowWriter};
 pub use postgres::PostgresStore;
@@ -113,6 +115,10 @@ pub struct DispatchRules {
     /// Messages per second for this campaign (`throttle`), below the channel's own rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throttle: Option<f64>,
+    /// `follows:`: the campaign is a follow-up, released per parent message
+    /// ([`Store::release_follow_ups`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follows: Option<crate::follow_up::FollowRule>,
 }
 
 /// A campaign as stored by `plan`.
@@ -141,6 +147,14 @@ pub struct PlanStats {
     pub cancelled: u64,
 }
 
+/// A follow-up campaign's progress: recipients planned (drafts), and parent messages whose
+/// follow-up is not decided yet (the parent not sent, or its receipt window still open).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FollowUpProgress {
+    pub drafts: u64,
+    pub waiting: u64,
+}
+
 /// A message claimed for sending under a lease.
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -150,6 +164,9 @@ pub struct Claimed {
     pub campaign: String,
     pub channel: String,
     pub recipient: String,
+    /// Which occurrence of the campaign's schedule (0 for a one-shot); a follow-up's is its
+    /// parent's.
+    pub occurrence: u32,
     pub address: String,
     pub zone: String,
     pub locale: Option<String>,
@@ -562,6 +579,24 @@ pub trait Store: Send + Sync {
     fn record_test_send(&self, t: &TestSend) -> Result<(), StoreError>;
     /// The test sends recorded, of one campaign or all, oldest first.
     fn test_sends(&self, campaign: Option<&str>) -> Result<Vec<TestSend>, StoreError>;
+    /// Turns follow-up drafts into messages where the parent's facts decide them at `now`:
+    /// pending at the instant the condition names (placed by the follow-up's own window), or
+    /// cancelled as not needed; at most once per (follow-up, recipient, parent occurrence),
+    /// however many processes release at once. See [`follow_ups`].
+    fn release_follow_ups(&self, now: Timestamp) -> Result<ReleaseStats, StoreError>;
+    /// The messages of campaign `parent` with their state and receipts (of `recipients`
+    /// only, when given): what a follow-up is judged on.
+    fn parent_facts(
+        &self,
+        parent: &str,
+        recipients: Option<&[&str]>,
+    ) -> Result<Vec<crate::follow_up::ParentFacts>, StoreError>;
+    /// How far a follow-up campaign has come: its drafts, and parent messages not decided yet.
+    fn follow_up_progress(
+        &self,
+        campaign: &str,
+        parent: &str,
+    ) -> Result<FollowUpProgress, StoreError>;
 }
 
 /// One test send, as recorded.

@@ -17,6 +17,7 @@ use super::*;
 
 mod admin;
 mod fleet;
+mod follow_ups;
 mod receipts;
 
 mod embedded {
@@ -349,6 +350,26 @@ fn bump_gate(tx: &rusqlite::Transaction) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Inserts the campaign or updates it for a new plan: its id, its new generation and status.
+fn upsert_campaign(
+    tx: &rusqlite::Transaction,
+    campaign: &CampaignRecord,
+    now: i64,
+) -> Result<(i64, i64, String), StoreError> {
+    let rules = serde_json::to_string(&campaign.rules).map_err(other)?;
+    tx.query_row(
+        "INSERT INTO campaigns (name, channel, rules, recurrence_start, generation, created_at, updated_at, capped)
+         VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5, ?6)
+         ON CONFLICT(name) DO UPDATE SET channel = excluded.channel, rules = excluded.rules, capped = excluded.capped,
+            recurrence_start = COALESCE(campaigns.recurrence_start, excluded.recurrence_start),
+            generation = campaigns.generation + 1, updated_at = excluded.updated_at
+         RETURNING id, generation, status",
+        params![campaign.name, campaign.channel, rules, campaign.recurrence_start, now, !campaign.rules.caps.is_empty()],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .map_err(other)
+}
+
 /// `UnknownCampaign` unless a campaign of that name was planned.
 fn require_campaign(conn: &Connection, campaign: &str) -> Result<(), StoreError> {
     let exists: bool = conn
@@ -530,6 +551,7 @@ fn claim_in(
                     campaign: name.clone(),
                     channel: channel.clone(),
                     recipient,
+                    occurrence,
                     address: r.get(2)?,
                     zone: r.get(3)?,
                     locale: r.get(4)?,
@@ -715,7 +737,11 @@ impl Store for SqliteStore {
             .map_err(other)?;
         conn.pragma_update(None, "cache_size", PLAN_CACHE_KIB)
             .map_err(other)?;
-        let saved = self.save_plan_in(&mut conn, campaign, messages);
+        let saved = if campaign.rules.follows.is_some() {
+            self.save_drafts_in(&mut conn, campaign, messages)
+        } else {
+            self.save_plan_in(&mut conn, campaign, messages)
+        };
         let restored = conn
             .pragma_update(None, "foreign_keys", "ON")
             .and_then(|()| conn.pragma_update(None, "cache_size", DEFAULT_CACHE_KIB));
@@ -1242,6 +1268,26 @@ impl Store for SqliteStore {
         self.retire(owner)
     }
 
+    fn release_follow_ups(&self, now: Timestamp) -> Result<ReleaseStats, StoreError> {
+        self.release_follow_ups_in(now)
+    }
+
+    fn parent_facts(
+        &self,
+        parent: &str,
+        recipients: Option<&[&str]>,
+    ) -> Result<Vec<crate::follow_up::ParentFacts>, StoreError> {
+        self.parent_facts_in(parent, recipients)
+    }
+
+    fn follow_up_progress(
+        &self,
+        campaign: &str,
+        parent: &str,
+    ) -> Result<FollowUpProgress, StoreError> {
+        self.follow_up_progress_in(campaign, parent)
+    }
+
     fn record_test_send(&self, t: &super::TestSend) -> Result<(), StoreError> {
         let conn = self.conn()?;
         conn.execute(
@@ -1408,19 +1454,7 @@ impl SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(other)?;
         let now = ms(Timestamp::now());
-        let rules = serde_json::to_string(&campaign.rules).map_err(other)?;
-        let (cid, generation, status): (i64, i64, String) = tx
-            .query_row(
-                "INSERT INTO campaigns (name, channel, rules, recurrence_start, generation, created_at, updated_at, capped)
-                 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5, ?6)
-                 ON CONFLICT(name) DO UPDATE SET channel = excluded.channel, rules = excluded.rules, capped = excluded.capped,
-                    recurrence_start = COALESCE(campaigns.recurrence_start, excluded.recurrence_start),
-                    generation = campaigns.generation + 1, updated_at = excluded.updated_at
-                 RETURNING id, generation, status",
-                params![campaign.name, campaign.channel, rules, campaign.recurrence_start, now, !campaign.rules.caps.is_empty()],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .map_err(other)?;
+        let (cid, generation, status) = upsert_campaign(&tx, campaign, now)?;
         // A message a re-plan cancelled (`cancelled_by = 'plan'`) is planned again when a
         // plan includes it; one cancelled any other way never is, and nothing of a cancelled
         // campaign is (`disparo cancel` is final).

@@ -212,6 +212,7 @@ pub(super) fn load_claimed(rows: Vec<Leased>) -> Result<Vec<Claimed>, StoreError
                 campaign: l.campaign,
                 channel: l.channel,
                 recipient: l.recipient,
+                occurrence,
                 address: l.address,
                 zone: l.zone,
                 locale: l.locale,

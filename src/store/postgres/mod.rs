@@ -14,6 +14,7 @@
 
 mod claims;
 mod conn;
+mod follow_ups;
 mod plan;
 mod queries;
 mod receipts;
@@ -505,6 +506,26 @@ impl Store for PostgresStore {
             )
         })?;
         Ok(())
+    }
+
+    fn release_follow_ups(&self, now: Timestamp) -> Result<crate::store::ReleaseStats, StoreError> {
+        follow_ups::release(self, now)
+    }
+
+    fn parent_facts(
+        &self,
+        parent: &str,
+        recipients: Option<&[&str]>,
+    ) -> Result<Vec<crate::follow_up::ParentFacts>, StoreError> {
+        follow_ups::parent_facts(self, parent, recipients)
+    }
+
+    fn follow_up_progress(
+        &self,
+        campaign: &str,
+        parent: &str,
+    ) -> Result<crate::store::FollowUpProgress, StoreError> {
+        follow_ups::progress(self, campaign, parent)
     }
 
     fn test_sends(

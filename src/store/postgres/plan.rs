@@ -104,6 +104,9 @@ fn merge(
     )?;
     copy_in(tx, messages)?;
     tx.batch_execute("ANALYZE plan_stage")?;
+    if campaign.rules.follows.is_some() {
+        return Ok(super::follow_ups::save_drafts(tx, cid, generation, now)?);
+    }
     // The rows this plan may rewrite are locked first, so that no worker claims one between
     // the look at its state and the rewrite (claims skip locked rows); SQLite gets the same
     // from its single writer.
