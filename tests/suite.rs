@@ -15,6 +15,7 @@ mod db_commands;
 mod delivery;
 mod faults;
 mod filters;
+mod follow_ups;
 mod loaders_fuzz;
 mod outputs;
 mod rate_limit;

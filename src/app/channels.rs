@@ -42,6 +42,12 @@ pub fn build(
 
 /// The adapters of every channel that has messages to send (pending or in flight), each
 /// with its limits; every missing secret or bad setting is reported at once.
+fn is_active_follow_up(store: &dyn Store, campaign: &str) -> Result<bool, Error> {
+    Ok(store.campaign(campaign)?.is_some_and(|c| {
+        c.rules.follows.is_some() && c.status == crate::store::CampaignStatus::Active
+    }))
+}
+
 pub fn for_pending(
     project: &Project,
     store: &dyn Store,
@@ -50,11 +56,14 @@ pub fn for_pending(
     let mut problems = Vec::new();
     let ctx = context(project)?;
     for s in store.summaries(None)? {
-        if out.contains_key(&s.channel)
-            || s.counts.get(&State::Pending).copied().unwrap_or(0)
-                + s.counts.get(&State::Sending).copied().unwrap_or(0)
-                == 0
-        {
+        if out.contains_key(&s.channel) {
+            continue;
+        }
+        let due = s.counts.get(&State::Pending).copied().unwrap_or(0)
+            + s.counts.get(&State::Sending).copied().unwrap_or(0);
+        // A follow-up's messages appear while the run goes on (released as their parents
+        // are decided): its channel is needed even with nothing pending yet.
+        if due == 0 && !is_active_follow_up(store, &s.name)? {
             continue;
         }
         let Some(cfg) = project.config.channel(&s.channel) else {

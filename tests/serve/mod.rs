@@ -5,7 +5,7 @@ mod load;
 mod twilio;
 mod unsubscribe;
 mod webhook;
-mod whatsapp;
+pub mod whatsapp;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
