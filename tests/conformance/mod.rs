@@ -10,6 +10,7 @@ mod caps;
 mod claims;
 mod cluster;
 mod fleet;
+mod follow_ups;
 mod plan;
 mod receipts;
 mod schema;
