@@ -357,3 +357,94 @@ fn form_to(body: &str) -> String {
         .map(|(_, v)| v)
         .unwrap()
 }
+
+/// SIGKILL, for a crash.
+fn kill(pid: u32) {
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashes_between_the_receipt_the_release_and_the_send_lose_nothing_and_send_once() {
+    use crate::faults::dispatch::{Answer, Provider, finish, spawn};
+    let wa = TestServer::start(
+        (0..2)
+            .map(|i| Reply::json(200, json!({"messaging_product": "whatsapp", "messages": [{"id": format!("wamid.K{i}")}]})))
+            .collect(),
+    )
+    .await;
+    // The follow-up's provider never answers the first request: the run sending it dies.
+    let hook = Provider::scripted(|hit, _| {
+        if hit.n == 1 { Answer::ok().held() } else { Answer::ok() }
+    });
+    let p = Project::empty()
+        .env("WA_TOKEN", "EAAG-secret-token")
+        .env("WA_APP_SECRET", APP_SECRET);
+    p.file(
+        "disparo.yaml",
+        &format!(
+            "timezone: America/Sao_Paulo\nchannels:\n  wa: {{ type: whatsapp_cloud, phone_number_id: \"106540352242922\", token_env: WA_TOKEN, base_url: \"{}\", app_secret_env: WA_APP_SECRET }}\n  hook: {{ type: webhook, url: \"{}\" }}\n",
+            wa.url(""),
+            hook.url
+        ),
+    )
+    .file("campaigns/wa.yaml", "channel: wa\ntemplate: promo\naudience: a.csv\nschedule: { at: 2026-11-30T10:00 }\n")
+    .file("campaigns/nudge.yaml", "channel: hook\ntemplate: nudge\naudience: a.csv\nfollows: { campaign: wa, when: not_read, after: 24h }\n")
+    .file("templates/promo.hbs", "---\nwhatsapp: { name: promo, language: pt_BR, body: [\"{{first_name}}\"] }\n---\nOi {{first_name}}")
+    .file("templates/nudge.hbs", "{{first_name}}, did you see it?")
+    .file("a.csv", "id,first_name,phone\nr0,Ana,+5511920000000\nr1,Bia,+5511920000001\n");
+    let p = Arc::new(p);
+    p.ok(&["-q", "--now", "2026-11-30T12:00:00Z", "plan", "wa", "nudge"]);
+    let o = run_async(&p, &["--now", "2026-11-30T13:00:00Z", "run", "--once"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let callbacks: BTreeMap<String, (String, String)> = wa
+        .requests()
+        .iter()
+        .map(|r| {
+            let b = r.json();
+            let to = b["to"].as_str().unwrap().trim_start_matches('+').to_owned();
+            let id = rows(&p, &format!("SELECT m.recipient, q.provider_id FROM messages m JOIN queue q ON q.message_id = m.id WHERE m.address = '+{to}'"))[0].1.clone();
+            (to, (id, b["biz_opaque_callback_data"].as_str().unwrap().to_owned()))
+        })
+        .collect();
+
+    // r0 reads it; `serve` acknowledges the receipt and dies at once, before any run has
+    // planned a follow-up: the receipt is on disk, and the next run acts on it.
+    let server = Server::start(&p, &[]);
+    let (id, callback) = &callbacks["5511920000000"];
+    let body = status(id, "read", "5511920000000", Some(callback), unix("2026-11-30T14:00:00Z"));
+    assert_eq!(post(&server, body.to_string().as_bytes(), Some(APP_SECRET)).await.0, 200);
+    server.kill();
+
+    // A day later a run releases r1's follow-up, starts sending it, and dies mid-send.
+    let day = "2026-12-01T13:05:00Z";
+    let child = spawn(&p, true, &["--now", day, "run", "--once", "--lease", "1s"]);
+    let pid = child.id();
+    tokio::task::block_in_place(|| hook.wait_for(1, std::time::Duration::from_secs(60)));
+    kill(pid);
+    let _ = tokio::task::spawn_blocking(move || child.wait_with_output()).await;
+    let nudge = states(&p, "nudge");
+    assert_eq!(nudge["r0"].0, "cancelled", "the receipt survived the crash: {nudge:?}");
+    assert_eq!(nudge["r1"].0, "sending", "released once and claimed when the run died");
+
+    // The next run takes the dead run's lease over and sends r1's follow-up again with the
+    // same key; nothing is released twice, r0 is never messaged.
+    let o = tokio::task::block_in_place(|| {
+        finish(
+            spawn(&p, true, &["--now", day, "run", "--once", "--lease", "1s"]),
+            std::time::Duration::from_secs(120),
+        )
+    });
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let nudge = states(&p, "nudge");
+    assert_eq!(nudge.len(), 2);
+    assert_eq!(nudge["r1"].0, "sent");
+    let hits = hook.hits();
+    assert_eq!(hits.len(), 2, "{hits:?}");
+    assert!(hits.iter().all(|h| h.recipient == "r1"), "{hits:?}");
+    // One message for the provider: the retry carries the first attempt's key, so a provider
+    // that received the unanswered first request sends it once.
+    assert_eq!(hits[0].key, hits[1].key, "the same idempotency key");
+    assert_eq!(hook.arrivals().len(), 1);
+}

@@ -1,6 +1,6 @@
 //! Hostile tests (issue #12): a lying provider, crashes, state changed mid-batch, injected text.
 mod channels;
-mod dispatch;
+pub mod dispatch;
 mod fleet;
 mod inputs;
 mod model;

@@ -77,6 +77,14 @@ impl Server {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// SIGKILL: the server dies at once, as in a crash.
+    pub fn kill(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// SIGTERM, then waits for the exit; returns the exit code and the log.
     pub fn stop(mut self) -> (i32, String) {
         let mut child = self.child.take().unwrap();
