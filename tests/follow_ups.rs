@@ -231,6 +231,57 @@ async fn whatsapp_then_sms_if_not_read_then_email_if_the_sms_failed() {
     // A day after São Paulo's evening every parent is decided: the two who read get nothing,
     // the three who did not get an SMS at 08:00 on their own clock (20:30 + 24 h is inside
     // the SMS's quiet hours). Tokyo's 08:00 has passed: sent now.
+    // preview says who would get it now, and why, before any run has planned it.
+    let o = p.ok(&[
+        "--now",
+        "2026-12-01T23:31:00Z",
+        "--format",
+        "json",
+        "preview",
+        "sms",
+    ]);
+    let verdicts: BTreeMap<String, serde_json::Value> = o
+        .json_lines()
+        .into_iter()
+        .map(|m| {
+            (
+                m["recipient"].as_str().unwrap().to_owned(),
+                m["follow_up"][0].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(verdicts["r0"]["verdict"], "not_needed");
+    assert_eq!(verdicts["r3"]["verdict"], "due");
+    assert_eq!(verdicts["r3"]["at"], "2026-12-01T23:00:00Z");
+    assert_eq!(
+        verdicts["r3"]["why"],
+        "wa sent at 2026-11-30 11:30 UTC, not read within 1d"
+    );
+    assert_eq!(verdicts["r4"]["at_local"], "Wed 2026-12-02 08:00 +00:00");
+    assert_eq!(verdicts["r1"]["verdict"], "due");
+    let table = p.ok(&["--now", "2026-12-01T11:00:00Z", "preview", "sms"]);
+    assert!(
+        table
+            .stdout
+            .contains("not needed: wa read at 2026-11-30 23:40 UTC"),
+        "{}",
+        table.stdout
+    );
+    assert!(
+        table.stdout.contains(
+            "waiting: wa sent at 2026-11-30 11:30 UTC, not read yet (decided by 2026-12-01T11:30:00"
+        ),
+        "{}",
+        table.stdout
+    );
+    assert!(
+        table
+            .stderr
+            .contains("now 0 due, 3 waiting, 2 not needed, 0 done"),
+        "{}",
+        table.stderr
+    );
+
     let log = c.run("2026-12-01T23:31:00Z").await;
     assert!(
         log.contains("follow-ups: 3 planned"),
@@ -376,7 +427,11 @@ async fn crashes_between_the_receipt_the_release_and_the_send_lose_nothing_and_s
     .await;
     // The follow-up's provider never answers the first request: the run sending it dies.
     let hook = Provider::scripted(|hit, _| {
-        if hit.n == 1 { Answer::ok().held() } else { Answer::ok() }
+        if hit.n == 1 {
+            Answer::ok().held()
+        } else {
+            Answer::ok()
+        }
     });
     let p = Project::empty()
         .env("WA_TOKEN", "EAAG-secret-token")
@@ -413,8 +468,19 @@ async fn crashes_between_the_receipt_the_release_and_the_send_lose_nothing_and_s
     // planned a follow-up: the receipt is on disk, and the next run acts on it.
     let server = Server::start(&p, &[]);
     let (id, callback) = &callbacks["5511920000000"];
-    let body = status(id, "read", "5511920000000", Some(callback), unix("2026-11-30T14:00:00Z"));
-    assert_eq!(post(&server, body.to_string().as_bytes(), Some(APP_SECRET)).await.0, 200);
+    let body = status(
+        id,
+        "read",
+        "5511920000000",
+        Some(callback),
+        unix("2026-11-30T14:00:00Z"),
+    );
+    assert_eq!(
+        post(&server, body.to_string().as_bytes(), Some(APP_SECRET))
+            .await
+            .0,
+        200
+    );
     server.kill();
 
     // A day later a run releases r1's follow-up, starts sending it, and dies mid-send.
@@ -425,8 +491,14 @@ async fn crashes_between_the_receipt_the_release_and_the_send_lose_nothing_and_s
     kill(pid);
     let _ = tokio::task::spawn_blocking(move || child.wait_with_output()).await;
     let nudge = states(&p, "nudge");
-    assert_eq!(nudge["r0"].0, "cancelled", "the receipt survived the crash: {nudge:?}");
-    assert_eq!(nudge["r1"].0, "sending", "released once and claimed when the run died");
+    assert_eq!(
+        nudge["r0"].0, "cancelled",
+        "the receipt survived the crash: {nudge:?}"
+    );
+    assert_eq!(
+        nudge["r1"].0, "sending",
+        "released once and claimed when the run died"
+    );
 
     // The next run takes the dead run's lease over and sends r1's follow-up again with the
     // same key; nothing is released twice, r0 is never messaged.
@@ -447,4 +519,57 @@ async fn crashes_between_the_receipt_the_release_and_the_send_lose_nothing_and_s
     // that received the unanswered first request sends it once.
     assert_eq!(hits[0].key, hits[1].key, "the same idempotency key");
     assert_eq!(hook.arrivals().len(), 1);
+}
+
+#[test]
+fn bad_follows_are_refused_at_validate_with_the_line_and_what_to_write() {
+    let p = Project::empty();
+    p.file("disparo.yaml", "timezone: America/Sao_Paulo\nchannels:\n  sms: { type: console }\n")
+        .file("templates/t.hbs", "Oi {{first_name}}")
+        .file("a.csv", "id,first_name,phone\nr0,Ana,+5511920000000\n")
+        .file("campaigns/wa.yaml", "channel: sms\ntemplate: t\naudience: a.csv\n")
+        .file("campaigns/click.yaml", "channel: sms\ntemplate: t\naudience: a.csv\nfollows: { campaign: wa, when: clicked, after: 1h }\n")
+        .file("campaigns/nowait.yaml", "channel: sms\ntemplate: t\naudience: a.csv\nfollows: { campaign: wa, when: not_read }\n")
+        .file("campaigns/ghost.yaml", "channel: sms\ntemplate: t\naudience: a.csv\nfollows:\n  campaign: nobody\n  when: read\n")
+        .file("campaigns/timed.yaml", "channel: sms\ntemplate: t\naudience: a.csv\nfollows: { campaign: wa, when: sent }\nschedule: { at: 2026-12-01T10:00 }\n")
+        .file("campaigns/loop_a.yaml", "channel: sms\ntemplate: t\naudience: a.csv\nfollows: { campaign: loop_b, when: read }\n")
+        .file("campaigns/loop_b.yaml", "channel: sms\ntemplate: t\naudience: a.csv\nfollows: { campaign: loop_a, when: read }\n")
+        .file("campaigns/within.yaml", "channel: sms\ntemplate: t\naudience: a.csv\nfollows: { campaign: wa, when: not_read, after: 1d, within: 2d }\n");
+    let cases = [
+        ("click", "click.yaml:4:", "disparo does not track clicks"),
+        ("nowait", "nowait.yaml:4:", "`when: not_read` needs `after`"),
+        (
+            "ghost",
+            "ghost.yaml:5:",
+            "follows an unknown campaign \"nobody\"",
+        ),
+        (
+            "timed",
+            "field `schedule.at`",
+            "a follow-up has no `schedule.at`",
+        ),
+        (
+            "loop_a",
+            "loop_a.yaml:4:",
+            "follow-ups form a cycle: loop_a → loop_b → loop_a",
+        ),
+        (
+            "within",
+            "field `follows.within`",
+            "`within` does not apply to `when: not_read`",
+        ),
+    ];
+    for (name, place, what) in cases {
+        let o = p.expect(2, &["validate", name]);
+        assert!(
+            o.stderr.contains(place) && o.stderr.contains(what),
+            "{name}:\n{}",
+            o.stderr
+        );
+        // plan refuses the same, and stores nothing.
+        let o = p.expect(2, &["plan", name]);
+        assert!(o.stderr.contains(what), "{name}:\n{}", o.stderr);
+    }
+    assert!(!p.path().join("disparo.db").exists());
+    p.ok(&["validate", "wa"]);
 }

@@ -16,6 +16,7 @@ pub mod bounces;
 pub mod channels;
 pub mod checks;
 pub mod db;
+pub mod follow_up;
 pub mod forecast;
 pub mod mailbox;
 pub mod plan;

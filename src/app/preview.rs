@@ -25,6 +25,8 @@ pub struct Preview {
     /// The campaign's zone (or the project's), in which the forecast shows local hours.
     pub zone_name: String,
     pub zone: TimeZone,
+    /// For a follow-up campaign: its parent's messages, to say who would get it now and why.
+    pub follow_up: Option<super::follow_up::FollowUpView>,
 }
 
 /// Prepares `campaign` (a name or file) for a preview at `now`.
@@ -38,13 +40,22 @@ pub fn prepare(
     let file = project.find_campaign(campaign)?;
     let campaign = project.load_campaign(&file)?;
     let mut opts = PlanOptions::new(now);
-    if let Some(store) = db.open_if_exists(Access::ReadOnly)? {
+    let store = db.open_if_exists(Access::ReadOnly)?;
+    if let Some(store) = &store {
         opts.suppressed = store
             .suppressions()?
             .into_iter()
             .map(|s| s.address)
             .collect();
     }
+    let follow_up = match &campaign.follows {
+        Some(f) => Some(super::follow_up::FollowUpView::read(
+            &campaign.name,
+            f.rule.clone(),
+            store.as_deref(),
+        )?),
+        None => None,
+    };
     let planner = Planner::prepare(project, campaign, opts)?;
     let channel = if with_channel {
         let build = super::channels::context(project)?;
@@ -77,5 +88,6 @@ pub fn prepare(
         rate,
         zone_name,
         zone,
+        follow_up,
     })
 }

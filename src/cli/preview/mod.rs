@@ -5,6 +5,8 @@
 //! fields of docs/output.md plus `chars`, `segments`, `encoding`, `warnings`); `--forecast` adds a final
 //! `{"forecast": …}` line. CSV: one row per message.
 
+mod follow_up;
+
 use std::io::Write;
 use std::ops::ControlFlow;
 
@@ -382,6 +384,7 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
         rate,
         zone_name,
         zone,
+        follow_up,
     } = disparo::app::preview::prepare(
         &project,
         &db,
@@ -401,6 +404,7 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     let mut csv_started = false;
     let mut io_err = None;
     let mut us_marketing = 0u64;
+    let mut tally = disparo::app::follow_up::Tally::default();
     let recipients = planner.run(&mut |item| {
         let wanted = |id: Option<&str>| args.recipients.is_empty() || id.is_some_and(|id| args.recipients.iter().any(|r| r == id));
         let res = match item {
@@ -423,10 +427,16 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
                 };
                 let mut v = message_json(&name, &channel_name, row, request.as_ref());
                 add_checks(&mut v, &checks);
+                let judged = follow_up
+                    .as_ref()
+                    .map(|f| f.judge(&row.recipient, &row.zone, &campaign.window, ctx.now(), &mut tally));
+                if let Some(j) = &judged {
+                    v["follow_up"] = json!(j);
+                }
                 match ctx.format {
                     Format::Json => writeln!(out, "{v}"),
                     Format::Csv => write_csv(&mut out, &mut csv_started, &v, args.show_request),
-                    Format::Table => write_message(&mut out, row, &campaign, &checks, request.as_ref(), args.show_request),
+                    Format::Table => write_message(&mut out, row, &campaign, &checks, request.as_ref(), args.show_request, judged.as_deref()),
                 }
             }
             Err(disparo::plan::Unplanned {
@@ -468,6 +478,12 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
         }
         if let Some(n) = audit.filter_line(&planner.campaign, recipients) {
             eprintln!("note: {}", inert_text(&n));
+        }
+        if let Some(f) = &follow_up {
+            eprintln!(
+                "note: {}",
+                inert_text(&follow_up::follow_up_line(f, &tally))
+            );
         }
         for w in audit.warnings(&planner.campaign, &planner.settings.address_field) {
             eprintln!("warning: {}", inert_text(&w));
@@ -675,6 +691,7 @@ fn write_message(
     checks: &Checks,
     request: Option<&serde_json::Value>,
     show_request: bool,
+    follow_up: Option<&[disparo::app::follow_up::Judged]>,
 ) -> std::io::Result<()> {
     let dim = |s: String| paint::p(paint::DIM, s);
     let mut head = format!(
@@ -696,6 +713,10 @@ fn write_message(
         head.push_str(&format!(" · occurrence {}", row.occurrence));
     }
     writeln!(out, "{head}")?;
+    if let Some(judged) = follow_up {
+        follow_up::write_follow_up(out, judged)?;
+        return write_body(out, row, checks, request, show_request);
+    }
     let moved = if row.reasons.is_empty() {
         String::new()
     } else {
@@ -714,6 +735,18 @@ fn write_message(
         ),
         dim(format!("{}", row.at)),
     )?;
+    write_body(out, row, checks, request, show_request)
+}
+
+/// The skip reason, the content, its size and checks, and the request of one message.
+fn write_body(
+    out: &mut impl Write,
+    row: &PlannedRow,
+    checks: &Checks,
+    request: Option<&serde_json::Value>,
+    show_request: bool,
+) -> std::io::Result<()> {
+    let dim = |s: String| paint::p(paint::DIM, s);
     if let Some(reason) = &row.skipped {
         writeln!(
             out,
