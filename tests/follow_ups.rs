@@ -397,6 +397,66 @@ async fn whatsapp_then_sms_if_not_read_then_email_if_the_sms_failed() {
     assert_eq!(after.1["r3"].0, "cancelled");
     assert_eq!(c.sms.requests().len(), 2);
     assert_eq!(c.wa.requests().len(), 5);
+
+    // The per-step funnel: status rows for each campaign with each follow-up's rule and
+    // progress, and the report's steps table.
+    let status: BTreeMap<String, serde_json::Value> = p
+        .ok(&["--format", "json", "status"])
+        .json_lines()
+        .into_iter()
+        .map(|r| (r["campaign"].as_str().unwrap().to_owned(), r))
+        .collect();
+    assert_eq!(status["wa"]["read"], 3);
+    assert_eq!(status["wa"]["follows"], serde_json::Value::Null);
+    assert_eq!(status["sms"]["follows"], "not_read of wa within 1d");
+    assert_eq!(
+        (
+            status["sms"]["sent"].as_u64(),
+            status["sms"]["failed"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(
+        (
+            status["sms"]["not_needed"].as_u64(),
+            status["sms"]["waiting"].as_u64()
+        ),
+        (Some(3), Some(0))
+    );
+    assert_eq!(status["email"]["follows"], "1h after sms failed");
+    assert_eq!(
+        (
+            status["email"]["sent"].as_u64(),
+            status["email"]["not_needed"].as_u64()
+        ),
+        (Some(1), Some(4))
+    );
+    let table = p.ok(&["status"]).stdout;
+    assert!(table.contains("follow-ups:\n") && table.contains("  sms: not_read of wa within 1d — 5 recipient(s) planned, 0 parent message(s) not decided yet, 3 not needed"), "{table}");
+    let report: serde_json::Value =
+        serde_json::from_str(&p.ok(&["--format", "json", "report", "sms"]).stdout).unwrap();
+    let steps: Vec<(&str, u64, u64)> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["campaign"].as_str().unwrap(),
+                s["funnel"]["sent"].as_u64().unwrap(),
+                s["progress"]["not_needed"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(steps, [("wa", 5, 0), ("sms", 1, 3), ("email", 1, 4)]);
+    p.ok(&["report", "wa", "--html", "chain.html"]);
+    let html = p.read("chain.html");
+    for step in ["wa", "sms", "email"] {
+        assert!(
+            html.contains(&format!("<tr data-step=\"{step}\"")),
+            "{html}"
+        );
+    }
+    assert!(html.contains("<td class=\"text\">1h after sms failed</td>"));
     let _ = server.stop();
 }
 

@@ -207,3 +207,83 @@ impl FollowUpView {
         }
     }
 }
+
+/// One step of a chain of follow-ups, for `status` and the report: the campaign, the rule it
+/// follows (none for the first step), its funnel and how far its releases have come.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    pub campaign: String,
+    /// The parent and condition, `None` for the chain's first campaign.
+    pub follows: Option<FollowRule>,
+    /// `not_read of wa within 1d`, as people read it.
+    pub rule: Option<String>,
+    pub funnel: crate::receipt::Funnel,
+    pub progress: crate::store::FollowUpProgress,
+}
+
+/// The chain `campaign` belongs to, first step first (parents before the campaigns that
+/// follow them); empty when it neither follows nor is followed.
+pub fn chain(store: &dyn Store, campaign: &str) -> Result<Vec<Step>, Error> {
+    let mut rules: Vec<(String, Option<FollowRule>)> = Vec::new();
+    for s in store.summaries(None)? {
+        let follows = store.campaign(&s.name)?.and_then(|c| c.rules.follows);
+        rules.push((s.name, follows));
+    }
+    let parent_of = |name: &str| {
+        rules
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, f)| f.as_ref().map(|f| f.parent.clone()))
+    };
+    // Up to the first step (a cycle cannot be planned, but a hand-edited database could
+    // hold one: stop where a name repeats).
+    let mut root = campaign.to_owned();
+    let mut seen = vec![root.clone()];
+    while let Some(p) = parent_of(&root) {
+        if seen.contains(&p) || !rules.iter().any(|(n, _)| *n == p) {
+            break;
+        }
+        seen.push(p.clone());
+        root = p;
+    }
+    // Then down, breadth first.
+    let mut order = vec![root];
+    let mut i = 0;
+    while i < order.len() {
+        let here = order[i].clone();
+        for (n, f) in &rules {
+            if f.as_ref().is_some_and(|f| f.parent == here) && !order.contains(n) {
+                order.push(n.clone());
+            }
+        }
+        i += 1;
+    }
+    if order.len() < 2 {
+        return Ok(Vec::new());
+    }
+    let funnels = store.funnel(None, crate::receipt::FunnelBy::Campaign)?;
+    order
+        .into_iter()
+        .map(|name| {
+            let follows = rules
+                .iter()
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, f)| f.clone());
+            let progress = match &follows {
+                Some(f) => store.follow_up_progress(&name, &f.parent)?,
+                None => Default::default(),
+            };
+            Ok(Step {
+                funnel: funnels
+                    .iter()
+                    .find(|f| f.campaign == name)
+                    .cloned()
+                    .unwrap_or_default(),
+                rule: follows.as_ref().map(FollowRule::describe),
+                follows,
+                campaign: name,
+                progress,
+            })
+        })
+        .collect()
+}

@@ -24,7 +24,7 @@ pub struct Args {
     pub by: Option<By>,
 }
 
-const COLUMNS: [&str; 22] = [
+const COLUMNS: [&str; 25] = [
     "campaign",
     "status",
     "channel",
@@ -47,6 +47,9 @@ const COLUMNS: [&str; 22] = [
     "last_run",
     "status_reason",
     "top_errors",
+    "follows",
+    "waiting",
+    "not_needed",
 ];
 
 /// What receipts add to a campaign's row; the table shows a count only when a campaign has
@@ -66,10 +69,20 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     let summaries = store.summaries(campaign.as_deref())?;
     let funnels = store.funnel(campaign.as_deref(), FunnelBy::Campaign)?;
     let mut rows = Rows::new(&COLUMNS);
+    let mut steps = Vec::new();
     for s in &summaries {
         let run = store.last_run(&s.name, RUN_GAP)?;
         let funnel = funnels.iter().find(|f| f.campaign == s.name);
-        rows.push(campaign_row(s, funnel, run.as_ref()));
+        let mut row = campaign_row(s, funnel, run.as_ref());
+        let follows = store.campaign(&s.name)?.and_then(|c| c.rules.follows);
+        if let Some(f) = &follows {
+            let progress = store.follow_up_progress(&s.name, &f.parent)?;
+            row.insert("follows".into(), json!(f.describe()));
+            row.insert("waiting".into(), json!(progress.waiting));
+            row.insert("not_needed".into(), json!(progress.not_needed));
+            steps.push((s.name.clone(), f.describe(), progress));
+        }
+        rows.push(row);
     }
     match ctx.format {
         Format::Json => rows.show(Format::Json)?,
@@ -91,7 +104,8 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
                 );
                 return Ok(Exit::Ok);
             }
-            print_table(rows, &summaries, ctx.now())?;
+            print_table(rows, &summaries, ctx.now(), !steps.is_empty())?;
+            print_steps(&steps)?;
         }
     }
     Ok(Exit::Ok)
@@ -149,7 +163,12 @@ fn campaign_row(
 
 /// The table: states nobody is in and receipt counts nobody has are left out (JSON and CSV
 /// keep every column), then the notes.
-fn print_table(mut rows: Rows, summaries: &[CampaignSummary], now: Timestamp) -> CliResult {
+fn print_table(
+    mut rows: Rows,
+    summaries: &[CampaignSummary],
+    now: Timestamp,
+    follow_ups: bool,
+) -> CliResult {
     let mut cols: Vec<&'static str> = vec!["campaign", "status", "channel"];
     for st in State::ALL {
         let always = matches!(st, State::Pending | State::Sent | State::Failed);
@@ -177,6 +196,9 @@ fn print_table(mut rows: Rows, summaries: &[CampaignSummary], now: Timestamp) ->
         );
         cols.extend(["delivered_pct", "read_pct"]);
     }
+    if follow_ups {
+        cols.extend(["waiting", "not_needed"]);
+    }
     cols.extend(["next_due", "last_run"]);
     for r in &mut rows.rows {
         let next = r
@@ -195,6 +217,29 @@ fn print_table(mut rows: Rows, summaries: &[CampaignSummary], now: Timestamp) ->
     };
     rows.show(Format::Table)?;
     print_notes(summaries)
+}
+
+/// Below the table: each follow-up with the rule that decides it and how far it has come.
+fn print_steps(steps: &[(String, String, disparo::store::FollowUpProgress)]) -> CliResult {
+    if steps.is_empty() {
+        return Ok(Exit::Ok);
+    }
+    let mut out = String::from("\nfollow-ups:\n");
+    for (name, rule, p) in steps {
+        out.push_str(&format!(
+            "  {}: {} — {} recipient(s) planned, {} parent message(s) not decided yet, {} not needed\n",
+            paint::p(paint::HEADER, inert(name)),
+            inert(rule),
+            p.drafts,
+            p.waiting,
+            p.not_needed
+        ));
+    }
+    super::output::ok_unless_broken(std::io::Write::write_all(
+        &mut anstream::stdout(),
+        out.as_bytes(),
+    ))?;
+    Ok(Exit::Ok)
 }
 
 /// Below the table: why campaigns are not active, and their most common errors.

@@ -153,6 +153,8 @@ pub struct PlanStats {
 pub struct FollowUpProgress {
     pub drafts: u64,
     pub waiting: u64,
+    /// Follow-up messages recorded as not needed (the condition cannot hold).
+    pub not_needed: u64,
 }
 
 /// A message claimed for sending under a lease.

@@ -34,6 +34,7 @@ code { font: 13px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; back
 svg { display: block; max-width: 100%; height: auto; margin: 6px 0; }
 svg text { font: 12px system-ui, sans-serif; fill: #1f2933; }
 footer { color: #52606d; font-size: 13px; margin-top: 28px; }
+tr.current td { font-weight: 600; }
 @media print { body { background: #fff; } section { border: none; } }
 ";
 
@@ -63,6 +64,7 @@ pub fn render(r: &Report) -> String {
     );
     header(&mut h, r);
     funnel_section(&mut h, r);
+    steps_section(&mut h, r);
     sends_section(&mut h, &r.sends, r.funnel.counts.sent);
     failures_section(&mut h, &r.failures);
     read_section(&mut h, &r.time_to_read);
@@ -144,6 +146,49 @@ fn funnel_section(h: &mut String, r: &Report) {
         h.push_str("</table>\n");
     }
     h.push_str("</section>\n");
+}
+
+/// The chain of follow-ups: one row per step, the report's own campaign marked.
+fn steps_section(h: &mut String, r: &Report) {
+    if r.steps.is_empty() {
+        return;
+    }
+    h.push_str(
+        "<section id=\"steps\">\n<h2>Steps</h2>\n<table data-section=\"steps\"><tr><th class=\"text\">step</th>\
+         <th class=\"text\">sent when</th><th>planned</th><th>sent</th><th>delivered</th><th>read</th>\
+         <th>failed</th><th>waiting</th><th>not needed</th></tr>\n",
+    );
+    for s in &r.steps {
+        let mark = if s.campaign == r.campaign {
+            " class=\"current\""
+        } else {
+            ""
+        };
+        let _ = write!(
+            h,
+            "<tr data-step=\"{}\"{mark}><td class=\"text\">{}</td><td class=\"text\">{}</td>",
+            esc(&s.campaign),
+            esc(&s.campaign),
+            esc(s.rule.as_deref().unwrap_or("first step"))
+        );
+        let f = &s.funnel;
+        for (m, n) in [
+            ("planned", f.planned),
+            ("sent", f.sent),
+            ("delivered", f.delivered),
+            ("read", f.read),
+            ("failed", f.failed),
+            ("waiting", s.progress.waiting),
+            ("not_needed", s.progress.not_needed),
+        ] {
+            let _ = write!(h, "<td data-metric=\"{m}\">{n}</td>");
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str(
+        "</table>\n<p class=\"note\">Planned leaves out the follow-ups recorded as not needed (their \
+         parent's message met no condition); waiting counts parent messages not decided yet.</p>\n</section>\n",
+    );
 }
 
 const FUNNEL_METRICS: [&str; 9] = [

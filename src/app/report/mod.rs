@@ -44,6 +44,9 @@ pub struct Report {
     /// Failures grouped by where they happened and the provider's code, most frequent first.
     pub failures: Vec<FailureGroup>,
     pub time_to_read: ReadTimes,
+    /// The chain of follow-ups the campaign belongs to (first step first), each step's funnel
+    /// and progress; empty when it neither follows nor is followed.
+    pub steps: Vec<crate::app::follow_up::Step>,
 }
 
 /// One funnel line with its rates (as `status` and `export --funnel` show them).
@@ -203,6 +206,7 @@ pub fn gather(store: &dyn Store, campaign: &str, now: Timestamp) -> Result<Repor
         sends: acc.sends(),
         failures: acc.failures(),
         time_to_read: read_times(acc.read_secs),
+        steps: crate::app::follow_up::chain(store, campaign)?,
     })
 }
 

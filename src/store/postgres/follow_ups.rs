@@ -208,7 +208,8 @@ pub(super) fn progress(
             "SELECT (SELECT COUNT(*) FROM drafts WHERE campaign_id = f.id),
                     (SELECT COUNT(*) FROM drafts d JOIN messages pm ON pm.campaign_id = (SELECT id FROM campaigns WHERE name = $2) AND pm.recipient = d.recipient
                       WHERE d.campaign_id = f.id
-                        AND NOT EXISTS (SELECT 1 FROM messages fm WHERE fm.campaign_id = f.id AND fm.recipient = d.recipient AND fm.occurrence = pm.occurrence))
+                        AND NOT EXISTS (SELECT 1 FROM messages fm WHERE fm.campaign_id = f.id AND fm.recipient = d.recipient AND fm.occurrence = pm.occurrence)),
+                    (SELECT COUNT(*) FROM queue q WHERE q.campaign_id = f.id AND q.state = 'cancelled' AND q.last_error LIKE 'not needed:%')
              FROM campaigns f WHERE f.name = $1",
             &[&campaign, &parent],
         )
@@ -217,6 +218,7 @@ pub(super) fn progress(
         .map(|r| FollowUpProgress {
             drafts: r.get::<_, i64>(0) as u64,
             waiting: r.get::<_, i64>(1) as u64,
+            not_needed: r.get::<_, i64>(2) as u64,
         })
         .unwrap_or_default())
 }
