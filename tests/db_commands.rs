@@ -60,11 +60,11 @@ fn read_only_commands_never_migrate_and_check_exits_1_when_behind() {
         "black-friday",
     ]);
     let known = version(&p);
-    // Undoes the newest migration (V8, test sends), as the conformance suite does.
+    // Undoes the newest migration (V9, follow-up drafts), as the conformance suite does.
     sql(
         &p,
         &format!(
-            "DROP TABLE test_sends;
+            "DROP TABLE drafts;
              DELETE FROM refinery_schema_history WHERE version = {known};"
         ),
     );

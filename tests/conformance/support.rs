@@ -309,7 +309,7 @@ pub fn raw_i64(db: &Db, sql: &str) -> i64 {
 pub fn undo_last_migration(db: &Db) {
     raw_sql(
         db,
-        "DROP TABLE test_sends;
+        "DROP TABLE drafts;
          DELETE FROM refinery_schema_history WHERE version = (SELECT MAX(version) FROM refinery_schema_history);",
     );
 }

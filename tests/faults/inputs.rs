@@ -597,7 +597,7 @@ fn a_database_from_before_v5_brings_back_what_its_replans_cancelled() {
              DROP TABLE workers; DELETE FROM control WHERE name = 'fleet';
              ALTER TABLE campaigns DROP COLUMN capped;
              DROP TABLE receipts; DROP TABLE delivery; DROP INDEX queue_provider;
-             DROP TABLE test_sends;
+             DROP TABLE test_sends; DROP TABLE drafts;
              DELETE FROM refinery_schema_history WHERE version >= 5;",
         )
         .unwrap();

@@ -190,6 +190,7 @@ fn report(name: &str) -> Report {
         sends: Accumulator::default().sends(),
         failures: Vec::new(),
         time_to_read: read_times(Vec::new()),
+        steps: Vec::new(),
     }
 }
 
