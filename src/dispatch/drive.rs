@@ -16,6 +16,9 @@ use super::worker::Worker;
 use super::{Dispatcher, RunError};
 use crate::store::StoreError;
 
+/// How often an idle run looks for follow-ups to release when it sent nothing since.
+const RELEASE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Dispatcher {
     /// The loop of one run: one turn per event (a claim, a refresh or a heartbeat back, a
     /// send ended, a timer), each turn first starting what may start and claiming ahead.
@@ -211,6 +214,7 @@ impl Dispatcher {
         run: &mut Run,
     ) -> Result<(), RunError> {
         let now = self.clock.now();
+        run.released_at = Some((Instant::now(), run.handed));
         let stats = worker.call(move |s| s.release_follow_ups(now)).await?;
         if stats.released + stats.not_needed > 0 {
             tracing::info!(
@@ -230,8 +234,15 @@ impl Dispatcher {
     async fn wait_for_due(&self, worker: &Worker, run: &mut Run) -> Result<bool, RunError> {
         run.hand_over(worker)?;
         worker.flush().await?;
+        // Again when this run's own outcomes may have decided parents, or a while has passed
+        // (receipts arrive meanwhile): a release reads every undecided parent message.
+        let due_again = run
+            .released_at
+            .is_none_or(|(at, handed)| handed != run.handed || at.elapsed() >= RELEASE_EVERY);
         let before = run.follow_ups.released;
-        self.release_follow_ups(worker, run).await?;
+        if due_again {
+            self.release_follow_ups(worker, run).await?;
+        }
         if run.follow_ups.released > before {
             // Some may be due now: claim again at once.
             return Ok(true);

@@ -126,6 +126,8 @@ pub(super) struct Run {
     pub(super) withdrawn: HashMap<i64, String, FastHash>,
     /// What this run's follow-up releases did, summed.
     pub(super) follow_ups: crate::store::ReleaseStats,
+    /// When the last release ran, and how many outcomes had been handed over then.
+    pub(super) released_at: Option<(tokio::time::Instant, u64)>,
     /// The store's gate the facts of every held message are at least as new as.
     pub(super) gate_seen: Option<u64>,
     pub(super) gate_checked: Option<tokio::time::Instant>,
@@ -170,6 +172,7 @@ impl Run {
             suppressed: HashSet::default(),
             withdrawn: HashMap::default(),
             follow_ups: Default::default(),
+            released_at: None,
             gate_seen: None,
             gate_checked: None,
             gate,

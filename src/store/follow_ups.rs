@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use super::{DispatchRules, State};
-use crate::follow_up::{FollowRule, ParentFacts, Verdict, judge};
+use crate::follow_up::{Condition, FollowRule, ParentFacts, Verdict, judge};
 use crate::schedule::{self, Reasons};
 
 /// A follow-up campaign as [`release_all`] reads it.
@@ -51,13 +51,14 @@ pub(crate) trait FollowUpTx {
     fn campaign_id(&mut self, name: &str) -> Result<Option<i64>, Self::Error>;
     /// Messages of `parent` no longer pending or sending whose recipient has a draft of
     /// `follow_up` and which have no follow-up message yet; of those still sent, only the
-    /// ones settled at or before `ripe` or with a receipt beyond `sent` (the others cannot
-    /// be decided yet).
+    /// ones settled at or before `ripe` or for which `early` (an SQL condition on the
+    /// `delivery` row `dl`, from [`early`]) holds: the others cannot be decided yet.
     fn undecided(
         &mut self,
         follow_up: i64,
         parent: i64,
         ripe: Timestamp,
+        early: &'static str,
     ) -> Result<Vec<Undecided>, Self::Error>;
     /// Inserts the follow-up message from the recipient's draft; `false` when it exists.
     fn insert(&mut self, r: &Release<'_>, now: Timestamp) -> Result<bool, Self::Error>;
@@ -88,6 +89,21 @@ fn ripe(rule: &FollowRule, now: Timestamp) -> Timestamp {
     now.checked_sub(wait).unwrap_or(Timestamp::MIN)
 }
 
+/// The receipts that decide a sent parent before `ripe`, as an SQL condition on its
+/// `delivery` row `dl` (the same columns on every store): only these are worth reading early,
+/// so that a release while many parents are inside their window reads none of them.
+pub(crate) fn early(when: Condition) -> &'static str {
+    match when {
+        // Decided at the send.
+        Condition::Sent => "TRUE",
+        Condition::Read | Condition::NotRead => "dl.read_at IS NOT NULL",
+        Condition::NotDelivered => "(dl.delivered_at IS NOT NULL OR dl.read_at IS NOT NULL)",
+        Condition::Delivered | Condition::Failed => {
+            "(dl.delivered_at IS NOT NULL OR dl.read_at IS NOT NULL OR dl.failed_at IS NOT NULL OR dl.bounced_at IS NOT NULL)"
+        }
+    }
+}
+
 /// Releases every follow-up whose parent's facts decide it at `now`; the caller commits.
 pub(crate) fn release_all<T: FollowUpTx>(
     tx: &mut T,
@@ -115,7 +131,7 @@ pub(crate) fn release_all<T: FollowUpTx>(
                 continue;
             }
         };
-        for u in tx.undecided(c.id, parent, ripe(&rule, now))? {
+        for u in tx.undecided(c.id, parent, ripe(&rule, now), early(rule.when))? {
             let verdict = judge(&rule, &u.parent, now);
             let (state, due, reasons, note) = match verdict {
                 Verdict::Due { .. } if u.skipped.is_some() => {

@@ -66,13 +66,14 @@ impl FollowUpTx for Tx<'_, '_> {
         follow_up: i64,
         parent_id: i64,
         ripe: Timestamp,
+        early: &'static str,
     ) -> Result<Vec<Undecided>, StoreError> {
         let sql = format!(
             "SELECT {PARENT}, d.zone, d.skipped FROM drafts d
                JOIN messages pm ON pm.campaign_id = ?2 AND pm.recipient = d.recipient
                JOIN queue pq ON pq.message_id = pm.id LEFT JOIN delivery dl ON dl.message_id = pm.id
              WHERE d.campaign_id = ?1 AND pq.state <> 'pending' AND pq.state <> 'sending'
-               AND (pq.state <> 'sent' OR pq.updated_at <= ?3 OR dl.rank >= 2)
+               AND (pq.state <> 'sent' OR pq.updated_at <= ?3 OR {early})
                AND NOT EXISTS (SELECT 1 FROM messages fm WHERE fm.campaign_id = ?1 AND fm.recipient = d.recipient AND fm.occurrence = pm.occurrence)"
         );
         let mut stmt = self.0.prepare_cached(&sql).map_err(other)?;
