@@ -151,4 +151,27 @@ conformance! {
         assert_eq!(rows.iter().map(|r| (r.0.as_str(), r.1)).collect::<Vec<_>>(), [("b", State::Cancelled), ("c", State::Pending)]);
         assert!(rows[0].3.contains("wa was skipped"), "{rows:?}");
     }
+
+    /// docs/follow-ups.md: "a read receipt that arrives after the SMS was planned, even while
+    /// `run` holds it, cancels it instead … Receipts move the store's gate, so a run in
+    /// progress re-reads this before its next send." A run only re-reads the facts of what
+    /// it holds (and so `withdrawn`) when the gate moved; a read receipt does not move it.
+    fn a_read_receipt_moves_the_gate_so_a_run_holding_its_follow_up_looks_again(db) {
+        let s = db.create();
+        plan(&*s, &campaign("wa"), &audience(1));
+        let claimed = claim(&*s, "w", 1);
+        s.complete("w", &[sent(&claimed[0], t())]).unwrap();
+        plan(&*s, &follow_up("nudge", "wa", Condition::NotRead), &audience(1));
+        assert_eq!(s.release_follow_ups(t() + mins(24 * 60)).unwrap().released, 1);
+        // A run claims the SMS (it holds it, waiting for its turn under a rate limit).
+        let held = claim_at(&*s, "w2", t() + mins(24 * 60 + 1), mins(10), 10);
+        assert_eq!(held.len(), 1);
+        let before = s.gate().unwrap();
+        // Then the WhatsApp read receipt arrives.
+        assert_eq!(
+            s.record_receipts(&[read("p-r0", t() + mins(24 * 60 + 2))], t() + mins(24 * 60 + 2)).unwrap(),
+            [Applied::Recorded]
+        );
+        assert_ne!(s.gate().unwrap(), before, "the run holding the SMS is told to look again");
+    }
 }
