@@ -174,4 +174,37 @@ conformance! {
         );
         assert_ne!(s.gate().unwrap(), before, "the run holding the SMS is told to look again");
     }
+
+    /// A parent skipped at plan (an invalid number, later fixed) or cancelled by a re-plan
+    /// (removed from the audience, then added back) is planned again by the next plan of the
+    /// parent and sent; but its follow-up was already recorded `not needed: wa was skipped`
+    /// under the same (recipient, occurrence), so the recipient never gets it.
+    fn a_parent_planned_again_after_its_follow_up_was_judged_not_needed_still_gets_it(db) {
+        let s = db.create();
+        let wa = campaign("wa");
+        plan(&*s, &wa, &[msg("r0", t()).skipped("invalid: phone"), msg("r1", t()), msg("r2", t())]);
+        // r2 leaves the audience before anything is sent.
+        plan(&*s, &wa, &[msg("r0", t()).skipped("invalid: phone"), msg("r1", t())]);
+        let claimed = claim(&*s, "w", 5);
+        assert_eq!(recipients(&claimed), ["r1"]);
+        s.complete("w", &[sent(&claimed[0], t())]).unwrap();
+        let rule = follow_up("nudge", "wa", Condition::Sent);
+        plan(&*s, &rule, &[msg("r0", t()), msg("r1", t()), msg("r2", t())]);
+        let first = s.release_follow_ups(t()).unwrap();
+        assert_eq!((first.released, first.not_needed), (1, 2));
+        // The operator fixes r0's number and puts r2 back: both are planned and sent.
+        let stats = plan(&*s, &wa, &[msg("r0", t()), msg("r1", t()), msg("r2", t())]);
+        assert_eq!(stats.updated, 2, "r0 and r2 are pending again");
+        let again = claim_at(&*s, "w", t() + mins(10), mins(1), 5);
+        assert_eq!(recipients(&again).len(), 2);
+        let done: Vec<_> = again.iter().map(|m| sent(m, t() + mins(10))).collect();
+        s.complete("w", &done).unwrap();
+        s.release_follow_ups(t() + mins(30 * 60)).unwrap();
+        let rows = follow_ups(&*s, "nudge");
+        assert_eq!(
+            rows.iter().map(|r| (r.0.as_str(), r.1)).collect::<Vec<_>>(),
+            [("r0", State::Pending), ("r1", State::Pending), ("r2", State::Pending)],
+            "every recipient whose WhatsApp was sent gets the follow-up: {rows:?}"
+        );
+    }
 }
