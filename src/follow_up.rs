@@ -491,4 +491,35 @@ mod tests {
         assert_eq!(rule(Condition::Failed).describe(), "1d after wa failed");
         assert_eq!(human(SignedDuration::from_secs(5400)), "90min");
     }
+
+    /// docs/follow-ups.md: `read` (and `delivered`, `failed`) is "not needed when no read
+    /// receipt [came] within `within`", and `within` is "how long after the parent's send the
+    /// receipt may still come". A receipt that came after `within` but before any release
+    /// looked (no `run` in between, or `serve` catching up on late webhooks) makes it due: the
+    /// verdict depends on when a release happened to run.
+    #[test]
+    fn a_receipt_after_within_does_not_make_it_due() {
+        let p = sent_at("2026-12-01T10:00:00Z");
+        // within is 3 days: the read comes on the fifth.
+        let late_read = ParentFacts {
+            read_at: Some(ts("2026-12-05T10:00:00Z")),
+            delivered_at: Some(ts("2026-12-01T10:00:05Z")),
+            ..p.clone()
+        };
+        let now = ts("2026-12-05T11:00:00Z");
+        assert!(
+            matches!(judge(&rule(Condition::Read), &late_read, now), Verdict::NotNeeded { .. }),
+            "{:?}",
+            judge(&rule(Condition::Read), &late_read, now)
+        );
+        let late_failure = ParentFacts {
+            failed_at: Some(ts("2026-12-05T10:00:00Z")),
+            ..p
+        };
+        assert!(
+            matches!(judge(&rule(Condition::Failed), &late_failure, now), Verdict::NotNeeded { .. }),
+            "{:?}",
+            judge(&rule(Condition::Failed), &late_failure, now)
+        );
+    }
 }
