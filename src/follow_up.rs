@@ -522,4 +522,18 @@ mod tests {
             judge(&rule(Condition::Failed), &late_failure, now)
         );
     }
+
+    /// docs/follow-ups.md: `sent` is "not needed when the parent failed", and "failed" is
+    /// defined there as a refusal by the provider "or a failure or bounce reported later by a
+    /// receipt". A parent accepted, then reported failed, still gets its `sent` follow-up.
+    #[test]
+    fn sent_is_not_needed_once_the_parent_is_reported_failed() {
+        let p = ParentFacts {
+            failed_at: Some(ts("2026-12-01T10:01:00Z")),
+            ..sent_at("2026-12-01T10:00:00Z")
+        };
+        let v = judge(&rule(Condition::Sent), &p, ts("2026-12-01T10:02:00Z"));
+        assert!(matches!(v, Verdict::NotNeeded { .. }), "{v:?}");
+    }
 }
+
