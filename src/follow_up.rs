@@ -224,12 +224,23 @@ pub fn judge(rule: &FollowRule, p: &ParentFacts, now: Timestamp) -> Verdict {
             }
         }
     };
+    // A receipt that came once `within` was over is as good as none: the follow-up was not
+    // needed from the deadline on, whether or not a release looked then.
+    let late = |event: &str, t: Timestamp| Verdict::NotNeeded {
+        why: format!(
+            "{parent} sent at {}, {event} only at {}, after {}",
+            at(sent),
+            at(t),
+            human(rule.within())
+        ),
+    };
     match rule.when {
         Condition::Sent => Verdict::Due {
             at: plus(sent, after),
             why: format!("{parent} sent at {}", at(sent)),
         },
         Condition::Delivered => match (delivered, p.failed_at) {
+            (Some(d), _) if d >= deadline => late("delivered", d),
             (Some(d), _) => Verdict::Due {
                 at: plus(d, after),
                 why: format!("{parent} delivered at {}", at(d)),
@@ -240,6 +251,7 @@ pub fn judge(rule: &FollowRule, p: &ParentFacts, now: Timestamp) -> Verdict {
             (None, None) => waiting("delivered"),
         },
         Condition::Read => match p.read_at {
+            Some(r) if r >= deadline => late("read", r),
             Some(r) => Verdict::Due {
                 at: plus(r, after),
                 why: format!("{parent} read at {}", at(r)),
@@ -247,6 +259,7 @@ pub fn judge(rule: &FollowRule, p: &ParentFacts, now: Timestamp) -> Verdict {
             None => waiting("read"),
         },
         Condition::Failed => match (p.failed_at, delivered) {
+            (Some(f), _) if f >= deadline => late("reported failed", f),
             (Some(f), _) => Verdict::Due {
                 at: plus(f, after),
                 why: format!("{parent} failed to deliver at {}", at(f)),
