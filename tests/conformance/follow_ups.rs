@@ -207,4 +207,56 @@ conformance! {
             "every recipient whose WhatsApp was sent gets the follow-up: {rows:?}"
         );
     }
+
+    /// A release and a re-plan of the follow-up at once. The re-plan removes r1 from the
+    /// follow-up's audience, so it cancels r1's pending follow-up and deletes its draft; the
+    /// release, started just before, inserted r1's message from that draft and has not
+    /// committed. SQLite serializes the two (both take the write lock first); PostgreSQL runs
+    /// them side by side in READ COMMITTED and neither takes a lock the other waits for, so
+    /// the re-plan's cancel does not see the release's row: r1 stays pending and is sent
+    /// though the plan removed it. (The gate row's lock, held here, only widens the window:
+    /// both block on it at their very end, after everything else they do.)
+    fn a_release_racing_a_re_plan_never_leaves_a_message_for_a_recipient_the_plan_removed(db) {
+        let s = db.create();
+        plan(&*s, &campaign("wa"), &audience(2));
+        let claimed = claim(&*s, "w", 2);
+        let done: Vec<_> = claimed.iter().map(|m| sent(m, t())).collect();
+        s.complete("w", &done).unwrap();
+        let rule = follow_up("nudge", "wa", Condition::Sent);
+        plan(&*s, &rule, &audience(2));
+        enum Hold {
+            Sqlite(rusqlite::Connection),
+            Postgres(postgres::Client),
+        }
+        let mut hold = match &db.location {
+            disparo::store::Location::Sqlite(path) => {
+                let c = rusqlite::Connection::open(path).unwrap();
+                c.execute_batch("BEGIN IMMEDIATE").unwrap();
+                Hold::Sqlite(c)
+            }
+            disparo::store::Location::Postgres(url) => {
+                let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+                c.batch_execute("BEGIN; SELECT value FROM control WHERE name = 'gate' FOR UPDATE").unwrap();
+                Hold::Postgres(c)
+            }
+        };
+        std::thread::scope(|scope| {
+            let release = scope.spawn(|| db.writer().release_follow_ups(t()).unwrap());
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            let replan = scope.spawn(|| plan(&*db.writer(), &rule, &audience(1)));
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            match &mut hold {
+                Hold::Sqlite(c) => c.execute_batch("COMMIT").unwrap(),
+                Hold::Postgres(c) => c.batch_execute("COMMIT").unwrap(),
+            }
+            release.join().unwrap();
+            replan.join().unwrap();
+        });
+        let rows = follow_ups(&*s, "nudge");
+        assert!(
+            !rows.iter().any(|r| r.0 == "r1" && r.1 == State::Pending),
+            "r1 left the follow-up's audience: {rows:?}"
+        );
+    }
 }
+
