@@ -258,5 +258,22 @@ conformance! {
             "r1 left the follow-up's audience: {rows:?}"
         );
     }
+
+    /// What `run` prints ("follow-ups: N planned, M not needed") and what `status` and the
+    /// report show as `not needed` should be one number. A draft stored skipped (suppressed
+    /// at plan) is released as `skipped`, and the release counts it `not_needed`; status
+    /// counts only `cancelled` rows whose note starts with "not needed".
+    fn a_skipped_draft_is_counted_alike_by_the_release_and_by_status(db) {
+        let s = db.create();
+        plan(&*s, &campaign("wa"), &audience(2));
+        let claimed = claim(&*s, "w", 2);
+        let done: Vec<_> = claimed.iter().map(|m| sent(m, t())).collect();
+        s.complete("w", &done).unwrap();
+        plan(&*s, &follow_up("nudge", "wa", Condition::Sent), &[msg("r0", t()), msg("r1", t()).skipped("suppressed")]);
+        let stats = s.release_follow_ups(t()).unwrap();
+        let progress = s.follow_up_progress("nudge", "wa").unwrap();
+        assert_eq!(stats.released, 1);
+        assert_eq!(stats.not_needed, progress.not_needed, "{stats:?} vs {progress:?}");
+    }
 }
 
