@@ -224,12 +224,23 @@ pub fn judge(rule: &FollowRule, p: &ParentFacts, now: Timestamp) -> Verdict {
             }
         }
     };
+    // A receipt that came once `within` was over is as good as none: the follow-up was not
+    // needed from the deadline on, whether or not a release looked then.
+    let late = |event: &str, t: Timestamp| Verdict::NotNeeded {
+        why: format!(
+            "{parent} sent at {}, {event} only at {}, after {}",
+            at(sent),
+            at(t),
+            human(rule.within())
+        ),
+    };
     match rule.when {
         Condition::Sent => Verdict::Due {
             at: plus(sent, after),
             why: format!("{parent} sent at {}", at(sent)),
         },
         Condition::Delivered => match (delivered, p.failed_at) {
+            (Some(d), _) if d >= deadline => late("delivered", d),
             (Some(d), _) => Verdict::Due {
                 at: plus(d, after),
                 why: format!("{parent} delivered at {}", at(d)),
@@ -240,6 +251,7 @@ pub fn judge(rule: &FollowRule, p: &ParentFacts, now: Timestamp) -> Verdict {
             (None, None) => waiting("delivered"),
         },
         Condition::Read => match p.read_at {
+            Some(r) if r >= deadline => late("read", r),
             Some(r) => Verdict::Due {
                 at: plus(r, after),
                 why: format!("{parent} read at {}", at(r)),
@@ -247,6 +259,7 @@ pub fn judge(rule: &FollowRule, p: &ParentFacts, now: Timestamp) -> Verdict {
             None => waiting("read"),
         },
         Condition::Failed => match (p.failed_at, delivered) {
+            (Some(f), _) if f >= deadline => late("reported failed", f),
             (Some(f), _) => Verdict::Due {
                 at: plus(f, after),
                 why: format!("{parent} failed to deliver at {}", at(f)),
@@ -491,4 +504,49 @@ mod tests {
         assert_eq!(rule(Condition::Failed).describe(), "1d after wa failed");
         assert_eq!(human(SignedDuration::from_secs(5400)), "90min");
     }
+
+    /// docs/follow-ups.md: `read` (and `delivered`, `failed`) is "not needed when no read
+    /// receipt [came] within `within`", and `within` is "how long after the parent's send the
+    /// receipt may still come". A receipt that came after `within` but before any release
+    /// looked (no `run` in between, or `serve` catching up on late webhooks) makes it due: the
+    /// verdict depends on when a release happened to run.
+    #[test]
+    fn a_receipt_after_within_does_not_make_it_due() {
+        let p = sent_at("2026-12-01T10:00:00Z");
+        // within is 3 days: the read comes on the fifth.
+        let late_read = ParentFacts {
+            read_at: Some(ts("2026-12-05T10:00:00Z")),
+            delivered_at: Some(ts("2026-12-01T10:00:05Z")),
+            ..p.clone()
+        };
+        let now = ts("2026-12-05T11:00:00Z");
+        assert!(
+            matches!(judge(&rule(Condition::Read), &late_read, now), Verdict::NotNeeded { .. }),
+            "{:?}",
+            judge(&rule(Condition::Read), &late_read, now)
+        );
+        let late_failure = ParentFacts {
+            failed_at: Some(ts("2026-12-05T10:00:00Z")),
+            ..p
+        };
+        assert!(
+            matches!(judge(&rule(Condition::Failed), &late_failure, now), Verdict::NotNeeded { .. }),
+            "{:?}",
+            judge(&rule(Condition::Failed), &late_failure, now)
+        );
+    }
+
+    /// docs/follow-ups.md: `sent` is "not needed when the parent failed", and "failed" is
+    /// defined there as a refusal by the provider "or a failure or bounce reported later by a
+    /// receipt". A parent accepted, then reported failed, still gets its `sent` follow-up.
+    #[test]
+    fn sent_is_not_needed_once_the_parent_is_reported_failed() {
+        let p = ParentFacts {
+            failed_at: Some(ts("2026-12-01T10:01:00Z")),
+            ..sent_at("2026-12-01T10:00:00Z")
+        };
+        let v = judge(&rule(Condition::Sent), &p, ts("2026-12-01T10:02:00Z"));
+        assert!(matches!(v, Verdict::NotNeeded { .. }), "{v:?}");
+    }
 }
+

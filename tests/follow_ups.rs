@@ -633,3 +633,36 @@ fn bad_follows_are_refused_at_validate_with_the_line_and_what_to_write() {
     assert!(!p.path().join("disparo.db").exists());
     p.ok(&["validate", "wa"]);
 }
+
+/// A two-step project on the outbox channel: `wa` (stem) whose campaign `name:` may differ,
+/// and `nudge` following `parent_ref` "sent, after 1h".
+fn outbox_pair(wa_name: Option<&str>, parent_ref: &str) -> Project {
+    let p = Project::empty();
+    let name = wa_name.map(|n| format!("name: {n}\n")).unwrap_or_default();
+    p.file("disparo.yaml", "timezone: America/Sao_Paulo\nchannels:\n  out: { type: outbox, path: outbox.jsonl }\n")
+        .file("templates/t.hbs", "Oi {{first_name}}")
+        .file("a.csv", "id,first_name,phone\nr0,Ana,+5511920000000\nr1,Bia,+5511920000001\n")
+        .file("campaigns/wa.yaml", &format!("{name}channel: out\ntemplate: t\naudience: a.csv\nschedule: {{ at: 2026-12-01T10:00 }}\n"))
+        .file("campaigns/nudge.yaml", &format!("channel: out\ntemplate: t\naudience: a.csv\nfollows: {{ campaign: {parent_ref}, when: sent, after: 1h }}\n"));
+    p
+}
+
+/// The docs let `follows.campaign` name the parent by its file's stem, and `validate`/`plan`
+/// accept it; but the store knows the parent by its `name:`, so the release looks up a
+/// campaign that does not exist and the follow-up is never released, silently.
+#[test]
+fn a_parent_named_by_its_file_stem_gets_its_follow_ups() {
+    let p = outbox_pair(Some("Promo de Natal"), "wa");
+    p.ok(&["validate", "nudge"]);
+    p.ok(&["--now", "2026-12-01T12:00:00Z", "plan", "wa", "nudge"]);
+    p.ok(&["--now", "2026-12-01T13:00:00Z", "run", "--once"]);
+    assert_eq!(states(&p, "Promo de Natal").len(), 2);
+    assert!(states(&p, "Promo de Natal").values().all(|s| s.0 == "sent"));
+    p.ok(&["--now", "2026-12-01T15:00:00Z", "run", "--once"]);
+    let nudge = states(&p, "nudge");
+    assert_eq!(
+        nudge.values().map(|s| s.0.as_str()).collect::<Vec<_>>(),
+        ["sent", "sent"],
+        "an hour after the parent was sent, each recipient got the follow-up: {nudge:?}"
+    );
+}

@@ -76,7 +76,15 @@ impl Project {
     /// name: two files named alike (by `name:`, or one's file stem being the other's name)
     /// would share one campaign in the database, and `plan NAME` would pick one of them.
     pub fn load_campaign(&self, file: &Path) -> Result<Campaign, Vec<Problem>> {
-        let campaign = Campaign::load(file, &self.root)?;
+        let mut campaign = Campaign::load(file, &self.root)?;
+        // `follows.campaign` may name the parent by its file's stem (or path); the store
+        // knows it by its name, so the rule carries that.
+        if let Some(f) = &mut campaign.follows
+            && let Ok(parent_file) = self.find_campaign(&f.rule.parent)
+            && let Ok(parent) = Campaign::load(&parent_file, &self.root)
+        {
+            f.rule.parent = parent.name;
+        }
         let problems = self.name_conflicts(file, &campaign.name);
         if problems.is_empty() {
             Ok(campaign)

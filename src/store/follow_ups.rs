@@ -173,10 +173,12 @@ pub(crate) fn release_all<T: FollowUpTx>(
                 now,
             )?;
             if inserted {
-                if state == State::Pending {
-                    stats.released += 1;
-                } else {
-                    stats.not_needed += 1;
+                // A skipped one (suppressed at plan, no allowed time) is neither: status
+                // counts it with the campaign's skipped, not as not needed.
+                match state {
+                    State::Pending => stats.released += 1,
+                    State::Cancelled => stats.not_needed += 1,
+                    _ => {}
                 }
             }
         }

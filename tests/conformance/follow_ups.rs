@@ -151,4 +151,129 @@ conformance! {
         assert_eq!(rows.iter().map(|r| (r.0.as_str(), r.1)).collect::<Vec<_>>(), [("b", State::Cancelled), ("c", State::Pending)]);
         assert!(rows[0].3.contains("wa was skipped"), "{rows:?}");
     }
+
+    /// docs/follow-ups.md: "a read receipt that arrives after the SMS was planned, even while
+    /// `run` holds it, cancels it instead … Receipts move the store's gate, so a run in
+    /// progress re-reads this before its next send." A run only re-reads the facts of what
+    /// it holds (and so `withdrawn`) when the gate moved; a read receipt does not move it.
+    fn a_read_receipt_moves_the_gate_so_a_run_holding_its_follow_up_looks_again(db) {
+        let s = db.create();
+        plan(&*s, &campaign("wa"), &audience(1));
+        let claimed = claim(&*s, "w", 1);
+        s.complete("w", &[sent(&claimed[0], t())]).unwrap();
+        plan(&*s, &follow_up("nudge", "wa", Condition::NotRead), &audience(1));
+        assert_eq!(s.release_follow_ups(t() + mins(24 * 60)).unwrap().released, 1);
+        // A run claims the SMS (it holds it, waiting for its turn under a rate limit).
+        let held = claim_at(&*s, "w2", t() + mins(24 * 60 + 1), mins(10), 10);
+        assert_eq!(held.len(), 1);
+        let before = s.gate().unwrap();
+        // Then the WhatsApp read receipt arrives.
+        assert_eq!(
+            s.record_receipts(&[read("p-r0", t() + mins(24 * 60 + 2))], t() + mins(24 * 60 + 2)).unwrap(),
+            [Applied::Recorded]
+        );
+        assert_ne!(s.gate().unwrap(), before, "the run holding the SMS is told to look again");
+    }
+
+    /// A parent skipped at plan (an invalid number, later fixed) or cancelled by a re-plan
+    /// (removed from the audience, then added back) is planned again by the next plan of the
+    /// parent and sent; but its follow-up was already recorded `not needed: wa was skipped`
+    /// under the same (recipient, occurrence), so the recipient never gets it.
+    fn a_parent_planned_again_after_its_follow_up_was_judged_not_needed_still_gets_it(db) {
+        let s = db.create();
+        let wa = campaign("wa");
+        plan(&*s, &wa, &[msg("r0", t()).skipped("invalid: phone"), msg("r1", t()), msg("r2", t())]);
+        // r2 leaves the audience before anything is sent.
+        plan(&*s, &wa, &[msg("r0", t()).skipped("invalid: phone"), msg("r1", t())]);
+        let claimed = claim(&*s, "w", 5);
+        assert_eq!(recipients(&claimed), ["r1"]);
+        s.complete("w", &[sent(&claimed[0], t())]).unwrap();
+        let rule = follow_up("nudge", "wa", Condition::Sent);
+        plan(&*s, &rule, &[msg("r0", t()), msg("r1", t()), msg("r2", t())]);
+        let first = s.release_follow_ups(t()).unwrap();
+        assert_eq!((first.released, first.not_needed), (1, 2));
+        // The operator fixes r0's number and puts r2 back: both are planned and sent.
+        let stats = plan(&*s, &wa, &[msg("r0", t()), msg("r1", t()), msg("r2", t())]);
+        assert_eq!(stats.updated, 2, "r0 and r2 are pending again");
+        let again = claim_at(&*s, "w", t() + mins(10), mins(1), 5);
+        assert_eq!(recipients(&again).len(), 2);
+        let done: Vec<_> = again.iter().map(|m| sent(m, t() + mins(10))).collect();
+        s.complete("w", &done).unwrap();
+        s.release_follow_ups(t() + mins(30 * 60)).unwrap();
+        let rows = follow_ups(&*s, "nudge");
+        assert_eq!(
+            rows.iter().map(|r| (r.0.as_str(), r.1)).collect::<Vec<_>>(),
+            [("r0", State::Pending), ("r1", State::Pending), ("r2", State::Pending)],
+            "every recipient whose WhatsApp was sent gets the follow-up: {rows:?}"
+        );
+    }
+
+    /// A release and a re-plan of the follow-up at once. The re-plan removes r1 from the
+    /// follow-up's audience, so it cancels r1's pending follow-up and deletes its draft; the
+    /// release, started just before, inserted r1's message from that draft and has not
+    /// committed. SQLite serializes the two (both take the write lock first); PostgreSQL runs
+    /// them side by side in READ COMMITTED and neither takes a lock the other waits for, so
+    /// the re-plan's cancel does not see the release's row: r1 stays pending and is sent
+    /// though the plan removed it. (The gate row's lock, held here, only widens the window:
+    /// both block on it at their very end, after everything else they do.)
+    fn a_release_racing_a_re_plan_never_leaves_a_message_for_a_recipient_the_plan_removed(db) {
+        let s = db.create();
+        plan(&*s, &campaign("wa"), &audience(2));
+        let claimed = claim(&*s, "w", 2);
+        let done: Vec<_> = claimed.iter().map(|m| sent(m, t())).collect();
+        s.complete("w", &done).unwrap();
+        let rule = follow_up("nudge", "wa", Condition::Sent);
+        plan(&*s, &rule, &audience(2));
+        enum Hold {
+            Sqlite(rusqlite::Connection),
+            Postgres(postgres::Client),
+        }
+        let mut hold = match &db.location {
+            disparo::store::Location::Sqlite(path) => {
+                let c = rusqlite::Connection::open(path).unwrap();
+                c.execute_batch("BEGIN IMMEDIATE").unwrap();
+                Hold::Sqlite(c)
+            }
+            disparo::store::Location::Postgres(url) => {
+                let mut c = postgres::Client::connect(url, postgres::NoTls).unwrap();
+                c.batch_execute("BEGIN; SELECT value FROM control WHERE name = 'gate' FOR UPDATE").unwrap();
+                Hold::Postgres(c)
+            }
+        };
+        std::thread::scope(|scope| {
+            let release = scope.spawn(|| db.writer().release_follow_ups(t()).unwrap());
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            let replan = scope.spawn(|| plan(&*db.writer(), &rule, &audience(1)));
+            std::thread::sleep(std::time::Duration::from_millis(400));
+            match &mut hold {
+                Hold::Sqlite(c) => c.execute_batch("COMMIT").unwrap(),
+                Hold::Postgres(c) => c.batch_execute("COMMIT").unwrap(),
+            }
+            release.join().unwrap();
+            replan.join().unwrap();
+        });
+        let rows = follow_ups(&*s, "nudge");
+        assert!(
+            !rows.iter().any(|r| r.0 == "r1" && r.1 == State::Pending),
+            "r1 left the follow-up's audience: {rows:?}"
+        );
+    }
+
+    /// What `run` prints ("follow-ups: N planned, M not needed") and what `status` and the
+    /// report show as `not needed` should be one number. A draft stored skipped (suppressed
+    /// at plan) is released as `skipped`, and the release counts it `not_needed`; status
+    /// counts only `cancelled` rows whose note starts with "not needed".
+    fn a_skipped_draft_is_counted_alike_by_the_release_and_by_status(db) {
+        let s = db.create();
+        plan(&*s, &campaign("wa"), &audience(2));
+        let claimed = claim(&*s, "w", 2);
+        let done: Vec<_> = claimed.iter().map(|m| sent(m, t())).collect();
+        s.complete("w", &done).unwrap();
+        plan(&*s, &follow_up("nudge", "wa", Condition::Sent), &[msg("r0", t()), msg("r1", t()).skipped("suppressed")]);
+        let stats = s.release_follow_ups(t()).unwrap();
+        let progress = s.follow_up_progress("nudge", "wa").unwrap();
+        assert_eq!(stats.released, 1);
+        assert_eq!(stats.not_needed, progress.not_needed, "{stats:?} vs {progress:?}");
+    }
 }
+

@@ -92,8 +92,11 @@ impl FollowUpTx for Tx<'_, '_> {
     type Error = ::postgres::Error;
 
     fn follow_up_campaigns(&mut self) -> Result<Vec<FollowUpCampaign>, Self::Error> {
+        // Locked (as a re-plan's upsert of the campaign locks it) so that a release and a
+        // re-plan of the same follow-up take turns: READ COMMITTED would let the re-plan's
+        // cancel miss a message the release inserted from a draft the re-plan removes.
         let rows = self.0.query(
-            "SELECT id, name, rules FROM campaigns WHERE status = 'active' AND rules LIKE '%\"follows\"%'",
+            "SELECT id, name, rules FROM campaigns WHERE status = 'active' AND rules LIKE '%\"follows\"%' ORDER BY id FOR NO KEY UPDATE",
             &[],
         )?;
         Ok(rows
