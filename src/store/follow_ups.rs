@@ -29,6 +29,9 @@ pub(crate) struct Undecided {
     pub zone: String,
     /// The draft's skip reason (`--skip-invalid`, suppressed at plan): released as skipped.
     pub skipped: Option<String>,
+    /// A follow-up message judged not needed earlier, whose parent changed since (planned
+    /// again and sent after being skipped or cancelled): judged again.
+    pub existing: Option<i64>,
 }
 
 /// What becomes of one draft for one parent message.
@@ -41,6 +44,8 @@ pub(crate) struct Release<'a> {
     pub reasons: &'a str,
     /// Why it is cancelled or skipped (`last_error`).
     pub note: Option<&'a str>,
+    /// Judged again: this not-needed message is rewritten instead of a new one inserted.
+    pub existing: Option<i64>,
 }
 
 /// The statements a store runs for a release, inside one write transaction.
@@ -50,7 +55,8 @@ pub(crate) trait FollowUpTx {
     fn follow_up_campaigns(&mut self) -> Result<Vec<FollowUpCampaign>, Self::Error>;
     fn campaign_id(&mut self, name: &str) -> Result<Option<i64>, Self::Error>;
     /// Messages of `parent` no longer pending or sending whose recipient has a draft of
-    /// `follow_up` and which have no follow-up message yet; of those still sent, only the
+    /// `follow_up` and which have no follow-up message yet (or one judged not needed before
+    /// the parent last changed); of those still sent, only the
     /// ones settled at or before `ripe` or for which `early` (an SQL condition on the
     /// `delivery` row `dl`, from [`early`]) holds: the others cannot be decided yet.
     fn undecided(
@@ -60,7 +66,8 @@ pub(crate) trait FollowUpTx {
         ripe: Timestamp,
         early: &'static str,
     ) -> Result<Vec<Undecided>, Self::Error>;
-    /// Inserts the follow-up message from the recipient's draft; `false` when it exists.
+    /// Inserts the follow-up message from the recipient's draft (or rewrites `existing`
+    /// from it, if still not needed); `false` when it exists (or changed meanwhile).
     fn insert(&mut self, r: &Release<'_>, now: Timestamp) -> Result<bool, Self::Error>;
     fn bump_gate(&mut self) -> Result<(), Self::Error>;
 }
@@ -169,10 +176,12 @@ pub(crate) fn release_all<T: FollowUpTx>(
                     due,
                     reasons: &reasons,
                     note: note.as_deref(),
+                    existing: u.existing,
                 },
                 now,
             )?;
-            if inserted {
+            // Judged not needed again: the same message, not counted twice.
+            if inserted && !(u.existing.is_some() && state != State::Pending) {
                 // A skipped one (suppressed at plan, no allowed time) is neither: status
                 // counts it with the campaign's skipped, not as not needed.
                 match state {

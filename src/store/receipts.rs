@@ -100,6 +100,28 @@ pub(crate) trait ReceiptTx {
     /// Receipts stored without a message since `since`, oldest first.
     fn unmatched_since(&mut self, since: Timestamp) -> Result<Vec<Unmatched>, Self::Error>;
     fn bump_gate(&mut self) -> Result<(), Self::Error>;
+    /// The stored rules (JSON) of the active campaigns that follow another one.
+    fn follow_up_rules(&mut self) -> Result<Vec<String>, Self::Error>;
+}
+
+/// The campaigns that active follow-ups follow, read once per batch when first needed: a
+/// receipt moving one of their messages must move the gate, so that a run holding a
+/// follow-up of it judges it again before sending (a read cancels a `not_read` SMS).
+struct Followed(Option<std::collections::HashSet<String>>);
+
+impl Followed {
+    fn contains<T: ReceiptTx>(&mut self, tx: &mut T, campaign: &str) -> Result<bool, T::Error> {
+        if self.0.is_none() {
+            let names = tx
+                .follow_up_rules()?
+                .iter()
+                .filter_map(|r| serde_json::from_str::<super::DispatchRules>(r).ok())
+                .filter_map(|r| r.follows.map(|f| f.parent))
+                .collect();
+            self.0 = Some(names);
+        }
+        Ok(self.0.as_ref().is_some_and(|n| n.contains(campaign)))
+    }
 }
 
 /// Applies `receipts` in order; the caller commits. Returns what became of each.
@@ -110,6 +132,7 @@ pub(crate) fn apply_all<T: ReceiptTx>(
 ) -> Result<Vec<Applied>, T::Error> {
     let mut out = Vec::with_capacity(receipts.len());
     let mut gate = false;
+    let mut followed = Followed(None);
     for r in receipts {
         let message = find(tx, r)?;
         // Worth matching later only if it names a message; an address-only event (an
@@ -137,6 +160,9 @@ pub(crate) fn apply_all<T: ReceiptTx>(
             Some(m) => {
                 let moved = ladder(tx, m, event_of(r), r.code.as_deref(), r.occurred_at, now)?;
                 message_effect(tx, m, &r.effect, r.occurred_at, r.code.as_deref())?;
+                if moved && !gate {
+                    gate = followed.contains(tx, &m.campaign)?;
+                }
                 if moved {
                     Applied::Recorded
                 } else {
@@ -168,6 +194,8 @@ pub(crate) fn match_unmatched<T: ReceiptTx>(
     now: Timestamp,
 ) -> Result<u64, T::Error> {
     let mut matched = 0;
+    let mut followed = Followed(None);
+    let mut gate = false;
     for u in tx.unmatched_since(since)? {
         let target = crate::receipt::Target {
             provider_id: u.provider_id.clone(),
@@ -180,7 +208,9 @@ pub(crate) fn match_unmatched<T: ReceiptTx>(
         let Some(event) = Event::parse(&u.event) else {
             continue;
         };
-        ladder(tx, &m, event, u.code.as_deref(), u.occurred_at, now)?;
+        if ladder(tx, &m, event, u.code.as_deref(), u.occurred_at, now)? && !gate {
+            gate = followed.contains(tx, &m.campaign)?;
+        }
         let effect: Effect = serde_json::from_str(&u.effect).unwrap_or(Effect::None);
         if let Effect::Suppress { .. } = effect {
             // Applied when stored if the receipt named the address; else now.
@@ -191,6 +221,9 @@ pub(crate) fn match_unmatched<T: ReceiptTx>(
         message_effect(tx, &m, &effect, u.occurred_at, u.code.as_deref())?;
         tx.set_matched(u.id, Some(m.id), true)?;
         matched += 1;
+    }
+    if gate {
+        tx.bump_gate()?;
     }
     Ok(matched)
 }

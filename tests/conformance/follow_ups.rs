@@ -276,4 +276,3 @@ conformance! {
         assert_eq!(stats.not_needed, progress.not_needed, "{stats:?} vs {progress:?}");
     }
 }
-

@@ -124,12 +124,14 @@ impl FollowUpTx for Tx<'_, '_> {
         early: &'static str,
     ) -> Result<Vec<Undecided>, Self::Error> {
         let sql = format!(
-            "SELECT {PARENT}, d.zone, d.skipped FROM drafts d
+            "SELECT {PARENT}, d.zone, d.skipped, fm.id FROM drafts d
                JOIN messages pm ON pm.campaign_id = $2 AND pm.recipient = d.recipient
                JOIN queue pq ON pq.message_id = pm.id LEFT JOIN delivery dl ON dl.message_id = pm.id
+               LEFT JOIN messages fm ON fm.campaign_id = $1 AND fm.recipient = d.recipient AND fm.occurrence = pm.occurrence
+               LEFT JOIN queue fq ON fq.message_id = fm.id
              WHERE d.campaign_id = $1 AND pq.state NOT IN ('pending', 'sending')
                AND (pq.state <> 'sent' OR pq.updated_at <= $3 OR {early})
-               AND NOT EXISTS (SELECT 1 FROM messages fm WHERE fm.campaign_id = $1 AND fm.recipient = d.recipient AND fm.occurrence = pm.occurrence)"
+               AND (fm.id IS NULL OR (fq.state = 'cancelled' AND fq.last_error LIKE 'not needed:%' AND fq.updated_at < pq.updated_at))"
         );
         let rows = self
             .0
@@ -140,11 +142,26 @@ impl FollowUpTx for Tx<'_, '_> {
                 parent: parent(r),
                 zone: r.get(7),
                 skipped: r.get(8),
+                existing: r.get(9),
             })
             .collect())
     }
 
     fn insert(&mut self, r: &Release<'_>, now: Timestamp) -> Result<bool, Self::Error> {
+        if let Some(id) = r.existing {
+            let n = self.0.execute(
+                "UPDATE queue SET state = $2, due_at = $3, planned_at = $3, updated_at = $4, last_error = $5 WHERE message_id = $1 AND state = 'cancelled' AND last_error LIKE 'not needed:%'",
+                &[&id, &r.state.as_str(), &to_ms(r.due), &to_ms(now), &r.note],
+            )?;
+            if n > 0 {
+                self.0.execute(
+                    "UPDATE messages m SET reasons = $2, address = d.address, zone = d.zone, locale = d.locale, content = d.content, vars = d.vars, generation = d.generation
+                     FROM drafts d WHERE m.id = $1 AND d.campaign_id = m.campaign_id AND d.recipient = m.recipient",
+                    &[&id, &r.reasons],
+                )?;
+            }
+            return Ok(n > 0);
+        }
         let occurrence = i64::from(r.occurrence);
         let row = self.0.query_opt(
             "INSERT INTO messages (campaign_id, recipient, occurrence, address, zone, locale, reasons, content, vars, generation)

@@ -214,6 +214,18 @@ impl ReceiptTx for Tx<'_, '_> {
     fn bump_gate(&mut self) -> Result<(), Self::Error> {
         super::bump_gate(self.0)
     }
+
+    fn follow_up_rules(&mut self) -> Result<Vec<String>, Self::Error> {
+        Ok(self
+            .0
+            .query(
+                "SELECT rules FROM campaigns WHERE status = 'active' AND rules LIKE '%\"follows\"%'",
+                &[],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
 }
 
 pub(super) fn record_receipts(

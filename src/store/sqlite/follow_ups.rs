@@ -69,12 +69,14 @@ impl FollowUpTx for Tx<'_, '_> {
         early: &'static str,
     ) -> Result<Vec<Undecided>, StoreError> {
         let sql = format!(
-            "SELECT {PARENT}, d.zone, d.skipped FROM drafts d
+            "SELECT {PARENT}, d.zone, d.skipped, fm.id FROM drafts d
                JOIN messages pm ON pm.campaign_id = ?2 AND pm.recipient = d.recipient
                JOIN queue pq ON pq.message_id = pm.id LEFT JOIN delivery dl ON dl.message_id = pm.id
+               LEFT JOIN messages fm ON fm.campaign_id = ?1 AND fm.recipient = d.recipient AND fm.occurrence = pm.occurrence
+               LEFT JOIN queue fq ON fq.message_id = fm.id
              WHERE d.campaign_id = ?1 AND pq.state <> 'pending' AND pq.state <> 'sending'
                AND (pq.state <> 'sent' OR pq.updated_at <= ?3 OR {early})
-               AND NOT EXISTS (SELECT 1 FROM messages fm WHERE fm.campaign_id = ?1 AND fm.recipient = d.recipient AND fm.occurrence = pm.occurrence)"
+               AND (fm.id IS NULL OR (fq.state = 'cancelled' AND fq.last_error LIKE 'not needed:%' AND fq.updated_at < pq.updated_at))"
         );
         let mut stmt = self.0.prepare_cached(&sql).map_err(other)?;
         let rows = stmt
@@ -83,6 +85,7 @@ impl FollowUpTx for Tx<'_, '_> {
                     parent: parent(r)?,
                     zone: r.get(7)?,
                     skipped: r.get(8)?,
+                    existing: r.get(9)?,
                 })
             })
             .map_err(other)?;
@@ -90,6 +93,22 @@ impl FollowUpTx for Tx<'_, '_> {
     }
 
     fn insert(&mut self, r: &Release<'_>, now: Timestamp) -> Result<bool, StoreError> {
+        if let Some(id) = r.existing {
+            let n = self
+                .0
+                .prepare_cached("UPDATE queue SET state = ?2, due_at = ?3, planned_at = ?3, updated_at = ?4, last_error = ?5 WHERE message_id = ?1 AND state = 'cancelled' AND last_error LIKE 'not needed:%'")
+                .map_err(other)?
+                .execute(params![id, r.state.as_str(), ms(r.due), ms(now), r.note])
+                .map_err(other)?;
+            if n > 0 {
+                self.0
+                    .prepare_cached("UPDATE messages SET reasons = ?2, address = d.address, zone = d.zone, locale = d.locale, content = d.content, vars = d.vars, generation = d.generation FROM drafts d WHERE messages.id = ?1 AND d.campaign_id = messages.campaign_id AND d.recipient = messages.recipient")
+                    .map_err(other)?
+                    .execute(params![id, r.reasons])
+                    .map_err(other)?;
+            }
+            return Ok(n > 0);
+        }
         let n = self
             .0
             .prepare_cached(

@@ -192,6 +192,14 @@ impl ReceiptTx for Tx<'_, '_> {
         rows.collect()
     }
 
+    fn follow_up_rules(&mut self) -> rusqlite::Result<Vec<String>> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT rules FROM campaigns WHERE status = 'active' AND rules LIKE '%\"follows\"%'",
+        )?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        rows.collect()
+    }
+
     fn bump_gate(&mut self) -> rusqlite::Result<()> {
         self.0
             .prepare_cached("UPDATE control SET value = value + 1 WHERE name = 'gate'")?
