@@ -208,17 +208,21 @@ impl Dispatcher {
     async fn wait_for_due(&self, worker: &Worker, run: &mut Run) -> Result<bool, RunError> {
         run.hand_over(worker)?;
         worker.flush().await?;
-        let campaign = self.opts.campaign.clone();
-        let (due, lease) = worker
-            .call(move |s| {
-                let c = campaign.as_deref();
-                Ok((s.next_due(c)?, s.next_lease_expiry(c)?))
-            })
-            .await?;
+        // Ramped channels that spent their day's budget are left out of what is due: their
+        // messages wait for the next ramp day (on the run's clock, as their sends are timed).
+        let idle = self.look_idle(worker).await?;
+        super::ramp::announce(&mut run.ramp_seen, &idle.closed);
+        let opens = idle.closed.iter().filter_map(|c| c.wakes()).min();
+        run.ramp_closed = idle.closed;
         // How long until the next due message (on the run's clock) or the next
         // lease another run may have left behind (on the real clock).
-        let until_due = due.map(|d| self.clock.now().duration_until(d));
-        let until_lease = lease.map(|l| self.lease_clock.now().duration_until(l));
+        let until_due = idle
+            .due
+            .into_iter()
+            .chain(opens)
+            .min()
+            .map(|d| self.clock.now().duration_until(d));
+        let until_lease = idle.lease.map(|l| self.lease_clock.now().duration_until(l));
         let next = until_due.into_iter().chain(until_lease).min();
         let wait = match next {
             Some(w) if self.opts.watch || w <= self.opts.linger => {

@@ -132,6 +132,11 @@ pub struct Summary {
     /// Outcomes not recorded because another run had taken the message over (our lease
     /// expired while sending: the lease is shorter than a send).
     pub lost: u64,
+    /// Due messages of ramped channels that had spent their day's budget (`ramp:`) when the
+    /// run last found nothing more to claim: they stay pending for the next ramp day.
+    pub ramp_held: u64,
+    /// When the first of those channels' next ramp day opens (the run's clock).
+    pub ramp_opens: Option<jiff::Timestamp>,
     pub interrupted: bool,
 }
 

@@ -17,6 +17,7 @@ use super::*;
 
 mod admin;
 mod fleet;
+mod ramp;
 mod receipts;
 
 mod embedded {
@@ -139,6 +140,11 @@ fn ms(t: Timestamp) -> i64 {
 
 fn ts(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// `["a","b"]`, for `json_each`.
+fn json_list(items: &[&str]) -> Result<String, StoreError> {
+    serde_json::to_string(items).map_err(other)
 }
 
 fn other(e: impl std::fmt::Display) -> StoreError {
@@ -402,28 +408,40 @@ fn claim_in(
     let (owner, lease_until) = (req.owner, ms(req.lease_until));
     // (id, campaign id, planned_at, due_at, attempts)
     let mut leased: Vec<(i64, i64, i64, i64, u32)> = Vec::with_capacity(limit);
+    // Ramped channels take no more than their ramp day has left (sqlite/ramp.rs).
+    let limited = ramp::limits(tx, req.ramps, now, lease_now)?;
     {
+        let (picked, ramp_params) = ramp::picked(
+            &format!("q.state = 'pending' AND q.due_at <= ?1 AND c.status = 'active' AND (?3 IS NULL OR c.name = ?3)
+                       AND {NOT_HELD_BY_ANOTHER}"),
+            &limited,
+        );
         let mut due = tx
             .prepare_cached(
                 &format!("UPDATE OR FAIL queue SET state = 'sending', lease_owner = ?4, lease_until = ?5, updated_at = ?1, started_by = NULL
-                 WHERE message_id IN (
-                     SELECT q.message_id FROM queue q JOIN campaigns c ON c.id = q.campaign_id
-                     WHERE q.state = 'pending' AND q.due_at <= ?1 AND c.status = 'active' AND (?3 IS NULL OR c.name = ?3)
-                       AND {NOT_HELD_BY_ANOTHER}
-                     ORDER BY q.due_at LIMIT ?2)
+                 WHERE message_id IN ({picked})
                  RETURNING message_id, campaign_id, planned_at, due_at, attempts"),
             )
             .map_err(other)?;
+        let mut bound: Vec<rusqlite::types::Value> = vec![
+            now.into(),
+            (limit as i64).into(),
+            campaign.map(str::to_owned).into(),
+            owner.to_owned().into(),
+            lease_until.into(),
+            lease_now.into(),
+        ];
+        bound.extend(ramp_params);
         let rows = due
-            .query_map(
-                params![now, limit as i64, campaign, owner, lease_until, lease_now],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
+            .query_map(rusqlite::params_from_iter(bound), |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
             .map_err(other)?;
         for r in rows {
             leased.push(r.map_err(other)?);
         }
     }
+    let mut left = ramp::left_after(tx, &limited, leased.iter().map(|l| l.1))?;
     // Most due first (RETURNING gives no order).
     leased.sort_unstable_by_key(|&(id, _, _, due, _)| (due, id));
     // A cancelled campaign's messages that a dead run left `sending` are cancelled once
@@ -438,10 +456,10 @@ fn claim_in(
     .map_err(other)?;
     if leased.len() < limit {
         // Then messages whose lease expired (the run holding them crashed or was killed).
-        let stale: Vec<(i64, String, i64, bool)> = {
+        let stale: Vec<(i64, String, i64, bool, String)> = {
             let mut stale = tx
                 .prepare_cached(
-                    &format!("SELECT q.message_id, COALESCE(q.lease_owner, '?'), q.updated_at, q.started_by IS NOT NULL AND q.started_by = q.lease_owner FROM queue q JOIN campaigns c ON c.id = q.campaign_id
+                    &format!("SELECT q.message_id, COALESCE(q.lease_owner, '?'), q.updated_at, q.started_by IS NOT NULL AND q.started_by = q.lease_owner, c.channel FROM queue q JOIN campaigns c ON c.id = q.campaign_id
                      WHERE q.state = 'sending' AND q.lease_until < ?1 AND c.status = 'active' AND (?3 IS NULL OR c.name = ?3)
                        AND {NOT_HELD_BY_ANOTHER_STALE}
                      ORDER BY q.due_at LIMIT ?2"),
@@ -450,7 +468,7 @@ fn claim_in(
             stale
                 .query_map(
                     params![lease_now, (limit - leased.len()) as i64, campaign, owner],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
                 )
                 .map_err(other)?
                 .collect::<Result<_, _>>()
@@ -470,7 +488,11 @@ fn claim_in(
                  RETURNING message_id, campaign_id, planned_at, due_at, attempts",
             )
             .map_err(other)?;
-        for (id, holder, claimed_at, was_started) in stale {
+        for (id, holder, claimed_at, was_started, channel) in stale {
+            // A ramped channel's expired leases count against what its day has left, too.
+            if left.get(&channel) == Some(&0) {
+                continue;
+            }
             if was_started {
                 let error = super::outcome::lease_lost(&holder);
                 let (attempts, losses): (u32, i64) = lost
@@ -484,6 +506,9 @@ fn claim_in(
                     give_up.execute(params![id, now, reason]).map_err(other)?;
                     continue;
                 }
+            }
+            if let Some(n) = left.get_mut(&channel) {
+                *n -= 1;
             }
             leased.push(
                 lease
@@ -756,6 +781,7 @@ impl Store for SqliteStore {
                 lease_until,
                 limit,
                 campaign,
+                ramps: &[],
             },
         )
         .map(|(_, claimed)| claimed)
@@ -828,28 +854,56 @@ impl Store for SqliteStore {
         Ok(n as u64)
     }
 
-    fn next_due(&self, campaign: Option<&str>) -> Result<Option<Timestamp>, StoreError> {
+    fn next_due(
+        &self,
+        campaign: Option<&str>,
+        except: &[&str],
+    ) -> Result<Option<Timestamp>, StoreError> {
         let conn = self.conn()?;
         let pending: Option<i64> = conn
-            .query_row(
-                "SELECT MIN(q.due_at) FROM queue q JOIN campaigns c ON c.id = q.campaign_id WHERE q.state = 'pending' AND c.status = 'active' AND (?1 IS NULL OR c.name = ?1)",
-                params![campaign],
-                |r| r.get(0),
+            .prepare_cached(
+                "SELECT MIN(q.due_at) FROM queue q JOIN campaigns c ON c.id = q.campaign_id WHERE q.state = 'pending' AND c.status = 'active' AND (?1 IS NULL OR c.name = ?1)
+                   AND c.channel NOT IN (SELECT value FROM json_each(?2))",
             )
+            .map_err(other)?
+            .query_row(params![campaign, json_list(except)?], |r| r.get(0))
             .map_err(other)?;
         Ok(pending.map(ts))
     }
 
-    fn next_lease_expiry(&self, campaign: Option<&str>) -> Result<Option<Timestamp>, StoreError> {
+    fn next_lease_expiry(
+        &self,
+        campaign: Option<&str>,
+        except: &[&str],
+    ) -> Result<Option<Timestamp>, StoreError> {
         let conn = self.conn()?;
         let lease: Option<i64> = conn
-            .query_row(
-                "SELECT MIN(q.lease_until) FROM queue q JOIN campaigns c ON c.id = q.campaign_id WHERE q.state = 'sending' AND c.status = 'active' AND (?1 IS NULL OR c.name = ?1)",
-                params![campaign],
-                |r| r.get(0),
+            .prepare_cached(
+                "SELECT MIN(q.lease_until) FROM queue q JOIN campaigns c ON c.id = q.campaign_id WHERE q.state = 'sending' AND c.status = 'active' AND (?1 IS NULL OR c.name = ?1)
+                   AND c.channel NOT IN (SELECT value FROM json_each(?2))",
             )
+            .map_err(other)?
+            .query_row(params![campaign, json_list(except)?], |r| r.get(0))
             .map_err(other)?;
         Ok(lease.map(ts))
+    }
+
+    fn ramp_usage(
+        &self,
+        ramps: &[ChannelRamp],
+        now: Timestamp,
+        lease_now: Timestamp,
+        campaign: Option<&str>,
+    ) -> Result<Vec<RampUsage>, StoreError> {
+        if ramps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conn = self.conn()?;
+        // One read transaction: the counts of every channel from one snapshot.
+        let tx = conn.unchecked_transaction().map_err(other)?;
+        let usage = ramp::usage(&tx, ramps, ms(now), ms(lease_now), campaign)?;
+        tx.commit().map_err(other)?;
+        Ok(usage)
     }
 
     fn campaign(&self, name: &str) -> Result<Option<CampaignInfo>, StoreError> {

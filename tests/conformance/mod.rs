@@ -11,6 +11,7 @@ mod claims;
 mod cluster;
 mod fleet;
 mod plan;
+mod ramp;
 mod receipts;
 mod schema;
 mod server;

@@ -349,7 +349,7 @@ async fn a_heartbeat_renews_the_leases_every_tenth_of_the_lease() {
             tokio::time::sleep_until(start + Duration::from_millis(k * 1000 + 1)).await;
             s.lock()
                 .unwrap()
-                .push(other.next_lease_expiry(None).unwrap().unwrap());
+                .push(other.next_lease_expiry(None, &[]).unwrap().unwrap());
         }
     })
     .await;
