@@ -17,6 +17,7 @@ mod faults;
 mod filters;
 mod loaders_fuzz;
 mod outputs;
+mod ramp;
 mod rate_limit;
 mod report;
 mod run_channels;

@@ -19,7 +19,8 @@ pub(super) struct Closed {
     pub(super) day: usize,
     pub(super) budget: u64,
     pub(super) days: usize,
-    /// Its due messages, waiting for the next ramp day.
+    /// Its messages due before the day ends (by now, before its first send), waiting for
+    /// the next ramp day.
     pub(super) held_back: u64,
     /// When the next ramp day opens; `None` before the channel's first send (other runs
     /// hold the whole first day's budget).

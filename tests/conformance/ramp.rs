@@ -86,7 +86,7 @@ conformance! {
         assert_eq!(usage.len(), 1);
         let u = &usage[0];
         assert_eq!((u.channel.as_str(), u.first_send, u.sent, u.held), ("sms", Some(t()), 1, 2));
-        assert_eq!((u.due, u.next_due), (5, Some(t() - mins(55))), "r5..r9 due; r2's retry later");
+        assert_eq!((u.due, u.next_due), (6, Some(t() - mins(55))), "r5..r9 due, and r2's retry before the day ends");
         assert!(u.closed(&ramps[0].ramp, t()));
         assert_eq!(u.day(&ramps[0].ramp, t()).ends(), Some(t() + mins(24 * 60)));
         // Of one campaign only: the channel's counts, that campaign's due messages.

@@ -4,5 +4,5 @@ mod dispatch;
 mod fleet;
 mod inputs;
 mod model;
-mod paused;
+pub(crate) mod paused;
 mod provider;

@@ -161,11 +161,20 @@ pub(super) fn usage(
         let mut out = Vec::with_capacity(ramps.len());
         for r in ramps {
             let (first, sent, held) = counts(&mut tx, &r.channel, &r.ramp, now)?;
+            // Due before the day ends (by now, before the first send).
+            let bound = r
+                .ramp
+                .day_at(first, now)
+                .ends()
+                .unwrap_or_else(|| {
+                    now.checked_add(jiff::SignedDuration::from_millis(1))
+                        .unwrap_or(now)
+                });
             let row = tx.query_one(
-                "SELECT COUNT(*) FILTER (WHERE q.due_at <= $2), MIN(q.due_at)
+                "SELECT COUNT(*) FILTER (WHERE q.due_at < $2), MIN(q.due_at)
                  FROM queue q JOIN campaigns c ON c.id = q.campaign_id
                  WHERE q.state = 'pending' AND c.status = 'active' AND c.channel = $1 AND ($3::text IS NULL OR c.name = $3)",
-                &[&r.channel, &now, &campaign],
+                &[&r.channel, &bound, &campaign],
             )?;
             let due: i64 = row.get(0);
             out.push(RampUsage {

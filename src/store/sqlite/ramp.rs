@@ -66,15 +66,21 @@ pub(super) fn usage(
 ) -> Result<Vec<RampUsage>, StoreError> {
     let mut pending = conn
         .prepare_cached(
-            "SELECT COALESCE(SUM(q.due_at <= ?2), 0), MIN(q.due_at) FROM queue q JOIN campaigns c ON c.id = q.campaign_id
+            "SELECT COALESCE(SUM(q.due_at < ?2), 0), MIN(q.due_at) FROM queue q JOIN campaigns c ON c.id = q.campaign_id
              WHERE q.state = 'pending' AND c.status = 'active' AND c.channel = ?1 AND (?3 IS NULL OR c.name = ?3)",
         )
         .map_err(other)?;
     let mut out = Vec::with_capacity(ramps.len());
     for r in ramps {
         let (first, sent, held) = counts(conn, &r.channel, &r.ramp, now, lease_now)?;
+        // Due before the day ends (by now, before the first send).
+        let bound = r
+            .ramp
+            .day_at(first.map(ts), ts(now))
+            .ends()
+            .map_or(now.saturating_add(1), ms);
         let (due, next): (i64, Option<i64>) = pending
-            .query_row(params![r.channel, now, campaign], |row| {
+            .query_row(params![r.channel, bound, campaign], |row| {
                 Ok((row.get(0)?, row.get(1)?))
             })
             .map_err(other)?;
