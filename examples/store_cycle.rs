@@ -43,6 +43,7 @@ fn main() {
                     lease_until: lease,
                     limit: batch,
                     campaign: None,
+                    ramps: &[],
                 },
             )
             .unwrap();

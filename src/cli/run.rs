@@ -85,7 +85,7 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     say(
         ctx.quiet,
         format!(
-            "run: {} sent, {} failed, {} retrying, {} deferred, {} expired, {} skipped{}{}{}{}",
+            "run: {} sent, {} failed, {} retrying, {} deferred, {} expired, {} skipped{}{}{}{}{}",
             summary.sent,
             summary.failed,
             summary.retried,
@@ -110,6 +110,7 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
             } else {
                 String::new()
             },
+            ramp_held(&summary),
             if summary.interrupted {
                 " (interrupted)"
             } else {
@@ -124,6 +125,18 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     } else {
         Exit::Ok
     })
+}
+
+/// `, 17 held back by the ramp until 2026-12-01T12:00:00Z` (the next ramp day).
+fn ramp_held(summary: &disparo::dispatch::Summary) -> String {
+    if summary.ramp_held == 0 {
+        return String::new();
+    }
+    let until = match summary.ramp_opens {
+        Some(t) => format!("until {t} (the next ramp day)"),
+        None => "(other runs hold the rest of the first ramp day's budget)".into(),
+    };
+    format!(", {} held back by the ramp {until}", summary.ramp_held)
 }
 
 /// The variable that lets `run` take `--now`: a simulation for tests and demos.

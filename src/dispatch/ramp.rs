@@ -100,14 +100,17 @@ pub(super) fn announce(seen: &mut Vec<(String, usize)>, closed: &[Closed]) {
             |t| t.to_string(),
         );
         tracing::info!(
-            channel = %c.channel,
             "ramp: channel `{}` used its {} message(s) of ramp day {} of {}: {} due message(s) wait for the next ramp day, which opens {}",
             c.channel,
             thousands(c.budget),
             c.day + 1,
             c.days,
             thousands(c.held_back),
-            if c.opens.is_some() { format!("at {opens}") } else { opens }
+            if c.opens.is_some() {
+                format!("at {opens}")
+            } else {
+                opens
+            }
         );
     }
 }
@@ -178,7 +181,7 @@ mod tests {
         );
         assert_eq!(held_back(&[]), (0, None));
         let mut seen = Vec::new();
-        announce(&mut seen, &[a.clone()]);
+        announce(&mut seen, std::slice::from_ref(&a));
         announce(&mut seen, &[a]);
         assert_eq!(seen, [("wa".to_owned(), 0)]);
     }

@@ -397,6 +397,50 @@ const NOT_HELD_BY_ANOTHER_STALE: &str = "(c.capped = 0 OR NOT EXISTS (
         WHERE h.state = 'sending' AND h.lease_owner <> ?4 AND h.lease_until >= ?1 AND hc.channel = c.channel
           AND hm.address = (SELECT address FROM messages WHERE id = q.message_id)))";
 
+/// A leased message: (id, campaign id, planned_at, due_at, attempts).
+type Leased = (i64, i64, i64, i64, u32);
+
+/// Leases the due pending messages, most due first, at most `req.limit`, and of each
+/// `limited` channel at most what it has left: one set-based `UPDATE … RETURNING` (see
+/// [`complete_in`] for why one statement).
+fn lease_due(
+    tx: &rusqlite::Transaction,
+    req: &ClaimRequest<'_>,
+    limited: &[(String, u64)],
+) -> Result<Vec<Leased>, StoreError> {
+    let (picked, ramp_params) = ramp::picked(
+        &format!("q.state = 'pending' AND q.due_at <= ?1 AND c.status = 'active' AND (?3 IS NULL OR c.name = ?3)
+                   AND {NOT_HELD_BY_ANOTHER}"),
+        limited,
+    );
+    let mut due = tx
+        .prepare_cached(
+            &format!("UPDATE OR FAIL queue SET state = 'sending', lease_owner = ?4, lease_until = ?5, updated_at = ?1, started_by = NULL
+             WHERE message_id IN ({picked})
+             RETURNING message_id, campaign_id, planned_at, due_at, attempts"),
+        )
+        .map_err(other)?;
+    let mut bound: Vec<rusqlite::types::Value> = vec![
+        ms(req.now).into(),
+        (req.limit as i64).into(),
+        req.campaign.map(str::to_owned).into(),
+        req.owner.to_owned().into(),
+        ms(req.lease_until).into(),
+        ms(req.lease_now).into(),
+    ];
+    bound.extend(ramp_params);
+    let rows = due
+        .query_map(rusqlite::params_from_iter(bound), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .map_err(other)?;
+    let mut leased = Vec::with_capacity(req.limit);
+    for r in rows {
+        leased.push(r.map_err(other)?);
+    }
+    Ok(leased)
+}
+
 /// Claims due messages inside `tx` (see [`Store::claim`]). The due pending messages are
 /// leased by one set-based `UPDATE … RETURNING` (see [`complete_in`] for why one statement).
 fn claim_in(
@@ -406,41 +450,9 @@ fn claim_in(
     let (now, limit, campaign) = (ms(req.now), req.limit, req.campaign);
     let lease_now = ms(req.lease_now);
     let (owner, lease_until) = (req.owner, ms(req.lease_until));
-    // (id, campaign id, planned_at, due_at, attempts)
-    let mut leased: Vec<(i64, i64, i64, i64, u32)> = Vec::with_capacity(limit);
     // Ramped channels take no more than their ramp day has left (sqlite/ramp.rs).
     let limited = ramp::limits(tx, req.ramps, now, lease_now)?;
-    {
-        let (picked, ramp_params) = ramp::picked(
-            &format!("q.state = 'pending' AND q.due_at <= ?1 AND c.status = 'active' AND (?3 IS NULL OR c.name = ?3)
-                       AND {NOT_HELD_BY_ANOTHER}"),
-            &limited,
-        );
-        let mut due = tx
-            .prepare_cached(
-                &format!("UPDATE OR FAIL queue SET state = 'sending', lease_owner = ?4, lease_until = ?5, updated_at = ?1, started_by = NULL
-                 WHERE message_id IN ({picked})
-                 RETURNING message_id, campaign_id, planned_at, due_at, attempts"),
-            )
-            .map_err(other)?;
-        let mut bound: Vec<rusqlite::types::Value> = vec![
-            now.into(),
-            (limit as i64).into(),
-            campaign.map(str::to_owned).into(),
-            owner.to_owned().into(),
-            lease_until.into(),
-            lease_now.into(),
-        ];
-        bound.extend(ramp_params);
-        let rows = due
-            .query_map(rusqlite::params_from_iter(bound), |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .map_err(other)?;
-        for r in rows {
-            leased.push(r.map_err(other)?);
-        }
-    }
+    let mut leased = lease_due(tx, req, &limited)?;
     let mut left = ramp::left_after(tx, &limited, leased.iter().map(|l| l.1))?;
     // Most due first (RETURNING gives no order).
     leased.sort_unstable_by_key(|&(id, _, _, due, _)| (due, id));
