@@ -408,11 +408,16 @@ fn lease_due(
     req: &ClaimRequest<'_>,
     limited: &[(String, u64)],
 ) -> Result<Vec<Leased>, StoreError> {
-    let (picked, ramp_params) = ramp::picked(
+    let names: Vec<&str> = limited.iter().map(|(c, _)| c.as_str()).collect();
+    let others = limited.is_empty() || ramp::others_than(tx, &names, req.campaign)?;
+    let Some((picked, ramp_params)) = ramp::picked(
         &format!("q.state = 'pending' AND q.due_at <= ?1 AND c.status = 'active' AND (?3 IS NULL OR c.name = ?3)
                    AND {NOT_HELD_BY_ANOTHER}"),
         limited,
-    );
+        others,
+    ) else {
+        return Ok(Vec::new());
+    };
     let mut due = tx
         .prepare_cached(
             &format!("UPDATE OR FAIL queue SET state = 'sending', lease_owner = ?4, lease_until = ?5, updated_at = ?1, started_by = NULL
@@ -872,6 +877,9 @@ impl Store for SqliteStore {
         except: &[&str],
     ) -> Result<Option<Timestamp>, StoreError> {
         let conn = self.conn()?;
+        if !except.is_empty() && !ramp::others_than(&conn, except, campaign)? {
+            return Ok(None);
+        }
         let pending: Option<i64> = conn
             .prepare_cached(
                 "SELECT MIN(q.due_at) FROM queue q JOIN campaigns c ON c.id = q.campaign_id WHERE q.state = 'pending' AND c.status = 'active' AND (?1 IS NULL OR c.name = ?1)
@@ -889,6 +897,9 @@ impl Store for SqliteStore {
         except: &[&str],
     ) -> Result<Option<Timestamp>, StoreError> {
         let conn = self.conn()?;
+        if !except.is_empty() && !ramp::others_than(&conn, except, campaign)? {
+            return Ok(None);
+        }
         let lease: Option<i64> = conn
             .prepare_cached(
                 "SELECT MIN(q.lease_until) FROM queue q JOIN campaigns c ON c.id = q.campaign_id WHERE q.state = 'sending' AND c.status = 'active' AND (?1 IS NULL OR c.name = ?1)

@@ -91,10 +91,12 @@ pub(super) fn claim_in(
         )?
     } else {
         let (all, open, left) = ramp::picked_params(&limited);
+        let names: Vec<&str> = all.iter().map(String::as_str).collect();
+        let others = ramp::others_than(tx, &names, campaign)?;
         tx.query(
             &format!("WITH {} {update}", ramp::picked(&filter)),
             &[
-                &now, &limit, &campaign, &owner, &lease_ms, &all, &open, &left,
+                &now, &limit, &campaign, &owner, &lease_ms, &all, &open, &left, &others,
             ],
         )?
     };
@@ -422,7 +424,9 @@ pub(super) fn next_lease_expiry(
             "SELECT (EXTRACT(EPOCH FROM MIN(q.lease_until) - now()) * 1000)::bigint
              FROM queue q JOIN campaigns c ON c.id = q.campaign_id
              WHERE q.state = 'sending' AND c.status = 'active' AND ($1::text IS NULL OR c.name = $1)
-               AND NOT (c.channel = ANY($2))",
+               AND NOT (c.channel = ANY($2))
+               AND EXISTS (SELECT 1 FROM campaigns o WHERE o.status = 'active' AND ($1::text IS NULL OR o.name = $1)
+                           AND NOT (o.channel = ANY($2)))",
             &[&campaign, &except],
         )?;
         Ok(row.get(0))

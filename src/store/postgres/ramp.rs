@@ -95,12 +95,15 @@ pub(super) fn limits(
 /// claim's conditions on `q` and `c`, with `$1`…`$5` as there) when channels are limited:
 /// the due messages of the other channels, and of each limited one at most what it has left
 /// (`$6` the limited channels, `$7`/`$8` each one's name and what it has left), most due
-/// first, at most `$2` in all. Rows locked and not picked stay unclaimed.
+/// first, at most `$2` in all. Rows locked and not picked stay unclaimed. The other
+/// channels' messages are read only when `$9` (an active campaign sends on one, see
+/// [`others_than`]): otherwise the scan in due order would skip the limited channels' whole
+/// backlog, row by row, to find none.
 pub(super) fn picked(filter: &str) -> String {
     format!(
         "open_rows AS (
             SELECT q.message_id, q.due_at FROM queue q JOIN campaigns c ON c.id = q.campaign_id
-            WHERE {filter} AND NOT (c.channel = ANY($6::text[]))
+            WHERE $9::bool AND {filter} AND NOT (c.channel = ANY($6::text[]))
             ORDER BY q.due_at LIMIT $2 FOR UPDATE OF q SKIP LOCKED),
          ramped AS (
             SELECT r.message_id, r.due_at FROM UNNEST($7::text[], $8::bigint[]) AS l(channel, n)
@@ -112,6 +115,21 @@ pub(super) fn picked(filter: &str) -> String {
             SELECT message_id FROM (SELECT * FROM open_rows UNION ALL SELECT * FROM ramped) u
             ORDER BY due_at LIMIT $2)"
     )
+}
+
+/// Whether an active campaign (`campaign`, if given) sends on a channel outside `channels`.
+pub(super) fn others_than(
+    client: &mut impl GenericClient,
+    channels: &[&str],
+    campaign: Option<&str>,
+) -> Result<bool, ::postgres::Error> {
+    Ok(client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM campaigns WHERE status = 'active' AND ($1::text IS NULL OR name = $1)
+               AND NOT (channel = ANY($2)))",
+            &[&campaign, &channels],
+        )?
+        .get(0))
 }
 
 /// The parameters `$6`…`$8` of [`picked`].

@@ -115,38 +115,72 @@ pub(super) fn limits(
     Ok(out)
 }
 
+/// Whether an active campaign (`campaign`, if given) sends on a channel outside `channels`.
+/// When none does, the claim and the look at what is due need not read past the messages
+/// of those channels (a ramped channel's backlog, which a scan in due order would skip row
+/// by row: 240 ms per look with 1M of them).
+pub(super) fn others_than(
+    conn: &Connection,
+    channels: &[&str],
+    campaign: Option<&str>,
+) -> Result<bool, StoreError> {
+    let list = serde_json::to_string(channels).map_err(other)?;
+    conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM campaigns WHERE status = 'active' AND (?1 IS NULL OR name = ?1)
+           AND channel NOT IN (SELECT value FROM json_each(?2)))",
+    )
+    .map_err(other)?
+    .query_row(params![campaign, list], |r| r.get(0))
+    .map_err(other)
+}
+
 /// The `SELECT` of due message ids for the claim's `UPDATE`, under `filter` (the claim's
 /// conditions on `q` and `c`): most due first, at most `?2`, and of each limited channel
-/// at most what it has left (none of one with nothing left). Parameters from `?7` on are
-/// returned to be bound after the claim's six.
-pub(super) fn picked(filter: &str, limited: &[(String, u64)]) -> (String, Vec<Value>) {
+/// at most what it has left (none of one with nothing left); the other channels' only when
+/// `others` (an active campaign sends on one). Parameters from `?7` on are returned to be
+/// bound after the claim's six. `None`: nothing may be claimed.
+pub(super) fn picked(
+    filter: &str,
+    limited: &[(String, u64)],
+    others: bool,
+) -> Option<(String, Vec<Value>)> {
     let from = "FROM queue q JOIN campaigns c ON c.id = q.campaign_id";
     if limited.is_empty() {
-        return (
+        return Some((
             format!("SELECT q.message_id {from} WHERE {filter} ORDER BY q.due_at LIMIT ?2"),
             Vec::new(),
-        );
+        ));
     }
-    let names: Vec<&str> = limited.iter().map(|(c, _)| c.as_str()).collect();
-    let mut values = vec![Value::Text(
-        serde_json::to_string(&names).unwrap_or_else(|_| "[]".into()),
-    )];
-    let mut sql = format!(
-        "SELECT id FROM (SELECT * FROM (SELECT q.message_id AS id, q.due_at AS due {from}
+    let mut values = Vec::new();
+    let mut arms = Vec::new();
+    if others {
+        let names: Vec<&str> = limited.iter().map(|(c, _)| c.as_str()).collect();
+        values.push(Value::Text(
+            serde_json::to_string(&names).unwrap_or_else(|_| "[]".into()),
+        ));
+        arms.push(format!(
+            "SELECT * FROM (SELECT q.message_id AS id, q.due_at AS due {from}
             WHERE {filter} AND c.channel NOT IN (SELECT value FROM json_each(?7)) ORDER BY q.due_at LIMIT ?2)"
-    );
+        ));
+    }
     for (channel, left) in limited.iter().filter(|(_, left)| *left > 0) {
         let n = values.len() + 7;
-        sql.push_str(&format!(
-            "\n UNION ALL SELECT * FROM (SELECT q.message_id, q.due_at {from}
+        arms.push(format!(
+            "SELECT * FROM (SELECT q.message_id AS id, q.due_at AS due {from}
             WHERE {filter} AND c.channel = ?{n} ORDER BY q.due_at LIMIT ?{})",
             n + 1
         ));
         values.push(Value::Text(channel.clone()));
         values.push(Value::Integer(i64::try_from(*left).unwrap_or(i64::MAX)));
     }
-    sql.push_str(") ORDER BY due LIMIT ?2");
-    (sql, values)
+    if arms.is_empty() {
+        return None;
+    }
+    let sql = format!(
+        "SELECT id FROM ({}) ORDER BY due LIMIT ?2",
+        arms.join("\n UNION ALL ")
+    );
+    Some((sql, values))
 }
 
 /// What is left to the limited channels once `taken` (campaign ids of the messages the claim
