@@ -1,7 +1,7 @@
 //! What the commands say about a warm-up ramp: a bad entry is a located error of every
 //! command that reads `disparo.yaml`, `preview`'s forecast shows the ramp days (text and
-//! JSON snapshots, before and after the channel sent), `validate` mentions it, and `run`
-//! says what it held back and until when.
+//! JSON snapshots, before and after the channel sent), `validate` mentions it, `run` says
+//! what it held back and until when, and `run --dry-run` what the ramp allows now.
 
 use crate::harness::Project;
 
@@ -139,6 +139,20 @@ fn run_says_what_it_held_back_and_preview_counts_what_was_sent() {
         "{s}"
     );
     assert_eq!(p.read("out.jsonl").lines().count(), 10);
+    // A dry run lists the 20 due, and says the ramp lets none of them go now.
+    let o = p.ok(&["--now", "2026-11-26T13:00:00Z", "run", "--dry-run"]);
+    assert!(
+        o.stderr.contains("dry run: 20 message(s) due"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains(
+            "note: channel `wa`: ramp day 1 of 3 allows 0 more now (10 sent, 0 in flight of 10)"
+        ),
+        "{}",
+        o.stderr
+    );
     let o = p.ok(&[
         "--now",
         "2026-11-26T18:00:00Z",
