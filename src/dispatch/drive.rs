@@ -210,7 +210,14 @@ impl Dispatcher {
         worker.flush().await?;
         // Ramped channels that spent their day's budget are left out of what is due: their
         // messages wait for the next ramp day (on the run's clock, as their sends are timed).
-        let idle = self.look_idle(worker).await?;
+        let mut idle = self.look_idle(worker).await?;
+        // What they hold back is counted when it is reported: as `--once` ends, and when a
+        // channel closes (`--watch` looks every second: the count reads the whole backlog).
+        if !idle.closed.is_empty()
+            && (!self.opts.watch || super::ramp::newly_closed(&run.ramp_seen, &idle.closed))
+        {
+            self.count_held_back(worker, &mut idle.closed).await?;
+        }
         super::ramp::announce(&mut run.ramp_seen, &idle.closed);
         let opens = idle.closed.iter().filter_map(|c| c.wakes()).min();
         run.ramp_closed = idle.closed;

@@ -123,6 +123,14 @@ impl Dispatcher {
             Ok(()) => self.drive(&worker, &mut run).await,
             Err(e) => Err(e),
         };
+        if result.is_ok() && self.opts.watch && !run.ramp_closed.is_empty() {
+            // The summary says what the ramps hold back now, not when they closed.
+            let mut closed = std::mem::take(&mut run.ramp_closed);
+            if let Err(e) = self.count_held_back(&worker, &mut closed).await {
+                tracing::debug!("could not count what the ramps hold back: {e}");
+            }
+            run.ramp_closed = closed;
+        }
         // Whatever happened, record what is known before stopping. (After a store error the
         // in-flight sends are dropped: their leases expire and they are retried later.)
         run.sends.clear();

@@ -20,7 +20,7 @@ pub(super) struct Closed {
     pub(super) budget: u64,
     pub(super) days: usize,
     /// Its messages due before the day ends (by now, before its first send), waiting for
-    /// the next ramp day.
+    /// the next ramp day: counted only when reported ([`Dispatcher::count_held_back`]).
     pub(super) held_back: u64,
     /// When the next ramp day opens; `None` before the channel's first send (other runs
     /// hold the whole first day's budget).
@@ -70,7 +70,7 @@ impl Dispatcher {
                             day: day.index,
                             budget: r.ramp.budget(day.index).unwrap_or(0),
                             days: r.ramp.per_day().len(),
-                            held_back: u.due,
+                            held_back: 0,
                             opens: day.ends(),
                             next_due: u.next_due,
                         }
@@ -87,14 +87,62 @@ impl Dispatcher {
     }
 }
 
-/// Says, once per channel and ramp day, that a channel spent its day's budget.
+impl Dispatcher {
+    /// Counts what each closed channel holds back (its messages due before its next day
+    /// opens), in one call to the store thread. It reads every such message, so it is done
+    /// when the run reports: when a channel closes, and as a run ends.
+    pub(super) async fn count_held_back(
+        &self,
+        worker: &Worker,
+        closed: &mut [Closed],
+    ) -> Result<(), RunError> {
+        let campaign = self.opts.campaign.clone();
+        let now = self.clock.now();
+        let asked: Vec<(String, Timestamp)> = closed
+            .iter()
+            .map(|c| {
+                let before = c.opens.unwrap_or_else(|| {
+                    now.checked_add(jiff::SignedDuration::from_millis(1))
+                        .unwrap_or(now)
+                });
+                (c.channel.clone(), before)
+            })
+            .collect();
+        let counts = worker
+            .call(move |s| {
+                asked
+                    .iter()
+                    .map(|(channel, before)| {
+                        s.ramp_held_back(channel, *before, campaign.as_deref())
+                    })
+                    .collect::<Result<Vec<u64>, _>>()
+            })
+            .await?;
+        for (c, n) in closed.iter_mut().zip(counts) {
+            c.held_back = n;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a channel closed since the last report (a channel and day not reported yet).
+pub(super) fn newly_closed(seen: &[(String, usize)], closed: &[Closed]) -> bool {
+    closed
+        .iter()
+        .any(|c| !seen.iter().any(|(ch, d)| *ch == c.channel && *d == c.day))
+}
+
+/// Says, once per channel and ramp day, that a channel spent its day's budget (counted).
 pub(super) fn announce(seen: &mut Vec<(String, usize)>, closed: &[Closed]) {
-    for c in closed.iter().filter(|c| c.held_back > 0) {
+    for c in closed {
         let key = (c.channel.clone(), c.day);
         if seen.contains(&key) {
             continue;
         }
         seen.push(key);
+        if c.held_back == 0 {
+            continue;
+        }
         let opens = c.opens.map_or_else(
             || "once its first send is recorded".to_owned(),
             |t| t.to_string(),
@@ -181,8 +229,13 @@ mod tests {
         );
         assert_eq!(held_back(&[]), (0, None));
         let mut seen = Vec::new();
+        assert!(newly_closed(&seen, std::slice::from_ref(&a)));
         announce(&mut seen, std::slice::from_ref(&a));
-        announce(&mut seen, &[a]);
+        announce(&mut seen, std::slice::from_ref(&a));
         assert_eq!(seen, [("wa".to_owned(), 0)]);
+        assert!(!newly_closed(&seen, std::slice::from_ref(&a)));
+        let mut next_day = a;
+        next_day.day = 1;
+        assert!(newly_closed(&seen, &[next_day]));
     }
 }

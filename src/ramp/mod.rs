@@ -128,10 +128,6 @@ pub struct RampUsage {
     /// Messages of the channel in state `sending` under a live lease (any run's): they will
     /// count once sent, so the budget already reckons with them.
     pub held: u64,
-    /// Pending messages of active campaigns on the channel due before the ramp day of the
-    /// instant asked about ends (before the first send: due by that instant): once the day's
-    /// budget is spent, these wait for the next day.
-    pub due: u64,
     /// The earliest due instant of a pending message of an active campaign on the channel.
     pub next_due: Option<Timestamp>,
 }
@@ -250,7 +246,6 @@ mod tests {
             first_send: Some(first),
             sent: 2,
             held: 1,
-            due: 10,
             next_due: Some(first),
         };
         assert!(usage.closed(&r, t("2026-11-30T18:00:00Z")));

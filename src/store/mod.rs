@@ -484,8 +484,8 @@ pub trait Store: Send + Sync {
     /// What each ramped channel used of the ramp day `now` is in (docs/delivery.md, "Warm-up
     /// ramp"): its first send, its sends in that day, the messages in state `sending` under a
     /// live lease (judged at `lease_now`, on stores whose leases are on the callers' clock),
-    /// and its due and next pending messages (of `campaign` only, if given). The same counts
-    /// a claim limits itself by.
+    /// and when its next pending message is due (of `campaign` only, if given). The same
+    /// counts a claim limits itself by.
     fn ramp_usage(
         &self,
         ramps: &[ChannelRamp],
@@ -493,6 +493,15 @@ pub trait Store: Send + Sync {
         lease_now: Timestamp,
         campaign: Option<&str>,
     ) -> Result<Vec<RampUsage>, StoreError>;
+    /// How many pending messages of active campaigns (`campaign`, if given) on `channel` are
+    /// due before `before`: what a ramped channel whose day is spent holds back until its
+    /// next day opens. Reads every such message: asked for when a run reports, not per look.
+    fn ramp_held_back(
+        &self,
+        channel: &str,
+        before: Timestamp,
+        campaign: Option<&str>,
+    ) -> Result<u64, StoreError>;
     fn campaign(&self, name: &str) -> Result<Option<CampaignInfo>, StoreError>;
     fn set_campaign_status(
         &self,

@@ -929,6 +929,15 @@ impl Store for SqliteStore {
         Ok(usage)
     }
 
+    fn ramp_held_back(
+        &self,
+        channel: &str,
+        before: Timestamp,
+        campaign: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        ramp::held_back(&*self.conn()?, channel, ms(before), campaign)
+    }
+
     fn campaign(&self, name: &str) -> Result<Option<CampaignInfo>, StoreError> {
         let conn = self.conn()?;
         let row: Option<(String, String, Option<String>, String)> = conn

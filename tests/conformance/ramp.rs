@@ -86,12 +86,16 @@ conformance! {
         assert_eq!(usage.len(), 1);
         let u = &usage[0];
         assert_eq!((u.channel.as_str(), u.first_send, u.sent, u.held), ("sms", Some(t()), 1, 2));
-        assert_eq!((u.due, u.next_due), (6, Some(t() - mins(55))), "r5..r9 due, and r2's retry before the day ends");
+        assert_eq!(u.next_due, Some(t() - mins(55)));
+        let day_end = t() + mins(24 * 60);
+        assert_eq!(s.ramp_held_back("sms", day_end, None).unwrap(), 6, "r5..r9, and r2's retry before the day ends");
+        assert_eq!(s.ramp_held_back("sms", t() + SignedDuration::from_millis(1), None).unwrap(), 5, "due by now");
         assert!(u.closed(&ramps[0].ramp, t()));
         assert_eq!(u.day(&ramps[0].ramp, t()).ends(), Some(t() + mins(24 * 60)));
         // Of one campaign only: the channel's counts, that campaign's due messages.
         let of_mail = s.ramp_usage(&ramps, t(), t(), Some("mail")).unwrap();
-        assert_eq!((of_mail[0].sent, of_mail[0].held, of_mail[0].due, of_mail[0].next_due), (1, 2, 0, None));
+        assert_eq!((of_mail[0].sent, of_mail[0].held, of_mail[0].next_due), (1, 2, None));
+        assert_eq!(s.ramp_held_back("sms", day_end, Some("mail")).unwrap(), 0);
         // w2 sends its two: the day's 3 are sent, and it is still day 0 a second before its end.
         assert_eq!(other.complete("w2", &[sent(&second[0], t()), sent(&second[1], t())]).unwrap(), 2);
         let late = t() + mins(24 * 60) - SignedDuration::from_secs(1);
@@ -104,7 +108,8 @@ conformance! {
         let done: Vec<Completion> = third.iter().map(|c| sent(c, day1)).collect();
         assert_eq!(s.complete("w3", &done).unwrap(), 5);
         let u = &s.ramp_usage(&ramps, day1, day1, None).unwrap()[0];
-        assert_eq!((u.first_send, u.sent, u.held, u.due), (Some(t()), 5, 0, 1), "r2's retry is due and waits");
+        assert_eq!((u.first_send, u.sent, u.held), (Some(t()), 5, 0));
+        assert_eq!(s.ramp_held_back("sms", day1 + mins(24 * 60), None).unwrap(), 1, "r2's retry is due and waits");
         assert!(claim_ramped(&*other, "w4", day1, 10, &ramps).is_empty());
         // Day 2: the ramp is over, nothing limits the channel.
         let day2 = t() + mins(48 * 60);
@@ -124,7 +129,8 @@ conformance! {
         assert_eq!(claim_ramped(&*other, "w2", t(), 10, &ramps).len(), 1);
         assert!(claim_ramped(&*other, "w2", t(), 10, &ramps).is_empty());
         let u = &other.ramp_usage(&ramps, t(), t(), None).unwrap()[0];
-        assert_eq!((u.first_send, u.sent, u.held, u.due), (None, 0, 3, 3));
+        assert_eq!((u.first_send, u.sent, u.held, u.next_due), (None, 0, 3, Some(t() - mins(57))));
+        assert_eq!(other.ramp_held_back("sms", t(), None).unwrap(), 3);
         assert_eq!(u.day(&ramps[0].ramp, t()).ends(), None);
         // Without ramps the same claim takes everything.
         assert_eq!(claim(&*other, "w3", 10).len(), 3);

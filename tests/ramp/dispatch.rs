@@ -34,6 +34,24 @@ async fn run_at(
     channel_yaml: &str,
     start: Timestamp,
 ) -> (Summary, std::time::Duration) {
+    run_with(
+        project,
+        channel_yaml,
+        start,
+        RunOptions::default(),
+        Shutdown::new(),
+    )
+    .await
+}
+
+/// [`run_at`] with these options (`linger` 10 minutes, jitter seeded) and this shutdown.
+async fn run_with(
+    project: &Project,
+    channel_yaml: &str,
+    start: Timestamp,
+    opts: RunOptions,
+    shutdown: Arc<Shutdown>,
+) -> (Summary, std::time::Duration) {
     let config: ChannelConfig = serde_saphyr::from_str(channel_yaml).unwrap();
     let ctx = BuildContext::new(project.path(), BuildContext::default_http_client().unwrap());
     let channel = Channel::build("hook", &config, &ctx).unwrap();
@@ -45,19 +63,22 @@ async fn run_at(
     let opts = RunOptions {
         linger: SignedDuration::from_mins(10),
         jitter_seed: Some(7),
-        ..RunOptions::default()
+        ..opts
     };
+    let watch = opts.watch;
     let began = tokio::time::Instant::now();
     let run = Dispatcher::new(
         store_of(project),
         channels,
         Clock::tokio(start),
         opts,
-        Shutdown::new(),
+        shutdown,
     )
     .with_lease_clock(Clock::tokio(start));
-    // A run that waited for the held-back messages as if they were due would never end.
-    let summary = tokio::time::timeout(std::time::Duration::from_secs(11 * 60), run.run())
+    // A `--once` run that waited for the held-back messages as if they were due would never
+    // end (paused time runs out fast: 50 ms a look).
+    let bound = if watch { 3 * 24 * 3600 } else { 11 * 60 };
+    let summary = tokio::time::timeout(std::time::Duration::from_secs(bound), run.run())
         .await
         .expect("the run did not stop: it waits for messages the ramp holds back")
         .unwrap();
@@ -181,4 +202,49 @@ async fn failures_and_retries_do_not_use_the_budget() {
     let first = first_send(store.as_ref(), &yaml);
     assert!(first > t0(), "{first}");
     assert_eq!((s.ramp_held, s.ramp_opens), (1, Some(first + DAY)), "{s:?}");
+}
+
+/// `--watch` sleeps while the day's budget is spent and sends the next day's at the instant
+/// it opens (looking at most every `watch_poll`, here an hour: a second would be 86,400
+/// looks of paused time); stopped a minute into day 2, it has sent 3 + 5 and says 12 wait.
+#[tokio::test(start_paused = true)]
+async fn watch_sleeps_until_the_next_ramp_day_opens_and_sends_it_then() {
+    let p = hook_project(OUTBOX, 20);
+    let shutdown = Shutdown::new();
+    let stop = shutdown.clone();
+    let stopper = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(24 * 3600 + 60)).await;
+        stop.trigger();
+    });
+    let opts = RunOptions {
+        watch: true,
+        watch_poll: SignedDuration::from_hours(1),
+        ..RunOptions::default()
+    };
+    let (s, _) = run_with(&p, OUTBOX, t0(), opts, shutdown).await;
+    stopper.await.unwrap();
+    assert_eq!((s.sent, s.ramp_held, s.interrupted), (8, 12, true), "{s:?}");
+    let store = store_of(&p);
+    let first = first_send(store.as_ref(), OUTBOX);
+    assert_eq!(s.ramp_opens, Some(first + DAY * 2));
+    let mut starts: Vec<Timestamp> = Vec::new();
+    store
+        .report_attempts("c", &mut |r| {
+            starts.push(r.started_at);
+            Ok(())
+        })
+        .unwrap();
+    starts.sort();
+    assert_eq!(starts.len(), 8);
+    assert!(
+        starts[2] < first + SignedDuration::from_secs(1),
+        "{starts:?}"
+    );
+    let late = starts[3].duration_since(first + DAY);
+    assert!(
+        late >= SignedDuration::ZERO && late < SignedDuration::from_secs(1),
+        "day 2 began at {}, its first send at {}",
+        first + DAY,
+        starts[3]
+    );
 }

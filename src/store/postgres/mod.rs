@@ -402,6 +402,15 @@ impl Store for PostgresStore {
         ramp::usage(self, ramps, now, campaign)
     }
 
+    fn ramp_held_back(
+        &self,
+        channel: &str,
+        before: Timestamp,
+        campaign: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        ramp::held_back(self, channel, before, campaign)
+    }
+
     fn campaign(&self, name: &str) -> Result<Option<CampaignInfo>, StoreError> {
         queries::campaign(self, name)
     }

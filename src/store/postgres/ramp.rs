@@ -179,32 +179,45 @@ pub(super) fn usage(
         let mut out = Vec::with_capacity(ramps.len());
         for r in ramps {
             let (first, sent, held) = counts(&mut tx, &r.channel, &r.ramp, now)?;
-            // Due before the day ends (by now, before the first send).
-            let bound = r
-                .ramp
-                .day_at(first, now)
-                .ends()
-                .unwrap_or_else(|| {
-                    now.checked_add(jiff::SignedDuration::from_millis(1))
-                        .unwrap_or(now)
-                });
-            let row = tx.query_one(
-                "SELECT COUNT(*) FILTER (WHERE q.due_at < $2), MIN(q.due_at)
-                 FROM queue q JOIN campaigns c ON c.id = q.campaign_id
-                 WHERE q.state = 'pending' AND c.status = 'active' AND c.channel = $1 AND ($3::text IS NULL OR c.name = $3)",
-                &[&r.channel, &bound, &campaign],
-            )?;
-            let due: i64 = row.get(0);
+            // In due order on `queue_due`: the first of the channel's, without reading the rest.
+            let next_due: Option<Timestamp> = tx
+                .query_opt(
+                    "SELECT q.due_at FROM queue q JOIN campaigns c ON c.id = q.campaign_id
+                     WHERE q.state = 'pending' AND c.status = 'active' AND c.channel = $1 AND ($2::text IS NULL OR c.name = $2)
+                     ORDER BY q.due_at LIMIT 1",
+                    &[&r.channel, &campaign],
+                )?
+                .map(|row| row.get(0));
             out.push(RampUsage {
                 channel: r.channel.clone(),
                 first_send: first,
                 sent,
                 held,
-                due: due.max(0) as u64,
-                next_due: row.get(1),
+                next_due,
             });
         }
         tx.commit()?;
         Ok(out)
     })
+}
+
+/// See `Store::ramp_held_back`.
+pub(super) fn held_back(
+    store: &PostgresStore,
+    channel: &str,
+    before: Timestamp,
+    campaign: Option<&str>,
+) -> Result<u64, StoreError> {
+    let before = to_ms(before);
+    let n: i64 = store.with("counting what a ramp holds back", Replay::Safe, |client| {
+        Ok(client
+            .query_one(
+                "SELECT COUNT(*) FROM queue q JOIN campaigns c ON c.id = q.campaign_id
+                 WHERE q.state = 'pending' AND q.due_at < $2 AND c.status = 'active' AND c.channel = $1
+                   AND ($3::text IS NULL OR c.name = $3)",
+                &[&channel, &before, &campaign],
+            )?
+            .get(0))
+    })?;
+    Ok(n.max(0) as u64)
 }

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{ms, other, ts};
 use crate::ramp::{ChannelRamp, Ramp, RampUsage};
@@ -64,36 +64,49 @@ pub(super) fn usage(
     lease_now: i64,
     campaign: Option<&str>,
 ) -> Result<Vec<RampUsage>, StoreError> {
-    let mut pending = conn
+    // In due order on `queue_due`: the first of the channel's, without reading the rest.
+    let mut next = conn
         .prepare_cached(
-            "SELECT COALESCE(SUM(q.due_at < ?2), 0), MIN(q.due_at) FROM queue q JOIN campaigns c ON c.id = q.campaign_id
-             WHERE q.state = 'pending' AND c.status = 'active' AND c.channel = ?1 AND (?3 IS NULL OR c.name = ?3)",
+            "SELECT q.due_at FROM queue q JOIN campaigns c ON c.id = q.campaign_id
+             WHERE q.state = 'pending' AND c.status = 'active' AND c.channel = ?1 AND (?2 IS NULL OR c.name = ?2)
+             ORDER BY q.due_at LIMIT 1",
         )
         .map_err(other)?;
     let mut out = Vec::with_capacity(ramps.len());
     for r in ramps {
         let (first, sent, held) = counts(conn, &r.channel, &r.ramp, now, lease_now)?;
-        // Due before the day ends (by now, before the first send).
-        let bound = r
-            .ramp
-            .day_at(first.map(ts), ts(now))
-            .ends()
-            .map_or(now.saturating_add(1), ms);
-        let (due, next): (i64, Option<i64>) = pending
-            .query_row(params![r.channel, bound, campaign], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
+        let next_due: Option<i64> = next
+            .query_row(params![r.channel, campaign], |row| row.get(0))
+            .optional()
             .map_err(other)?;
         out.push(RampUsage {
             channel: r.channel.clone(),
             first_send: first.map(ts),
             sent,
             held,
-            due: due.max(0) as u64,
-            next_due: next.map(ts),
+            next_due: next_due.map(ts),
         });
     }
     Ok(out)
+}
+
+/// See `Store::ramp_held_back`.
+pub(super) fn held_back(
+    conn: &Connection,
+    channel: &str,
+    before: i64,
+    campaign: Option<&str>,
+) -> Result<u64, StoreError> {
+    let n: i64 = conn
+        .prepare_cached(
+            "SELECT COUNT(*) FROM queue q JOIN campaigns c ON c.id = q.campaign_id
+             WHERE q.state = 'pending' AND q.due_at < ?2 AND c.status = 'active' AND c.channel = ?1
+               AND (?3 IS NULL OR c.name = ?3)",
+        )
+        .map_err(other)?
+        .query_row(params![channel, before, campaign], |r| r.get(0))
+        .map_err(other)?;
+    Ok(n.max(0) as u64)
 }
 
 /// What each ramped channel may still send in its current ramp day; channels whose ramp is
