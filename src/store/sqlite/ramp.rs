@@ -118,7 +118,21 @@ pub(super) fn limits(
     lease_now: i64,
 ) -> Result<Vec<(String, u64)>, StoreError> {
     let mut out = Vec::new();
+    let mut first_send = conn
+        .prepare_cached("SELECT MIN(at) FROM sends WHERE channel = ?1")
+        .map_err(other)?;
     for r in ramps {
+        // A ramp, once over, stays over: nothing to count.
+        let first: Option<i64> = first_send
+            .query_row([&r.channel], |row| row.get(0))
+            .map_err(other)?;
+        if first.is_some()
+            && r.ramp
+                .budget(r.ramp.day_at(first.map(ts), ts(now)).index)
+                .is_none()
+        {
+            continue;
+        }
         let (first, sent, held) = counts(conn, &r.channel, &r.ramp, now, lease_now)?;
         let day = r.ramp.day_at(first.map(ts), ts(now));
         if let Some(left) = r.ramp.left(day.index, sent + held) {
