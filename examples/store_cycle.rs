@@ -9,7 +9,9 @@
 //! ```
 //!
 //! Arguments: the database, the messages per claim (default 512, what a run with the default
-//! `--batch` claims), and the instant to claim at (default 2026-11-26T12:00:00Z).
+//! `--batch` claims), the instant to claim at (default 2026-11-26T12:00:00Z), and optionally
+//! a channel and its daily ramp budget (`wa 2000000`): every claim then counts the channel's
+//! sends of the ramp day, as a run's claims do under `ramp:`.
 //!
 //! It changes the database: run it on a copy.
 use disparo::store::{ClaimRequest, Completion, Outcome, SqliteStore, Store};
@@ -27,6 +29,14 @@ fn main() {
         .parse()
         .expect("an RFC 3339 instant");
     let lease = now + jiff::SignedDuration::from_mins(5);
+    let ramps: Vec<disparo::ramp::ChannelRamp> = match (args.next(), args.next()) {
+        (Some(channel), Some(per_day)) => vec![disparo::ramp::ChannelRamp {
+            channel,
+            ramp: disparo::ramp::Ramp::new(vec![per_day.parse().expect("a daily budget")])
+                .expect("a budget of at least 1"),
+        }],
+        _ => Vec::new(),
+    };
     let mut pending: Vec<Completion> = Vec::new();
     let t0 = Instant::now();
     let mut n = 0u64;
@@ -43,6 +53,7 @@ fn main() {
                     lease_until: lease,
                     limit: batch,
                     campaign: None,
+                    ramps: &ramps,
                 },
             )
             .unwrap();

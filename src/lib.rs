@@ -7,6 +7,7 @@
 //! - [`schedule`]: pure time engine (zones, RFC 5545, quiet hours, cron, caps).
 //! - [`message`]: rendered content and the envelope handed to channels.
 //! - [`channel`]: the adapters (console, outbox, webhook, WhatsApp, Twilio, SMTP, command).
+//! - [`ramp`]: a channel's warm-up ramp (daily budgets for its first days).
 //! - [`units`]: durations, rates and times as people write them.
 
 // `Problem` carries a whole located diagnostic (file, line, column, row, field, hint); it is
@@ -25,6 +26,7 @@ pub mod message;
 pub mod model;
 pub mod phone;
 pub mod plan;
+pub mod ramp;
 pub mod receipt;
 pub mod schedule;
 pub mod serve;

@@ -58,6 +58,7 @@ fn claim(
                 lease_until: now + SignedDuration::from_secs(60),
                 limit,
                 campaign: None,
+                ramps: &[],
             },
         )
         .unwrap();
@@ -153,6 +154,7 @@ fn outcomes_of_a_lease_taken_over_are_dropped_and_the_others_recorded() {
                 lease_until: ts("2026-11-30T12:03:01Z"),
                 limit: 10,
                 campaign: None,
+                ramps: &[],
             },
         )
         .unwrap();
@@ -324,7 +326,7 @@ fn a_database_file_removed_or_replaced_underneath_is_an_error() {
     s.gate().unwrap();
     let db = p.path().join("disparo.db");
     std::fs::rename(&db, p.path().join("moved.db")).unwrap();
-    let e = s.next_due(None).unwrap_err().to_string();
+    let e = s.next_due(None, &[]).unwrap_err().to_string();
     assert!(
         e.contains("was removed while this process was using it"),
         "{e}"

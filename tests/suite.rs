@@ -18,6 +18,7 @@ mod filters;
 mod follow_ups;
 mod loaders_fuzz;
 mod outputs;
+mod ramp;
 mod rate_limit;
 mod report;
 mod run_channels;

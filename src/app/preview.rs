@@ -1,6 +1,7 @@
 //! What `preview` needs before it plans: the campaign's planner (with the opt-out list when a
 //! database exists; a preview never creates one), the channel when requests are shown, what
-//! kind of messages it carries, its effective rate and the zone the forecast speaks in.
+//! kind of messages it carries, its effective rate, the zone the forecast speaks in, and the
+//! channel's warm-up ramp with what the channel already used of it.
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
@@ -11,6 +12,7 @@ use super::db::Database;
 use crate::channel::Channel;
 use crate::model::Project;
 use crate::plan::{PlanOptions, Planner};
+use crate::ramp::{ChannelRamp, Ramp, RampUsage};
 use crate::store::Access;
 
 /// A campaign ready to be previewed.
@@ -27,6 +29,8 @@ pub struct Preview {
     pub zone: TimeZone,
     /// For a follow-up campaign: its parent's messages, to say who would get it now and why.
     pub follow_up: Option<super::follow_up::FollowUpView>,
+    /// The channel's warm-up ramp, with what the channel used of it when a database exists.
+    pub ramp: Option<(Ramp, Option<RampUsage>)>,
 }
 
 /// Prepares `campaign` (a name or file) for a preview at `now`.
@@ -57,6 +61,20 @@ pub fn prepare(
         None => None,
     };
     let planner = Planner::prepare(project, campaign, opts)?;
+    let ramp = match (&planner.settings.ramp, &store) {
+        (None, _) => None,
+        (Some(r), None) => Some((r.clone(), None)),
+        (Some(r), Some(store)) => {
+            let ramps = [ChannelRamp {
+                channel: planner.campaign.channel.clone(),
+                ramp: r.clone(),
+            }];
+            // Leases are judged on the real clock, whatever --now says.
+            let usage = store.ramp_usage(&ramps, now, Timestamp::now(), None)?;
+            Some((r.clone(), usage.into_iter().next()))
+        }
+    };
+    drop(store);
     let channel = if with_channel {
         let build = super::channels::context(project)?;
         super::channels::build(&build, project, &planner.campaign.channel, &planner.channel).ok()
@@ -89,5 +107,6 @@ pub fn prepare(
         zone_name,
         zone,
         follow_up,
+        ramp,
     })
 }

@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use super::Error;
 use crate::dispatch::{Clock, Dispatcher, RunOptions, Shutdown, Summary};
 use crate::model::Project;
+use crate::ramp::ChannelRamp;
 use crate::store::{MessageFilter, MessageRow, State, Store, StoreError};
 
 /// Dispatches what is due in `store` through the channels `project` defines, until done (or
@@ -67,5 +68,50 @@ pub fn due(
         .into_iter()
         .filter(|r| r.due_at <= now)
         .take(limit)
+        .collect())
+}
+
+/// What the warm-up ramps of the channels with due messages allow now, one line each, for
+/// `run --dry-run` (which lists every due message; a run sends only what the day has left).
+pub fn ramp_notes(
+    project: &Project,
+    store: &dyn Store,
+    due: &[MessageRow],
+    campaign: Option<&str>,
+    now: Timestamp,
+) -> Result<Vec<String>, Error> {
+    let mut channels: Vec<&str> = due.iter().map(|r| r.channel.as_str()).collect();
+    channels.sort_unstable();
+    channels.dedup();
+    let ramps: Vec<ChannelRamp> = channels
+        .into_iter()
+        .filter_map(|c| {
+            Some(ChannelRamp {
+                channel: c.to_owned(),
+                ramp: project.config.channel(c)?.settings().ramp?,
+            })
+        })
+        .collect();
+    // Leases are judged on the real clock, whatever --now says.
+    let usage = store.ramp_usage(&ramps, now, Timestamp::now(), campaign)?;
+    Ok(ramps
+        .iter()
+        .zip(&usage)
+        .map(|(r, u)| {
+            let day = u.day(&r.ramp, now);
+            match r.ramp.budget(day.index) {
+                None => format!("channel `{}`: its ramp is over, no daily limit", r.channel),
+                Some(budget) => format!(
+                    "channel `{}`: ramp day {} of {} allows {} more now ({} sent, {} in flight of {}); the rest of its due messages wait for the next ramp day",
+                    r.channel,
+                    day.index + 1,
+                    r.ramp.per_day().len(),
+                    budget.saturating_sub(u.sent + u.held),
+                    u.sent,
+                    u.held,
+                    budget
+                ),
+            }
+        })
         .collect())
 }

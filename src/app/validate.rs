@@ -175,6 +175,9 @@ pub fn check_campaign(
         out.notes
             .extend(audit.filter_line(&planner.campaign, out.recipients));
     }
+    if let Some(note) = ramp_note(&planner, &out, now) {
+        out.notes.push(note);
+    }
     for (w, n, who) in message_warnings {
         let more = if n > who.len() as u64 { ", …" } else { "" };
         out.warnings.push(Problem::new(format!(
@@ -185,4 +188,28 @@ pub fn check_campaign(
         )));
     }
     out
+}
+
+/// What the channel's warm-up ramp means for the campaign, said once: how many days its
+/// messages take from the channel's first ramp day if all were due at once (`preview
+/// --forecast` counts from what the channel already sent, when they fall due).
+fn ramp_note(planner: &Planner, out: &Checked, now: jiff::Timestamp) -> Option<String> {
+    let ramp = planner.settings.ramp.as_ref()?;
+    let n = out.messages.saturating_sub(out.skipped);
+    if n == 0 {
+        return None;
+    }
+    let start = crate::ramp::forecast::Start {
+        now,
+        first_send: None,
+        used: 0,
+    };
+    let days = crate::ramp::forecast::forecast(ramp, &start, &[(now, n)]).days_needed(ramp);
+    Some(format!(
+        "channel `{}` has a warm-up ramp ({}): from its first ramp day, this campaign's {} message(s) take {days} day(s) if all are due at once; `disparo preview {} --forecast` counts from what the channel already sent",
+        planner.campaign.channel,
+        ramp.describe(),
+        crate::ramp::thousands(n),
+        out.name
+    ))
 }

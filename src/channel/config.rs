@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::ramp::{Ramp, RampConfig};
 use crate::units::{Duration, Rate};
 
 /// A channel as written in `disparo.yaml`. Unknown keys are refused so that a misspelt
@@ -21,6 +22,8 @@ pub enum ChannelConfig {
         concurrency: Option<usize>,
         #[serde(default)]
         max_attempts: Option<u32>,
+        #[serde(default)]
+        ramp: Option<RampConfig>,
     },
     Outbox {
         /// The JSON Lines file, relative to the project root (default `outbox.jsonl`).
@@ -34,6 +37,8 @@ pub enum ChannelConfig {
         concurrency: Option<usize>,
         #[serde(default)]
         max_attempts: Option<u32>,
+        #[serde(default)]
+        ramp: Option<RampConfig>,
     },
     /// Meta WhatsApp Cloud API template messages.
     WhatsappCloud(WhatsappCloudConfig),
@@ -76,6 +81,9 @@ pub struct WhatsappCloudConfig {
     pub concurrency: Option<usize>,
     #[serde(default)]
     pub max_attempts: Option<u32>,
+    /// Daily budgets for the channel's first days (`ramp: [1000/day, 5000/day]`).
+    #[serde(default)]
+    pub ramp: Option<RampConfig>,
 }
 
 /// `type: twilio`. Exactly one of `from` and `messaging_service_sid`.
@@ -122,6 +130,9 @@ pub struct TwilioConfig {
     pub concurrency: Option<usize>,
     #[serde(default)]
     pub max_attempts: Option<u32>,
+    /// Daily budgets for the channel's first days (`ramp: [1000/day, 5000/day]`).
+    #[serde(default)]
+    pub ramp: Option<RampConfig>,
 }
 
 /// How an SMTP connection is secured.
@@ -189,6 +200,9 @@ pub struct SmtpConfig {
     pub concurrency: Option<usize>,
     #[serde(default)]
     pub max_attempts: Option<u32>,
+    /// Daily budgets for the channel's first days (`ramp: [1000/day, 5000/day]`).
+    #[serde(default)]
+    pub ramp: Option<RampConfig>,
 }
 
 /// `list_unsubscribe:` of an smtp channel: where a reader unsubscribes.
@@ -251,6 +265,9 @@ pub struct WebhookConfig {
     pub concurrency: Option<usize>,
     #[serde(default)]
     pub max_attempts: Option<u32>,
+    /// Daily budgets for the channel's first days (`ramp: [1000/day, 5000/day]`).
+    #[serde(default)]
+    pub ramp: Option<RampConfig>,
 }
 
 /// `type: command`.
@@ -272,6 +289,9 @@ pub struct CommandConfig {
     pub concurrency: Option<usize>,
     #[serde(default)]
     pub max_attempts: Option<u32>,
+    /// Daily budgets for the channel's first days (`ramp: [1000/day, 5000/day]`).
+    #[serde(default)]
+    pub ramp: Option<RampConfig>,
 }
 
 /// Accepts `phone_number_id: 106540352242922` as well as the quoted form.
@@ -299,6 +319,8 @@ pub struct ChannelSettings {
     pub concurrency: usize,
     /// Attempts before a transient error becomes `failed`.
     pub max_attempts: u32,
+    /// The warm-up ramp: daily budgets for the channel's first days (`None`: no limit).
+    pub ramp: Option<Ramp>,
 }
 
 impl ChannelConfig {
@@ -311,6 +333,7 @@ impl ChannelConfig {
                 rate: None,
                 concurrency: None,
                 max_attempts: None,
+                ramp: None,
             }),
             "outbox" => Some(ChannelConfig::Outbox {
                 path: None,
@@ -318,6 +341,7 @@ impl ChannelConfig {
                 rate: None,
                 concurrency: None,
                 max_attempts: None,
+                ramp: None,
             }),
             _ => None,
         }
@@ -333,6 +357,7 @@ impl ChannelConfig {
                 rate,
                 concurrency,
                 max_attempts,
+                ..
             }
             | ChannelConfig::Outbox {
                 address_field,
@@ -391,7 +416,22 @@ impl ChannelConfig {
             rate: rate.or(default_rate),
             concurrency: concurrency.unwrap_or(default_concurrency).max(1),
             max_attempts: max_attempts.unwrap_or(5).max(1),
+            ramp: self.ramp_config().and_then(|r| r.ramp().ok()).cloned(),
         }
+    }
+
+    /// The `ramp:` as written, if any (checked when `disparo.yaml` is loaded: a bad one is a
+    /// located problem there, so `settings` sees only good ones).
+    pub fn ramp_config(&self) -> Option<&RampConfig> {
+        match self {
+            ChannelConfig::Console { ramp, .. } | ChannelConfig::Outbox { ramp, .. } => ramp,
+            ChannelConfig::WhatsappCloud(c) => &c.ramp,
+            ChannelConfig::Twilio(c) => &c.ramp,
+            ChannelConfig::Smtp(c) => &c.ramp,
+            ChannelConfig::Webhook(c) => &c.ramp,
+            ChannelConfig::Command(c) => &c.ramp,
+        }
+        .as_ref()
     }
 
     /// The `type` as written in `disparo.yaml`.

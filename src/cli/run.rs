@@ -82,49 +82,7 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     if ctx.format == Format::Json {
         println!("{}", serde_json::to_string(&summary).unwrap_or_default());
     }
-    say(
-        ctx.quiet,
-        format!(
-            "run: {} sent, {} failed, {} retrying, {} deferred, {} expired, {} skipped{}{}{}{}{}",
-            summary.sent,
-            summary.failed,
-            summary.retried,
-            summary.deferred,
-            summary.expired,
-            summary.skipped,
-            if summary.cancelled > 0 {
-                format!(", {} cancelled", summary.cancelled)
-            } else {
-                String::new()
-            },
-            if summary.released > 0 {
-                format!(", {} released", summary.released)
-            } else {
-                String::new()
-            },
-            if summary.follow_ups_released + summary.follow_ups_not_needed > 0 {
-                format!(
-                    "; follow-ups: {} planned, {} not needed",
-                    summary.follow_ups_released, summary.follow_ups_not_needed
-                )
-            } else {
-                String::new()
-            },
-            if summary.lost > 0 {
-                format!(
-                    ", {} taken over by another run (lease too short?)",
-                    summary.lost
-                )
-            } else {
-                String::new()
-            },
-            if summary.interrupted {
-                " (interrupted)"
-            } else {
-                ""
-            }
-        ),
-    );
+    say(ctx.quiet, summary_line(&summary));
     Ok(if summary.interrupted {
         Exit::Interrupted
     } else if summary.failed > 0 || summary.expired > 0 || summary.paused > 0 {
@@ -132,6 +90,67 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     } else {
         Exit::Ok
     })
+}
+
+/// `run: 11 sent, 0 failed, …` and what is not zero of the rest (docs/delivery.md).
+fn summary_line(summary: &disparo::dispatch::Summary) -> String {
+    format!(
+        "run: {} sent, {} failed, {} retrying, {} deferred, {} expired, {} skipped{}{}{}{}{}{}",
+        summary.sent,
+        summary.failed,
+        summary.retried,
+        summary.deferred,
+        summary.expired,
+        summary.skipped,
+        if summary.cancelled > 0 {
+            format!(", {} cancelled", summary.cancelled)
+        } else {
+            String::new()
+        },
+        if summary.released > 0 {
+            format!(", {} released", summary.released)
+        } else {
+            String::new()
+        },
+        if summary.lost > 0 {
+            format!(
+                ", {} taken over by another run (lease too short?)",
+                summary.lost
+            )
+        } else {
+            String::new()
+        },
+        ramp_held(summary),
+        follow_ups(summary),
+        if summary.interrupted {
+            " (interrupted)"
+        } else {
+            ""
+        }
+    )
+}
+
+/// `; follow-ups: 3 planned, 2 not needed` (decided by this run's releases).
+fn follow_ups(summary: &disparo::dispatch::Summary) -> String {
+    if summary.follow_ups_released + summary.follow_ups_not_needed == 0 {
+        return String::new();
+    }
+    format!(
+        "; follow-ups: {} planned, {} not needed",
+        summary.follow_ups_released, summary.follow_ups_not_needed
+    )
+}
+
+/// `, 17 held back by the ramp until 2026-12-01T12:00:00Z` (the next ramp day).
+fn ramp_held(summary: &disparo::dispatch::Summary) -> String {
+    if summary.ramp_held == 0 {
+        return String::new();
+    }
+    let until = match summary.ramp_opens {
+        Some(t) => format!("until {t} (the next ramp day)"),
+        None => "(other runs hold the rest of the first ramp day's budget)".into(),
+    };
+    format!(", {} held back by the ramp {until}", summary.ramp_held)
 }
 
 /// The variable that lets `run` take `--now`: a simulation for tests and demos.
@@ -200,6 +219,9 @@ fn spawn_signal_handler(shutdown: Arc<Shutdown>) {
 fn dry_run(ctx: &Ctx, store: &dyn Store, args: &Args) -> CliResult {
     let now = ctx.now();
     let rows = disparo::app::run::due(store, args.campaign.as_deref(), now, args.limit)?;
+    let project = ctx.project()?;
+    let notes =
+        disparo::app::run::ramp_notes(&project, store, &rows, args.campaign.as_deref(), now)?;
     let mut out = super::output::Rows::new(&[
         "campaign",
         "recipient",
@@ -218,5 +240,8 @@ fn dry_run(ctx: &Ctx, store: &dyn Store, args: &Args) -> CliResult {
         ctx.quiet,
         format!("dry run: {n} message(s) due at {now}; nothing sent or changed"),
     );
+    for note in notes {
+        say(ctx.quiet, format!("note: {note}"));
+    }
     Ok(Exit::Ok)
 }

@@ -55,6 +55,7 @@ impl Dispatcher {
             self.opts.campaign.clone(),
         );
         let channels = self.channels.clone();
+        let ramps = self.ramps.clone();
         worker.with_pending(move |s, pending| {
             let (recorded, claimed) = s.complete_and_claim(
                 pending,
@@ -65,6 +66,7 @@ impl Dispatcher {
                     lease_until,
                     limit,
                     campaign: campaign.as_deref(),
+                    ramps: &ramps,
                 },
             )?;
             let facts = Facts::read(s, claimed.iter().map(HeldRef::of), now)?;

@@ -247,17 +247,28 @@ impl Dispatcher {
             // Some may be due now: claim again at once.
             return Ok(true);
         }
-        let campaign = self.opts.campaign.clone();
-        let (due, lease) = worker
-            .call(move |s| {
-                let c = campaign.as_deref();
-                Ok((s.next_due(c)?, s.next_lease_expiry(c)?))
-            })
-            .await?;
+        // Ramped channels that spent their day's budget are left out of what is due: their
+        // messages wait for the next ramp day (on the run's clock, as their sends are timed).
+        let mut idle = self.look_idle(worker).await?;
+        // What they hold back is counted when it is reported: as `--once` ends, and when a
+        // channel closes (`--watch` looks every second: the count reads the whole backlog).
+        if !idle.closed.is_empty()
+            && (!self.opts.watch || super::ramp::newly_closed(&run.ramp_seen, &idle.closed))
+        {
+            self.count_held_back(worker, &mut idle.closed).await?;
+        }
+        super::ramp::announce(&mut run.ramp_seen, &idle.closed);
+        let opens = idle.closed.iter().filter_map(|c| c.wakes()).min();
+        run.ramp_closed = idle.closed;
         // How long until the next due message (on the run's clock) or the next
         // lease another run may have left behind (on the real clock).
-        let until_due = due.map(|d| self.clock.now().duration_until(d));
-        let until_lease = lease.map(|l| self.lease_clock.now().duration_until(l));
+        let until_due = idle
+            .due
+            .into_iter()
+            .chain(opens)
+            .min()
+            .map(|d| self.clock.now().duration_until(d));
+        let until_lease = idle.lease.map(|l| self.lease_clock.now().duration_until(l));
         let next = until_due.into_iter().chain(until_lease).min();
         let wait = match next {
             Some(w) if self.opts.watch || w <= self.opts.linger => {

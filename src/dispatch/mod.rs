@@ -16,7 +16,8 @@
 //! (queues, sends under way, the outbox and its hand-over); `drive.rs` the loop; `claims.rs`
 //! claims and the facts of what is held; `start.rs` the checks at the moment of the send and
 //! starting it; `finish.rs` outcomes, retries and the circuit breaker; `heartbeat.rs` leases
-//! and the fleet (`fleet.rs` the shares); `worker.rs` the store thread; `facts.rs`,
+//! and the fleet (`fleet.rs` the shares); `ramp.rs` what the channels' warm-up ramps hold
+//! back and when their next day opens; `worker.rs` the store thread; `facts.rs`,
 //! `rules.rs` and `clock.rs` what the rules know, the windows and the run's clock; `hash.rs`
 //! the maps' hasher.
 
@@ -30,6 +31,7 @@ mod gate;
 mod hash;
 mod heartbeat;
 mod options;
+mod ramp;
 mod rules;
 mod start;
 mod state;
@@ -44,6 +46,7 @@ pub use options::{
 };
 pub use rules::window_of;
 
+use crate::ramp::ChannelRamp;
 use crate::store::Store;
 use state::{MAX_PENDING, Run};
 use worker::{CommitPolicy, Worker};
@@ -57,6 +60,8 @@ pub struct Dispatcher {
     lease_clock: Clock,
     opts: RunOptions,
     shutdown: Arc<Shutdown>,
+    /// The channels with a warm-up ramp: every claim is limited by them (`ramp.rs`).
+    ramps: Arc<[ChannelRamp]>,
 }
 
 impl Dispatcher {
@@ -67,7 +72,18 @@ impl Dispatcher {
         opts: RunOptions,
         shutdown: Arc<Shutdown>,
     ) -> Dispatcher {
+        let mut ramps: Vec<ChannelRamp> = channels
+            .iter()
+            .filter_map(|(name, c)| {
+                Some(ChannelRamp {
+                    channel: name.clone(),
+                    ramp: c.settings.ramp.clone()?,
+                })
+            })
+            .collect();
+        ramps.sort_by(|a, b| a.channel.cmp(&b.channel));
         Dispatcher {
+            ramps: ramps.into(),
             store,
             channels,
             clock,
@@ -110,6 +126,14 @@ impl Dispatcher {
             },
             Err(e) => Err(e),
         };
+        if result.is_ok() && self.opts.watch && !run.ramp_closed.is_empty() {
+            // The summary says what the ramps hold back now, not when they closed.
+            let mut closed = std::mem::take(&mut run.ramp_closed);
+            if let Err(e) = self.count_held_back(&worker, &mut closed).await {
+                tracing::debug!("could not count what the ramps hold back: {e}");
+            }
+            run.ramp_closed = closed;
+        }
         // Whatever happened, record what is known before stopping. (After a store error the
         // in-flight sends are dropped: their leases expire and they are retried later.)
         run.sends.clear();
@@ -128,6 +152,7 @@ impl Dispatcher {
         summary.paused = run.paused;
         summary.follow_ups_released = run.follow_ups.released;
         summary.follow_ups_not_needed = run.follow_ups.not_needed;
+        (summary.ramp_held, summary.ramp_opens) = ramp::held_back(&run.ramp_closed);
         summary.interrupted = self.shutdown.is_set();
         Ok(summary)
     }

@@ -135,6 +135,11 @@ pub struct Summary {
     /// Follow-up messages this run released (made pending) and found not needed.
     pub follow_ups_released: u64,
     pub follow_ups_not_needed: u64,
+    /// Due messages of ramped channels that had spent their day's budget (`ramp:`) when the
+    /// run last found nothing more to claim: they stay pending for the next ramp day.
+    pub ramp_held: u64,
+    /// When the first of those channels' next ramp day opens (the run's clock).
+    pub ramp_opens: Option<jiff::Timestamp>,
     pub interrupted: bool,
 }
 

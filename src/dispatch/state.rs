@@ -148,6 +148,10 @@ pub(super) struct Run {
     pub(super) unmarked: Vec<i64>,
     /// Draws the jitter of retry backoffs.
     pub(super) rng: fastrand::Rng,
+    /// The ramped channels that had spent their day's budget when the run was last idle.
+    pub(super) ramp_closed: Vec<super::ramp::Closed>,
+    /// The (channel, ramp day) pairs already announced as spent.
+    pub(super) ramp_seen: Vec<(String, usize)>,
 }
 
 impl Run {
@@ -184,6 +188,8 @@ impl Run {
             pace_wake: None,
             unmarked: Vec::new(),
             rng: jitter_seed.map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
+            ramp_closed: Vec::new(),
+            ramp_seen: Vec::new(),
         }
     }
 

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use jiff::tz::TimeZone;
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_saphyr::Spanned;
 
 use crate::channel::ChannelConfig;
@@ -57,6 +58,9 @@ impl Config {
         } else {
             serde_saphyr::from_str(text).map_err(|e| yaml_problem(path, &e))?
         };
+        if let Some(p) = ramp_problem(path, text, &file.channels) {
+            return Err(p);
+        }
         let mut config = Config {
             channels: file.channels,
             ..Config::default()
@@ -90,5 +94,100 @@ impl Config {
             }
         }
         names
+    }
+}
+
+/// The first channel whose `ramp:` is not a list of daily budgets, as a located problem
+/// naming the channel and the entry. A channel is read through its `type` tag, which hides
+/// where its keys were; the text is read again for just the `ramp:` keys to find the line.
+fn ramp_problem(
+    path: &Path,
+    text: &str,
+    channels: &BTreeMap<String, ChannelConfig>,
+) -> Option<Problem> {
+    let (name, err) = channels
+        .iter()
+        .find_map(|(name, c)| c.ramp_config()?.ramp().err().map(|e| (name, e)))?;
+    let mut p = Problem::new(format!("channel `{name}`: {err}"))
+        .in_file(path)
+        .field(format!("channels.{name}.ramp"))
+        .hint(
+            "list the channel's budget for each of its first days, as N/day (or N): `ramp: [1000/day, 5000/day, 20000/day]`; after the last entry the channel has no daily limit (repeat an entry to hold a tier)",
+        );
+    if let Some((line, column)) = ramp_location(text, name, err.entry()) {
+        p = p.at(line, column);
+    }
+    Some(p)
+}
+
+/// Where channel `name`'s ramp entry `entry` is (or its `ramp:` value, for `None`).
+fn ramp_location(text: &str, name: &str, entry: Option<usize>) -> Option<(u64, u64)> {
+    #[derive(Deserialize)]
+    struct File<T> {
+        #[serde(default = "BTreeMap::new")]
+        channels: BTreeMap<String, Channel<T>>,
+    }
+    #[derive(Deserialize)]
+    struct Channel<T> {
+        #[serde(default = "Option::default")]
+        ramp: Option<T>,
+    }
+    let loc = |l: serde_saphyr::Location| Some((l.line(), l.column()));
+    if let Some(i) = entry
+        && let Ok(f) = serde_saphyr::from_str::<File<Vec<Spanned<IgnoredAny>>>>(text)
+        && let Some(e) = f.channels.get(name)?.ramp.as_ref()?.get(i)
+    {
+        return loc(e.referenced);
+    }
+    let f = serde_saphyr::from_str::<File<Spanned<IgnoredAny>>>(text).ok()?;
+    loc(f.channels.get(name)?.ramp.as_ref()?.referenced)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(text: &str) -> Problem {
+        Config::parse(Path::new("disparo.yaml"), text).unwrap_err()
+    }
+
+    #[test]
+    fn a_channel_ramp_is_read_and_checked() {
+        let c = Config::parse(
+            Path::new("disparo.yaml"),
+            "channels:\n  wa: { type: console, ramp: [250/day, 2000/day, 10000] }\n",
+        )
+        .unwrap();
+        let ramp = c.channel("wa").unwrap().settings().ramp.unwrap();
+        assert_eq!(ramp.per_day(), [250, 2000, 10_000]);
+        assert!(c.channel("console").unwrap().settings().ramp.is_none());
+    }
+
+    #[test]
+    fn a_bad_ramp_entry_is_located_and_names_the_channel_and_the_entry() {
+        let p = problem(
+            "timezone: UTC\nchannels:\n  sms: { type: outbox }\n  wa:\n    type: console\n    ramp:\n      - 1000/day\n      - 5000/h\n",
+        );
+        assert_eq!(p.location(), "disparo.yaml:8:9", "{p}");
+        assert_eq!(p.field.as_deref(), Some("channels.wa.ramp"));
+        assert!(
+            p.message
+                .starts_with("channel `wa`: ramp entry 2 is \"5000/h\": ramp budgets are per day"),
+            "{p}"
+        );
+        // Flow style, and the second channel of two.
+        let p = problem(
+            "channels:\n  a: { type: console, ramp: [1] }\n  b: { type: console, ramp: [1, 0] }\n",
+        );
+        assert_eq!(p.location(), "disparo.yaml:3:33", "{p}");
+        assert!(p.message.contains("channel `b`: ramp entry 2 is 0"), "{p}");
+        // Not a list, or empty: the value of `ramp:`.
+        let p = problem("channels:\n  wa:\n    type: console\n    ramp: 1000/day\n");
+        assert_eq!(p.location(), "disparo.yaml:4:11", "{p}");
+        assert!(p.message.contains("must be a list"), "{p}");
+        let p = problem("channels:\n  wa: { type: webhook, url: \"http://x\", ramp: [] }\n");
+        assert!(p.message.contains("empty list"), "{p}");
+        assert_eq!(p.line, Some(2), "{p}");
+        assert!(p.hint.as_deref().unwrap().contains("repeat an entry"));
     }
 }

@@ -26,6 +26,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::message::Content;
+pub use crate::ramp::{ChannelRamp, RampUsage};
 use crate::receipt::{Applied, Funnel, FunnelBy, Receipt};
 
 /// Message states (docs/delivery.md).
@@ -194,6 +195,10 @@ pub struct ClaimRequest<'a> {
     pub lease_until: Timestamp,
     pub limit: usize,
     pub campaign: Option<&'a str>,
+    /// The ramped channels (`ramp:`): the claim takes no more of a channel's messages than
+    /// its ramp day has left (see [`Store::ramp_usage`]), counted inside the claim's
+    /// transaction so that a fleet of runs never exceeds a day's budget together.
+    pub ramps: &'a [ChannelRamp],
 }
 
 /// How one claimed message ended this round.
@@ -432,7 +437,7 @@ pub trait Store: Send + Sync {
     /// The stored start of a recurring campaign, if it was planned before.
     fn recurrence_start(&self, campaign: &str) -> Result<Option<String>, StoreError>;
     /// Claims up to `limit` due messages (pending and due, or with an expired lease) of active
-    /// campaigns for `owner` until `lease_until`.
+    /// campaigns for `owner` until `lease_until` (no ramp: see [`ClaimRequest::ramps`]).
     fn claim(
         &self,
         owner: &str,
@@ -453,6 +458,11 @@ pub trait Store: Send + Sync {
         claim: &ClaimRequest<'_>,
     ) -> Result<(usize, Vec<Claimed>), StoreError> {
         let recorded = self.complete(claim.owner, completions)?;
+        if !claim.ramps.is_empty() {
+            return Err(StoreError::Other(
+                "this store cannot claim under a channel ramp".into(),
+            ));
+        }
         let claimed = self.claim(
             claim.owner,
             claim.now,
@@ -476,11 +486,41 @@ pub trait Store: Send + Sync {
     /// Extends every lease `owner` holds to `until` (the heartbeat of a live run); returns how
     /// many messages it holds.
     fn renew_leases(&self, owner: &str, until: Timestamp) -> Result<u64, StoreError>;
-    /// The earliest due instant of a pending message of an active campaign.
-    fn next_due(&self, campaign: Option<&str>) -> Result<Option<Timestamp>, StoreError>;
+    /// The earliest due instant of a pending message of an active campaign, leaving out the
+    /// messages of the channels in `except` (ramped channels whose day's budget is spent).
+    fn next_due(
+        &self,
+        campaign: Option<&str>,
+        except: &[&str],
+    ) -> Result<Option<Timestamp>, StoreError>;
     /// The earliest lease expiry (real clock) of a message another run holds, in an active
-    /// campaign: when it may be taken over.
-    fn next_lease_expiry(&self, campaign: Option<&str>) -> Result<Option<Timestamp>, StoreError>;
+    /// campaign, leaving out the channels in `except`: when it may be taken over.
+    fn next_lease_expiry(
+        &self,
+        campaign: Option<&str>,
+        except: &[&str],
+    ) -> Result<Option<Timestamp>, StoreError>;
+    /// What each ramped channel used of the ramp day `now` is in (docs/delivery.md, "Warm-up
+    /// ramp"): its first send, its sends in that day, the messages in state `sending` under a
+    /// live lease (judged at `lease_now`, on stores whose leases are on the callers' clock),
+    /// and when its next pending message is due (of `campaign` only, if given). The same
+    /// counts a claim limits itself by.
+    fn ramp_usage(
+        &self,
+        ramps: &[ChannelRamp],
+        now: Timestamp,
+        lease_now: Timestamp,
+        campaign: Option<&str>,
+    ) -> Result<Vec<RampUsage>, StoreError>;
+    /// How many pending messages of active campaigns (`campaign`, if given) on `channel` are
+    /// due before `before`: what a ramped channel whose day is spent holds back until its
+    /// next day opens. Reads every such message: asked for when a run reports, not per look.
+    fn ramp_held_back(
+        &self,
+        channel: &str,
+        before: Timestamp,
+        campaign: Option<&str>,
+    ) -> Result<u64, StoreError>;
     fn campaign(&self, name: &str) -> Result<Option<CampaignInfo>, StoreError>;
     fn set_campaign_status(
         &self,

@@ -18,6 +18,7 @@ use super::*;
 mod admin;
 mod fleet;
 mod follow_ups;
+mod ramp;
 mod receipts;
 
 mod embedded {
@@ -140,6 +141,11 @@ fn ms(t: Timestamp) -> i64 {
 
 fn ts(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+/// `["a","b"]`, for `json_each`.
+fn json_list(items: &[&str]) -> Result<String, StoreError> {
+    serde_json::to_string(items).map_err(other)
 }
 
 fn other(e: impl std::fmt::Display) -> StoreError {
@@ -412,6 +418,55 @@ const NOT_HELD_BY_ANOTHER_STALE: &str = "(c.capped = 0 OR NOT EXISTS (
         WHERE h.state = 'sending' AND h.lease_owner <> ?4 AND h.lease_until >= ?1 AND hc.channel = c.channel
           AND hm.address = (SELECT address FROM messages WHERE id = q.message_id)))";
 
+/// A leased message: (id, campaign id, planned_at, due_at, attempts).
+type Leased = (i64, i64, i64, i64, u32);
+
+/// Leases the due pending messages, most due first, at most `req.limit`, and of each
+/// `limited` channel at most what it has left: one set-based `UPDATE … RETURNING` (see
+/// [`complete_in`] for why one statement).
+fn lease_due(
+    tx: &rusqlite::Transaction,
+    req: &ClaimRequest<'_>,
+    limited: &[(String, u64)],
+) -> Result<Vec<Leased>, StoreError> {
+    let names: Vec<&str> = limited.iter().map(|(c, _)| c.as_str()).collect();
+    let others = limited.is_empty() || ramp::others_than(tx, &names, req.campaign)?;
+    let Some((picked, ramp_params)) = ramp::picked(
+        &format!("q.state = 'pending' AND q.due_at <= ?1 AND c.status = 'active' AND (?3 IS NULL OR c.name = ?3)
+                   AND {NOT_HELD_BY_ANOTHER}"),
+        limited,
+        others,
+    ) else {
+        return Ok(Vec::new());
+    };
+    let mut due = tx
+        .prepare_cached(
+            &format!("UPDATE OR FAIL queue SET state = 'sending', lease_owner = ?4, lease_until = ?5, updated_at = ?1, started_by = NULL
+             WHERE message_id IN ({picked})
+             RETURNING message_id, campaign_id, planned_at, due_at, attempts"),
+        )
+        .map_err(other)?;
+    let mut bound: Vec<rusqlite::types::Value> = vec![
+        ms(req.now).into(),
+        (req.limit as i64).into(),
+        req.campaign.map(str::to_owned).into(),
+        req.owner.to_owned().into(),
+        ms(req.lease_until).into(),
+        ms(req.lease_now).into(),
+    ];
+    bound.extend(ramp_params);
+    let rows = due
+        .query_map(rusqlite::params_from_iter(bound), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .map_err(other)?;
+    let mut leased = Vec::with_capacity(req.limit);
+    for r in rows {
+        leased.push(r.map_err(other)?);
+    }
+    Ok(leased)
+}
+
 /// Claims due messages inside `tx` (see [`Store::claim`]). The due pending messages are
 /// leased by one set-based `UPDATE … RETURNING` (see [`complete_in`] for why one statement).
 fn claim_in(
@@ -421,30 +476,10 @@ fn claim_in(
     let (now, limit, campaign) = (ms(req.now), req.limit, req.campaign);
     let lease_now = ms(req.lease_now);
     let (owner, lease_until) = (req.owner, ms(req.lease_until));
-    // (id, campaign id, planned_at, due_at, attempts)
-    let mut leased: Vec<(i64, i64, i64, i64, u32)> = Vec::with_capacity(limit);
-    {
-        let mut due = tx
-            .prepare_cached(
-                &format!("UPDATE OR FAIL queue SET state = 'sending', lease_owner = ?4, lease_until = ?5, updated_at = ?1, started_by = NULL
-                 WHERE message_id IN (
-                     SELECT q.message_id FROM queue q JOIN campaigns c ON c.id = q.campaign_id
-                     WHERE q.state = 'pending' AND q.due_at <= ?1 AND c.status = 'active' AND (?3 IS NULL OR c.name = ?3)
-                       AND {NOT_HELD_BY_ANOTHER}
-                     ORDER BY q.due_at LIMIT ?2)
-                 RETURNING message_id, campaign_id, planned_at, due_at, attempts"),
-            )
-            .map_err(other)?;
-        let rows = due
-            .query_map(
-                params![now, limit as i64, campaign, owner, lease_until, lease_now],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .map_err(other)?;
-        for r in rows {
-            leased.push(r.map_err(other)?);
-        }
-    }
+    // Ramped channels take no more than their ramp day has left (sqlite/ramp.rs).
+    let limited = ramp::limits(tx, req.ramps, now, lease_now)?;
+    let mut leased = lease_due(tx, req, &limited)?;
+    let mut left = ramp::left_after(tx, &limited, leased.iter().map(|l| l.1))?;
     // Most due first (RETURNING gives no order).
     leased.sort_unstable_by_key(|&(id, _, _, due, _)| (due, id));
     // A cancelled campaign's messages that a dead run left `sending` are cancelled once
@@ -459,10 +494,10 @@ fn claim_in(
     .map_err(other)?;
     if leased.len() < limit {
         // Then messages whose lease expired (the run holding them crashed or was killed).
-        let stale: Vec<(i64, String, i64, bool)> = {
+        let stale: Vec<(i64, String, i64, bool, String)> = {
             let mut stale = tx
                 .prepare_cached(
-                    &format!("SELECT q.message_id, COALESCE(q.lease_owner, '?'), q.updated_at, q.started_by IS NOT NULL AND q.started_by = q.lease_owner FROM queue q JOIN campaigns c ON c.id = q.campaign_id
+                    &format!("SELECT q.message_id, COALESCE(q.lease_owner, '?'), q.updated_at, q.started_by IS NOT NULL AND q.started_by = q.lease_owner, c.channel FROM queue q JOIN campaigns c ON c.id = q.campaign_id
                      WHERE q.state = 'sending' AND q.lease_until < ?1 AND c.status = 'active' AND (?3 IS NULL OR c.name = ?3)
                        AND {NOT_HELD_BY_ANOTHER_STALE}
                      ORDER BY q.due_at LIMIT ?2"),
@@ -471,7 +506,7 @@ fn claim_in(
             stale
                 .query_map(
                     params![lease_now, (limit - leased.len()) as i64, campaign, owner],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
                 )
                 .map_err(other)?
                 .collect::<Result<_, _>>()
@@ -491,7 +526,11 @@ fn claim_in(
                  RETURNING message_id, campaign_id, planned_at, due_at, attempts",
             )
             .map_err(other)?;
-        for (id, holder, claimed_at, was_started) in stale {
+        for (id, holder, claimed_at, was_started, channel) in stale {
+            // A ramped channel's expired leases count against what its day has left, too.
+            if left.get(&channel) == Some(&0) {
+                continue;
+            }
             if was_started {
                 let error = super::outcome::lease_lost(&holder);
                 let (attempts, losses): (u32, i64) = lost
@@ -505,6 +544,9 @@ fn claim_in(
                     give_up.execute(params![id, now, reason]).map_err(other)?;
                     continue;
                 }
+            }
+            if let Some(n) = left.get_mut(&channel) {
+                *n -= 1;
             }
             leased.push(
                 lease
@@ -782,6 +824,7 @@ impl Store for SqliteStore {
                 lease_until,
                 limit,
                 campaign,
+                ramps: &[],
             },
         )
         .map(|(_, claimed)| claimed)
@@ -854,28 +897,71 @@ impl Store for SqliteStore {
         Ok(n as u64)
     }
 
-    fn next_due(&self, campaign: Option<&str>) -> Result<Option<Timestamp>, StoreError> {
+    fn next_due(
+        &self,
+        campaign: Option<&str>,
+        except: &[&str],
+    ) -> Result<Option<Timestamp>, StoreError> {
         let conn = self.conn()?;
+        if !except.is_empty() && !ramp::others_than(&conn, except, campaign)? {
+            return Ok(None);
+        }
         let pending: Option<i64> = conn
-            .query_row(
-                "SELECT MIN(q.due_at) FROM queue q JOIN campaigns c ON c.id = q.campaign_id WHERE q.state = 'pending' AND c.status = 'active' AND (?1 IS NULL OR c.name = ?1)",
-                params![campaign],
-                |r| r.get(0),
+            .prepare_cached(
+                "SELECT MIN(q.due_at) FROM queue q JOIN campaigns c ON c.id = q.campaign_id WHERE q.state = 'pending' AND c.status = 'active' AND (?1 IS NULL OR c.name = ?1)
+                   AND c.channel NOT IN (SELECT value FROM json_each(?2))",
             )
+            .map_err(other)?
+            .query_row(params![campaign, json_list(except)?], |r| r.get(0))
             .map_err(other)?;
         Ok(pending.map(ts))
     }
 
-    fn next_lease_expiry(&self, campaign: Option<&str>) -> Result<Option<Timestamp>, StoreError> {
+    fn next_lease_expiry(
+        &self,
+        campaign: Option<&str>,
+        except: &[&str],
+    ) -> Result<Option<Timestamp>, StoreError> {
         let conn = self.conn()?;
+        if !except.is_empty() && !ramp::others_than(&conn, except, campaign)? {
+            return Ok(None);
+        }
         let lease: Option<i64> = conn
-            .query_row(
-                "SELECT MIN(q.lease_until) FROM queue q JOIN campaigns c ON c.id = q.campaign_id WHERE q.state = 'sending' AND c.status = 'active' AND (?1 IS NULL OR c.name = ?1)",
-                params![campaign],
-                |r| r.get(0),
+            .prepare_cached(
+                "SELECT MIN(q.lease_until) FROM queue q JOIN campaigns c ON c.id = q.campaign_id WHERE q.state = 'sending' AND c.status = 'active' AND (?1 IS NULL OR c.name = ?1)
+                   AND c.channel NOT IN (SELECT value FROM json_each(?2))",
             )
+            .map_err(other)?
+            .query_row(params![campaign, json_list(except)?], |r| r.get(0))
             .map_err(other)?;
         Ok(lease.map(ts))
+    }
+
+    fn ramp_usage(
+        &self,
+        ramps: &[ChannelRamp],
+        now: Timestamp,
+        lease_now: Timestamp,
+        campaign: Option<&str>,
+    ) -> Result<Vec<RampUsage>, StoreError> {
+        if ramps.is_empty() {
+            return Ok(Vec::new());
+        }
+        let conn = self.conn()?;
+        // One read transaction: the counts of every channel from one snapshot.
+        let tx = conn.unchecked_transaction().map_err(other)?;
+        let usage = ramp::usage(&tx, ramps, ms(now), ms(lease_now), campaign)?;
+        tx.commit().map_err(other)?;
+        Ok(usage)
+    }
+
+    fn ramp_held_back(
+        &self,
+        channel: &str,
+        before: Timestamp,
+        campaign: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        ramp::held_back(&*self.conn()?, channel, ms(before), campaign)
     }
 
     fn campaign(&self, name: &str) -> Result<Option<CampaignInfo>, StoreError> {

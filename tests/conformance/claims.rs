@@ -118,7 +118,7 @@ conformance! {
         assert_eq!((by("r0").state, by("r0").attempts), (State::Sent, 1));
         assert_eq!((by("r1").state, by("r1").attempts, by("r1").due_at), (State::Pending, 1, t() + mins(10)));
         assert_eq!(by("r1").last_error.as_deref(), Some("slow down"));
-        assert_eq!(s.next_due(None).unwrap(), Some(t() + mins(10)));
+        assert_eq!(s.next_due(None, &[]).unwrap(), Some(t() + mins(10)));
         let again = claim_at(&*s, "w2", t() + mins(10), mins(1), 5);
         assert_eq!((again[0].recipient.as_str(), again[0].attempts), ("r1", 1));
         let mut n = 0;
@@ -162,11 +162,11 @@ conformance! {
         let s = db.create();
         plan(&*s, &campaign("c"), &[msg("a", t() + mins(3)), msg("b", t() + mins(7))]);
         plan(&*s, &campaign("d"), &[msg("x", t() + mins(1))]);
-        assert_eq!(s.next_due(None).unwrap(), Some(t() + mins(1)));
-        assert_eq!(s.next_due(Some("c")).unwrap(), Some(t() + mins(3)));
+        assert_eq!(s.next_due(None, &[]).unwrap(), Some(t() + mins(1)));
+        assert_eq!(s.next_due(Some("c"), &[]).unwrap(), Some(t() + mins(3)));
         s.set_campaign_status("d", CampaignStatus::Paused, None).unwrap();
-        assert_eq!(s.next_due(None).unwrap(), Some(t() + mins(3)));
-        assert_eq!(s.next_lease_expiry(None).unwrap(), None);
+        assert_eq!(s.next_due(None, &[]).unwrap(), Some(t() + mins(3)));
+        assert_eq!(s.next_lease_expiry(None, &[]).unwrap(), None);
         let now = Timestamp::now();
         let c = s.complete_and_claim(&[], &ClaimRequest {
             owner: "w",
@@ -175,14 +175,15 @@ conformance! {
             lease_until: now + mins(2),
             limit: 1,
             campaign: None,
+            ramps: &[],
         }).unwrap().1;
         assert_eq!(c.len(), 1);
-        let expiry = s.next_lease_expiry(Some("c")).unwrap().expect("a lease");
+        let expiry = s.next_lease_expiry(Some("c"), &[]).unwrap().expect("a lease");
         // On the caller's clock: where it put it, give or take the clocks' agreement.
         let off = expiry.duration_since(now + mins(2)).abs();
         assert!(off < SignedDuration::from_secs(1), "expiry {expiry} vs {}", now + mins(2));
-        assert_eq!(s.next_lease_expiry(Some("d")).unwrap(), None);
-        assert_eq!(s.next_due(Some("c")).unwrap(), Some(t() + mins(7)));
+        assert_eq!(s.next_lease_expiry(Some("d"), &[]).unwrap(), None);
+        assert_eq!(s.next_due(Some("c"), &[]).unwrap(), Some(t() + mins(7)));
     }
 
     /// Claims skip paused and cancelled campaigns; resuming brings them back; cancelling
@@ -198,7 +199,7 @@ conformance! {
         assert!(got.iter().all(|c| c.campaign == "d"), "{:?}", recipients(&got));
         assert_eq!(got.len(), 2);
         s.set_campaign_status("c", CampaignStatus::Active, None).unwrap();
-        let only = s.complete_and_claim(&[], &ClaimRequest { owner: "w", now: t(), lease_now: t(), lease_until: t() + mins(1), limit: 1, campaign: Some("c") }).unwrap().1;
+        let only = s.complete_and_claim(&[], &ClaimRequest { owner: "w", now: t(), lease_now: t(), lease_until: t() + mins(1), limit: 1, campaign: Some("c"), ramps: &[] }).unwrap().1;
         assert_eq!((only.len(), only[0].campaign.as_str()), (1, "c"));
         s.set_campaign_status("c", CampaignStatus::Cancelled, Some("stop")).unwrap();
         assert_eq!(s.cancel_pending("c").unwrap(), 1);

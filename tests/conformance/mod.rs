@@ -12,6 +12,7 @@ mod cluster;
 mod fleet;
 mod follow_ups;
 mod plan;
+mod ramp;
 mod receipts;
 mod schema;
 mod server;

@@ -209,6 +209,7 @@ fn skewed_worker_clocks_agree_on_leases() {
                     lease_until: now + mins(1),
                     limit: 1,
                     campaign: None,
+                    ramps: &[],
                 },
             )
             .unwrap()
@@ -228,6 +229,7 @@ fn skewed_worker_clocks_agree_on_leases() {
                 lease_until: now + mins(1),
                 limit: 10,
                 campaign: None,
+                ramps: &[],
             },
         )
         .unwrap()
@@ -238,7 +240,7 @@ fn skewed_worker_clocks_agree_on_leases() {
         recipients(&taken)
     );
     // And sees them expire a minute from now on its own clock.
-    let expiry = other.next_lease_expiry(None).unwrap().unwrap();
+    let expiry = other.next_lease_expiry(None, &[]).unwrap().unwrap();
     assert!(
         expiry.duration_since(now + mins(1)).abs() < SignedDuration::from_secs(2),
         "{expiry}"
@@ -257,7 +259,7 @@ fn calls_from_inside_an_async_runtime() {
         .unwrap();
     rt.block_on(async {
         assert_eq!(s.gate().unwrap(), s.gate().unwrap());
-        assert!(s.next_due(None).unwrap().is_none());
+        assert!(s.next_due(None, &[]).unwrap().is_none());
         let e = s
             .save_plan(&campaign("c"), &mut Plan::of(&audience(1)))
             .unwrap_err();
@@ -271,7 +273,7 @@ fn calls_from_inside_an_async_runtime() {
 fn dropped_inside_an_async_runtime() {
     let url = PgCluster::shared().fresh_database();
     let s = open(&url, Access::Create).unwrap();
-    assert!(s.next_due(None).unwrap().is_none());
+    assert!(s.next_due(None, &[]).unwrap().is_none());
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();

@@ -232,6 +232,7 @@ pub fn claim_at(
                 lease_until: now + lease,
                 limit,
                 campaign: None,
+                ramps: &[],
             },
         )
         .unwrap()
@@ -305,11 +306,15 @@ pub fn raw_i64(db: &Db, sql: &str) -> i64 {
 }
 
 /// Takes the newest migration back out (its objects and its record): the database of the
-/// disparo before it.
-pub fn undo_last_migration(db: &Db) {
+/// disparo before it. Returns the schema version left (versions may skip numbers).
+pub fn undo_last_migration(db: &Db) -> i64 {
     raw_sql(
         db,
-        "DROP TABLE drafts;
+        "DROP INDEX sends_by_channel;
          DELETE FROM refinery_schema_history WHERE version = (SELECT MAX(version) FROM refinery_schema_history);",
     );
+    raw_i64(
+        db,
+        "SELECT CAST(MAX(version) AS BIGINT) FROM refinery_schema_history",
+    )
 }

@@ -588,8 +588,8 @@ fn a_database_from_before_v5_brings_back_what_its_replans_cancelled() {
     );
     p.ok(&["-q", "plan", "d"]);
     p.ok(&["-q", "cancel", "d"]);
-    // Back to V4: no column, no record of V5 (nor of the later V6, the fleet's workers, and
-    // V7, receipts).
+    // Back to V4: no column, no record of V5 (nor of the later V6, the fleet's workers, V7,
+    // receipts, V8, test sends, and V10, sends by channel).
     {
         let db = rusqlite::Connection::open(p.path().join("disparo.db")).unwrap();
         db.execute_batch(
@@ -597,7 +597,7 @@ fn a_database_from_before_v5_brings_back_what_its_replans_cancelled() {
              DROP TABLE workers; DELETE FROM control WHERE name = 'fleet';
              ALTER TABLE campaigns DROP COLUMN capped;
              DROP TABLE receipts; DROP TABLE delivery; DROP INDEX queue_provider;
-             DROP TABLE test_sends; DROP TABLE drafts;
+             DROP TABLE test_sends; DROP TABLE drafts; DROP INDEX sends_by_channel;
              DELETE FROM refinery_schema_history WHERE version >= 5;",
         )
         .unwrap();

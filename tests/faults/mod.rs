@@ -4,5 +4,5 @@ pub mod dispatch;
 mod fleet;
 mod inputs;
 mod model;
-mod paused;
+pub(crate) mod paused;
 mod provider;

@@ -115,7 +115,7 @@ fn starts(rows: &[AttemptRow]) -> Vec<SignedDuration> {
 
 /// How the peer answers one request.
 #[derive(Debug, Clone)]
-enum Reply {
+pub(crate) enum Reply {
     /// This status, with these headers and a `{}` body.
     Status(u16, Vec<(&'static str, String)>),
     /// Never answers; the connection stays open until the client drops it.
@@ -126,7 +126,7 @@ enum Reply {
 /// is answered by the next scripted [`Reply`], then by the default one, with
 /// `Connection: close`.
 #[derive(Clone)]
-struct Peer {
+pub(crate) struct Peer {
     port: u16,
     state: Arc<Mutex<PeerState>>,
 }
@@ -148,7 +148,7 @@ fn hold_time() -> std::sync::mpsc::Sender<()> {
 }
 
 impl Peer {
-    async fn start(script: Vec<Reply>, default: Reply) -> Peer {
+    pub(crate) async fn start(script: Vec<Reply>, default: Reply) -> Peer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let peer = Peer {
             port: listener.local_addr().unwrap().port(),
@@ -168,14 +168,14 @@ impl Peer {
         peer
     }
 
-    fn channel_yaml(&self, extra: &str) -> String {
+    pub(crate) fn channel_yaml(&self, extra: &str) -> String {
         format!(
             "{{ type: webhook, url: \"http://127.0.0.1:{}/hook\"{extra} }}",
             self.port
         )
     }
 
-    fn arrivals(&self) -> Vec<Instant> {
+    pub(crate) fn arrivals(&self) -> Vec<Instant> {
         self.state.lock().unwrap().arrivals.clone()
     }
 
@@ -349,7 +349,7 @@ async fn a_heartbeat_renews_the_leases_every_tenth_of_the_lease() {
             tokio::time::sleep_until(start + Duration::from_millis(k * 1000 + 1)).await;
             s.lock()
                 .unwrap()
-                .push(other.next_lease_expiry(None).unwrap().unwrap());
+                .push(other.next_lease_expiry(None, &[]).unwrap().unwrap());
         }
     })
     .await;

@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use super::output::{bar, human_duration, inert, inert_text, paint};
 use super::{CliError, CliResult, Ctx, Exit, Format};
 use disparo::app::checks::{Checks, Kind, US_MARKETING, check_to};
-use disparo::app::forecast::{Forecast, REASONS};
+use disparo::app::forecast::{Forecast, REASONS, RampOutlook};
 use disparo::app::preview::Preview;
 use disparo::diag::Problem;
 use disparo::model::Campaign;
@@ -73,6 +73,7 @@ struct Report<'a> {
     concurrency: usize,
     f: Forecast,
     audit: &'a disparo::audit::Audit,
+    ramp: Option<RampOutlook>,
 }
 
 fn hour_ts(h: i64) -> Timestamp {
@@ -139,6 +140,7 @@ impl Report<'_> {
             "multi_segment_messages": (self.kind == Kind::Sms).then_some(f.multi_segment),
             "messages_with_warnings": f.with_warnings,
             "caps_at_dispatch": !self.campaign.caps.is_empty(),
+            "ramp": self.ramp.as_ref().map(RampOutlook::json),
             "filter": self.campaign.filter.as_ref().map(|flt| json!({
                 "where": flt.text(),
                 "kept": f.recipients.saturating_sub(self.audit.filtered_total()),
@@ -267,6 +269,9 @@ impl Report<'_> {
                 "  caps          frequency caps are applied at dispatch, against what was already sent"
             );
         }
+        if let Some(r) = self.ramp.as_ref().filter(|_| f.messages > 0) {
+            let _ = writeln!(o, "  ramp          {}", paint::p(paint::WARN, r.text()));
+        }
         if self.kind == Kind::Sms && f.messages > 0 {
             let _ = writeln!(
                 o,
@@ -385,6 +390,7 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
         zone_name,
         zone,
         follow_up,
+        ramp,
     } = disparo::app::preview::prepare(
         &project,
         &db,
@@ -500,7 +506,10 @@ pub fn run(ctx: &Ctx, args: Args) -> CliResult {
     {
         io_err = Some(e);
     }
+    let ramp = ramp
+        .map(|(r, usage)| RampOutlook::of(&channel_name, &r, usage.as_ref(), ctx.now(), &forecast));
     let report = Report {
+        ramp,
         campaign: &planner.campaign,
         channel_type: planner.channel.type_name(),
         kind,

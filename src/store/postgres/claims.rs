@@ -10,7 +10,7 @@ use ::postgres::Transaction;
 use jiff::{SignedDuration, Timestamp};
 
 use super::conn::Replay;
-use super::{CLAIM_LOCK, PostgresStore, millis, to_ms};
+use super::{CLAIM_LOCK, PostgresStore, millis, ramp, to_ms};
 use crate::message::Content;
 use crate::store::outcome::{MAX_LEASE_LOSSES, RecordedOutcome, gave_up, lease_lost};
 use crate::store::{
@@ -67,21 +67,39 @@ pub(super) fn claim_in(
     if capped {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])?;
     }
-    let due = tx.query(
-        &format!(
-            "WITH picked AS (
-                SELECT q.message_id FROM queue q JOIN campaigns c ON c.id = q.campaign_id
-                WHERE q.state = 'pending' AND q.due_at <= $1 AND c.status = 'active' AND ($3::text IS NULL OR c.name = $3)
-                  AND {}
-                ORDER BY q.due_at LIMIT $2 FOR UPDATE OF q SKIP LOCKED)
-             UPDATE queue SET state = 'sending', lease_owner = $4, lease_until = now() + $5::bigint * interval '1 millisecond',
+    // Ramped channels take no more than their ramp day has left (postgres/ramp.rs).
+    let limited = ramp::limits(tx, req)?;
+    let filter = format!(
+        "q.state = 'pending' AND q.due_at <= $1 AND c.status = 'active' AND ($3::text IS NULL OR c.name = $3)
+                  AND {}",
+        not_held_by_another("$4")
+    );
+    let update = "UPDATE queue SET state = 'sending', lease_owner = $4, lease_until = now() + $5::bigint * interval '1 millisecond',
                 updated_at = $1, started_by = NULL
              FROM picked WHERE queue.message_id = picked.message_id
-             RETURNING queue.message_id, queue.due_at",
-            not_held_by_another("$4")
-        ),
-        &[&now, &limit, &campaign, &owner, &lease_ms],
-    )?;
+             RETURNING queue.message_id, queue.due_at";
+    let due = if limited.is_empty() {
+        tx.query(
+            &format!(
+                "WITH picked AS (
+                SELECT q.message_id FROM queue q JOIN campaigns c ON c.id = q.campaign_id
+                WHERE {filter}
+                ORDER BY q.due_at LIMIT $2 FOR UPDATE OF q SKIP LOCKED)
+             {update}"
+            ),
+            &[&now, &limit, &campaign, &owner, &lease_ms],
+        )?
+    } else {
+        let (all, open, left) = ramp::picked_params(&limited);
+        let names: Vec<&str> = all.iter().map(String::as_str).collect();
+        let others = ramp::others_than(tx, &names, campaign)?;
+        tx.query(
+            &format!("WITH {} {update}", ramp::picked(&filter)),
+            &[
+                &now, &limit, &campaign, &owner, &lease_ms, &all, &open, &left, &others,
+            ],
+        )?
+    };
     let mut ids: Vec<(Timestamp, i64)> = due.iter().map(|r| (r.get(1), r.get(0))).collect();
     ids.sort_unstable();
     let mut ids: Vec<i64> = ids.into_iter().map(|(_, id)| id).collect();
@@ -94,18 +112,21 @@ pub(super) fn claim_in(
         &[&now],
     )?;
     if ids.len() < req.limit {
-        take_over(tx, req, &mut ids)?;
+        let left = ramp::left_after(tx, &limited, &ids)?;
+        take_over(tx, req, &mut ids, left)?;
     }
     load(tx, &ids)
 }
 
 /// Takes over messages whose lease expired (their run crashed or was killed), as the SQLite
 /// store does: a started send counts as an attempt of unknown outcome, and a message whose
-/// runs keep dying fails after `MAX_LEASE_LOSSES`.
+/// runs keep dying fails after `MAX_LEASE_LOSSES`. A ramped channel takes at most what its
+/// day has left (`budget`).
 fn take_over(
     tx: &mut Transaction<'_>,
     req: &ClaimRequest<'_>,
     ids: &mut Vec<i64>,
+    mut budget: HashMap<String, u64>,
 ) -> Result<(), ::postgres::Error> {
     let now = to_ms(req.now);
     let lease_ms = millis(req.lease_until.duration_since(req.lease_now));
@@ -113,7 +134,7 @@ fn take_over(
     let (owner, campaign) = (req.owner, req.campaign);
     let stale = tx.query(
         &format!(
-            "SELECT q.message_id, COALESCE(q.lease_owner, '?'), q.updated_at, q.started_by IS NOT NULL AND q.started_by = q.lease_owner
+            "SELECT q.message_id, COALESCE(q.lease_owner, '?'), q.updated_at, q.started_by IS NOT NULL AND q.started_by = q.lease_owner, c.channel
              FROM queue q JOIN campaigns c ON c.id = q.campaign_id
              WHERE q.state = 'sending' AND q.lease_until < now() AND c.status = 'active' AND ($2::text IS NULL OR c.name = $2)
                AND {}
@@ -125,6 +146,10 @@ fn take_over(
     for row in stale {
         let (id, holder, claimed_at, was_started): (i64, String, Timestamp, bool) =
             (row.get(0), row.get(1), row.get(2), row.get(3));
+        let channel: String = row.get(4);
+        if budget.get(&channel) == Some(&0) {
+            continue;
+        }
         if was_started {
             let error = lease_lost(&holder);
             let r = tx.query_one(
@@ -149,6 +174,9 @@ fn take_over(
             "UPDATE queue SET state = 'sending', lease_owner = $2, lease_until = now() + $3::bigint * interval '1 millisecond', updated_at = $4, started_by = NULL WHERE message_id = $1",
             &[&id, &owner, &lease_ms, &now],
         )?;
+        if let Some(n) = budget.get_mut(&channel) {
+            *n -= 1;
+        }
         ids.push(id);
     }
     Ok(())
@@ -390,13 +418,17 @@ pub(super) fn renew_leases(
 pub(super) fn next_lease_expiry(
     store: &PostgresStore,
     campaign: Option<&str>,
+    except: &[&str],
 ) -> Result<Option<Timestamp>, StoreError> {
     let left: Option<i64> = store.with("looking up leases", Replay::Safe, |client| {
         let row = client.query_one(
             "SELECT (EXTRACT(EPOCH FROM MIN(q.lease_until) - now()) * 1000)::bigint
              FROM queue q JOIN campaigns c ON c.id = q.campaign_id
-             WHERE q.state = 'sending' AND c.status = 'active' AND ($1::text IS NULL OR c.name = $1)",
-            &[&campaign],
+             WHERE q.state = 'sending' AND c.status = 'active' AND ($1::text IS NULL OR c.name = $1)
+               AND NOT (c.channel = ANY($2))
+               AND EXISTS (SELECT 1 FROM campaigns o WHERE o.status = 'active' AND ($1::text IS NULL OR o.name = $1)
+                           AND NOT (o.channel = ANY($2)))",
+            &[&campaign, &except],
         )?;
         Ok(row.get(0))
     })?;

@@ -17,6 +17,7 @@ mod conn;
 mod follow_ups;
 mod plan;
 mod queries;
+mod ramp;
 mod receipts;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -317,6 +318,7 @@ impl Store for PostgresStore {
             lease_until,
             limit,
             campaign,
+            ramps: &[],
         };
         self.complete_and_claim(&[], &req).map(|(_, c)| c)
     }
@@ -372,12 +374,42 @@ impl Store for PostgresStore {
         claims::renew_leases(self, owner, until)
     }
 
-    fn next_due(&self, campaign: Option<&str>) -> Result<Option<Timestamp>, StoreError> {
-        queries::next_due(self, campaign)
+    fn next_due(
+        &self,
+        campaign: Option<&str>,
+        except: &[&str],
+    ) -> Result<Option<Timestamp>, StoreError> {
+        queries::next_due(self, campaign, except)
     }
 
-    fn next_lease_expiry(&self, campaign: Option<&str>) -> Result<Option<Timestamp>, StoreError> {
-        claims::next_lease_expiry(self, campaign)
+    fn next_lease_expiry(
+        &self,
+        campaign: Option<&str>,
+        except: &[&str],
+    ) -> Result<Option<Timestamp>, StoreError> {
+        claims::next_lease_expiry(self, campaign, except)
+    }
+
+    fn ramp_usage(
+        &self,
+        ramps: &[ChannelRamp],
+        now: Timestamp,
+        _lease_now: Timestamp,
+        campaign: Option<&str>,
+    ) -> Result<Vec<RampUsage>, StoreError> {
+        if ramps.is_empty() {
+            return Ok(Vec::new());
+        }
+        ramp::usage(self, ramps, now, campaign)
+    }
+
+    fn ramp_held_back(
+        &self,
+        channel: &str,
+        before: Timestamp,
+        campaign: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        ramp::held_back(self, channel, before, campaign)
     }
 
     fn campaign(&self, name: &str) -> Result<Option<CampaignInfo>, StoreError> {

@@ -34,12 +34,18 @@ pub(super) fn recurrence_start(
 pub(super) fn next_due(
     store: &PostgresStore,
     campaign: Option<&str>,
+    except: &[&str],
 ) -> Result<Option<Timestamp>, StoreError> {
     store.with("looking up what is due", Replay::Safe, |c| {
         Ok(c.query_one(
             "SELECT MIN(q.due_at) FROM queue q JOIN campaigns c ON c.id = q.campaign_id
-             WHERE q.state = 'pending' AND c.status = 'active' AND ($1::text IS NULL OR c.name = $1)",
-            &[&campaign],
+             WHERE q.state = 'pending' AND c.status = 'active' AND ($1::text IS NULL OR c.name = $1)
+               AND NOT (c.channel = ANY($2))
+               -- Uncorrelated: evaluated once, so that no scan skips the left-out channels'
+               -- backlog when no other channel is in play.
+               AND EXISTS (SELECT 1 FROM campaigns o WHERE o.status = 'active' AND ($1::text IS NULL OR o.name = $1)
+                           AND NOT (o.channel = ANY($2)))",
+            &[&campaign, &except],
         )?
         .get(0))
     })
