@@ -34,6 +34,7 @@ OPTIONS:
     --seed S          RNG seed, same seed => same output (default 42)
     --format F        csv | jsonl (default csv)
     --start-id N      first id number (default 1)
+    --zones N         only the N heaviest of the 61 zones, reweighted (default 61)
     -h, --help        print this help
 ";
 
@@ -48,6 +49,7 @@ struct Args {
     seed: u64,
     format: Format,
     start_id: u64,
+    zones: usize,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -56,6 +58,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         seed: 42,
         format: Format::Csv,
         start_id: 1,
+        zones: ZONES.len(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -68,7 +71,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         }
         if !matches!(
             flag.as_str(),
-            "--rows" | "--seed" | "--format" | "--start-id"
+            "--rows" | "--seed" | "--format" | "--start-id" | "--zones"
         ) {
             return Err(format!("unknown argument `{arg}`"));
         }
@@ -85,6 +88,13 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--rows" => args.rows = number(&value)?,
             "--seed" => args.seed = number(&value)?,
             "--start-id" => args.start_id = number(&value)?,
+            "--zones" => {
+                let n = number(&value)?;
+                if n == 0 || n > ZONES.len() as u64 {
+                    return Err(format!("`--zones` must be 1 to {}, got {n}", ZONES.len()));
+                }
+                args.zones = n as usize;
+            }
             _ => {
                 args.format = match value.as_str() {
                     "csv" => Format::Csv,
@@ -1455,10 +1465,15 @@ struct Row<'a> {
 }
 
 impl Generator {
-    fn new(seed: u64) -> Self {
-        let total: u32 = ZONES.iter().map(|z| z.weight).sum();
+    /// `zones`: how many zones to draw from, the heaviest first.
+    fn new(seed: u64, zones: usize) -> Self {
+        let mut by_weight: Vec<usize> = (0..ZONES.len()).collect();
+        by_weight.sort_by_key(|&i| std::cmp::Reverse(ZONES[i].weight));
+        by_weight.truncate(zones);
+        by_weight.sort_unstable();
+        let total: u32 = by_weight.iter().map(|&i| ZONES[i].weight).sum();
         let mut zone_table = Vec::with_capacity(total as usize);
-        for (i, z) in ZONES.iter().enumerate() {
+        for (i, z) in by_weight.iter().map(|&i| (i, &ZONES[i])) {
             zone_table.extend(std::iter::repeat_n(i as u8, z.weight as usize));
         }
         let mut rng = fastrand::Rng::with_seed(seed);
@@ -1644,7 +1659,11 @@ fn write_json_str(out: &mut impl Write, s: &str) -> io::Result<()> {
 }
 
 fn generate(args: &Args, out: &mut impl Write) -> io::Result<()> {
-    let mut g = Generator::new(args.seed);
+    let mut g = Generator::new(args.seed, args.zones);
+    // Ids are zero-padded to one width, so that they stay sorted past 9,999,999 rows too
+    // (audiences exported sorted by id are the common case `plan` is fastest on).
+    let last_id = args.start_id.saturating_add(args.rows).saturating_sub(1);
+    let id_width = last_id.to_string().len().max(7);
     let mut phone = String::with_capacity(24);
     let mut email = String::with_capacity(64);
     let mut id_buf = String::with_capacity(16);
@@ -1658,7 +1677,7 @@ fn generate(args: &Args, out: &mut impl Write) -> io::Result<()> {
         g.row(id, &mut phone, &mut email, |r| {
             id_buf.clear();
             id_buf.push('C');
-            push_padded(&mut id_buf, r.id, 7);
+            push_padded(&mut id_buf, r.id, id_width);
             num.clear();
             push_padded(&mut num, r.points as u64, 1);
             let (y, m, d) = r.signup;

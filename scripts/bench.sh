@@ -11,14 +11,27 @@
 #             examples/webhook_sink, no rate limit: messages/s; duplicates in the sink must be 0
 #   rate      the same with `rate: 500/s` on the channel, 30k messages (~60 s): the sink's
 #             maximum requests in any sliding 1 s window (must be <= 500) and the mean rate
+# and the ratios of issue 18, each against a baseline measured side by side in the same run
+# (scripts/bench-ratios.sh):
+#   plan/sqlite3   `plan` of 1M recipients (30 zones) into a database holding another campaign,
+#                  over the sqlite3 CLI storing the same rows (CSV import + one INSERT..SELECT
+#                  with printf and json_object; unique identity and (state, due_at) indexes):
+#                  target <= 1.0x, peak RSS <= 100 MB
+#   recurring      a weekly cron over the 30-day horizon, 100k recipients in 30 zones, over the
+#                  one-shot plan of as many messages: target <= 2x
+#   plan 10M       peak RSS of one plan of 10M recipients: target <= 150 MB
+#   nginx          `run --once` of 200k messages into nginx (one worker, `return 200 '{}'`) over
+#                  wrk's rate with the same body and 64 connections: target >= 0.7x
 # and the machine (lscpu model, cores). Criterion micro-benchmarks are separate:
 # `cargo bench --bench plan` (fast-path vs Handlebars rendering, per-recipient plan work).
 #
 # Peak RSS: GNU time (`/usr/bin/time -f '%e %M'`) when present, otherwise a fallback that polls
 # VmHWM in /proc/PID/status every 20 ms (Linux only; without /proc the RSS column says n/a).
 #
-# Usage:  scripts/bench.sh [--quick] [--keep]
-#   --quick   small sizes (100k plan/preview, 20k dispatch, 5k messages at 500/s), one run each
+# Usage:  scripts/bench.sh [--quick] [--keep] [--ratios]
+#   --quick   small sizes (100k plan/preview, 20k dispatch, 5k messages at 500/s, ratios on
+#             100k/20k/1M/20k), one run each (two for the ratios)
+#   --ratios  only the ratio benchmarks
 #   --keep    keep the work directory (audiences, databases, sink stats, logs); its path is printed
 # Env:      CARGO_TARGET_DIR (default ./target), BENCH_DIR (work dir; default a new mktemp -d),
 #           BENCH_SEED (default 42), BENCH_NO_GNU_TIME=1 forces the /proc fallback,
@@ -41,9 +54,11 @@ NOW=${BENCH_NOW:-2026-11-26T12:00:00Z}
 
 QUICK=0
 KEEP=0
+RATIOS_ONLY=0
 for arg in "$@"; do
     case $arg in
         --quick) QUICK=1 ;;
+        --ratios) RATIOS_ONLY=1 ;;
         --keep) KEEP=1 ;;
         -h | --help)
             sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
@@ -64,6 +79,7 @@ mkdir -p "$WORK"
 SINK_PID=""
 
 cleanup() {
+    stop_nginx
     if [[ -n $SINK_PID ]] && kill -0 "$SINK_PID" 2>/dev/null; then
         kill -TERM "$SINK_PID" 2>/dev/null || true
         wait "$SINK_PID" 2>/dev/null || true
@@ -81,6 +97,8 @@ log() { printf '[bench] %s\n' "$*" >&2; }
 # Helpers: scripts/bench-lib.sh
 # shellcheck source=scripts/bench-lib.sh
 source "$ROOT/scripts/bench-lib.sh"
+# shellcheck source=scripts/bench-ratios.sh
+source "$ROOT/scripts/bench-ratios.sh"
 
 # The plan campaign: recipient-local 10:00 the next day, outside quiet hours.
 PLAN_SCHEDULE='  at: 2026-11-27T10:00
@@ -228,13 +246,26 @@ main() {
     model=$(lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -n1)
     echo "| benchmark | value | unit | notes |"
     echo "|---|---|---|---|"
-    bench_generate 100000 100k
-    ((QUICK)) || bench_generate 1000000 1M
-    bench_plan 100000 100k
-    ((QUICK)) || bench_plan 1000000 1M
-    if ((QUICK)); then bench_preview 100000 100k; else bench_preview 1000000 1M; fi
-    if ((QUICK)); then bench_dispatch 20000 20k; else bench_dispatch 200000 200k; fi
-    if ((QUICK)); then bench_rate 5000; else bench_rate 30000; fi
+    if ((!RATIOS_ONLY)); then
+        bench_generate 100000 100k
+        ((QUICK)) || bench_generate 1000000 1M
+        bench_plan 100000 100k
+        ((QUICK)) || bench_plan 1000000 1M
+        if ((QUICK)); then bench_preview 100000 100k; else bench_preview 1000000 1M; fi
+        if ((QUICK)); then bench_dispatch 20000 20k; else bench_dispatch 200000 200k; fi
+        if ((QUICK)); then bench_rate 5000; else bench_rate 30000; fi
+    fi
+    if ((QUICK)); then
+        bench_plan_vs_sqlite 100000 100k
+        bench_recurring 20000
+        bench_plan_rss 1000000 1M 150
+        bench_nginx 20000
+    else
+        bench_plan_vs_sqlite 1000000 1M
+        bench_recurring 100000
+        bench_nginx 200000
+        bench_plan_rss 10000000 10M 150
+    fi
     row "machine" "$(nproc)" "cores" "${model:-unknown CPU}, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo 2>/dev/null) RAM, load average at end $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null); $(date -u +%Y-%m-%dT%H:%MZ)"
 }
 

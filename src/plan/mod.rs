@@ -213,6 +213,11 @@ pub struct Planner {
     address_kind: AddressKind,
     fallback_zone: (String, TimeZone),
     zones: HashMap<String, TimeZone>,
+    /// Each zone's placements of the schedule, computed for the first recipient in that zone
+    /// and shared by the rest: every input of rule 3 but the zone is the campaign's, so a
+    /// weekly cron over a month is expanded 30 times for an audience in 30 zones, not once
+    /// per recipient.
+    placements_by_zone: HashMap<String, Result<ZonePlacements, Problem>>,
     /// The campaign's `vars`, shared by every recipient's [`Vars`].
     campaign_vars: std::sync::Arc<serde_json::Map<String, serde_json::Value>>,
     opts: PlanOptions,
@@ -368,6 +373,7 @@ impl Planner {
             settings,
             fallback_zone,
             zones: HashMap::new(),
+            placements_by_zone: HashMap::new(),
             opts,
             progress: None,
             audit: Audit::default(),
@@ -660,25 +666,25 @@ impl Planner {
         })?;
         content.variant = variant;
         let suppressed = self.opts.suppressed.contains(&address);
-        let placements = self.placements(&tz)?;
+        let placements = self.placements_in(&zone, &tz)?;
         self.audit.recipient(r.row, &r.id, &address, zone_source);
         if matches!(self.campaign.schedule, ScheduleKind::At(_)) {
             self.audit.one_shot += 1;
             self.audit.late += u64::from(
                 placements
                     .iter()
-                    .any(|(_, p, _)| p.reasons.contains(Reasons::LATE)),
+                    .any(|(_, p, _, _)| p.reasons.contains(Reasons::LATE)),
             );
         }
         let mut out = Vec::with_capacity(placements.len());
         // Every occurrence but the last gets copies; the last takes the originals.
         let mut shared = Some((address, zone, locale, content, vars));
         let n = placements.len();
-        for (i, (occurrence, placement, late_skip)) in placements.into_iter().enumerate() {
+        for (i, (occurrence, placement, late_skip, at_local)) in placements.iter().enumerate() {
             let skipped = if suppressed {
                 Some("suppressed: the address is on the suppression list".to_owned())
             } else {
-                late_skip
+                late_skip.clone()
             };
             let (address, zone, locale, content, vars) = if i + 1 == n {
                 shared.take().expect("taken only by the last occurrence")
@@ -692,14 +698,14 @@ impl Planner {
                     r.id.clone()
                 },
                 row: r.row,
-                occurrence,
+                occurrence: *occurrence,
                 address,
                 zone,
                 zone_source,
                 locale,
                 local: placement.local,
                 at: placement.at,
-                at_local: placement.at.to_zoned(tz.clone()),
+                at_local: at_local.clone(),
                 reasons: placement.reasons,
                 content,
                 vars,
@@ -749,6 +755,22 @@ impl Planner {
             unreachable!("built as an object")
         };
         Ok((content, vars))
+    }
+
+    /// [`Planner::placements`] for the zone named `name`, from the cache after the first
+    /// recipient in it.
+    fn placements_in(&mut self, name: &str, tz: &TimeZone) -> Result<ZonePlacements, Problem> {
+        if let Some(cached) = self.placements_by_zone.get(name) {
+            return cached.clone();
+        }
+        let computed = self.placements(tz).map(|list| {
+            list.into_iter()
+                .map(|(occurrence, p, skip)| (occurrence, p, skip, p.at.to_zoned(tz.clone())))
+                .collect::<ZonePlacements>()
+        });
+        self.placements_by_zone
+            .insert(name.to_owned(), computed.clone());
+        computed
     }
 
     /// The occurrences of the campaign's schedule for one zone, each placed by rule 3, with a
@@ -826,6 +848,10 @@ impl Planner {
         }
     }
 }
+
+/// One zone's placed occurrences: index, placement, skip reason, and the instant on the
+/// zone's clock. Shared by every recipient in the zone, so cloning it is a reference count.
+type ZonePlacements = std::sync::Arc<[(u32, Placement, Option<String>, jiff::Zoned)]>;
 
 /// A recipient's variables, read in place by the renderer: the model does not know about
 /// templates nor templates about the model; planning joins them.

@@ -4,7 +4,7 @@
 //! same answers and tests can pin any instant. Everything here works on jiff's civil
 //! (wall-clock) types and converts to an instant only at the end, by RFC 5545 (rule 2).
 //!
-//! - [`zones`](Zones): rule 1, the zone cache and name validity.
+//! - `zones`: rule 1, zone names ([`zone`], [`is_valid_zone`]).
 //! - `window`: rule 3, quiet hours, weekdays, blackout dates ([`place`], [`place_instant`]).
 //! - `preset`: named quiet-hours profiles ([`QuietPreset`]).
 //! - `cron`: rule 4, [`WallCron`] on the wall clock and [`materialise`] for plans.
@@ -29,7 +29,7 @@ pub use window::{
     QuietHours, QuietHoursError, SendWindow, UnknownWeekday, Weekdays, earliest_allowed, place,
     place_instant,
 };
-pub use zones::{UnknownZone, Zones, is_valid_zone, zone};
+pub use zones::{is_valid_zone, zone};
 
 use jiff::civil::DateTime;
 use jiff::tz::TimeZone;
