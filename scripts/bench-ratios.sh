@@ -78,7 +78,7 @@ $SQLITE_BASELINE_SCHEMA
 BEGIN;
 INSERT INTO plain_messages (campaign, recipient, occurrence, address, zone, locale, state, due_at, planned_at, content, vars)
 SELECT '$campaign', id, 0, phone, timezone, locale, 'pending',
-       1795780800 + (unicode(substr(timezone, 9)) * 3607 + length(timezone) * 611) % 43200,
+       1795780800 + (length(timezone) * 3607 + unicode(timezone || 'x') * 611 + unicode(substr(timezone || 'xyz', -3)) * 97) % 43200,
        1795780800,
        json_object('body', printf('Olá %s! Use o cupom %s em %s: você tem %s pontos.' || char(10), first_name, 'BF26', city, points)),
        json_object('id', id, 'first_name', first_name, 'last_name', last_name, 'phone', phone,
@@ -106,7 +106,7 @@ bench_plan_vs_sqlite() {
     sed -e 's/^name: bench/name: other/' -e "s|^audience: .*|audience: $other|" \
         "$dir/campaigns/bench.yaml" >"$dir/campaigns/other.yaml"
     rm -f "$dir/seed.db"*
-    "$DISPARO" -q --db "$dir/seed.db" --now "$NOW" plan other >/dev/null
+    env -C "$dir" "$DISPARO" -q --db "$dir/seed.db" --now "$NOW" plan other >/dev/null
     sqlite3 "$dir/seed.db" 'PRAGMA wal_checkpoint(TRUNCATE);' >/dev/null
     rm -f "$dir/plain-seed.db"*
     sqlite_baseline_sql "$other" other >"$dir/plain-seed.sql"
@@ -165,7 +165,7 @@ bench_recurring() {
     local rec_dir=$WORK/ratio-recurring one_dir=$WORK/ratio-oneshot
     make_project "$rec_dir" "$AUDIENCE" "{ type: console }" "$RECURRING_SCHEDULE"
     rm -f "$rec_dir/disparo.db"*
-    "$DISPARO" -q --db "$rec_dir/disparo.db" --now "$NOW" --format json plan bench --horizon 30d >"$rec_dir/plan.out"
+    env -C "$rec_dir" "$DISPARO" -q --db "$rec_dir/disparo.db" --now "$NOW" --format json plan bench --horizon 30d >"$rec_dir/plan.out"
     local messages
     messages=$(sed -n 's/.*"inserted":\([0-9]*\).*/\1/p' "$rec_dir/plan.out")
     [[ $messages -gt $rows ]] || { log "recurring plan: unexpected result: $(cat "$rec_dir/plan.out")"; exit 1; }
@@ -306,20 +306,19 @@ EOF
     [[ -s $cap/body.json ]] || { log "capture server got no request"; exit 1; }
 }
 
-# wrk_lua DIR: a wrk script posting the captured body with disparo's headers, a distinct
-# Idempotency-Key per request as disparo sends.
+# wrk_lua DIR: a wrk script posting the captured body byte for byte, with disparo's headers and
+# a distinct Idempotency-Key per request, as disparo sends.
 wrk_lua() {
-    local dir=$1 body
-    body=$(python3 -c 'import json, sys; print(json.dumps(open(sys.argv[1]).read()))' "$dir/capture/body.json")
+    local dir=$1 name value
     {
-        echo 'wrk.method = "POST"'
-        echo "wrk.body = $body"
-        grep -i -v -E '^(host|content-length|idempotency-key|connection):' "$dir/capture/headers.txt" |
-            while IFS= read -r line; do
-                local k=${line%%:*} v=${line#*: }
-                printf 'wrk.headers[%s] = %s\n' "$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$k")" \
-                    "$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$v")"
-            done
+        printf 'local f = assert(io.open("%s", "rb"))\n' "$dir/capture/body.json"
+        printf 'wrk.method = "POST"\nwrk.body = f:read("*a")\nf:close()\n'
+        while IFS=': ' read -r name value; do
+            case ${name,,} in
+                host | content-length | idempotency-key | connection | "") ;;
+                *) printf 'wrk.headers["%s"] = "%s"\n' "$name" "${value%$'\r'}" ;;
+            esac
+        done <"$dir/capture/headers.txt"
         cat <<'EOF'
 local n = 0
 request = function()

@@ -34,7 +34,8 @@
 #   --ratios  only the ratio benchmarks
 #   --keep    keep the work directory (audiences, databases, sink stats, logs); its path is printed
 # Env:      CARGO_TARGET_DIR (default ./target), BENCH_DIR (work dir; default a new mktemp -d),
-#           BENCH_SEED (default 42), BENCH_NO_GNU_TIME=1 forces the /proc fallback,
+#           BENCH_RATIOS (which ratio benchmarks: any of "sqlite recurring rss nginx"; default
+#           all), BENCH_SEED (default 42), BENCH_NO_GNU_TIME=1 forces the /proc fallback,
 #           BENCH_NOW (the --now of every command; default 2026-11-26T12:00:00Z),
 #           BENCH_REPEAT (runs of each plan, preview and dispatch step; default 3, 1 with
 #           --quick): the table shows the median and lists every run, since a shared VM's
@@ -91,6 +92,9 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
+
+# want NAME: whether BENCH_RATIOS selects the ratio benchmark NAME (all when unset).
+want() { [[ -z ${BENCH_RATIOS:-} || " $BENCH_RATIOS " == *" $1 "* ]]; }
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 
@@ -256,15 +260,15 @@ main() {
         if ((QUICK)); then bench_rate 5000; else bench_rate 30000; fi
     fi
     if ((QUICK)); then
-        bench_plan_vs_sqlite 100000 100k
-        bench_recurring 20000
-        bench_plan_rss 1000000 1M 150
-        bench_nginx 20000
+        want sqlite && bench_plan_vs_sqlite 100000 100k
+        want recurring && bench_recurring 20000
+        want rss && bench_plan_rss 1000000 1M 150
+        want nginx && bench_nginx 20000
     else
-        bench_plan_vs_sqlite 1000000 1M
-        bench_recurring 100000
-        bench_nginx 200000
-        bench_plan_rss 10000000 10M 150
+        want sqlite && bench_plan_vs_sqlite 1000000 1M
+        want recurring && bench_recurring 100000
+        want nginx && bench_nginx 200000
+        want rss && bench_plan_rss 10000000 10M 150
     fi
     row "machine" "$(nproc)" "cores" "${model:-unknown CPU}, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo 2>/dev/null) RAM, load average at end $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null); $(date -u +%Y-%m-%dT%H:%MZ)"
 }
