@@ -2,11 +2,11 @@
 //! `validate`, `preview` and `plan` to say once: the same address under two ids, recipients
 //! whose zone was not their own, a one-shot already past for most, the CSV separator used.
 //!
-//! Counted as the recipients go by, so it costs one hash-map entry per address and nothing is
-//! read twice.
+//! Counted as the recipients go by; repeated addresses are found in bounded memory
+//! ([`addresses`]), so nothing here grows with the audience in RAM.
 
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+mod addresses;
+
 use std::path::Path;
 
 use crate::model::audience::CsvDialect;
@@ -60,10 +60,11 @@ const DUPLICATES_SHOWN: usize = 5;
 /// The audience-wide facts of one run of the pipeline.
 #[derive(Debug, Default)]
 pub struct Audit {
-    /// Hash of each normalised address → the data row that had it first.
-    addresses: HashMap<u64, u64>,
-    /// (row, id, first row, address) of the first repeats.
-    duplicates: Vec<(u64, String, u64, String)>,
+    /// Every normalised address so far, for repeats under another id.
+    addresses: addresses::Addresses,
+    /// (row, id, first row, address) of the first repeats; set by [`Audit::finish`].
+    duplicates: Vec<addresses::Repeat>,
+    /// How many recipients repeat an earlier one's address; set by [`Audit::finish`].
     pub duplicate_count: u64,
     /// Recipients whose zone is the default because their `timezone` is blank.
     pub zone_fallback: u64,
@@ -87,20 +88,15 @@ impl Audit {
             ZoneSource::Default => self.zone_fallback += 1,
             ZoneSource::Phone(_) => self.zone_from_phone += 1,
         }
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        address.hash(&mut h);
-        match self.addresses.entry(h.finish()) {
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(row);
-            }
-            std::collections::hash_map::Entry::Occupied(e) => {
-                self.duplicate_count += 1;
-                if self.duplicates.len() < DUPLICATES_SHOWN {
-                    self.duplicates
-                        .push((row, id.to_owned(), *e.get(), address.to_owned()));
-                }
-            }
-        }
+        self.addresses.add(row, id, address, DUPLICATES_SHOWN);
+    }
+
+    /// Called once the audience has ended: settles what needed the whole audience (the
+    /// repeated addresses).
+    pub fn finish(&mut self) {
+        let (repeats, count) = self.addresses.finish(DUPLICATES_SHOWN);
+        self.duplicates = repeats;
+        self.duplicate_count = count;
     }
 
     /// Counts a recipient `where:` removed, against the clause that removed it.

@@ -30,6 +30,7 @@ pub mod ramp;
 pub mod receipt;
 pub mod schedule;
 pub mod serve;
+pub mod spill;
 pub mod store;
 pub mod template;
 pub mod units;

@@ -20,6 +20,7 @@ use crate::diag::Problem;
 use crate::message::Content;
 use crate::model::{Campaign, Project, Recipient, ScheduleKind, Vars, audience};
 use crate::schedule::{self, OneShot, Placement, Reasons};
+use crate::spill::Spill;
 use crate::store::{CampaignRecord, DispatchRules, PackedText, PlanBatch};
 use crate::template::TemplateSet;
 
@@ -105,36 +106,51 @@ impl Hasher for IdentityHasher {
 
 /// The recipient ids read so far, as 64-bit hashes, for the duplicate check. While ids arrive
 /// in strictly increasing order (files exported sorted by id, the common case) a new id cannot
-/// repeat an earlier one, so the hashes are only appended to a list; the first id out of order
-/// turns the list into a hash set. Random inserts into a set of millions cost a cache miss
-/// each: ~9% of reading a sorted 1M-row audience.
+/// repeat an earlier one, so the hashes are only appended to a scratch file ([`Spill`]: no
+/// memory per recipient, issue #18); the first id out of order reads them back into a hash
+/// set, which takes the rest. Random inserts into a set of millions cost a cache miss each:
+/// ~9% of reading a sorted 1M-row audience.
 struct SeenIds {
     last: Option<String>,
-    sorted: Vec<u64>,
+    sorted: SortedHashes,
     set: Option<HashSet<u64, std::hash::BuildHasherDefault<IdentityHasher>>>,
 }
 
+/// The hashes of ids that came in order: on disk, or in memory when no scratch file could be
+/// made (a read-only or missing temporary directory).
+enum SortedHashes {
+    Disk { spill: Spill, len: usize },
+    Memory(Vec<u64>),
+}
+
 impl SeenIds {
-    fn new(path: &std::path::Path) -> SeenIds {
-        // About one recipient per 64 bytes of file: room up front, not regrown.
-        let guess = std::fs::metadata(path).map_or(0, |m| m.len() / 64);
+    fn new() -> SeenIds {
         SeenIds {
             last: None,
-            sorted: Vec::with_capacity(guess.min(1 << 24) as usize),
+            sorted: match Spill::new() {
+                Ok(spill) => SortedHashes::Disk { spill, len: 0 },
+                Err(_) => SortedHashes::Memory(Vec::new()),
+            },
             set: None,
         }
     }
 
-    /// `false` when `id` was seen before.
-    fn first_time(&mut self, id: &str) -> bool {
+    /// `false` when `id` was seen before; an error when the scratch file fails.
+    fn first_time(&mut self, id: &str) -> std::io::Result<bool> {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         id.hash(&mut h);
         let hash = h.finish();
         if let Some(set) = &mut self.set {
-            return set.insert(hash);
+            return Ok(set.insert(hash));
         }
         if self.last.as_deref().is_none_or(|last| last < id) {
-            self.sorted.push(hash);
+            match &mut self.sorted {
+                SortedHashes::Disk { spill, len } => {
+                    spill.write(&hash.to_le_bytes())?;
+                    *len += 1;
+                }
+                SortedHashes::Memory(v) => v.push(hash),
+            }
             match &mut self.last {
                 Some(last) => {
                     last.clear();
@@ -142,16 +158,26 @@ impl SeenIds {
                 }
                 None => self.last = Some(id.to_owned()),
             }
-            return true;
+            return Ok(true);
         }
-        let mut set = HashSet::with_capacity_and_hasher(
-            self.sorted.capacity().max(self.sorted.len() * 2),
-            Default::default(),
-        );
-        set.extend(std::mem::take(&mut self.sorted));
+        let sorted = std::mem::replace(&mut self.sorted, SortedHashes::Memory(Vec::new()));
+        let mut set: HashSet<u64, _> = HashSet::default();
+        match sorted {
+            SortedHashes::Disk { spill, len } => {
+                set.reserve(len * 2);
+                let mut r = spill.read_back()?;
+                while let Some(h) = r.next_u64()? {
+                    set.insert(h);
+                }
+            }
+            SortedHashes::Memory(v) => {
+                set.reserve(v.len() * 2);
+                set.extend(v);
+            }
+        }
         let first = set.insert(hash);
         self.set = Some(set);
-        first
+        Ok(first)
     }
 }
 
@@ -541,7 +567,7 @@ impl Planner {
         let path = self.campaign.audience.clone();
         let delimiter = self.campaign.delimiter;
         self.audit = Audit::default();
-        let mut seen = SeenIds::new(&path);
+        let mut seen = SeenIds::new();
         let progress = self.progress.clone();
         let spares = audience::Spares::default();
         let is_csv =
@@ -565,7 +591,21 @@ impl Planner {
                         return ControlFlow::Break(());
                     }
                 }
-                if !seen.first_time(&r.id) {
+                let first = match seen.first_time(&r.id) {
+                    Ok(first) => first,
+                    Err(e) => {
+                        whole = Some(
+                            Problem::new(format!(
+                                "cannot check the recipient ids for repeats: a scratch file in {} failed: {e}",
+                                std::env::temp_dir().display()
+                            ))
+                            .in_file(&path)
+                            .hint("free space in the temporary directory, or point TMPDIR at another one"),
+                        );
+                        return ControlFlow::Break(());
+                    }
+                };
+                if !first {
                     let p = Problem::new(format!("duplicate recipient id {:?}", r.id))
                         .in_file(&path)
                         .at_line(r.line)
@@ -599,6 +639,7 @@ impl Planner {
         if let Some(p) = whole {
             return Err(p);
         }
+        self.audit.finish();
         self.audit.csv = csv.map(|d| (d, delimiter.is_some()));
         if rows == 0 {
             return Err(Problem::new("the audience has no recipients")

@@ -74,8 +74,12 @@ const PINNED: [usize; 8] = [1, 0, 1, 1, 0, 0, 1, 0];
 #[test]
 fn seen_ids_finds_repeats_in_sorted_and_unsorted_streams() {
     let check = |ids: &[&str]| -> Vec<bool> {
-        let mut seen = SeenIds::new(std::path::Path::new("/nonexistent"));
-        ids.iter().map(|id| seen.first_time(id)).collect()
+        let mut seen = SeenIds::new();
+        assert!(
+            matches!(seen.sorted, super::SortedHashes::Disk { .. }),
+            "in-order ids go to a scratch file"
+        );
+        ids.iter().map(|id| seen.first_time(id).unwrap()).collect()
     };
     // Sorted throughout: never a set.
     assert_eq!(check(&["a", "b", "c"]), [true, true, true]);

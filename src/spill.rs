@@ -1,0 +1,138 @@
+//! Scratch files for what grows with the audience (an entry per recipient) and is read back
+//! once: kept on disk instead of in memory, so that planning 10M recipients fits a bounded RSS
+//! (issue #18). The operating system's page cache holds them while they are small, so a plan
+//! that spills writes nothing it reads back slowly.
+//!
+//! A file is unlinked as soon as it is opened (on Unix), so nothing is left in the temporary
+//! directory, even by a crash; elsewhere it is removed when dropped.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Buffer of each spill file: writes reach the file in blocks this large.
+const BUFFER: usize = 16 * 1024;
+
+/// An append-only scratch file, read back from its start.
+#[derive(Debug)]
+pub struct Spill {
+    writer: BufWriter<File>,
+    /// Where the file is, when it could not be unlinked while open (non-Unix).
+    path: Option<PathBuf>,
+}
+
+impl Spill {
+    /// A new empty file in the system's temporary directory (`TMPDIR`).
+    pub fn new() -> io::Result<Spill> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!(
+            ".disparo-spill-{}-{n}-{:016x}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        let path = if cfg!(unix) {
+            std::fs::remove_file(&path)?;
+            None
+        } else {
+            Some(path)
+        };
+        Ok(Spill {
+            writer: BufWriter::with_capacity(BUFFER, file),
+            path,
+        })
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.writer.write_all(bytes)
+    }
+
+    /// Everything written, from the start.
+    pub fn read_back(mut self) -> io::Result<SpillReader> {
+        self.writer.flush()?;
+        let mut file = self.writer.get_ref().try_clone()?;
+        file.seek(SeekFrom::Start(0))?;
+        Ok(SpillReader {
+            reader: BufReader::with_capacity(BUFFER, file),
+            _spill: self,
+        })
+    }
+}
+
+impl Drop for Spill {
+    fn drop(&mut self) {
+        if let Some(path) = &self.path {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// A [`Spill`] being read; the file goes when this is dropped.
+#[derive(Debug)]
+pub struct SpillReader {
+    reader: BufReader<File>,
+    _spill: Spill,
+}
+
+impl SpillReader {
+    /// The next 8 bytes as a little-endian `u64`; `None` at the end of the file.
+    pub fn next_u64(&mut self) -> io::Result<Option<u64>> {
+        let mut buf = [0u8; 8];
+        match self.reader.read_exact(&mut buf) {
+            Ok(()) => Ok(Some(u64::from_le_bytes(buf))),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `len` bytes as text (written by [`Spill::write`] from a `&str`).
+    pub fn text(&mut self, len: usize) -> io::Result<String> {
+        let mut buf = vec![0u8; len];
+        self.reader.read_exact(&mut buf)?;
+        String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_is_written_is_read_back_and_no_file_is_left() {
+        let before = leftovers();
+        let mut s = Spill::new().unwrap();
+        for n in 0..10_000u64 {
+            s.write(&n.to_le_bytes()).unwrap();
+        }
+        s.write(&("São".len() as u64).to_le_bytes()).unwrap();
+        s.write("São".as_bytes()).unwrap();
+        let mut r = s.read_back().unwrap();
+        for n in 0..10_000u64 {
+            assert_eq!(r.next_u64().unwrap(), Some(n));
+        }
+        let len = r.next_u64().unwrap().unwrap() as usize;
+        assert_eq!(r.text(len).unwrap(), "São");
+        assert_eq!(r.next_u64().unwrap(), None);
+        drop(r);
+        assert_eq!(leftovers(), before);
+    }
+
+    fn leftovers() -> usize {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!(".disparo-spill-{}-", std::process::id()))
+            })
+            .count()
+    }
+}
