@@ -50,6 +50,23 @@ impl Spill {
         })
     }
 
+    /// A spill whose writes fail once its buffer is flushed, as on a full disk.
+    #[cfg(test)]
+    pub(crate) fn failing() -> Spill {
+        let path = std::env::temp_dir().join(format!(
+            ".disparo-spill-{}-failing-{:016x}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::write(&path, b"").expect("a file in the temporary directory");
+        let file = File::open(&path).expect("opened read-only");
+        std::fs::remove_file(&path).expect("unlinked");
+        Spill {
+            writer: BufWriter::with_capacity(BUFFER, file),
+            path: None,
+        }
+    }
+
     pub fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.writer.write_all(bytes)
     }

@@ -1651,3 +1651,60 @@ fn the_audience_delimiter_can_be_set_and_is_said() {
         o.stderr
     );
 }
+
+/// Issue #18: past the first 65,536 recipients the repeated-address check and the id check
+/// move to scratch files in TMPDIR. Repeats are still found exactly, named with both rows in
+/// row order whichever side of the move they fall on, an id repeated late is still refused,
+/// and no scratch file is left behind.
+#[test]
+fn repeats_are_found_past_the_in_memory_part_and_no_scratch_file_is_left() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = Project::empty().env("TMPDIR", tmp.path().to_str().unwrap());
+    let rows = 70_000;
+    let mut csv = String::from("id,phone\n");
+    for row in 1..=rows {
+        let phone = match row {
+            10 => 5511_900_000_002u64,  // repeats row 2, before the move
+            68_000 => 5511_900_000_003, // repeats row 3, after it
+            69_000 => 5511_900_067_000, // repeats row 67,000: both after it
+            n => 5511_900_000_000 + n,
+        };
+        csv.push_str(&format!("C{row:06},+{phone}\n"));
+    }
+    p.file("a.csv", &csv).file("templates/t.hbs", "Oi").file(
+        "campaigns/c.yaml",
+        "channel: console\ntemplate: t\naudience: a.csv\n",
+    );
+    let o = p.ok(&["--now", PLAN_NOW, "validate"]);
+    let at = |needle: &str| {
+        o.stderr
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} not in:\n{}", o.stderr))
+    };
+    let (a, b, c) = (
+        at("row 10 (C000010) has the same phone as row 2: +5511900000002"),
+        at("row 68000 (C068000) has the same phone as row 3: +5511900000003"),
+        at("row 69000 (C069000) has the same phone as row 67000: +5511900067000"),
+    );
+    assert!(a < b && b < c, "in row order:\n{}", o.stderr);
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "scratch files left"
+    );
+
+    // An id out of order late reads the in-order ids back from their scratch file.
+    csv.push_str("C000003,+5511911111111\n");
+    p.file("a.csv", &csv);
+    let o = p.expect(2, &["--now", PLAN_NOW, "validate"]);
+    assert!(
+        o.stderr.contains("row 70001") && o.stderr.contains("duplicate recipient id \"C000003\""),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "scratch files left"
+    );
+}

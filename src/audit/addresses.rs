@@ -168,6 +168,37 @@ mod tests {
         assert_eq!(repeats, expected[..5].to_vec());
     }
 
+    /// Scratch files that fail (a full disk) drop the check back to memory: repeats among
+    /// the addresses met after that are still found, none is invented.
+    #[test]
+    fn a_failing_scratch_file_falls_back_to_memory() {
+        let mut a = Addresses::default();
+        for row in 1..=(IN_MEMORY as u64 + 10) {
+            a.add(row, &format!("C{row}"), &format!("a{row}@example.com"), 5);
+        }
+        a.parts = (0..PARTS).map(|_| Spill::failing()).collect();
+        // Until a part's buffer is flushed and fails: then the parts are dropped.
+        let mut row = 1_000_000u64;
+        while !a.parts.is_empty() {
+            row += 1;
+            assert!(row < 1_500_000, "a failing part is noticed");
+            a.add(row, &format!("C{row}"), &format!("b{row}@example.com"), 5);
+        }
+        let failed_at = row;
+        a.add(row + 1, "again", &format!("b{failed_at}@example.com"), 5);
+        let (repeats, count) = a.finish(5);
+        assert_eq!(count, 1);
+        assert_eq!(
+            repeats,
+            vec![(
+                failed_at + 1,
+                "again".into(),
+                failed_at,
+                format!("b{failed_at}@example.com")
+            )]
+        );
+    }
+
     #[test]
     fn repeats_after_the_spill_name_their_row_id_and_first_row() {
         let mut a = Addresses::default();

@@ -93,3 +93,17 @@ fn seen_ids_finds_repeats_in_sorted_and_unsorted_streams() {
         [true, true, true, false, true, false, false]
     );
 }
+
+/// A scratch file that fails (a full temporary directory) is an error, not a check skipped.
+#[test]
+fn seen_ids_report_a_failing_scratch_file() {
+    let mut seen = SeenIds::new();
+    seen.sorted = super::SortedHashes::Disk {
+        spill: crate::spill::Spill::failing(),
+        len: 0,
+    };
+    let failed = (0..10_000)
+        .map(|n| seen.first_time(&format!("C{n:07}")))
+        .find_map(Result::err);
+    assert!(failed.is_some(), "a write past the buffer fails");
+}
