@@ -1664,10 +1664,10 @@ fn repeats_are_found_past_the_in_memory_part_and_no_scratch_file_is_left() {
     let mut csv = String::from("id,phone\n");
     for row in 1..=rows {
         let phone = match row {
-            10 => 5511_900_000_002u64,  // repeats row 2, before the move
-            68_000 => 5511_900_000_003, // repeats row 3, after it
-            69_000 => 5511_900_067_000, // repeats row 67,000: both after it
-            n => 5511_900_000_000 + n,
+            10 => 5_511_900_000_002_u64, // repeats row 2, before the move
+            68_000 => 5_511_900_000_003, // repeats row 3, after it
+            69_000 => 5_511_900_067_000, // repeats row 67,000: both after it
+            n => 5_511_900_000_000 + n,
         };
         csv.push_str(&format!("C{row:06},+{phone}\n"));
     }
