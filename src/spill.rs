@@ -25,6 +25,10 @@ pub struct Spill {
 impl Spill {
     /// A new empty file in the system's temporary directory (`TMPDIR`).
     pub fn new() -> io::Result<Spill> {
+        #[cfg(test)]
+        if let Some(made) = test_hooks::made() {
+            return Ok(made);
+        }
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -88,6 +92,35 @@ impl Drop for Spill {
         if let Some(path) = &self.path {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+/// Test hooks: on this thread, make every [`Spill::new`] a [`Spill::failing`] one (a full
+/// disk) and count how many were made.
+#[cfg(test)]
+pub(crate) mod test_hooks {
+    use std::cell::Cell;
+
+    thread_local! {
+        static FAILING: Cell<bool> = const { Cell::new(false) };
+        static MADE: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// From now on, on this thread, scratch files fail once their buffer is flushed.
+    pub(crate) fn fail_on_this_thread() {
+        FAILING.with(|f| f.set(true));
+    }
+
+    /// How many failing scratch files were made on this thread.
+    pub(crate) fn failing_made() -> u64 {
+        MADE.with(Cell::get)
+    }
+
+    pub(super) fn made() -> Option<super::Spill> {
+        FAILING.with(Cell::get).then(|| {
+            MADE.with(|m| m.set(m.get() + 1));
+            super::Spill::failing()
+        })
     }
 }
 

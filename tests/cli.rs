@@ -1708,3 +1708,29 @@ fn repeats_are_found_past_the_in_memory_part_and_no_scratch_file_is_left() {
         "scratch files left"
     );
 }
+
+/// An audience that breaks past its start (a JSON array with a syntax error) still has the
+/// repeated addresses of the recipients read before the break reported, like the other
+/// audience-wide facts: they were reported as they came before issue #18 settled them at the
+/// audience's end.
+#[test]
+fn repeats_before_a_broken_audience_are_still_reported() {
+    let p = Project::empty();
+    p.file(
+        "a.json",
+        r#"[{"id":"a","phone":"+5511900000001"},{"id":"b","phone":"+5511900000001"},{"id":"c","phone":"+5511900000002"},,]"#,
+    )
+    .file("templates/t.hbs", "Oi")
+    .file(
+        "campaigns/c.yaml",
+        "channel: console\ntemplate: t\naudience: a.json\n",
+    );
+    let o = p.expect(2, &["--now", PLAN_NOW, "validate"]);
+    assert!(o.stderr.contains("invalid JSON audience"), "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains("row 2 (b) has the same phone as row 1: +5511900000001"),
+        "{}",
+        o.stderr
+    );
+}

@@ -30,6 +30,10 @@ pub struct Addresses {
     /// The first repeats found, in row order, at most `keep`.
     repeats: Vec<Repeat>,
     count: u64,
+    /// Moves to scratch files that failed: the next is tried once the map holds
+    /// `IN_MEMORY << failed_moves` addresses, not at every address after a failure (each try
+    /// makes [`PARTS`] files and writes the whole map).
+    failed_moves: u32,
 }
 
 impl Addresses {
@@ -47,6 +51,7 @@ impl Addresses {
             // and check the rest in memory, which is what every address would cost without
             // them. Repeats of addresses already spilled are then not seen.
             self.parts.clear();
+            self.failed_moves += 1;
         }
         match self.first_rows.entry(hash) {
             std::collections::hash_map::Entry::Vacant(e) => {
@@ -57,24 +62,29 @@ impl Addresses {
                 self.repeat((row, id.to_owned(), first, address.to_owned()), keep);
             }
         }
-        if self.first_rows.len() >= IN_MEMORY && self.parts.is_empty() {
-            self.spill_from_memory();
+        if self.parts.is_empty()
+            && self.first_rows.len() >= IN_MEMORY.saturating_mul(1 << self.failed_moves.min(16))
+            && !self.spill_from_memory()
+        {
+            self.failed_moves += 1;
         }
     }
 
     /// Moves the in-memory map to the scratch files (each entry is a first row, so it goes
-    /// without id or address: it is never reported as a repeat).
-    fn spill_from_memory(&mut self) {
+    /// without id or address: it is never reported as a repeat); `false`, the map kept, when
+    /// they could not be made or written.
+    fn spill_from_memory(&mut self) -> bool {
         let parts: std::io::Result<Vec<Spill>> = (0..PARTS).map(|_| Spill::new()).collect();
-        let Ok(mut parts) = parts else { return };
+        let Ok(mut parts) = parts else { return false };
         for (&hash, &row) in &self.first_rows {
             let part = &mut parts[(hash >> 58) as usize % PARTS];
             if write_record(part, hash, row, "", "").is_err() {
-                return;
+                return false;
             }
         }
         self.parts = parts;
         self.first_rows = HashMap::new();
+        true
     }
 
     fn repeat(&mut self, r: Repeat, keep: usize) {
@@ -196,6 +206,37 @@ mod tests {
                 failed_at,
                 format!("b{failed_at}@example.com")
             )]
+        );
+    }
+
+    /// Scratch files that cannot be written when the check would move to them (a full or
+    /// quota-bound TMPDIR, too many open files) keep the check in memory, and it is not
+    /// tried again at every address: each try makes 64 files and writes the whole map
+    /// (65,536 records) before a write fails, so retrying per address made a 200k-row
+    /// `validate` run for minutes instead of seconds.
+    #[test]
+    fn a_failed_move_to_scratch_files_is_not_retried_at_every_address() {
+        crate::spill::test_hooks::fail_on_this_thread();
+        let mut a = Addresses::default();
+        let n = IN_MEMORY as u64 + 2_000;
+        for row in 1..=n {
+            a.add(row, &format!("C{row}"), &format!("a{row}@example.com"), 5);
+        }
+        a.add(n + 1, "again", "a3@example.com", 5);
+        a.add(n + 2, "twice", &format!("a{n}@example.com"), 5);
+        let made = crate::spill::test_hooks::failing_made();
+        assert!(
+            made <= 2 * PARTS as u64,
+            "{made} scratch files made for 2,000 addresses past the move"
+        );
+        let (repeats, count) = a.finish(5);
+        assert_eq!(count, 2);
+        assert_eq!(
+            repeats,
+            vec![
+                (n + 1, "again".into(), 3, "a3@example.com".into()),
+                (n + 2, "twice".into(), n, format!("a{n}@example.com")),
+            ]
         );
     }
 

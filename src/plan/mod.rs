@@ -574,7 +574,7 @@ impl Planner {
             audience::AudienceFormat::from_path(&path) == Some(audience::AudienceFormat::Csv);
         let mut header_checked = self.campaign.filter.is_none() || !is_csv;
         let mut whole: Option<Problem> = None;
-        let (rows, csv) = audience::read_with(
+        let read = audience::read_with(
             &path,
             delimiter,
             progress.as_deref(),
@@ -635,11 +635,15 @@ impl Planner {
                     }
                 }
             },
-        )?;
+        );
+        // Settled whatever ended the audience: `validate` reports what was found before a
+        // problem with the file as a whole (a JSON array broken past its start), as it did
+        // when repeats were known as they came.
+        self.audit.finish();
+        let (rows, csv) = read?;
         if let Some(p) = whole {
             return Err(p);
         }
-        self.audit.finish();
         self.audit.csv = csv.map(|d| (d, delimiter.is_some()));
         if rows == 0 {
             return Err(Problem::new("the audience has no recipients")
