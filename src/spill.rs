@@ -29,8 +29,12 @@ impl Spill {
         if let Some(made) = test_hooks::made() {
             return Ok(made);
         }
+        Spill::new_in(&std::env::temp_dir())
+    }
+
+    /// A new empty file in `dir`.
+    fn new_in(dir: &std::path::Path) -> io::Result<Spill> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let path = dir.join(format!(
             ".disparo-spill-{}-{n}-{:016x}",
@@ -156,8 +160,12 @@ mod tests {
 
     #[test]
     fn what_is_written_is_read_back_and_no_file_is_left() {
-        let before = leftovers();
-        let mut s = Spill::new().unwrap();
+        // A directory of its own: other tests make scratch files in TMPDIR at the same time.
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Spill::new_in(dir.path()).unwrap();
+        if cfg!(unix) {
+            assert_eq!(leftovers(dir.path()), 0, "unlinked as soon as opened");
+        }
         for n in 0..10_000u64 {
             s.write(&n.to_le_bytes()).unwrap();
         }
@@ -171,18 +179,10 @@ mod tests {
         assert_eq!(r.text(len).unwrap(), "São");
         assert_eq!(r.next_u64().unwrap(), None);
         drop(r);
-        assert_eq!(leftovers(), before);
+        assert_eq!(leftovers(dir.path()), 0);
     }
 
-    fn leftovers() -> usize {
-        std::fs::read_dir(std::env::temp_dir())
-            .unwrap()
-            .filter_map(Result::ok)
-            .filter(|e| {
-                e.file_name()
-                    .to_string_lossy()
-                    .starts_with(&format!(".disparo-spill-{}-", std::process::id()))
-            })
-            .count()
+    fn leftovers(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir).unwrap().count()
     }
 }

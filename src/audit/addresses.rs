@@ -34,6 +34,9 @@ pub struct Addresses {
     /// `IN_MEMORY << failed_moves` addresses, not at every address after a failure (each try
     /// makes [`PARTS`] files and writes the whole map).
     failed_moves: u32,
+    /// The first row whose address could not be written to a scratch file, or whose part
+    /// could not be read back: repeats of addresses written before it may go unseen.
+    incomplete_from: Option<u64>,
 }
 
 impl Addresses {
@@ -52,6 +55,7 @@ impl Addresses {
             // them. Repeats of addresses already spilled are then not seen.
             self.parts.clear();
             self.failed_moves += 1;
+            self.incomplete_from.get_or_insert(row);
         }
         match self.first_rows.entry(hash) {
             std::collections::hash_map::Entry::Vacant(e) => {
@@ -99,16 +103,22 @@ impl Addresses {
 
     /// Reads the scratch files back (once, when the audience has ended) and returns the first
     /// `keep` repeats in row order and how many there were in all.
-    pub fn finish(&mut self, keep: usize) -> (Vec<Repeat>, u64) {
+    /// `keep` repeats in row order, how many there were in all, and the row from which the
+    /// check may have missed some (a scratch file failed), if it did.
+    pub fn finish(&mut self, keep: usize) -> (Vec<Repeat>, u64, Option<u64>) {
         for part in std::mem::take(&mut self.parts) {
             if self.check_part(part, keep).is_err() {
                 // A part that cannot be read back is a repeat check not done, not a problem
-                // with the audience: the repeats found so far stand.
-                continue;
+                // with the audience: the repeats found so far stand, and the warning says so.
+                self.incomplete_from.get_or_insert(1);
             }
         }
         self.first_rows = HashMap::new();
-        (std::mem::take(&mut self.repeats), self.count)
+        (
+            std::mem::take(&mut self.repeats),
+            self.count,
+            self.incomplete_from.take(),
+        )
     }
 
     fn check_part(&mut self, part: Spill, keep: usize) -> std::io::Result<()> {
@@ -173,7 +183,7 @@ mod tests {
             a.add(row, &format!("C{row}"), &address, 5);
         }
         assert!(expected.len() > 100);
-        let (repeats, count) = a.finish(5);
+        let (repeats, count, _) = a.finish(5);
         assert_eq!(count, expected.len() as u64);
         assert_eq!(repeats, expected[..5].to_vec());
     }
@@ -196,7 +206,8 @@ mod tests {
         }
         let failed_at = row;
         a.add(row + 1, "again", &format!("b{failed_at}@example.com"), 5);
-        let (repeats, count) = a.finish(5);
+        let (repeats, count, incomplete) = a.finish(5);
+        assert_eq!(incomplete, Some(failed_at), "the warning says from where");
         assert_eq!(count, 1);
         assert_eq!(
             repeats,
@@ -229,7 +240,7 @@ mod tests {
             made <= 2 * PARTS as u64,
             "{made} scratch files made for 2,000 addresses past the move"
         );
-        let (repeats, count) = a.finish(5);
+        let (repeats, count, _) = a.finish(5);
         assert_eq!(count, 2);
         assert_eq!(
             repeats,
@@ -250,7 +261,7 @@ mod tests {
         a.add(900_000, "late", "a7@example.com", 5);
         a.add(900_001, "later", "a900000@example.com", 5);
         a.add(900_002, "last", "a900000@example.com", 5);
-        let (repeats, count) = a.finish(5);
+        let (repeats, count, _) = a.finish(5);
         assert_eq!(count, 2);
         assert_eq!(
             repeats,
