@@ -66,9 +66,9 @@ pub struct Audit {
     duplicates: Vec<addresses::Repeat>,
     /// How many recipients repeat an earlier one's address; set by [`Audit::finish`].
     pub duplicate_count: u64,
-    /// The row from which repeated addresses may have gone unseen (a scratch file in TMPDIR
+    /// The row after which repeated addresses may have gone unseen (a scratch file in TMPDIR
     /// failed); set by [`Audit::finish`].
-    pub duplicates_incomplete_from: Option<u64>,
+    pub duplicates_missing_after: Option<u64>,
     /// Recipients whose zone is the default because their `timezone` is blank.
     pub zone_fallback: u64,
     /// Recipients whose zone came from their phone's country code.
@@ -97,10 +97,10 @@ impl Audit {
     /// Called once the audience has ended: settles what needed the whole audience (the
     /// repeated addresses).
     pub fn finish(&mut self) {
-        let (repeats, count, incomplete) = self.addresses.finish(DUPLICATES_SHOWN);
+        let (repeats, count, missing_after) = self.addresses.finish(DUPLICATES_SHOWN);
         self.duplicates = repeats;
         self.duplicate_count = count;
-        self.duplicates_incomplete_from = incomplete;
+        self.duplicates_missing_after = missing_after;
     }
 
     /// Counts a recipient `where:` removed, against the clause that removed it.
@@ -160,9 +160,9 @@ impl Audit {
                 campaign.name
             ));
         }
-        if let Some(row) = self.duplicates_incomplete_from {
+        if let Some(row) = self.duplicates_missing_after {
             out.push(format!(
-                "{}: {file}: repeated addresses may be missing from row {row} on: a scratch file in {} failed (full?); free space there or point TMPDIR elsewhere to check them all",
+                "{}: {file}: repeated addresses after row {row} may be missing: a scratch file in {} failed (full?); free space there or point TMPDIR elsewhere to check them all",
                 campaign.name,
                 std::env::temp_dir().display()
             ));

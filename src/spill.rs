@@ -34,13 +34,7 @@ impl Spill {
 
     /// A new empty file in `dir`.
     fn new_in(dir: &std::path::Path) -> io::Result<Spill> {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!(
-            ".disparo-spill-{}-{n}-{:016x}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
+        let path = scratch_path(dir);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -61,11 +55,7 @@ impl Spill {
     /// A spill whose writes fail once its buffer is flushed, as on a full disk.
     #[cfg(test)]
     pub(crate) fn failing() -> Spill {
-        let path = std::env::temp_dir().join(format!(
-            ".disparo-spill-{}-failing-{:016x}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
+        let path = scratch_path(&std::env::temp_dir());
         std::fs::write(&path, b"").expect("a file in the temporary directory");
         let file = File::open(&path).expect("opened read-only");
         std::fs::remove_file(&path).expect("unlinked");
@@ -89,6 +79,18 @@ impl Spill {
             _spill: self,
         })
     }
+}
+
+/// A name in `dir` no other spill of any process has: the process id, a counter and a random
+/// part (files are created with `create_new`, so a clash is an error, never a shared file).
+fn scratch_path(dir: &std::path::Path) -> PathBuf {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!(
+        ".disparo-spill-{}-{n}-{:016x}",
+        std::process::id(),
+        fastrand::u64(..)
+    ))
 }
 
 impl Drop for Spill {

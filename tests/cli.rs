@@ -1734,3 +1734,105 @@ fn repeats_before_a_broken_audience_are_still_reported() {
         o.stderr
     );
 }
+
+/// `disparo --now PLAN_NOW validate` in `p` with TMPDIR at `tmp` and every file it writes
+/// limited to `kib` KiB (SIGXFSZ ignored, so a write past it fails as on a full disk).
+#[cfg(unix)]
+fn validate_with_file_limit(p: &Project, tmp: &std::path::Path, kib: u32) -> (i32, String) {
+    let out = std::process::Command::new("bash")
+        .args([
+            "-c",
+            &format!("trap '' XFSZ; ulimit -f {kib}; exec \"$0\" \"$@\""),
+            env!("CARGO_BIN_EXE_disparo"),
+            "--now",
+            PLAN_NOW,
+            "validate",
+        ])
+        .current_dir(p.path())
+        .env("TMPDIR", tmp)
+        .env("NO_COLOR", "1")
+        .env_remove("DISPARO_DB")
+        .env_remove("DISPARO_CONFIG")
+        .env_remove("DISPARO_NOW")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Issue #18: a scratch file that fails after the repeated-address check moved to disk (here
+/// a file-size limit, as a quota or a full TMPDIR would) loses what was on disk: validate
+/// still succeeds, keeps the repeats it found in memory, and says after which row repeats
+/// may be missing instead of reporting a clean audience.
+#[cfg(unix)]
+#[test]
+fn a_failing_scratch_file_is_said_not_hidden() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = Project::empty();
+    let rows = 100_000u64;
+    let mut csv = String::from("id,phone\n");
+    // Ids in descending order: the id check holds them in memory from row 2 on, so only the
+    // address check writes scratch files.
+    for row in 1..=rows {
+        let phone = if row == 10 {
+            5_511_900_000_002_u64
+        } else {
+            5_511_900_000_000 + row
+        };
+        csv.push_str(&format!("C{:06},+{phone}\n", rows + 1 - row));
+    }
+    p.file("a.csv", &csv).file("templates/t.hbs", "Oi").file(
+        "campaigns/c.yaml",
+        "channel: console\ntemplate: t\naudience: a.csv\n",
+    );
+    // 48 KiB per file: the move's ~32 KiB per part fits, the parts then overflow.
+    let (code, stderr) = validate_with_file_limit(&p, tmp.path(), 48);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("row 10 (C099991) has the same phone as row 2: +5511900000002"),
+        "{stderr}"
+    );
+    assert!(
+        // 65,536 distinct addresses were in memory at row 65,537 (row 10 repeats row 2).
+        stderr.contains("repeated addresses after row 65537 may be missing: a scratch file in"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "scratch files left"
+    );
+}
+
+/// Issue #18: in-order ids go to a scratch file; when it fails, the id check cannot be
+/// trusted, so the command stops with an error naming the directory and what to do.
+#[cfg(unix)]
+#[test]
+fn a_failing_id_scratch_file_stops_with_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = Project::empty();
+    let mut csv = String::from("id,phone\n");
+    for row in 1..=20_000u64 {
+        csv.push_str(&format!("C{row:06},+{}\n", 5_511_900_000_000 + row));
+    }
+    p.file("a.csv", &csv).file("templates/t.hbs", "Oi").file(
+        "campaigns/c.yaml",
+        "channel: console\ntemplate: t\naudience: a.csv\n",
+    );
+    // 8 KiB: the ids' file (8 bytes each) fails at its first flush of 16 KiB.
+    let (code, stderr) = validate_with_file_limit(&p, tmp.path(), 8);
+    assert_ne!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("a.csv")
+            && stderr.contains("cannot check the recipient ids for repeats: a scratch file in")
+            && stderr.contains("point TMPDIR at another one"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        0,
+        "scratch files left"
+    );
+}

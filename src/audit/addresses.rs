@@ -34,9 +34,12 @@ pub struct Addresses {
     /// `IN_MEMORY << failed_moves` addresses, not at every address after a failure (each try
     /// makes [`PARTS`] files and writes the whole map).
     failed_moves: u32,
-    /// The first row whose address could not be written to a scratch file, or whose part
-    /// could not be read back: repeats of addresses written before it may go unseen.
-    incomplete_from: Option<u64>,
+    /// The last row checked in memory before the first move to scratch files: every repeat
+    /// up to it is known as it comes, later ones only once the parts are read back.
+    moved_after: Option<u64>,
+    /// Set when a scratch file failed (written or read back): repeats after this row may be
+    /// missing, as what was on disk is lost.
+    missing_after: Option<u64>,
 }
 
 impl Addresses {
@@ -52,10 +55,10 @@ impl Addresses {
             }
             // A failed write (a full disk) leaves a part unreadable: drop the scratch files
             // and check the rest in memory, which is what every address would cost without
-            // them. Repeats of addresses already spilled are then not seen.
+            // them. Repeats among what was on disk are then not seen.
             self.parts.clear();
             self.failed_moves += 1;
-            self.incomplete_from.get_or_insert(row);
+            self.lost_what_was_on_disk();
         }
         match self.first_rows.entry(hash) {
             std::collections::hash_map::Entry::Vacant(e) => {
@@ -68,9 +71,18 @@ impl Addresses {
         }
         if self.parts.is_empty()
             && self.first_rows.len() >= IN_MEMORY.saturating_mul(1 << self.failed_moves.min(16))
-            && !self.spill_from_memory()
         {
-            self.failed_moves += 1;
+            if self.spill_from_memory() {
+                self.moved_after.get_or_insert(row);
+            } else {
+                self.failed_moves += 1;
+            }
+        }
+    }
+
+    fn lost_what_was_on_disk(&mut self) {
+        if let Some(row) = self.moved_after {
+            self.missing_after.get_or_insert(row);
         }
     }
 
@@ -102,22 +114,21 @@ impl Addresses {
     }
 
     /// Reads the scratch files back (once, when the audience has ended) and returns the first
-    /// `keep` repeats in row order and how many there were in all.
-    /// `keep` repeats in row order, how many there were in all, and the row from which the
-    /// check may have missed some (a scratch file failed), if it did.
+    /// `keep` repeats in row order, how many there were in all, and, when a scratch file
+    /// failed, the row after which some may be missing.
     pub fn finish(&mut self, keep: usize) -> (Vec<Repeat>, u64, Option<u64>) {
         for part in std::mem::take(&mut self.parts) {
             if self.check_part(part, keep).is_err() {
                 // A part that cannot be read back is a repeat check not done, not a problem
                 // with the audience: the repeats found so far stand, and the warning says so.
-                self.incomplete_from.get_or_insert(1);
+                self.lost_what_was_on_disk();
             }
         }
         self.first_rows = HashMap::new();
         (
             std::mem::take(&mut self.repeats),
             self.count,
-            self.incomplete_from.take(),
+            self.missing_after.take(),
         )
     }
 
@@ -206,8 +217,12 @@ mod tests {
         }
         let failed_at = row;
         a.add(row + 1, "again", &format!("b{failed_at}@example.com"), 5);
-        let (repeats, count, incomplete) = a.finish(5);
-        assert_eq!(incomplete, Some(failed_at), "the warning says from where");
+        let (repeats, count, missing_after) = a.finish(5);
+        assert_eq!(
+            missing_after,
+            Some(IN_MEMORY as u64),
+            "what was on disk is lost: repeats after the last row checked in memory may be missing"
+        );
         assert_eq!(count, 1);
         assert_eq!(
             repeats,
