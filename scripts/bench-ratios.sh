@@ -6,7 +6,7 @@
 #   bench_plan_vs_sqlite ROWS NAME   `plan` against the sqlite3 CLI storing the same rows
 #   bench_recurring ROWS             a weekly cron over 30 days against the one-shot plan of as
 #                                    many messages
-#   bench_plan_rss ROWS NAME         one `plan` of a large audience: peak RSS
+#   bench_plan_rss ROWS NAME LIMIT   one `plan` of a large audience: peak RSS against LIMIT MB
 #   bench_nginx ROWS                 `run` into nginx against wrk into the same nginx
 #
 # The sourcing script sets WORK, DISPARO, GEN, SEED, NOW, REPEAT and defines log(), measure(),
@@ -194,7 +194,7 @@ bench_recurring() {
         "target <= 2x: $(verdict "$r" '<=' 2.0); best of $runs alternating: $best_rec s (runs ${rec_walls[*]}) vs $best_one s (runs ${one_walls[*]})"
 }
 
-# bench_plan_rss ROWS NAME: one `plan` of ROWS recipients: that it streams (peak RSS).
+# bench_plan_rss ROWS NAME LIMIT_MB: one `plan` of ROWS recipients, its peak RSS against LIMIT_MB.
 bench_plan_rss() {
     local rows=$1 name=$2 limit_mb=$3
     audience "$rows" "$name-z30"

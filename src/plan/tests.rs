@@ -76,7 +76,7 @@ fn seen_ids_finds_repeats_in_sorted_and_unsorted_streams() {
     let check = |ids: &[&str]| -> Vec<bool> {
         let mut seen = SeenIds::new();
         assert!(
-            matches!(seen.sorted, super::SortedHashes::Disk { .. }),
+            matches!(seen.sorted, super::seen_ids::SortedHashes::Disk { .. }),
             "in-order ids go to a scratch file"
         );
         ids.iter().map(|id| seen.first_time(id).unwrap()).collect()
@@ -98,7 +98,7 @@ fn seen_ids_finds_repeats_in_sorted_and_unsorted_streams() {
 #[test]
 fn seen_ids_report_a_failing_scratch_file() {
     let mut seen = SeenIds::new();
-    seen.sorted = super::SortedHashes::Disk {
+    seen.sorted = super::seen_ids::SortedHashes::Disk {
         spill: crate::spill::Spill::failing(),
         len: 0,
     };
