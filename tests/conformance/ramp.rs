@@ -3,7 +3,7 @@
 //! on both stores and across connections racing for the budget.
 
 use disparo::ramp::{ChannelRamp, Ramp};
-use disparo::store::{ClaimRequest, Claimed, Completion, Outcome, Store};
+use disparo::store::{Claimed, Completion, Outcome, Store};
 use jiff::{SignedDuration, Timestamp};
 
 use super::support::*;
@@ -23,31 +23,7 @@ fn claim_ramped(
     limit: usize,
     ramps: &[ChannelRamp],
 ) -> Vec<Claimed> {
-    store
-        .complete_and_claim(
-            &[],
-            &ClaimRequest {
-                owner,
-                now,
-                lease_now: now,
-                lease_until: now + mins(1),
-                limit,
-                campaign: None,
-                ramps,
-            },
-        )
-        .unwrap()
-        .1
-}
-
-fn finished(c: &Claimed, at: Timestamp, outcome: Outcome) -> Completion {
-    Completion {
-        id: c.id,
-        attempt: c.attempts + 1,
-        started_at: at,
-        finished_at: at,
-        outcome,
-    }
+    claim_under(store, owner, now, mins(1), limit, ramps)
 }
 
 fn on(name: &str, channel: &str) -> disparo::store::CampaignRecord {

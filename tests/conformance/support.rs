@@ -222,6 +222,18 @@ pub fn claim_at(
     lease: SignedDuration,
     limit: usize,
 ) -> Vec<Claimed> {
+    claim_under(store, owner, now, lease, limit, &[])
+}
+
+/// [`claim_at`] with ramped channels (a claim takes no more than their day has left).
+pub fn claim_under(
+    store: &dyn Store,
+    owner: &str,
+    now: Timestamp,
+    lease: SignedDuration,
+    limit: usize,
+    ramps: &[disparo::ramp::ChannelRamp],
+) -> Vec<Claimed> {
     store
         .complete_and_claim(
             &[],
@@ -232,7 +244,7 @@ pub fn claim_at(
                 lease_until: now + lease,
                 limit,
                 campaign: None,
-                ramps: &[],
+                ramps,
             },
         )
         .unwrap()
@@ -249,14 +261,23 @@ pub fn recipients(claimed: &[Claimed]) -> Vec<String> {
 }
 
 pub fn sent(c: &Claimed, at: Timestamp) -> Completion {
+    finished(
+        c,
+        at,
+        Outcome::Sent {
+            provider_id: Some(format!("p-{}", c.recipient)),
+        },
+    )
+}
+
+/// `c`'s next attempt, started and ended at `at`, with `outcome`.
+pub fn finished(c: &Claimed, at: Timestamp, outcome: Outcome) -> Completion {
     Completion {
         id: c.id,
         attempt: c.attempts + 1,
         started_at: at,
         finished_at: at,
-        outcome: Outcome::Sent {
-            provider_id: Some(format!("p-{}", c.recipient)),
-        },
+        outcome,
     }
 }
 
